@@ -1,0 +1,94 @@
+// Command goqio is a Go reimplementation of QEMU's qemu-io: it runs
+// qemu-io's commands on raw (and, later, qcow2) images, printing what
+// qemu-io 7.2 prints. Installed or symlinked as qemu-io it is a drop-in
+// replacement. It also has subcommands of its own (goqio create ...).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/goqio/goqio/commands"
+	"github.com/goqio/goqio/create"
+)
+
+// subcommands are goqio's own verbs; a first argument naming one of them
+// selects it, unless the program runs under the name qemu-io, where every
+// argument means what it means to qemu-io.
+var subcommands = map[string]bool{"create": true}
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+func run(argv []string) int {
+	name := commands.ProgName(argv[0])
+	if name != "qemu-io" && len(argv) > 1 && subcommands[argv[1]] {
+		return runApp(argv)
+	}
+	return commands.Main(argv, os.Stdin, os.Stdout, os.Stderr)
+}
+
+func runApp(argv []string) int {
+	app := &cli.App{
+		Name:            commands.ProgName(argv[0]),
+		Usage:           "qemu-io's commands for raw and qcow2 images, in Go",
+		HideHelpCommand: true,
+		Commands: []*cli.Command{{
+			Name:      "create",
+			Usage:     "create a new image, as qemu-img create",
+			ArgsUsage: "FILE [SIZE]",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "f", Value: "raw", Usage: "image format (raw)"},
+				&cli.StringSliceFlag{Name: "o", Usage: "format options key=value[,key=value...]"},
+				&cli.BoolFlag{Name: "q", Usage: "quiet: do not print the Formatting line"},
+			},
+			Action: createAction,
+		}},
+	}
+	app.Setup()
+	if err := app.Run(argv); err != nil {
+		var ex cli.ExitCoder
+		if errors.As(err, &ex) {
+			fmt.Fprintln(os.Stderr, err)
+			return ex.ExitCode()
+		}
+		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
+		return 1
+	}
+	return 0
+}
+
+func createAction(c *cli.Context) error {
+	prog := c.App.Name
+	if c.NArg() < 1 || c.NArg() > 2 {
+		return cli.Exit(fmt.Sprintf("%s: Expecting image file name\nTry '%s create --help' for more information", prog, prog), 1)
+	}
+	opts := map[string]string{}
+	for _, o := range c.StringSlice("o") {
+		parsed, err := commands.ParseOptions(o, "", nil)
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("%s: %v", prog, err), 1)
+		}
+		for k, v := range parsed {
+			opts[k] = v
+		}
+	}
+	req := create.Request{Format: c.String("f"), File: c.Args().Get(0), Size: -1, Options: opts, Quiet: c.Bool("q")}
+	if c.NArg() == 2 {
+		n, err := commands.ParseSize(c.Args().Get(1))
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("%s: Invalid image size specified. You may use k, M, G, T, P or E suffixes for\n%s: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.", prog, prog), 1)
+		}
+		req.Size = n
+	}
+	if err := create.Create(req, os.Stdout, commands.ParseSize); err != nil {
+		msg := strings.ReplaceAll(err.Error(), "\n", "\n")
+		return cli.Exit(fmt.Sprintf("%s: %s", prog, msg), 1)
+	}
+	return nil
+}

@@ -1,0 +1,30 @@
+package commands
+
+var infoCmd = &Command{
+	Name: "info", Alias: "i",
+	OneLine: "prints information about the current file",
+}
+
+func init() { infoCmd.Run = runInfo; register(infoCmd) }
+
+func runInfo(s *Session, argv []string) error {
+	info, err := s.disk.Info()
+	if info.FormatName != "" {
+		s.printf("format name: %s\n", info.FormatName)
+	}
+	if info.ProtocolName != "" {
+		s.printf("format name: %s\n", info.ProtocolName)
+	}
+	if err != nil {
+		return ErrFailed
+	}
+	s.printf("cluster size: %s\n", Cvtstr(float64(info.ClusterSize)))
+	s.printf("vm state offset: %s\n", Cvtstr(float64(info.VMStateOffset)))
+	if info.Specific != nil {
+		s.printf("Format specific information:\n")
+		for _, kv := range info.Specific {
+			s.printf("    %s: %s\n", kv.Key, kv.Value)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,13 @@
+package commands
+
+var lengthCmd = &Command{
+	Name: "length", Alias: "l",
+	OneLine: "gets the length of the current file",
+}
+
+func init() { lengthCmd.Run = runLength; register(lengthCmd) }
+
+func runLength(s *Session, argv []string) error {
+	s.printf("%s\n", Cvtstr(float64(s.disk.Size())))
+	return nil
+}

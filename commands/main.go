@@ -1,0 +1,258 @@
+package commands
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Version is goqio's version, printed by -V.
+const Version = "0.1.0"
+
+// QEMUVersion is the qemu-io version whose behaviour goqio reproduces.
+const QEMUVersion = "7.2.22"
+
+var mainLongOpts = []LongOption{
+	{"help", false, 'h'},
+	{"version", false, 'V'},
+	{"cmd", true, 'c'},
+	{"format", true, 'f'},
+	{"read-only", false, 'r'},
+	{"snapshot", false, 's'},
+	{"nocache", false, 'n'},
+	{"copy-on-read", false, 'C'},
+	{"misalign", false, 'm'},
+	{"native-aio", false, 'k'},
+	{"aio", true, 'i'},
+	{"discard", true, 'd'},
+	{"cache", true, 't'},
+	{"trace", true, 'T'},
+	{"object", true, optObject},
+	{"image-opts", false, optImageOpts},
+	{"force-share", false, 'U'},
+}
+
+const (
+	optObject    = 256
+	optImageOpts = 257
+)
+
+func mainUsage(w io.Writer, name string) {
+	fmt.Fprintf(w, `Usage: %s [OPTIONS]... [-c STRING]... [file]
+QEMU Disk exerciser
+
+  --object OBJECTDEF   define an object such as 'secret' for
+                       passwords and/or encryption keys
+  --image-opts         treat file as option string
+  -c, --cmd STRING     execute command with its arguments
+                       from the given string
+  -f, --format FMT     specifies the block driver to use
+  -r, --read-only      export read-only
+  -s, --snapshot       use snapshot file
+  -n, --nocache        disable host cache, short for -t none
+  -C, --copy-on-read   enable copy-on-read
+  -m, --misalign       misalign allocations for O_DIRECT
+  -k, --native-aio     use kernel AIO implementation
+                       (Linux only, prefer use of -i)
+  -i, --aio=MODE       use AIO mode (threads, native or io_uring)
+  -t, --cache=MODE     use the given cache mode for the image
+  -d, --discard=MODE   use the given discard mode for the image
+  -T, --trace [[enable=]<pattern>][,events=<file>][,file=<file>]
+                       specify tracing options
+                       see qemu-img(1) man page for full description
+  -U, --force-share    force shared permissions
+  -h, --help           display this help and exit
+  -V, --version        output version information and exit
+
+See '%s -c help' for information on available commands.
+
+See <https://qemu.org/contribute/report-a-bug> for how to report bugs.
+More information on the QEMU project at <https://qemu.org>.
+`, name, name)
+}
+
+// Main runs qemu-io with argv (argv[0] is the program) and returns the
+// exit status: 0, or 1 when the open or any command failed.
+func Main(argv []string, stdin *os.File, stdout *os.File, stderr io.Writer) int {
+	out := StdoutOutput(stdout)
+	defer out.Flush()
+	return MainWith(argv, stdin, out, stderr, stdin != nil && IsTerminal(stdin))
+}
+
+// MainWith is Main with the streams given: commands come from stdin when
+// no -c is given (through the readline shell when interactive is set).
+func MainWith(argv []string, stdin io.Reader, out *Output, stderr io.Writer, interactive bool) int {
+	s := NewSession(argv[0], out, stderr)
+	name := s.Prog
+	flags := DefaultOpenFlags()
+	readOnly := false
+	format := ""
+	var cmds []string
+	g := NewGetopt(argv, "hVc:d:f:rsnCmki:t:T:U", mainLongOpts, stderr)
+	for {
+		c, arg := g.Next()
+		if c == -1 {
+			break
+		}
+		switch c {
+		case 's':
+			flags.Snapshot = true
+		case 'n':
+			flags.NoCache, flags.NoFlush, flags.WriteThrough = true, false, false
+		case 'C':
+			flags.CopyOnRead = true
+		case 'd':
+			if !ParseDiscard(arg, &flags) {
+				s.errorf("Invalid discard option: %s", arg)
+				return 1
+			}
+		case 'f':
+			format = arg
+		case 'c':
+			cmds = append(cmds, arg)
+		case 'r':
+			readOnly = true
+		case 'm':
+		case 'k':
+			flags.NativeAIO = true
+		case 'i':
+			if !ParseAIO(arg, &flags) {
+				s.errorf("Invalid aio option: %s", arg)
+				return 1
+			}
+		case 't':
+			if !ParseCacheMode(arg, &flags) {
+				s.errorf("Invalid cache option: %s", arg)
+				return 1
+			}
+		case 'T':
+			// QEMU's trace events are not goqio's; accepted and ignored.
+		case 'V':
+			out.Write([]byte(fmt.Sprintf("%s version %s (goqio %s)\nCopyright (c) 2026 The goqio authors\n", name, QEMUVersion, Version)))
+			return 0
+		case 'h':
+			mainUsage(out, name)
+			return 0
+		case 'U':
+			flags.ForceShare = true
+		case optObject:
+		case optImageOpts:
+			s.ImageOpts = true
+		default:
+			mainUsage(out, name)
+			return 1
+		}
+	}
+	args := g.Operands()
+	if len(args) > 1 {
+		mainUsage(out, name)
+		return 1
+	}
+	if format != "" && s.ImageOpts {
+		s.errorf("--image-opts and -f are mutually exclusive")
+		return 1
+	}
+	flags.ReadOnly = readOnly
+	if len(args) == 1 {
+		if flags.Snapshot {
+			s.reportOpenErr(args[0], "snapshot mode (-s) is not supported by goqio yet")
+			return 1
+		}
+		var err error
+		if s.ImageOpts {
+			o, perr := ParseOptions(args[0], "file", s.warn)
+			if perr != nil {
+				s.errorf("%v", perr)
+				return 1
+			}
+			err = s.OpenImageOpts(o, flags)
+		} else {
+			var opts map[string]string
+			if format != "" {
+				opts = map[string]string{"driver": format}
+			}
+			err = s.Open(args[0], flags, opts)
+		}
+		if err != nil {
+			return 1
+		}
+	}
+	failed := false
+	if len(cmds) > 0 {
+		for _, c := range cmds {
+			if s.quit {
+				break
+			}
+			if s.Run(c) != nil {
+				failed = true
+			}
+		}
+	} else if interactive {
+		failed = s.Shell(stdin)
+	} else {
+		failed = s.stdinLoop(stdin)
+	}
+	s.Close()
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// maxLine is qemu-io's MAXREADLINESZ: fgets reads at most this minus one
+// byte at a time, so a longer line becomes several commands.
+const maxLine = 1024
+
+// stdinLoop reads commands from a non-terminal stdin as qemu-io does: the
+// prompt is printed and stdout flushed before each line; EOF ends silently.
+func (s *Session) stdinLoop(stdin io.Reader) bool {
+	r := bufio.NewReader(stdin)
+	failed := false
+	for !s.quit {
+		fmt.Fprintf(s.Out, "%s> ", s.Prog)
+		s.Out.Flush()
+		line, ok := fgets(r, maxLine)
+		if !ok {
+			break
+		}
+		if s.Run(line) != nil {
+			failed = true
+		}
+	}
+	return failed
+}
+
+// fgets reads like C's fgets(buf, size, f): up to size-1 bytes or through a
+// newline, whichever comes first; the newline is dropped, and the line ends
+// at the first NUL byte as C's string would.
+func fgets(r *bufio.Reader, size int) (string, bool) {
+	var b []byte
+	for len(b) < size-1 {
+		c, err := r.ReadByte()
+		if err != nil {
+			break
+		}
+		b = append(b, c)
+		if c == '\n' {
+			break
+		}
+	}
+	if len(b) == 0 {
+		return "", false
+	}
+	if b[len(b)-1] == '\n' {
+		b = b[:len(b)-1]
+	}
+	for i, c := range b {
+		if c == 0 {
+			b = b[:i]
+			break
+		}
+	}
+	return string(b), true
+}
+
+// ProgName is the base name of argv[0].
+func ProgName(argv0 string) string { return filepath.Base(argv0) }

@@ -1,0 +1,184 @@
+package commands
+
+import "bytes"
+
+var readCmd = &Command{
+	Name: "read", Alias: "r", Opts: "bCl:pP:qs:v", ArgMin: 2, ArgMax: -1,
+	Args:    str("[-abCqv] [-P pattern [-s off] [-l len]] off len"),
+	OneLine: "reads a number of bytes at a specified offset",
+	Help: `
+ reads a range of bytes from the given offset
+
+ Example:
+ 'read -v 512 1k' - dumps 1 kilobyte read from 512 bytes into the file
+
+ Reads a segment of the currently open file, optionally dumping it to the
+ standard output stream (with -v option) for subsequent inspection.
+ -b, -- read from the VM state rather than the virtual disk
+ -C, -- report statistics in a machine parsable format
+ -l, -- length for pattern verification (only with -P)
+ -p, -- ignored for backwards compatibility
+ -P, -- use a pattern to verify read data
+ -q, -- quiet mode, do not show I/O statistics
+ -s, -- start offset for pattern verification (only with -P)
+ -v, -- dump buffer to standard output
+
+`,
+}
+
+func init() { readCmd.Run = runRead; register(readCmd) }
+
+// newBuf is qemu_io_alloc: a buffer filled with pattern.
+func newBuf(n int64, pattern byte) []byte {
+	b := make([]byte, n)
+	if pattern != 0 {
+		b[0] = pattern
+		for i := 1; i < len(b); i *= 2 {
+			copy(b[i:], b[:i])
+		}
+	}
+	return b
+}
+
+func runRead(s *Session, argv []string) error {
+	var machine, quiet, verbose, pflag, sflag, lflag, bflag bool
+	var pattern byte
+	var patOff, patCount int64
+	g := s.getopt(argv, readCmd.Opts)
+	for {
+		c, arg := g.Next()
+		if c == -1 {
+			break
+		}
+		switch c {
+		case 'b':
+			bflag = true
+		case 'C':
+			machine = true
+		case 'l':
+			lflag = true
+			v, err := s.cvtnum(arg)
+			if err != nil {
+				s.printCvtnumErr(err, arg)
+				return ErrFailed
+			}
+			patCount = v
+		case 'p':
+		case 'P':
+			pflag = true
+			p, ok := s.parsePattern(arg)
+			if !ok {
+				return ErrFailed
+			}
+			pattern = p
+		case 'q':
+			quiet = true
+		case 's':
+			sflag = true
+			v, err := s.cvtnum(arg)
+			if err != nil {
+				s.printCvtnumErr(err, arg)
+				return ErrFailed
+			}
+			patOff = v
+		case 'v':
+			verbose = true
+		default:
+			return s.usage(readCmd)
+		}
+	}
+	args := g.Operands()
+	if len(args) != 2 {
+		return s.usage(readCmd)
+	}
+	offset, err := s.cvtnum(args[0])
+	if err != nil {
+		s.printCvtnumErr(err, args[0])
+		return ErrFailed
+	}
+	count, err := s.cvtnum(args[1])
+	if err != nil {
+		s.printCvtnumErr(err, args[1])
+		return ErrFailed
+	}
+	if count > maxRequest {
+		s.printf("length cannot exceed %d, given %s\n", maxRequest, args[1])
+		return ErrFailed
+	}
+	if !pflag && (lflag || sflag) {
+		return s.usage(readCmd)
+	}
+	if !lflag {
+		patCount = count - patOff
+	}
+	if patCount < 0 || patCount+patOff > count {
+		s.printf("pattern verification range exceeds end of read data\n")
+		return ErrFailed
+	}
+	if bflag {
+		if !s.sectorAligned(offset, count) {
+			return ErrFailed
+		}
+	}
+	buf := newBuf(count, 0xab)
+	start := s.Now()
+	if bflag {
+		err = s.vmstate(false, buf, offset)
+	} else {
+		err = s.disk.ReadAt(buf, offset)
+	}
+	d := s.elapsed(start)
+	if err != nil {
+		s.printf("read failed: %s\n", Strerror(err))
+		return ErrFailed
+	}
+	var ret error
+	if pflag {
+		if !allBytes(buf[patOff:patOff+patCount], pattern) {
+			s.printf("Pattern verification failed at offset %d, %d bytes\n", offset+patOff, patCount)
+			ret = ErrFailed
+		}
+	}
+	if quiet {
+		return ret
+	}
+	if verbose {
+		s.dumpBuffer(buf, offset)
+	}
+	s.printReport("read", d, offset, count, count, 1, machine)
+	return ret
+}
+
+// allBytes reports whether every byte of b is c.
+func allBytes(b []byte, c byte) bool {
+	var chunk [4096]byte
+	if c != 0 {
+		for i := range chunk {
+			chunk[i] = c
+		}
+	}
+	for len(b) > 0 {
+		n := min(len(b), len(chunk))
+		if !bytes.Equal(b[:n], chunk[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// sectorAligned checks the -b/-c alignment rule, printing qemu-io's message.
+func (s *Session) sectorAligned(offset, count int64) bool {
+	if offset%512 != 0 {
+		s.printf("%d is not a sector-aligned value for 'offset'\n", offset)
+		return false
+	}
+	if count%512 != 0 {
+		s.printf("%d is not a sector-aligned value for 'count'\n", count)
+		return false
+	}
+	return true
+}
+
+// maxRequest is BDRV_REQUEST_MAX_BYTES.
+const maxRequest = 2147483136

@@ -1,0 +1,518 @@
+package image
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/goqio/goqio/blkalign"
+)
+
+// maxBounce is QEMU's MAX_BOUNCE_BUFFER: the largest explicit-zero write a
+// zero-write fallback issues at once, and the default max transfer.
+const maxBounce = 16 << 20
+
+// maxRequest is QEMU's BDRV_REQUEST_MAX_BYTES: the largest data request.
+const maxRequest = 2147483136
+
+// Options are the open flags of a Disk that the generic layer acts on.
+type Options struct {
+	ReadOnly     bool // refuse every write (QEMU without BDRV_O_RDWR)
+	Unmap        bool // discards reach the driver (QEMU's BDRV_O_UNMAP, -d on|unmap)
+	WriteThrough bool // every write is followed by a flush (cache=writethrough|directsync)
+}
+
+// Disk is the generic block layer in front of one driver: it checks bounds,
+// pads unaligned requests with read-modify-write, splits zero writes and
+// discards as QEMU does, fragments at the driver's max transfer, and supplies
+// the fallbacks a driver lacks (explicit zeroes, discard as a no-op, "all
+// data" block status). Disk is safe for concurrent use; unaligned writes are
+// serialised against all other writes, as QEMU serialises padded requests.
+type Disk struct {
+	drv  Driver
+	name string
+	opts Options
+
+	// serial is held shared by aligned writes and exclusively by padded
+	// (read-modify-write) writes, so that no write slips between the read and
+	// the write of a padded block.
+	serial sync.RWMutex
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// New wraps drv. name is the file name as the user gave it, used in messages.
+func New(drv Driver, name string, opts Options) *Disk {
+	return &Disk{drv: drv, name: name, opts: opts}
+}
+
+// Driver returns the driver behind d.
+func (d *Disk) Driver() Driver { return d.drv }
+
+// Name returns the file name d was opened with.
+func (d *Disk) Name() string { return d.name }
+
+// ReadOnly reports whether d refuses writes.
+func (d *Disk) ReadOnly() bool { return d.opts.ReadOnly }
+
+// Size returns the guest-visible length.
+func (d *Disk) Size() int64 { return d.drv.Size() }
+
+// Limits returns the driver's limits with the defaults filled in.
+func (d *Disk) Limits() Limits {
+	l := d.drv.Limits()
+	if l.RequestAlignment < 1 {
+		l.RequestAlignment = 1
+	}
+	if l.ZeroAlignment < 1 {
+		l.ZeroAlignment = 1
+	}
+	if l.DiscardAlignment < 1 {
+		l.DiscardAlignment = 1
+	}
+	return l
+}
+
+// checkRange is QEMU's blk_check_byte_request.
+func (d *Disk) checkRange(off, n int64) error {
+	if off < 0 || n < 0 {
+		return ErrOutOfRange
+	}
+	size := d.Size()
+	if off > size || size-off < n {
+		return ErrOutOfRange
+	}
+	return nil
+}
+
+func (d *Disk) checkWrite(off, n int64) error {
+	if d.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	return d.checkRange(off, n)
+}
+
+// ReadAt reads len(p) bytes at off. Unlike io.ReaderAt it either fills p
+// completely or returns an error; a request beyond the end of the image is
+// ErrOutOfRange, a zero-length request at the end succeeds.
+func (d *Disk) ReadAt(p []byte, off int64) error {
+	n := int64(len(p))
+	if err := d.checkRange(off, n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	lim := d.Limits()
+	pad := blkalign.Pad(off, n, lim.RequestAlignment)
+	if !pad.Needed() {
+		return d.readAligned(p, off, lim)
+	}
+	return d.readPadded(p, pad, lim)
+}
+
+// readPadded reads an unaligned request: the head and tail blocks through
+// small bounce buffers, the aligned middle straight into p.
+func (d *Disk) readPadded(p []byte, pad blkalign.Padding, lim Limits) error {
+	align := lim.RequestAlignment
+	off, n := pad.Off, pad.Len
+	done := int64(0)
+	if pad.Head != 0 || pad.OneBlock(align) {
+		blen := min(pad.Length(), align)
+		if pad.Head == 0 && pad.Tail != 0 && n < align {
+			blen = align
+		}
+		buf := make([]byte, blen)
+		if err := d.readAligned(buf, off-pad.Head, lim); err != nil {
+			return err
+		}
+		done = int64(copy(p, buf[pad.Head:]))
+	}
+	mid := blkalign.AlignDown(n-done, align)
+	if mid > 0 {
+		if err := d.readAligned(p[done:done+mid], off+done, lim); err != nil {
+			return err
+		}
+		done += mid
+	}
+	if done < n {
+		buf := make([]byte, align)
+		if err := d.readAligned(buf, off+done, lim); err != nil {
+			return err
+		}
+		copy(p[done:], buf)
+	}
+	return nil
+}
+
+// readAligned reads an aligned request, fragmented at the max transfer. The
+// part of the last block past the image end reads as zeroes.
+func (d *Disk) readAligned(p []byte, off int64, lim Limits) error {
+	size := d.Size()
+	end := off + int64(len(p))
+	if end > size {
+		valid := blkalign.AlignUp(max(size-off, 0), lim.RequestAlignment)
+		if valid < int64(len(p)) {
+			clear(p[valid:])
+			p = p[:valid]
+		}
+	}
+	for _, f := range blkalign.Fragments(off, int64(len(p)), lim.MaxTransfer) {
+		b := p[f.Off-off : f.Off-off+f.Len]
+		if _, err := d.drv.ReadAt(b, f.Off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeAligned writes an aligned request, fragmented at the max transfer.
+func (d *Disk) writeAligned(p []byte, off int64, lim Limits) error {
+	for _, f := range blkalign.Fragments(off, int64(len(p)), lim.MaxTransfer) {
+		if _, err := d.drv.WriteAt(p[f.Off-off:f.Off-off+f.Len], f.Off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteAt writes p at off. fua asks for the data to be durable when WriteAt
+// returns (qemu-io write -f); a write-through Disk always does so. Unaligned
+// requests are padded with read-modify-write of the head and tail blocks.
+func (d *Disk) WriteAt(p []byte, off int64, fua bool) error {
+	n := int64(len(p))
+	if err := d.checkWrite(off, n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	lim := d.Limits()
+	pad := blkalign.Pad(off, n, lim.RequestAlignment)
+	var err error
+	if !pad.Needed() {
+		d.serial.RLock()
+		err = d.writeAligned(p, off, lim)
+		d.serial.RUnlock()
+	} else {
+		d.serial.Lock()
+		err = d.writePadded(p, pad, lim)
+		d.serial.Unlock()
+	}
+	if err != nil {
+		return err
+	}
+	return d.afterWrite(fua)
+}
+
+func (d *Disk) afterWrite(fua bool) error {
+	if fua || d.opts.WriteThrough {
+		return d.drv.Flush()
+	}
+	return nil
+}
+
+// writePadded is the read-modify-write of an unaligned data write. Small
+// requests go through one bounce buffer in one write; large ones write the
+// merged head block, the aligned middle from p, and the merged tail block.
+func (d *Disk) writePadded(p []byte, pad blkalign.Padding, lim Limits) error {
+	align := lim.RequestAlignment
+	off, n := pad.Off, pad.Len
+	if pad.Length() <= max(2*align, 1<<20) {
+		buf := make([]byte, pad.Length())
+		if pad.Head != 0 {
+			if err := d.readAligned(buf[:align], pad.Start(), lim); err != nil {
+				return err
+			}
+		}
+		if pad.Tail != 0 && (pad.Head == 0 || pad.Length() > align) {
+			t := pad.Length() - align
+			if err := d.readAligned(buf[t:], pad.Start()+t, lim); err != nil {
+				return err
+			}
+		}
+		copy(buf[pad.Head:], p)
+		return d.writeAligned(buf, pad.Start(), lim)
+	}
+	done := int64(0)
+	if pad.Head != 0 {
+		buf := make([]byte, align)
+		if err := d.readAligned(buf, pad.Start(), lim); err != nil {
+			return err
+		}
+		done = int64(copy(buf[pad.Head:], p))
+		if err := d.writeAligned(buf, pad.Start(), lim); err != nil {
+			return err
+		}
+	}
+	mid := blkalign.AlignDown(n-done, align)
+	if err := d.writeAligned(p[done:done+mid], off+done, lim); err != nil {
+		return err
+	}
+	done += mid
+	if done < n {
+		buf := make([]byte, align)
+		if err := d.readAligned(buf, off+done, lim); err != nil {
+			return err
+		}
+		copy(buf, p[done:])
+		if err := d.writeAligned(buf, off+done, lim); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteZeroes makes [off, off+n) read as zeroes, as QEMU's
+// blk_co_pwrite_zeroes: parts smaller than the request alignment are written
+// as data (read-modify-write), the rest is split into an unaligned head piece,
+// the aligned middle and an unaligned tail piece at the zero alignment; each
+// piece goes to the driver, and a piece the driver refuses with
+// ErrNotSupported is written as explicit zeroes unless ZeroNoFallback is set.
+func (d *Disk) WriteZeroes(off, n int64, flags ZeroFlags, fua bool) error {
+	if err := d.checkWrite(off, n); err != nil {
+		return err
+	}
+	lim := d.Limits()
+	ra := lim.RequestAlignment
+	if flags&ZeroNoFallback != 0 && (off%ra != 0 || n%ra != 0) {
+		return ErrNotSupported
+	}
+	if n == 0 {
+		return nil
+	}
+	pad := blkalign.Pad(off, n, ra)
+	var err error
+	if !pad.Needed() {
+		d.serial.RLock()
+		err = d.zeroAligned(off, n, flags, lim)
+		d.serial.RUnlock()
+	} else {
+		d.serial.Lock()
+		err = d.zeroPadded(pad, flags, lim)
+		d.serial.Unlock()
+	}
+	if err != nil {
+		return err
+	}
+	return d.afterWrite(fua)
+}
+
+// zeroPadded is QEMU's bdrv_co_do_zero_pwritev: the partial head and tail
+// blocks are read, zeroed where covered and written as data; the aligned
+// middle becomes a zero write.
+func (d *Disk) zeroPadded(pad blkalign.Padding, flags ZeroFlags, lim Limits) error {
+	align := lim.RequestAlignment
+	off, n := pad.Off, pad.Len
+	sum := pad.Length()
+	bufLen := align
+	if sum > align && pad.Head != 0 && pad.Tail != 0 {
+		bufLen = 2 * align
+	}
+	merge := sum == bufLen
+	buf := make([]byte, bufLen)
+	tailBuf := buf[bufLen-align:]
+	if pad.Head != 0 || merge {
+		rl := align
+		if merge {
+			rl = bufLen
+		}
+		if err := d.readAligned(buf[:rl], pad.Start(), lim); err != nil {
+			return err
+		}
+	}
+	if !merge && pad.Tail != 0 {
+		if err := d.readAligned(tailBuf, off+n+pad.Tail-align, lim); err != nil {
+			return err
+		}
+	}
+	clear(buf[pad.Head : bufLen-pad.Tail])
+	if pad.Head != 0 || merge {
+		wl := align
+		if merge {
+			wl = bufLen
+		}
+		if err := d.writeAligned(buf[:wl], pad.Start(), lim); err != nil {
+			return err
+		}
+		if merge {
+			return nil
+		}
+		off += wl - pad.Head
+		n -= wl - pad.Head
+	}
+	if n >= align {
+		mid := blkalign.AlignDown(n, align)
+		if err := d.zeroAligned(off, mid, flags, lim); err != nil {
+			return err
+		}
+		off += mid
+		n -= mid
+	}
+	if n > 0 {
+		return d.writeAligned(tailBuf, off, lim)
+	}
+	return nil
+}
+
+// zeroes is the source of explicit zero writes; drivers never modify it.
+var zeroes = make([]byte, maxBounce)
+
+// zeroAligned is QEMU's bdrv_co_do_pwrite_zeroes for a request aligned to
+// the request alignment.
+func (d *Disk) zeroAligned(off, n int64, flags ZeroFlags, lim Limits) error {
+	zer, ok := d.drv.(Zeroer)
+	var supported ZeroFlags
+	if ok {
+		supported = zer.SupportedZeroFlags()
+	}
+	if flags&^supported&ZeroNoFallback != 0 {
+		return ErrNotSupported
+	}
+	maxTransfer := blkalign.MinNonZero(lim.MaxTransfer, maxBounce)
+	align := max(lim.ZeroAlignment, lim.RequestAlignment)
+	z := blkalign.NewZeroSplit(off, n, align, lim.MaxZero, maxTransfer)
+	for !z.Done() {
+		o, num := z.Next()
+		err := error(ErrNotSupported)
+		if ok {
+			err = zer.WriteZeroes(o, num, flags&supported)
+		}
+		if errors.Is(err, ErrNotSupported) && flags&ZeroNoFallback == 0 {
+			num = min(num, maxTransfer)
+			_, err = d.drv.WriteAt(zeroes[:num], o)
+		}
+		if err != nil {
+			return err
+		}
+		z.Advance(num)
+	}
+	return nil
+}
+
+// Discard tells the driver that [off, off+n) is no longer needed. It is
+// advisory: on a Disk opened without Unmap, or a driver without Discarder,
+// nothing happens; pieces the driver refuses with ErrNotSupported are
+// skipped. The range is split as QEMU splits it: small pieces up to the first
+// discard-alignment boundary, the aligned middle, the tail.
+func (d *Disk) Discard(off, n int64) error {
+	if err := d.checkWrite(off, n); err != nil {
+		return err
+	}
+	if !d.opts.Unmap {
+		return nil
+	}
+	dis, ok := d.drv.(Discarder)
+	if !ok {
+		return nil
+	}
+	lim := d.Limits()
+	align := max(lim.DiscardAlignment, lim.RequestAlignment)
+	d.serial.RLock()
+	defer d.serial.RUnlock()
+	for _, p := range blkalign.DiscardPieces(off, n, align, lim.RequestAlignment, lim.MaxDiscard) {
+		if err := dis.Discard(p.Off, p.Len); err != nil && !errors.Is(err, ErrNotSupported) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Flush makes every completed write durable.
+func (d *Disk) Flush() error { return d.drv.Flush() }
+
+// Backing returns the backing image of d, or nil.
+func (d *Disk) Backing() *Disk {
+	if b, ok := d.drv.(Backed); ok {
+		return b.Backing()
+	}
+	return nil
+}
+
+// BlockStatus is QEMU's bdrv_co_block_status for this layer alone: it
+// describes the run starting at off (at most n bytes). Past the end it returns
+// an extent of length 0 with StatusEOF. The driver's answer gains Allocated
+// when it is data or zero; an unallocated range of a driver that supports
+// backing files reads as zero when there is no backing file, or (wantZero)
+// when it lies past the backing file's end.
+func (d *Disk) BlockStatus(off, n int64, wantZero bool) (Extent, error) {
+	size := d.Size()
+	if off < 0 || n < 0 {
+		return Extent{}, ErrOutOfRange
+	}
+	if off >= size {
+		return Extent{Status: StatusEOF}, nil
+	}
+	if n == 0 {
+		return Extent{}, nil
+	}
+	n = min(n, size-off)
+	bs, ok := d.drv.(BlockStatuser)
+	var e Extent
+	if !ok {
+		e = Extent{Status: StatusData | StatusAllocated, Len: n}
+	} else {
+		ra := d.Limits().RequestAlignment
+		aoff := blkalign.AlignDown(off, ra)
+		alen := blkalign.AlignUp(off+n, ra) - aoff
+		var err error
+		e, err = bs.BlockStatus(aoff, alen, wantZero)
+		if err != nil {
+			return Extent{}, err
+		}
+		e.Len -= off - aoff
+		e.Len = min(e.Len, n)
+		if e.Status&StatusOffsetValid != 0 {
+			e.Offset += off - aoff
+		}
+		if e.Status&(StatusData|StatusZero) != 0 {
+			e.Status |= StatusAllocated
+		} else if b, ok := d.drv.(Backed); ok {
+			back := b.Backing()
+			if back == nil {
+				e.Status |= StatusZero
+			} else if wantZero && off >= back.Size() {
+				e.Status |= StatusZero
+			}
+		}
+	}
+	if off+e.Len == size {
+		e.Status |= StatusEOF
+	}
+	return e, nil
+}
+
+// IsAllocated is QEMU's bdrv_is_allocated: whether the run at off (at most n
+// bytes, returned as the second value) is allocated in this layer. Past the
+// end it returns false and 0.
+func (d *Disk) IsAllocated(off, n int64) (bool, int64, error) {
+	e, err := d.BlockStatus(off, n, false)
+	if err != nil {
+		return false, 0, err
+	}
+	return e.Status&StatusAllocated != 0, e.Len, nil
+}
+
+// Info describes the image for qemu-io's info command.
+func (d *Disk) Info() (Info, error) {
+	if i, ok := d.drv.(Infoer); ok {
+		return i.Info()
+	}
+	return Info{}, nil
+}
+
+// Close closes the driver. Closing twice is an error.
+func (d *Disk) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	d.closed = true
+	d.serial.Lock()
+	defer d.serial.Unlock()
+	return d.drv.Close()
+}
+
+// MaxRequest is the largest data request qemu-io accepts (BDRV_REQUEST_MAX_BYTES).
+const MaxRequest = maxRequest

@@ -1,0 +1,180 @@
+// Package formats opens images: it probes the registered formats in order
+// (qcow2 by its magic, raw last) or takes the one the user named, and wraps
+// the driver in an image.Disk. It lives outside package image so that image
+// and the format drivers never import each other.
+package formats
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/raw"
+)
+
+// Options are the open flags qemu-io passes to the block layer.
+type Options struct {
+	Format       string // "" probes; "raw", "file", "qcow2"
+	ReadOnly     bool
+	Direct       bool // cache=none|directsync: O_DIRECT
+	NoFlush      bool // cache=unsafe
+	WriteThrough bool // cache=writethrough|directsync
+	Unmap        bool // discard=unmap
+	NativeAIO    bool // aio=native: needs Direct
+	// Options are extra driver options (open -o key=value), applied after
+	// the ones above; unknown keys are refused as QEMU refuses them.
+	Options map[string]string
+	// Warn receives warnings QEMU prints on stderr while opening, without
+	// a trailing newline (e.g. the probed-raw warning).
+	Warn func(string)
+}
+
+// Error is an open failure; its text is what QEMU prints after
+// "can't open device NAME: ".
+type Error struct {
+	Msg string
+	Err error // the underlying error, if any
+}
+
+func (e *Error) Error() string { return e.Msg }
+func (e *Error) Unwrap() error { return e.Err }
+
+func errorf(err error, format string, a ...any) *Error {
+	return &Error{Msg: fmt.Sprintf(format, a...), Err: err}
+}
+
+// Strerror is glibc's strerror text for errno e.
+func Strerror(e syscall.Errno) string {
+	if s, ok := strerrors[e]; ok {
+		return s
+	}
+	s := e.Error()
+	if s == "" {
+		return fmt.Sprintf("Unknown error %d", int(e))
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// strerrors holds the texts where glibc differs from Go by more than the
+// capital letter.
+var strerrors = map[syscall.Errno]string{
+	syscall.EOPNOTSUPP: "Operation not supported",
+}
+
+// probeSize is how much of the file probing looks at (QEMU's BLOCK_PROBE_BUF_SIZE).
+const probeSize = 512
+
+// Probe names the format of the first bytes of an image: "qcow2" for a
+// qcow2 header (magic and version >= 2), "qcow" for version 1, another
+// format's name for the other magics QEMU knows, or "raw".
+func Probe(head []byte) string {
+	switch {
+	case len(head) >= 8 && bytes.Equal(head[:4], []byte("QFI\xfb")):
+		v := binary.BigEndian.Uint32(head[4:8])
+		if v >= 2 {
+			return "qcow2"
+		}
+		if v == 1 {
+			return "qcow"
+		}
+	case len(head) >= 4 && bytes.Equal(head[:4], []byte("QED\x00")):
+		return "qed"
+	case len(head) >= 4 && (bytes.Equal(head[:4], []byte("KDMV")) || bytes.Equal(head[:4], []byte("COWD"))):
+		return "vmdk"
+	case len(head) >= 8 && bytes.Equal(head[:8], []byte("conectix")):
+		return "vpc"
+	case len(head) >= 8 && bytes.Equal(head[:8], []byte("vhdxfile")):
+		return "vhdx"
+	case len(head) >= 6 && bytes.Equal(head[:6], []byte("LUKS\xba\xbe")):
+		return "luks"
+	case len(head) >= 68 && binary.LittleEndian.Uint32(head[64:68]) == 0xbeda107f:
+		return "vdi"
+	case len(head) >= 16 && (bytes.Equal(head[:16], []byte("WithoutFreeSpace")) || bytes.Equal(head[:16], []byte("WithouFreSpacExt"))):
+		return "parallels"
+	}
+	return "raw"
+}
+
+// Open opens the image at path.
+func Open(path string, o Options) (*image.Disk, error) {
+	if o.NativeAIO && !o.Direct {
+		return nil, errorf(nil, "aio=native was specified, but it requires cache.direct=on, which was not specified.")
+	}
+	format := o.Format
+	if v, ok := o.Options["driver"]; ok {
+		format = v
+	}
+	probed := false
+	if format == "" {
+		head, err := readHead(path)
+		if err != nil {
+			return nil, openErr(path, err)
+		}
+		format = Probe(head)
+		if format == "raw" {
+			probed = true
+			if o.Warn != nil {
+				o.Warn(fmt.Sprintf("WARNING: Image format was not specified for '%s' and probing guessed raw.\n"+
+					"         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"+
+					"         Specify the 'raw' format explicitly to remove the restrictions.", path))
+			}
+		}
+	}
+	for k := range o.Options {
+		if k != "driver" {
+			return nil, errorf(nil, "Block format '%s' does not support the option '%s'", format, k)
+		}
+	}
+	switch format {
+	case "raw", "file":
+		ro := raw.Options{ReadOnly: o.ReadOnly, Direct: o.Direct, NoFlush: o.NoFlush, Probed: probed,
+			ProbeHeader: func(b []byte) bool { return Probe(b) != "raw" }}
+		drv, err := raw.Open(path, ro)
+		if err != nil {
+			return nil, openErr(path, err)
+		}
+		var d image.Driver = drv
+		if format == "file" {
+			d = fileDriver{drv}
+		}
+		return image.New(d, path, image.Options{ReadOnly: o.ReadOnly, Unmap: o.Unmap, WriteThrough: o.WriteThrough}), nil
+	case "qcow2", "qcow", "qed", "vmdk", "vpc", "vhdx", "luks", "vdi", "parallels":
+		return nil, errorf(nil, "Unsupported image format '%s': goqio does not implement it yet", format)
+	}
+	return nil, errorf(nil, "Unknown driver '%s'", format)
+}
+
+// fileDriver is the raw driver opened as QEMU's "file" protocol driver: the
+// same I/O, another format name.
+type fileDriver struct{ *raw.Driver }
+
+func (f fileDriver) Info() (image.Info, error) { return image.Info{FormatName: "file", ProtocolName: "file"}, nil }
+
+func readHead(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, probeSize)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+// openErr is QEMU's message for a file that cannot be opened.
+func openErr(path string, err error) *Error {
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		return errorf(err, "Could not open '%s': %s", path, Strerror(en))
+	}
+	return errorf(err, "Could not open '%s': %v", path, err)
+}

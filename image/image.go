@@ -1,0 +1,142 @@
+// Package image is the block layer of goqio: the Driver interface that image
+// formats implement, the optional capabilities they may add, and Disk, the one
+// generic layer that checks bounds, pads and splits requests and supplies
+// QEMU's fallbacks (what QEMU's block/io.c does).
+//
+// A driver never sees an unaligned or out-of-range request: it declares its
+// Limits and Disk honours them. This package imports no driver; formats are
+// opened through package image/formats.
+package image
+
+// Driver is the required interface of an image format.
+//
+// ReadAt and WriteAt follow the io.ReaderAt and io.WriterAt contracts, with
+// one guarantee from Disk: requests are inside [0, Size()) and aligned to
+// Limits().RequestAlignment, so a driver returns a short count only together
+// with an error. The driver does not keep p after returning.
+//
+// Size is the guest-visible length in bytes, fixed at open and changed only by
+// Truncate; it never fails. Flush makes every completed write durable. A
+// driver must be safe for concurrent use by several goroutines.
+type Driver interface {
+	ReadAt(p []byte, off int64) (n int, err error)
+	WriteAt(p []byte, off int64) (n int, err error)
+	Size() int64
+	Limits() Limits
+	Flush() error
+	Close() error
+}
+
+// Limits mirror QEMU's BlockLimits. Zero means "no constraint" for the
+// maxima and 1 for the alignments.
+type Limits struct {
+	RequestAlignment int64 // every request is a multiple of this, in offset and length
+	ZeroAlignment    int64 // WriteZeroes pieces: unaligned ones never cross a boundary of this
+	DiscardAlignment int64 // the same for Discard
+	MaxTransfer      int64 // largest ReadAt/WriteAt
+	MaxZero          int64 // largest WriteZeroes piece
+	MaxDiscard       int64 // largest Discard piece
+}
+
+// ZeroFlags modify a zero write.
+type ZeroFlags uint8
+
+const (
+	// ZeroMayUnmap allows the driver to deallocate the range instead of
+	// writing zeroes, as long as it reads back as zeroes (qemu-io write -u).
+	ZeroMayUnmap ZeroFlags = 1 << iota
+	// ZeroNoFallback makes Disk fail with ErrNotSupported instead of writing
+	// explicit zeroes when the driver cannot zero efficiently (write -n).
+	ZeroNoFallback
+)
+
+// Zeroer is implemented by drivers that can zero a range without a buffer.
+// WriteZeroes returns ErrNotSupported when it cannot do this piece
+// efficiently; Disk then writes explicit zeroes unless ZeroNoFallback is set.
+// The flags passed are already masked with SupportedZeroFlags.
+type Zeroer interface {
+	WriteZeroes(off, n int64, flags ZeroFlags) error
+	SupportedZeroFlags() ZeroFlags
+}
+
+// Discarder is implemented by drivers that can deallocate a range. Discard is
+// advisory: ErrNotSupported means nothing was done and is not an error.
+type Discarder interface {
+	Discard(off, n int64) error
+}
+
+// Status bits of a block status answer, as QEMU's BDRV_BLOCK_*.
+type Status uint16
+
+const (
+	StatusData        Status = 1 << iota // reads come from a data area
+	StatusZero                           // reads return zeroes
+	StatusOffsetValid                    // Extent.Offset is the host offset
+	StatusAllocated                      // the answer comes from this layer
+	StatusEOF                            // the extent reaches the end of the image
+)
+
+// Extent is a block status answer for [off, off+Len).
+type Extent struct {
+	Status Status
+	Len    int64
+	Offset int64  // host offset in File when StatusOffsetValid
+	File   string // name of the file the offset refers to
+}
+
+// BlockStatuser is implemented by drivers that know which ranges they store.
+// BlockStatus describes the run starting at off, at most n bytes long (off
+// and n aligned, off < Size()). It returns an Extent whose Len is > 0. With
+// wantZero false the driver may answer coarsely (whole ranges as data); with
+// wantZero true it should tell zeroes apart. The driver reports only Data,
+// Zero and OffsetValid; Disk adds Allocated and EOF.
+type BlockStatuser interface {
+	BlockStatus(off, n int64, wantZero bool) (Extent, error)
+}
+
+// Backed is implemented by drivers that support backing files. Backing
+// returns the backing image, or nil when there is none.
+type Backed interface {
+	Backing() *Disk
+}
+
+// Prealloc is a preallocation mode for Truncate and create.
+type Prealloc int
+
+const (
+	PreallocOff Prealloc = iota
+	PreallocMetadata
+	PreallocFalloc
+	PreallocFull
+)
+
+// String returns QEMU's name of the mode.
+func (p Prealloc) String() string {
+	return [...]string{"off", "metadata", "falloc", "full"}[p]
+}
+
+// Truncater is implemented by drivers that can change their size.
+type Truncater interface {
+	Truncate(size int64, prealloc Prealloc) error
+}
+
+// Info is what qemu-io's info command prints about an image.
+type Info struct {
+	FormatName    string
+	ProtocolName  string // printed as a second "format name" line (QEMU's file driver)
+	ClusterSize   int64
+	VMStateOffset int64
+	// Specific is the "Format specific information" block, in print order;
+	// nil when the format has none.
+	Specific []KeyValue
+}
+
+// KeyValue is one line of format-specific information.
+type KeyValue struct {
+	Key, Value string
+}
+
+// Infoer is implemented by drivers that describe themselves.
+type Infoer interface {
+	Info() (Info, error)
+}

@@ -1,0 +1,452 @@
+// Package raw is goqio's raw image driver: QEMU's raw format over its
+// file-posix protocol in one. Reads and writes are pread/pwrite, optionally
+// with O_DIRECT (the logical block size is probed as the request alignment
+// and unaligned buffers go through aligned bounce buffers); zero writes use
+// fallocate (ZERO_RANGE, or PUNCH_HOLE when unmapping is allowed), discard
+// punches holes, and block status comes from SEEK_DATA/SEEK_HOLE.
+//
+// The size of a raw image is the file size rounded up to 512 bytes, as QEMU
+// reports it; the bytes between the end of the file and that size read as
+// zeroes and a write there extends the file.
+package raw
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/goqio/goqio/image"
+)
+
+// Options control how a raw image is opened.
+type Options struct {
+	ReadOnly bool
+	Direct   bool // O_DIRECT: bypass the host page cache
+	NoFlush  bool // cache=unsafe: Flush does nothing
+	// Probed marks an image whose format was guessed: writes are 512-byte
+	// aligned and a write to block 0 that would make the image probe as
+	// another format is refused with image.ErrPermission, as QEMU does.
+	Probed bool
+	// ProbeHeader reports whether the first 512 bytes of an image look like
+	// a format other than raw. Used when Probed is set.
+	ProbeHeader func(block0 []byte) bool
+}
+
+// Driver is an open raw image. It is safe for concurrent use.
+type Driver struct {
+	f     *os.File
+	name  string
+	opts  Options
+	align int64 // request alignment
+	// memAlign is the buffer alignment O_DIRECT needs.
+	memAlign int
+
+	mu      sync.Mutex
+	size    int64 // guest-visible size: file size rounded up to 512
+	noZero  bool  // fallocate ZERO_RANGE said ENOTSUP
+	noPunch bool  // fallocate PUNCH_HOLE said ENOTSUP
+	noAlloc bool  // plain fallocate said ENOTSUP
+}
+
+// Open opens the raw image at path.
+func Open(path string, opts Options) (*Driver, error) {
+	flags := os.O_RDWR
+	if opts.ReadOnly {
+		flags = os.O_RDONLY
+	}
+	if opts.Direct {
+		flags |= syscall.O_DIRECT
+	}
+	f, err := os.OpenFile(path, flags|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st.IsDir() {
+		f.Close()
+		return nil, &os.PathError{Op: "open", Path: path, Err: syscall.EISDIR}
+	}
+	d := &Driver{f: f, name: path, opts: opts, align: 1, memAlign: 1}
+	d.size = roundUp512(st.Size())
+	if opts.Direct {
+		d.align, d.memAlign = probeAlignment(f)
+	}
+	if opts.Probed && d.align < 512 {
+		d.align = 512
+	}
+	return d, nil
+}
+
+func roundUp512(n int64) int64 { return (n + 511) &^ 511 }
+
+// probeAlignment finds the request alignment of an O_DIRECT file the way
+// QEMU does when the device does not tell: the smallest of 1, 512, ... 4096
+// bytes that a read accepts (a file system that accepts 1 gets 4096, as a
+// safe value). The buffer alignment is the page size.
+func probeAlignment(f *os.File) (int64, int) {
+	page := os.Getpagesize()
+	maxAlign := max(4096, page)
+	buf := alignedBuf(maxAlign, maxAlign)
+	for _, a := range []int{1, 512, 1024, 2048, 4096} {
+		_, err := unix.Pread(int(f.Fd()), buf[:a], 0)
+		if err == nil || err != unix.EINVAL {
+			if a == 1 {
+				return int64(maxAlign), page
+			}
+			return int64(a), page
+		}
+	}
+	return int64(maxAlign), page
+}
+
+// alignedBuf returns a zeroed slice of n bytes whose first byte is aligned to align.
+func alignedBuf(n, align int) []byte {
+	b := make([]byte, n+align)
+	off := 0
+	if r := int(uintptr(unsafe.Pointer(&b[0])) % uintptr(align)); r != 0 {
+		off = align - r
+	}
+	return b[off : off+n : off+n]
+}
+
+func (d *Driver) aligned(p []byte) bool {
+	return len(p) == 0 || uintptr(unsafe.Pointer(&p[0]))%uintptr(d.memAlign) == 0
+}
+
+// Size returns the file size rounded up to 512 bytes, as of open.
+func (d *Driver) Size() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.size
+}
+
+// Limits: buffered files take any request; O_DIRECT files need the probed
+// alignment; a probed (format-guessed) image needs 512.
+func (d *Driver) Limits() image.Limits {
+	return image.Limits{RequestAlignment: d.align, ZeroAlignment: d.align, DiscardAlignment: d.align}
+}
+
+// chunk is the largest bounce buffer used for unaligned O_DIRECT buffers.
+const chunk = 1 << 20
+
+// ReadAt reads len(p) bytes; bytes past the end of the file read as zeroes,
+// so a short count comes only with an error.
+func (d *Driver) ReadAt(p []byte, off int64) (int, error) {
+	if d.opts.Direct && !d.aligned(p) {
+		return d.bounce(p, off, false)
+	}
+	return d.pread(p, off)
+}
+
+func (d *Driver) pread(p []byte, off int64) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := unix.Pread(int(d.f.Fd()), p[done:], off+int64(done))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, fmt.Errorf("raw: read %s at %d: %w", d.name, off+int64(done), err)
+		}
+		if n == 0 {
+			clear(p[done:])
+			return len(p), nil
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// WriteAt writes p; a write past the end of the file extends it.
+func (d *Driver) WriteAt(p []byte, off int64) (int, error) {
+	if d.opts.Probed && off < 512 && len(p) > 0 && d.opts.ProbeHeader != nil {
+		if len(p) < 512 || off != 0 {
+			return 0, image.ErrPermission
+		}
+		if d.opts.ProbeHeader(p[:512]) {
+			return 0, image.ErrPermission
+		}
+	}
+	if d.opts.Direct && !d.aligned(p) {
+		return d.bounce(p, off, true)
+	}
+	return d.pwrite(p, off)
+}
+
+func (d *Driver) pwrite(p []byte, off int64) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := unix.Pwrite(int(d.f.Fd()), p[done:], off+int64(done))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, fmt.Errorf("raw: write %s at %d: %w", d.name, off+int64(done), err)
+		}
+		if n == 0 {
+			return done, io.ErrShortWrite
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// bounce does O_DIRECT I/O from or to an unaligned buffer through an aligned one.
+func (d *Driver) bounce(p []byte, off int64, write bool) (int, error) {
+	buf := alignedBuf(min(len(p), chunk), d.memAlign)
+	done := 0
+	for done < len(p) {
+		b := buf[:min(len(buf), len(p)-done)]
+		var err error
+		if write {
+			copy(b, p[done:])
+			_, err = d.pwrite(b, off+int64(done))
+		} else {
+			_, err = d.pread(b, off+int64(done))
+			copy(p[done:], b)
+		}
+		if err != nil {
+			return done, err
+		}
+		done += len(b)
+	}
+	return done, nil
+}
+
+// SupportedZeroFlags: both unmapping and refusing the slow fallback.
+func (d *Driver) SupportedZeroFlags() image.ZeroFlags {
+	return image.ZeroMayUnmap | image.ZeroNoFallback
+}
+
+func (d *Driver) fallocate(mode uint32, off, n int64) error {
+	for {
+		err := unix.Fallocate(int(d.f.Fd()), mode, off, n)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+func isNotSup(err error) bool { return err == unix.EOPNOTSUPP || err == unix.ENOSYS }
+
+// WriteZeroes zeroes [off, off+n) with fallocate, as QEMU's file-posix does:
+// with ZeroMayUnmap it first punches a hole; otherwise ZERO_RANGE, then
+// PUNCH_HOLE followed by a plain fallocate, then (past the end of the file) a
+// plain fallocate. When the file system supports none of these it returns
+// image.ErrNotSupported so that Disk writes zeroes.
+func (d *Driver) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
+	if d.opts.ReadOnly {
+		return image.ErrReadOnly
+	}
+	if flags&image.ZeroMayUnmap != 0 {
+		err := d.fallocate(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+		switch {
+		case err == nil:
+			return nil
+		case isNotSup(err) || err == unix.EINVAL || err == unix.EBADF:
+		default:
+			return fmt.Errorf("raw: punch hole: %w", err)
+		}
+	}
+	d.mu.Lock()
+	noZero, noPunch, noAlloc := d.noZero, d.noPunch, d.noAlloc
+	d.mu.Unlock()
+	if !noZero {
+		err := d.fallocate(unix.FALLOC_FL_ZERO_RANGE, off, n)
+		switch {
+		case err == nil:
+			return nil
+		case isNotSup(err):
+			d.setFlag(&d.noZero)
+		case err == unix.EINVAL:
+		default:
+			return fmt.Errorf("raw: zero range: %w", err)
+		}
+	}
+	if !noPunch && !noAlloc {
+		err := d.fallocate(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+		switch {
+		case err == nil:
+			err = d.fallocate(0, off, n)
+			if err == nil {
+				return nil
+			}
+			if !isNotSup(err) {
+				return fmt.Errorf("raw: fallocate: %w", err)
+			}
+			d.setFlag(&d.noAlloc)
+		case err == unix.EINVAL:
+		case isNotSup(err):
+			d.setFlag(&d.noPunch)
+		default:
+			return fmt.Errorf("raw: punch hole: %w", err)
+		}
+	}
+	if !noAlloc {
+		if st, err := d.f.Stat(); err == nil && off >= st.Size() {
+			err := d.fallocate(0, off, n)
+			if err == nil {
+				return nil
+			}
+			if !isNotSup(err) {
+				return fmt.Errorf("raw: fallocate: %w", err)
+			}
+			d.setFlag(&d.noAlloc)
+		}
+	}
+	return image.ErrNotSupported
+}
+
+func (d *Driver) setFlag(f *bool) {
+	d.mu.Lock()
+	*f = true
+	d.mu.Unlock()
+}
+
+// Discard punches a hole; a file system that cannot gives image.ErrNotSupported.
+func (d *Driver) Discard(off, n int64) error {
+	if d.opts.ReadOnly {
+		return image.ErrReadOnly
+	}
+	err := d.fallocate(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+	if err == nil {
+		return nil
+	}
+	if isNotSup(err) {
+		return image.ErrNotSupported
+	}
+	return fmt.Errorf("raw: discard: %w", err)
+}
+
+// BlockStatus: without wantZero everything is data at its own offset; with
+// it, SEEK_DATA/SEEK_HOLE tell holes (zero) from data, and the part past the
+// end of the file is a hole.
+func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) {
+	e := image.Extent{Status: image.StatusData | image.StatusOffsetValid, Len: n, Offset: off, File: d.name}
+	if !wantZero {
+		return e, nil
+	}
+	data, hole, err := d.findAllocation(off)
+	switch {
+	case err == unix.ENXIO:
+		e.Status = image.StatusZero | image.StatusOffsetValid
+	case err != nil:
+		// no information: pretend there are no holes
+	case data == off:
+		l := hole - off
+		if l%d.align != 0 {
+			l = (l + d.align - 1) / d.align * d.align
+		}
+		e.Len = l
+	default:
+		e.Status = image.StatusZero | image.StatusOffsetValid
+		e.Len = data - off
+	}
+	return e, nil
+}
+
+// findAllocation is QEMU's find_allocation: the data extent or hole at start.
+func (d *Driver) findAllocation(start int64) (data, hole int64, err error) {
+	fd := int(d.f.Fd())
+	offs, err := unix.Seek(fd, start, unix.SEEK_DATA)
+	if err != nil {
+		return 0, 0, err
+	}
+	if offs < start {
+		return 0, 0, unix.EIO
+	}
+	if offs > start {
+		return offs, start, nil
+	}
+	offs, err = unix.Seek(fd, start, unix.SEEK_HOLE)
+	if err != nil {
+		return 0, 0, err
+	}
+	if offs < start {
+		return 0, 0, unix.EIO
+	}
+	if offs > start {
+		return start, offs, nil
+	}
+	return 0, 0, unix.EBUSY
+}
+
+// Flush is fdatasync, unless opened with NoFlush.
+func (d *Driver) Flush() error {
+	if d.opts.NoFlush || d.opts.ReadOnly {
+		return nil
+	}
+	for {
+		err := unix.Fdatasync(int(d.f.Fd()))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("raw: flush: %w", err)
+		}
+		return nil
+	}
+}
+
+// Info: raw has no clusters and no VM state.
+func (d *Driver) Info() (image.Info, error) {
+	return image.Info{FormatName: "raw"}, nil
+}
+
+// Close closes the file.
+func (d *Driver) Close() error { return d.f.Close() }
+
+// Create makes a raw image of size bytes (rounded up to 512) at path, as
+// qemu-img create does: the file is created or truncated, sized, and its
+// first block is written with zeroes so that the file system allocates it.
+func Create(path string, size int64, prealloc image.Prealloc) error {
+	if prealloc == image.PreallocMetadata {
+		return fmt.Errorf("Unsupported preallocation mode: metadata")
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	size = roundUp512(size)
+	switch prealloc {
+	case image.PreallocFalloc:
+		if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil && size > 0 {
+			return fmt.Errorf("Could not preallocate data for the new file: %w", err)
+		}
+	case image.PreallocFull:
+		buf := make([]byte, 1<<20)
+		for off := int64(0); off < size; off += int64(len(buf)) {
+			n := min(int64(len(buf)), size-off)
+			if _, err := f.WriteAt(buf[:n], off); err != nil {
+				return err
+			}
+		}
+	}
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	if prealloc == image.PreallocOff && size > 0 {
+		// allocate the first block, so that probing the alignment later works
+		n := min(size, int64(max(os.Getpagesize(), 4096)))
+		if _, err := f.WriteAt(make([]byte, n), 0); err != nil {
+			return err
+		}
+	}
+	return f.Sync()
+}
+
+var _ image.Driver = (*Driver)(nil)
+var _ image.Zeroer = (*Driver)(nil)
+var _ image.Discarder = (*Driver)(nil)
+var _ image.BlockStatuser = (*Driver)(nil)
+
