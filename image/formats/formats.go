@@ -154,7 +154,9 @@ func Open(path string, o Options) (*image.Disk, error) {
 // same I/O, another format name.
 type fileDriver struct{ *raw.Driver }
 
-func (f fileDriver) Info() (image.Info, error) { return image.Info{FormatName: "file", ProtocolName: "file"}, nil }
+func (f fileDriver) Info() (image.Info, error) {
+	return image.Info{FormatName: "file", ProtocolName: "file"}, nil
+}
 
 func readHead(path string) ([]byte, error) {
 	f, err := os.Open(path)

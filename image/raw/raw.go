@@ -449,4 +449,3 @@ var _ image.Driver = (*Driver)(nil)
 var _ image.Zeroer = (*Driver)(nil)
 var _ image.Discarder = (*Driver)(nil)
 var _ image.BlockStatuser = (*Driver)(nil)
-
