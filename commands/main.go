@@ -162,7 +162,7 @@ func MainWith(argv []string, stdin io.Reader, out *Output, stderr io.Writer, int
 		}
 		var err error
 		if s.ImageOpts {
-			o, perr := ParseOptions(args[0], "file", s.warn)
+			o, perr := ParseOptions(args[0], "", s.warn)
 			if perr != nil {
 				s.errorf("%v", perr)
 				return 1

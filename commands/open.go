@@ -202,7 +202,7 @@ func runOpen(s *Session, argv []string) error {
 	if len(args) == 1 {
 		name = args[0]
 		if s.ImageOpts {
-			o, err := ParseOptions(name, "file", s.warn)
+			o, err := ParseOptions(name, "", s.warn)
 			if err != nil {
 				s.errorf("%v", err)
 				return ErrFailed
@@ -214,23 +214,9 @@ func runOpen(s *Session, argv []string) error {
 }
 
 // OpenImageOpts opens an image described by --image-opts options
-// (driver=..., file.filename=... or file=...).
+// (driver=..., file.filename=...), with no file name operand.
 func (s *Session) OpenImageOpts(o map[string]string, f OpenFlags) error {
-	name := o["file.filename"]
-	if name == "" {
-		name = o["file"]
-	}
-	rest := map[string]string{}
-	for k, v := range o {
-		if k != "file.filename" && k != "file" && k != "file.driver" {
-			rest[k] = v
-		}
-	}
-	if name == "" {
-		s.reportOpenErr("", "A block device must be specified for \"file\"")
-		return ErrFailed
-	}
-	return s.Open(name, f, rest)
+	return s.Open("", f, o)
 }
 
 func runClose(s *Session, argv []string) error {

@@ -31,7 +31,7 @@ func init() { readCmd.Run = runRead; register(readCmd) }
 // newBuf is qemu_io_alloc: a buffer filled with pattern.
 func newBuf(n int64, pattern byte) []byte {
 	b := make([]byte, n)
-	if pattern != 0 {
+	if pattern != 0 && n > 0 {
 		b[0] = pattern
 		for i := 1; i < len(b); i *= 2 {
 			copy(b[i:], b[:i])

@@ -229,25 +229,16 @@ func (s *Session) Open(name string, f OpenFlags, opts map[string]string) error {
 		NativeAIO:    f.NativeAIO,
 		Warn:         func(m string) { fmt.Fprintln(s.Err, m) },
 	}
-	rest := map[string]string{}
-	for k, v := range opts {
-		switch k {
-		case "driver":
-			o.Format = v
-		case "force-share":
-		default:
-			rest[k] = v
+	if len(opts) > 0 {
+		o.Options = map[string]string{}
+		for k, v := range opts {
+			if k != "force-share" {
+				o.Options[k] = v
+			}
 		}
-	}
-	if len(rest) > 0 {
-		o.Options = rest
 	}
 	if f.ForceShare && !f.ReadOnly {
 		s.reportOpenErr(name, "force-share=on can only be used with read-only images")
-		return ErrFailed
-	}
-	if name == "" {
-		s.reportOpenErr(name, "A block device must be specified for \"file\"")
 		return ErrFailed
 	}
 	d, err := formats.Open(name, o)

@@ -101,14 +101,48 @@ func Probe(head []byte) string {
 	return "raw"
 }
 
-// Open opens the image at path.
+// Open opens an image. path is the file name given as an operand ("" when
+// the options name the file: file.filename=, or filename= for the file
+// driver). Errors are *Error with QEMU's texts, checked in QEMU's order:
+// the file first, then the format's options.
 func Open(path string, o Options) (*image.Disk, error) {
-	if o.NativeAIO && !o.Direct {
-		return nil, errorf(nil, "aio=native was specified, but it requires cache.direct=on, which was not specified.")
+	opts := map[string]string{}
+	for k, v := range o.Options {
+		opts[k] = v
 	}
 	format := o.Format
-	if v, ok := o.Options["driver"]; ok {
+	if v, ok := opts["driver"]; ok {
 		format = v
+		delete(opts, "driver")
+	}
+	if format != "" && !knownDrivers[format] {
+		return nil, errorf(nil, "Unknown driver '%s'", format)
+	}
+	if v, ok := opts["file"]; ok {
+		return nil, errorf(nil, "Cannot find device='%s' nor node-name='%s'", v, v)
+	}
+	if v, ok := opts["file.filename"]; ok && path == "" {
+		path = v
+	}
+	delete(opts, "file.filename")
+	if v, ok := opts["file.driver"]; ok && v != "file" {
+		return nil, errorf(nil, "Unknown protocol driver '%s'", v)
+	}
+	delete(opts, "file.driver")
+	if format == "file" {
+		if v, ok := opts["filename"]; ok && path == "" {
+			path = v
+		}
+		delete(opts, "filename")
+	}
+	if path == "" {
+		if format == "" {
+			return nil, errorf(nil, "Must specify either driver or file")
+		}
+		return nil, errorf(nil, "A block device must be specified for \"file\"")
+	}
+	if o.NativeAIO && !o.Direct {
+		return nil, errorf(nil, "aio=native was specified, but it requires cache.direct=on, which was not specified.")
 	}
 	probed := false
 	if format == "" {
@@ -126,11 +160,6 @@ func Open(path string, o Options) (*image.Disk, error) {
 			}
 		}
 	}
-	for k := range o.Options {
-		if k != "driver" {
-			return nil, errorf(nil, "Block format '%s' does not support the option '%s'", format, k)
-		}
-	}
 	switch format {
 	case "raw", "file":
 		ro := raw.Options{ReadOnly: o.ReadOnly, Direct: o.Direct, NoFlush: o.NoFlush, Probed: probed,
@@ -139,15 +168,24 @@ func Open(path string, o Options) (*image.Disk, error) {
 		if err != nil {
 			return nil, openErr(path, err)
 		}
+		for k := range opts {
+			drv.Close()
+			return nil, errorf(nil, "Block format '%s' does not support the option '%s'", format, k)
+		}
 		var d image.Driver = drv
 		if format == "file" {
 			d = fileDriver{drv}
 		}
 		return image.New(d, path, image.Options{ReadOnly: o.ReadOnly, Unmap: o.Unmap, WriteThrough: o.WriteThrough}), nil
-	case "qcow2", "qcow", "qed", "vmdk", "vpc", "vhdx", "luks", "vdi", "parallels":
-		return nil, errorf(nil, "Unsupported image format '%s': goqio does not implement it yet", format)
 	}
-	return nil, errorf(nil, "Unknown driver '%s'", format)
+	return nil, errorf(nil, "Unsupported image format '%s': goqio does not implement it yet", format)
+}
+
+// knownDrivers are the driver names QEMU 7.2 knows for images in files.
+var knownDrivers = map[string]bool{
+	"raw": true, "file": true, "qcow2": true, "qcow": true, "qed": true, "vmdk": true,
+	"vpc": true, "vhdx": true, "luks": true, "vdi": true, "parallels": true,
+	"bochs": true, "cloop": true, "dmg": true,
 }
 
 // fileDriver is the raw driver opened as QEMU's "file" protocol driver: the
