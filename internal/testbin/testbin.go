@@ -1,0 +1,83 @@
+// Package testbin builds the goqio binary for tests that run it as a
+// program, and finds the real QEMU tools the differential tests compare with.
+package testbin
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+var (
+	once sync.Once
+	bin  string
+	err  error
+	dir  string
+)
+
+// Goqio builds ./cmd/goqio once per test process (with -race when the test
+// binary has it) and returns the path of the binary.
+func Goqio(t testing.TB) string {
+	t.Helper()
+	once.Do(func() {
+		dir, err = os.MkdirTemp("", "goqio-bin-")
+		if err != nil {
+			return
+		}
+		bin = filepath.Join(dir, "goqio")
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		args := []string{"build", "-o", bin}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		args = append(args, "./cmd/goqio")
+		cmd := exec.Command("go", args...)
+		cmd.Dir = root
+		var out []byte
+		out, err = cmd.CombinedOutput()
+		if err != nil {
+			err = &buildError{string(out), err}
+		}
+	})
+	if err != nil {
+		t.Fatalf("building goqio: %v", err)
+	}
+	return bin
+}
+
+type buildError struct {
+	out string
+	err error
+}
+
+func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
+
+// QEMU returns the paths of the real qemu-io and qemu-img, or skips the
+// test when they are not installed.
+func QEMU(t testing.TB) (qemuIO, qemuImg string) {
+	t.Helper()
+	io, err1 := exec.LookPath("qemu-io")
+	img, err2 := exec.LookPath("qemu-img")
+	if err1 != nil || err2 != nil {
+		t.Skip("qemu-io/qemu-img not installed: differential check skipped")
+	}
+	return io, img
+}
+
+// HaveQEMU reports whether the real qemu-io and qemu-img are installed.
+func HaveQEMU() bool {
+	_, err1 := exec.LookPath("qemu-io")
+	_, err2 := exec.LookPath("qemu-img")
+	return err1 == nil && err2 == nil
+}
+
+// Cleanup removes the built binary; call it from TestMain after m.Run.
+func Cleanup() {
+	if dir != "" {
+		os.RemoveAll(dir)
+	}
+}
