@@ -1,0 +1,134 @@
+package commands
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/raw"
+)
+
+// tclock advances 1 ms at every reading, so every request takes 1 ms.
+type tclock struct{ t time.Time }
+
+func (c *tclock) now() time.Time { c.t = c.t.Add(time.Millisecond); return c.t }
+
+type harness struct {
+	s        *Session
+	out, err strings.Builder
+	dir      string
+}
+
+func newHarness(t *testing.T, size int64) *harness {
+	t.Helper()
+	h := &harness{dir: t.TempDir()}
+	path := filepath.Join(h.dir, "t.raw")
+	if err := raw.Create(path, size, image.PreallocOff); err != nil {
+		t.Fatal(err)
+	}
+	h.s = NewSession("/usr/bin/qemu-io", NewOutput(&h.out, 4096, false), &h.err)
+	c := &tclock{}
+	h.s.Now = c.now
+	if err := h.s.Open(path, DefaultOpenFlags(), map[string]string{"driver": "raw"}); err != nil {
+		t.Fatalf("open: %s", h.err.String())
+	}
+	return h
+}
+
+// run runs the lines and returns stdout, stderr and whether any failed.
+func (h *harness) run(lines ...string) (string, string, bool) {
+	h.out.Reset()
+	h.err.Reset()
+	failed := false
+	for _, l := range lines {
+		if h.s.Run(l) != nil {
+			failed = true
+		}
+	}
+	h.s.Out.Flush()
+	return h.out.String(), h.err.String(), failed
+}
+
+func expect(t *testing.T, h *harness, lines []string, wantOut, wantErr string, wantFail bool) {
+	t.Helper()
+	out, errs, failed := h.run(lines...)
+	if out != wantOut || errs != wantErr || failed != wantFail {
+		t.Errorf("%q:\nstdout %q\n  want %q\nstderr %q\n  want %q\nfailed %v, want %v", lines, out, wantOut, errs, wantErr, failed, wantFail)
+	}
+}
+
+const stats512 = "512 bytes, 1 ops; 00.00 sec (500 KiB/sec and 1000.0000 ops/sec)\n"
+
+func TestReadWrite(t *testing.T) {
+	h := newHarness(t, 1<<20)
+	expect(t, h, []string{"write -P 0x41 0 512", "read -P 0x41 0 512"},
+		"wrote 512/512 bytes at offset 0\n"+stats512+"read 512/512 bytes at offset 0\n"+stats512, "", false)
+	expect(t, h, []string{"read -P 0x42 0 512"},
+		"Pattern verification failed at offset 0, 512 bytes\nread 512/512 bytes at offset 0\n"+stats512, "", true)
+	expect(t, h, []string{"read -v 510 4"},
+		"000001fe:  41 41 00 00  AA..\nread 4/4 bytes at offset 510\n4 bytes, 1 ops; 00.00 sec (3.906 KiB/sec and 1000.0000 ops/sec)\n", "", false)
+	expect(t, h, []string{"read -q -v 0 512", "write -q 0 1"}, "", "", false)
+	expect(t, h, []string{"write -C 0 512"}, "512,1,0:00:00.00,512000.000,1000.000\n", "", false)
+	expect(t, h, []string{"read 1M 1"}, "read failed: Input/output error\n", "", true)
+	expect(t, h, []string{"read 0 -1"}, readCmd.Usage(), "read: invalid option -- '1'\n", true)
+	expect(t, h, []string{"write -z -P 1 0 1"}, "Only one of -z, -P, and -s can be specified at the same time\n", "", true)
+	expect(t, h, []string{"write -c 0 512"}, "write failed: Operation not supported\n", "", true)
+	expect(t, h, []string{"read -b 0 512"}, "read failed: Operation not supported\n", "", true)
+	expect(t, h, []string{"write 0 3G"}, "length cannot exceed 2147483136 without -n, given 3G\n", "", true)
+	expect(t, h, []string{"write -zu 0 4k", "read -q -P 0 0 4k"}, "wrote 4096/4096 bytes at offset 0\n4 KiB, 1 ops; 00.00 sec (3.906 MiB/sec and 1000.0000 ops/sec)\n", "", false)
+}
+
+func TestVectors(t *testing.T) {
+	h := newHarness(t, 1<<20)
+	expect(t, h, []string{"writev -P 3 0 256 256", "readv -q -P 3 0 100 412"},
+		"wrote 512/512 bytes at offset 0\n"+stats512, "", false)
+	expect(t, h, []string{"readv 0 1G 1G"}, "The total number of bytes exceed the maximum size 2147483136\n", "", true)
+	expect(t, h, []string{"readv 0 3G"}, "Argument '3G' exceeds maximum size 2147483136\n", "", true)
+	expect(t, h, []string{"readv -P 4 0 512"}, "Pattern verification failed at offset 0, 512 bytes\nread 512/512 bytes at offset 0\n"+stats512, "", true)
+}
+
+func TestDiscardAllocMapLengthInfo(t *testing.T) {
+	h := newHarness(t, 1<<20)
+	expect(t, h, []string{"discard 0 512"}, "discard 512/512 bytes at offset 0\n"+stats512, "", false)
+	expect(t, h, []string{"alloc 1000k 100k", "alloc 0", "alloc 2M"},
+		"24576/24576 bytes allocated at offset 1000 KiB\n512/512 bytes allocated at offset 0 bytes\n0/0 bytes allocated at offset 2 MiB\n", "", false)
+	expect(t, h, []string{"map"}, "1 MiB (0x100000) bytes     allocated at offset 0 bytes (0x0)\n", "", false)
+	expect(t, h, []string{"length", "info"}, "1 MiB\nformat name: raw\ncluster size: 0 bytes\nvm state offset: 0 bytes\n", "", false)
+	expect(t, h, []string{"length 1"}, "", "bad argument count 1 to length, expected 0 arguments\n", true)
+}
+
+func TestSessionCommands(t *testing.T) {
+	h := newHarness(t, 1<<20)
+	expect(t, h, []string{"bogus"}, "", "command \"bogus\" not found\n", true)
+	expect(t, h, []string{"help a b"}, "", "bad argument count 2 to help, expected between 0 and 1 arguments\n", true)
+	expect(t, h, []string{"help w"}, writeCmd.helpLine("w")+writeCmd.Help, "", false)
+	expect(t, h, []string{"help nope"}, "command nope not found\n", "", true)
+	expect(t, h, []string{"sleep 08", "sleep 0x1"}, "08 is not a valid number\n", "", true)
+	expect(t, h, []string{"open x"}, "", "qemu-io: file open already, try 'help close'\n", true)
+	expect(t, h, []string{"close", "length"}, "", "no file open, try 'help open'\n", true)
+	expect(t, h, []string{"quit"}, "", "", false)
+	if !h.s.Quit() {
+		t.Error("quit did not set the quit flag")
+	}
+}
+
+func TestReadOnlySession(t *testing.T) {
+	h := newHarness(t, 1<<20)
+	h.s.Close()
+	f := DefaultOpenFlags()
+	f.ReadOnly = true
+	if err := h.s.Open(filepath.Join(h.dir, "t.raw"), f, map[string]string{"driver": "raw"}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, h, []string{"write 0 1", "discard 0 1", "read -q 0 1"}, "", "qemu-io: Block node is read-only\nqemu-io: Block node is read-only\n", true)
+}
+
+func TestParseOptions(t *testing.T) {
+	var warned []string
+	o, err := ParseOptions("driver=raw,file.filename=a,,b,bare", "", func(s string) { warned = append(warned, s) })
+	if err != nil || o["driver"] != "raw" || o["file.filename"] != "a,b" || o["bare"] != "on" || len(warned) != 1 {
+		t.Errorf("got %v %v %v", o, err, warned)
+	}
+}
