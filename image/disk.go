@@ -111,38 +111,31 @@ func (d *Disk) ReadAt(p []byte, off int64) error {
 	return d.readPadded(p, pad, lim)
 }
 
-// readPadded reads an unaligned request: the head and tail blocks through
-// small bounce buffers, the aligned middle straight into p.
+// readPadded reads an unaligned request as QEMU does: one request for the
+// padded range, whose head and tail land in small bounce buffers and whose
+// middle lands in p (a vectored read when the driver has one).
 func (d *Disk) readPadded(p []byte, pad blkalign.Padding, lim Limits) error {
-	align := lim.RequestAlignment
-	off, n := pad.Off, pad.Len
-	done := int64(0)
-	if pad.Head != 0 || pad.OneBlock(align) {
-		blen := min(pad.Length(), align)
-		if pad.Head == 0 && pad.Tail != 0 && n < align {
-			blen = align
-		}
-		buf := make([]byte, blen)
-		if err := d.readAligned(buf, off-pad.Head, lim); err != nil {
-			return err
-		}
-		done = int64(copy(p, buf[pad.Head:]))
+	head := make([]byte, pad.Head)
+	tail := make([]byte, pad.Tail)
+	if v, ok := d.drv.(VectorIO); ok && (lim.MaxTransfer == 0 || pad.Length() <= lim.MaxTransfer) {
+		return v.ReadvAt(nonEmpty(head, p, tail), pad.Start())
 	}
-	mid := blkalign.AlignDown(n-done, align)
-	if mid > 0 {
-		if err := d.readAligned(p[done:done+mid], off+done, lim); err != nil {
-			return err
-		}
-		done += mid
+	buf := make([]byte, pad.Length())
+	if err := d.readAligned(buf, pad.Start(), lim); err != nil {
+		return err
 	}
-	if done < n {
-		buf := make([]byte, align)
-		if err := d.readAligned(buf, off+done, lim); err != nil {
-			return err
-		}
-		copy(p[done:], buf)
-	}
+	copy(p, buf[pad.Head:])
 	return nil
+}
+
+func nonEmpty(bufs ...[]byte) [][]byte {
+	out := bufs[:0]
+	for _, b := range bufs {
+		if len(b) > 0 {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // readAligned reads an aligned request, fragmented at the max transfer. The
@@ -212,55 +205,61 @@ func (d *Disk) afterWrite(fua bool) error {
 	return nil
 }
 
-// writePadded is the read-modify-write of an unaligned data write. Small
-// requests go through one bounce buffer in one write; large ones write the
-// merged head block, the aligned middle from p, and the merged tail block.
+// rmw holds the padding blocks of an unaligned write, read as QEMU's
+// bdrv_padding_rmw_read reads them: the head block (or both blocks in one
+// read when the padded request is just those blocks), then the tail block.
+type rmw struct {
+	buf     []byte // bufLen bytes: the head block, or head and tail blocks
+	tailBuf []byte // the last block of buf
+	merge   bool   // the padded request is exactly buf
+}
+
+func (d *Disk) rmwRead(pad blkalign.Padding, lim Limits) (rmw, error) {
+	align := lim.RequestAlignment
+	sum := pad.Length()
+	bufLen := align
+	if sum > align && pad.Head != 0 && pad.Tail != 0 {
+		bufLen = 2 * align
+	}
+	r := rmw{buf: make([]byte, bufLen), merge: sum == bufLen}
+	r.tailBuf = r.buf[bufLen-align:]
+	if pad.Head != 0 || r.merge {
+		rl := align
+		if r.merge {
+			rl = bufLen
+		}
+		if err := d.readAligned(r.buf[:rl], pad.Start(), lim); err != nil {
+			return r, err
+		}
+		if r.merge {
+			return r, nil
+		}
+	}
+	if pad.Tail != 0 {
+		if err := d.readAligned(r.tailBuf, pad.Off+pad.Len+pad.Tail-align, lim); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// writePadded is the read-modify-write of an unaligned data write: the
+// padding blocks are read, then the padded range is written as one request
+// made of the head padding, p and the tail padding.
 func (d *Disk) writePadded(p []byte, pad blkalign.Padding, lim Limits) error {
 	align := lim.RequestAlignment
-	off, n := pad.Off, pad.Len
-	if pad.Length() <= max(2*align, 1<<20) {
-		buf := make([]byte, pad.Length())
-		if pad.Head != 0 {
-			if err := d.readAligned(buf[:align], pad.Start(), lim); err != nil {
-				return err
-			}
-		}
-		if pad.Tail != 0 && (pad.Head == 0 || pad.Length() > align) {
-			t := pad.Length() - align
-			if err := d.readAligned(buf[t:], pad.Start()+t, lim); err != nil {
-				return err
-			}
-		}
-		copy(buf[pad.Head:], p)
-		return d.writeAligned(buf, pad.Start(), lim)
-	}
-	done := int64(0)
-	if pad.Head != 0 {
-		buf := make([]byte, align)
-		if err := d.readAligned(buf, pad.Start(), lim); err != nil {
-			return err
-		}
-		done = int64(copy(buf[pad.Head:], p))
-		if err := d.writeAligned(buf, pad.Start(), lim); err != nil {
-			return err
-		}
-	}
-	mid := blkalign.AlignDown(n-done, align)
-	if err := d.writeAligned(p[done:done+mid], off+done, lim); err != nil {
+	r, err := d.rmwRead(pad, lim)
+	if err != nil {
 		return err
 	}
-	done += mid
-	if done < n {
-		buf := make([]byte, align)
-		if err := d.readAligned(buf, off+done, lim); err != nil {
-			return err
-		}
-		copy(buf, p[done:])
-		if err := d.writeAligned(buf, off+done, lim); err != nil {
-			return err
-		}
+	head := r.buf[:pad.Head]
+	tail := r.tailBuf[align-pad.Tail:]
+	if v, ok := d.drv.(VectorIO); ok && (lim.MaxTransfer == 0 || pad.Length() <= lim.MaxTransfer) {
+		return v.WritevAt(nonEmpty(head, p, tail), pad.Start())
 	}
-	return nil
+	buf := make([]byte, 0, pad.Length())
+	buf = append(append(append(buf, head...), p...), tail...)
+	return d.writeAligned(buf, pad.Start(), lim)
 }
 
 // WriteZeroes makes [off, off+n) read as zeroes, as QEMU's
@@ -281,51 +280,40 @@ func (d *Disk) WriteZeroes(off, n int64, flags ZeroFlags, fua bool) error {
 	if n == 0 {
 		return nil
 	}
+	// Write-through makes every request FUA; QEMU emulates FUA with a flush
+	// after each sub-request (the head block, the zeroed middle, the tail
+	// block), and the file system's allocation can depend on that order.
+	fua = fua || d.opts.WriteThrough
 	pad := blkalign.Pad(off, n, ra)
-	var err error
 	if !pad.Needed() {
 		d.serial.RLock()
-		err = d.zeroAligned(off, n, flags, lim)
-		d.serial.RUnlock()
-	} else {
-		d.serial.Lock()
-		err = d.zeroPadded(pad, flags, lim)
-		d.serial.Unlock()
+		defer d.serial.RUnlock()
+		return d.zeroAligned(off, n, flags, fua, lim)
 	}
-	if err != nil {
-		return err
+	d.serial.Lock()
+	defer d.serial.Unlock()
+	return d.zeroPadded(pad, flags, fua, lim)
+}
+
+// flushIf flushes when fua is set.
+func (d *Disk) flushIf(fua bool) error {
+	if fua {
+		return d.drv.Flush()
 	}
-	return d.afterWrite(fua)
+	return nil
 }
 
 // zeroPadded is QEMU's bdrv_co_do_zero_pwritev: the partial head and tail
 // blocks are read, zeroed where covered and written as data; the aligned
 // middle becomes a zero write.
-func (d *Disk) zeroPadded(pad blkalign.Padding, flags ZeroFlags, lim Limits) error {
+func (d *Disk) zeroPadded(pad blkalign.Padding, flags ZeroFlags, fua bool, lim Limits) error {
 	align := lim.RequestAlignment
 	off, n := pad.Off, pad.Len
-	sum := pad.Length()
-	bufLen := align
-	if sum > align && pad.Head != 0 && pad.Tail != 0 {
-		bufLen = 2 * align
+	r, err := d.rmwRead(pad, lim)
+	if err != nil {
+		return err
 	}
-	merge := sum == bufLen
-	buf := make([]byte, bufLen)
-	tailBuf := buf[bufLen-align:]
-	if pad.Head != 0 || merge {
-		rl := align
-		if merge {
-			rl = bufLen
-		}
-		if err := d.readAligned(buf[:rl], pad.Start(), lim); err != nil {
-			return err
-		}
-	}
-	if !merge && pad.Tail != 0 {
-		if err := d.readAligned(tailBuf, off+n+pad.Tail-align, lim); err != nil {
-			return err
-		}
-	}
+	buf, tailBuf, merge, bufLen := r.buf, r.tailBuf, r.merge, int64(len(r.buf))
 	clear(buf[pad.Head : bufLen-pad.Tail])
 	if pad.Head != 0 || merge {
 		wl := align
@@ -333,6 +321,9 @@ func (d *Disk) zeroPadded(pad blkalign.Padding, flags ZeroFlags, lim Limits) err
 			wl = bufLen
 		}
 		if err := d.writeAligned(buf[:wl], pad.Start(), lim); err != nil {
+			return err
+		}
+		if err := d.flushIf(fua); err != nil {
 			return err
 		}
 		if merge {
@@ -343,14 +334,17 @@ func (d *Disk) zeroPadded(pad blkalign.Padding, flags ZeroFlags, lim Limits) err
 	}
 	if n >= align {
 		mid := blkalign.AlignDown(n, align)
-		if err := d.zeroAligned(off, mid, flags, lim); err != nil {
+		if err := d.zeroAligned(off, mid, flags, fua, lim); err != nil {
 			return err
 		}
 		off += mid
 		n -= mid
 	}
 	if n > 0 {
-		return d.writeAligned(tailBuf, off, lim)
+		if err := d.writeAligned(tailBuf, off, lim); err != nil {
+			return err
+		}
+		return d.flushIf(fua)
 	}
 	return nil
 }
@@ -359,8 +353,8 @@ func (d *Disk) zeroPadded(pad blkalign.Padding, flags ZeroFlags, lim Limits) err
 var zeroes = make([]byte, maxBounce)
 
 // zeroAligned is QEMU's bdrv_co_do_pwrite_zeroes for a request aligned to
-// the request alignment.
-func (d *Disk) zeroAligned(off, n int64, flags ZeroFlags, lim Limits) error {
+// the request alignment; with fua, one flush follows the whole request.
+func (d *Disk) zeroAligned(off, n int64, flags ZeroFlags, fua bool, lim Limits) error {
 	zer, ok := d.drv.(Zeroer)
 	var supported ZeroFlags
 	if ok {
@@ -387,7 +381,7 @@ func (d *Disk) zeroAligned(off, n int64, flags ZeroFlags, lim Limits) error {
 		}
 		z.Advance(num)
 	}
-	return nil
+	return d.flushIf(fua)
 }
 
 // Discard tells the driver that [off, off+n) is no longer needed. It is

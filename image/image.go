@@ -27,6 +27,16 @@ type Driver interface {
 	Close() error
 }
 
+// VectorIO is implemented by drivers that can read or write several buffers
+// as one request (preadv/pwritev). Disk uses it for padded requests so that
+// the file sees one request, as it does under QEMU: the page cache, and so
+// what SEEK_DATA reports, depends on the shape of the requests. The
+// requests are aligned like ReadAt/WriteAt; a short count is an error.
+type VectorIO interface {
+	ReadvAt(bufs [][]byte, off int64) error
+	WritevAt(bufs [][]byte, off int64) error
+}
+
 // Limits mirror QEMU's BlockLimits. Zero means "no constraint" for the
 // maxima and 1 for the alignments.
 type Limits struct {

@@ -168,18 +168,25 @@ func (d *Driver) pread(p []byte, off int64) (int, error) {
 
 // WriteAt writes p; a write past the end of the file extends it.
 func (d *Driver) WriteAt(p []byte, off int64) (int, error) {
-	if d.opts.Probed && off < 512 && len(p) > 0 && d.opts.ProbeHeader != nil {
-		if len(p) < 512 || off != 0 {
-			return 0, image.ErrPermission
-		}
-		if d.opts.ProbeHeader(p[:512]) {
-			return 0, image.ErrPermission
-		}
+	if _, err := d.checkProbed(p, off); err != nil {
+		return 0, err
 	}
 	if d.opts.Direct && !d.aligned(p) {
 		return d.bounce(p, off, true)
 	}
 	return d.pwrite(p, off)
+}
+
+// checkProbed refuses a write to block 0 of a probed image that would make
+// the image probe as another format.
+func (d *Driver) checkProbed(p []byte, off int64) (int, error) {
+	if !d.opts.Probed || off >= 512 || len(p) == 0 || d.opts.ProbeHeader == nil {
+		return 0, nil
+	}
+	if len(p) < 512 || off != 0 || d.opts.ProbeHeader(p[:512]) {
+		return 0, image.ErrPermission
+	}
+	return 0, nil
 }
 
 func (d *Driver) pwrite(p []byte, off int64) (int, error) {
@@ -449,3 +456,112 @@ var _ image.Driver = (*Driver)(nil)
 var _ image.Zeroer = (*Driver)(nil)
 var _ image.Discarder = (*Driver)(nil)
 var _ image.BlockStatuser = (*Driver)(nil)
+
+// ReadvAt reads into bufs from off as one preadv (a gather through an
+// aligned bounce buffer with O_DIRECT). Past the end of the file it reads zeroes.
+func (d *Driver) ReadvAt(bufs [][]byte, off int64) error {
+	if d.opts.Direct {
+		return d.bounceV(bufs, off, false)
+	}
+	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
+	done := 0
+	for done < total {
+		n, err := unix.Preadv(int(d.f.Fd()), skip(bufs, done), off+int64(done))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("raw: read %s at %d: %w", d.name, off+int64(done), err)
+		}
+		if n == 0 {
+			for _, b := range skip(bufs, done) {
+				clear(b)
+			}
+			return nil
+		}
+		done += n
+	}
+	return nil
+}
+
+// WritevAt writes bufs at off as one pwritev.
+func (d *Driver) WritevAt(bufs [][]byte, off int64) error {
+	if d.opts.Probed && off < 512 {
+		var head []byte
+		for _, b := range bufs {
+			head = append(head, b...)
+			if len(head) >= 512 {
+				break
+			}
+		}
+		if _, err := d.checkProbed(head, off); err != nil {
+			return err
+		}
+	}
+	if d.opts.Direct {
+		return d.bounceV(bufs, off, true)
+	}
+	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
+	done := 0
+	for done < total {
+		n, err := unix.Pwritev(int(d.f.Fd()), skip(bufs, done), off+int64(done))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("raw: write %s at %d: %w", d.name, off+int64(done), err)
+		}
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		done += n
+	}
+	return nil
+}
+
+// skip returns bufs without their first n bytes.
+func skip(bufs [][]byte, n int) [][]byte {
+	out := make([][]byte, 0, len(bufs))
+	for _, b := range bufs {
+		if n >= len(b) {
+			n -= len(b)
+			continue
+		}
+		out = append(out, b[n:])
+		n = 0
+	}
+	return out
+}
+
+// bounceV does vectored O_DIRECT I/O through one aligned buffer.
+func (d *Driver) bounceV(bufs [][]byte, off int64, write bool) error {
+	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
+	buf := alignedBuf(total, d.memAlign)
+	if write {
+		n := 0
+		for _, b := range bufs {
+			n += copy(buf[n:], b)
+		}
+		_, err := d.pwrite(buf, off)
+		return err
+	}
+	if _, err := d.pread(buf, off); err != nil {
+		return err
+	}
+	n := 0
+	for _, b := range bufs {
+		n += copy(b, buf[n:])
+	}
+	return nil
+}
+
+var _ image.VectorIO = (*Driver)(nil)

@@ -1,0 +1,312 @@
+// Package differential runs the same qemu-io command lists through goqio
+// and the real qemu-io on identical images and requires the same stdout,
+// stderr and exit code (after the iotests timing filter), the same guest
+// content (qemu-img compare) and the same allocation and host offsets
+// (qemu-img map --output=json). Skipped when QEMU is not installed.
+package differential
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/goqio/goqio/internal/testbin"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
+}
+
+var timing = regexp.MustCompile(`[0-9]* ops; [0-9/:. sec]* \([0-9/.inf]* [EPTGMKiBbytes]*/sec and [0-9/.inf]* ops/sec\)`)
+var machine = regexp.MustCompile(`(?m)^([0-9]+,[0-9]+),[0-9]+:[0-9]{2}:[0-9.]+,[0-9.]+,[0-9.]+$`)
+
+func filter(s string) string {
+	s = timing.ReplaceAllString(s, "X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)")
+	s = machine.ReplaceAllString(s, "$1,TIME,RATE,RATE")
+	return strings.ReplaceAll(s, "qemu-io> ", "")
+}
+
+// Case is one differential case.
+type Case struct {
+	Size  string   // size of the raw image "img" (created with qemu-img)
+	Setup []string // qemu-io commands run by the real qemu-io on both sides first
+	Args  []string // qemu-io arguments; "img" is the image
+	Stdin string   // commands on stdin, when no -c is given
+}
+
+type tools struct{ goqio, qemuIO, qemuImg string }
+
+func setup(t *testing.T) tools {
+	qio, qimg := testbin.QEMU(t)
+	return tools{testbin.Goqio(t), qio, qimg}
+}
+
+func sh(t *testing.T, dir, stdin string, name string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	if filepath.Base(name) == "qemu-io" {
+		cmd.Args[0] = "qemu-io" // both programs see the same argv[0]
+	}
+	cmd.Dir = dir
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	rc := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("%s %q: %v", name, args, err)
+		}
+		rc = ee.ExitCode()
+	}
+	return o.String(), e.String(), rc
+}
+
+// run executes c on both sides and reports every difference.
+func (tl tools) run(t *testing.T, c Case) {
+	t.Helper()
+	top := t.TempDir()
+	bin := filepath.Join(top, "bin")
+	os.Mkdir(bin, 0o755)
+	link := filepath.Join(bin, "qemu-io")
+	if err := os.Symlink(tl.goqio, link); err != nil {
+		t.Fatal(err)
+	}
+	type result struct{ out, err string }
+	var res [2]result
+	var maps [2]string
+	dirs := [2]string{filepath.Join(top, "qemu"), filepath.Join(top, "goqio")}
+	for i, prog := range []string{tl.qemuIO, link} {
+		d := dirs[i]
+		os.Mkdir(d, 0o755)
+		if _, e, rc := sh(t, d, "", tl.qemuImg, "create", "-q", "-f", "raw", "img", c.Size); rc != 0 {
+			t.Fatalf("qemu-img create: %s", e)
+		}
+		for _, s := range c.Setup {
+			sh(t, d, "", tl.qemuIO, "-f", "raw", "-c", s, "img")
+		}
+		o, e, rc := sh(t, d, c.Stdin, prog, c.Args...)
+		res[i] = result{filter(o) + fmt.Sprintf("[exit %d]\n", rc), filter(e)}
+		maps[i], _, _ = sh(t, d, "", tl.qemuImg, "map", "--output=json", "-f", "raw", "img")
+	}
+	if res[0] != res[1] {
+		t.Errorf("args %q stdin %q:\nqemu-io stdout:\n%s\ngoqio stdout:\n%s\nqemu-io stderr:\n%s\ngoqio stderr:\n%s",
+			c.Args, c.Stdin, res[0].out, res[1].out, res[0].err, res[1].err)
+	}
+	if _, e, rc := sh(t, top, "", tl.qemuImg, "compare", "-q", "-f", "raw", "-F", "raw",
+		filepath.Join(dirs[0], "img"), filepath.Join(dirs[1], "img")); rc != 0 {
+		t.Errorf("args %q: images differ (qemu-img compare exit %d %s)", c.Args, rc, e)
+	}
+	if maps[0] != maps[1] {
+		t.Errorf("args %q: maps differ:\nqemu-io: %s\ngoqio:   %s", c.Args, maps[0], maps[1])
+	}
+	for i, d := range dirs {
+		st, err := os.Stat(filepath.Join(d, "img"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			st0, _ := os.Stat(filepath.Join(dirs[0], "img"))
+			if st0.Size() != st.Size() {
+				t.Errorf("args %q: file sizes differ: %d vs %d", c.Args, st0.Size(), st.Size())
+			}
+		}
+	}
+}
+
+func cmds(flags []string, cs ...string) []string {
+	args := append([]string{}, flags...)
+	for _, c := range cs {
+		args = append(args, "-c", c)
+	}
+	return append(args, "img")
+}
+
+// TestHandWritten covers each verb's main paths on raw images.
+func TestHandWritten(t *testing.T) {
+	tl := setup(t)
+	raw := []string{"-f", "raw"}
+	cases := []Case{
+		{Size: "1M", Args: cmds(raw, "write -P 0xa5 0 64k", "read -P 0xa5 0 64k", "read -v 65530 12", "map", "alloc 0 1M", "info", "length")},
+		{Size: "1M", Args: cmds(raw, "write -P 3 0 1M", "discard 4096 8192", "write -zu 64k 64k", "write -z 128k 3000", "write -zn 300k 4k", "read -P 0 4096 8192")},
+		{Size: "1M", Args: cmds(append(raw, "-n"), "write -zn 1 3", "write -z 1 3", "read -v 0 8", "write -P 3 1 1000", "read -v 0 1030", "write -z 100 5000", "read -v 0 16")},
+		{Size: "1M", Args: cmds(append(raw, "-t", "none"), "writev -P 4 7 100 200 300", "readv -P 4 7 600", "discard 1 4096", "write -zu 511 513")},
+		{Size: "1M", Args: cmds(nil, "write -zn 1 3", "write -P 1 0 1", "write -z 1 3", "read -v 0 8", "write -zu 0 4k")},
+		{Size: "1M", Args: cmds(append(raw, "-d", "ignore"), "write -P 9 0 8k", "discard 0 8k", "read -P 9 0 8k", "write -zu 0 4k", "read -P 0 0 4k")},
+		{Size: "100000", Args: cmds(raw, "length", "write -P 1 99999 353", "read -P 1 99999 353", "write 100352 1", "map", "alloc 99k 10k")},
+		{Size: "1M", Setup: []string{"write -P 0x11 0 1M"}, Args: cmds(raw, "write -zf 4k 4k", "writev -f 8k 1k 1k", "read -P 0x11 0 4k", "read -P 0 4k 4k", "read -P 0xcd 8k 2k")},
+		{Size: "1M", Args: []string{"-f", "raw", "img"}, Stdin: "write 0 512\nread -P 0xcd 0 512\nbogus\nlength\nquit\nlength\n"},
+		{Size: "1M", Args: []string{"img"}, Stdin: "write -P 7 512 512\nread -v 510 4\n"},
+		{Size: "1M", Args: []string{}, Stdin: "open -o driver=raw img\nlength\nclose\nlength\n"},
+		{Size: "1M", Args: cmds(raw, "write -s img 0 4k", "read -v 0 32", "write -s nonexist 0 1")},
+	}
+	for i, c := range cases {
+		c := c
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			tl.run(t, c)
+		})
+	}
+}
+
+// TestMalformed: command lines qemu-io rejects, with its messages on the
+// same streams and the same exit code.
+func TestMalformed(t *testing.T) {
+	tl := setup(t)
+	raw := []string{"-f", "raw"}
+	lines := []string{
+		"read 0 -1", "read 0 1x", "read 1.5 1", "read 0 9E", "read 0 99999999999999999999", "read 0 2G",
+		"read -P 256 0 1", "read -P 0x 0 1", "read -s 1 0 1", "read -P 1 -s 2 0 1", "read -q", "read 0",
+		"write -b -z 0 512", "write -f -c 0 512", "write -n 0 1", "write -u 0 1", "write -z -P 1 0 1",
+		"write 0 3G", "write -c 1 512", "write -b 1 512", "write 1M 1", "write -x 0 1", "write -P",
+		"readv 0 1G 1G", "readv 0 3G", "readv 0", "writev 0 1G 1G", "writev -P 999 0 1",
+		"discard 0 3G", "discard 1M 1", "discard 0", "discard -x 0 1",
+		"alloc", "alloc -1", "alloc 0 x", "alloc 1 2 3", "map 1", "length 1", "info 1", "flush 1",
+		"sleep", "sleep x", "sleep -1", "help a b", "help nope", "bogus", "read\t0 1", "open",
+		"open a b", "open -t x img", "close 1", "sigraise x", "sigraise 99",
+		"write -zn 1 3", "read -b 0 511", "readv -x 0 1",
+	}
+	for i, l := range lines {
+		l := l
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			tl.run(t, Case{Size: "1M", Args: cmds(raw, l, "length")})
+		})
+	}
+	argvs := [][]string{
+		{"-q", "img"}, {"--foo", "img"}, {"--c", "x", "img"}, {"--cmd"}, {"--read-only=1", "img"}, {"-c"},
+		{"-f", "raw", "img", "extra"}, {"-t", "bad", "img"}, {"-d", "bad", "img"}, {"-i", "bad", "img"},
+		{"--image-opts", "-f", "raw", "img"}, {"-f", "raw", "-i", "native", "img"}, {"-f", "bogus", "img"},
+		{"-c", "length", "nonexist"}, {"-U", "-f", "raw", "-c", "length", "img"}, {"-r", "-f", "raw", "-c", "write 0 1", "img"},
+		{"--image-opts", "driver=raw", "-c", "length"}, {"--image-opts", "img", "-c", "length"},
+	}
+	for i, a := range argvs {
+		a := a
+		t.Run(fmt.Sprint("argv", i), func(t *testing.T) {
+			t.Parallel()
+			tl.run(t, Case{Size: "1M", Args: a})
+		})
+	}
+}
+
+// randomCase makes a command list of writes, zero writes, discards, reads
+// and status queries at random (often unaligned) places.
+func randomCase(seed int64) Case {
+	rng := rand.New(rand.NewSource(seed))
+	size := []int64{1 << 20, 4 << 20, 100000, 65537 + 511}[rng.Intn(4)]
+	size = (size + 511) &^ 511
+	args := []string{"-f", "raw"}
+	switch rng.Intn(6) {
+	case 0:
+		args = append(args, "-n")
+	case 1:
+		args = append(args, "-t", "writeback")
+	case 2:
+		args = append(args, "-d", "ignore")
+	case 3:
+		args = []string{} // probed
+	}
+	c := Case{Size: fmt.Sprint(size)}
+	if rng.Intn(2) == 0 {
+		c.Setup = append(c.Setup, fmt.Sprintf("write -P 0x%02x 0 %d", rng.Intn(256), size))
+	}
+	var cs []string
+	for i := 0; i < 3+rng.Intn(12); i++ {
+		gran := []int64{1, 512, 512, 4096, 65536}[rng.Intn(5)]
+		off := rng.Int63n(size/gran) * gran
+		n := min(rng.Int63n(4*65536/gran+2)*gran+1, size-off)
+		if rng.Intn(20) == 0 {
+			off = size - rng.Int63n(3)
+		}
+		switch k := rng.Intn(10); k {
+		case 0, 1:
+			cs = append(cs, fmt.Sprintf("write -P 0x%02x %d %d", rng.Intn(256), off, n))
+		case 2:
+			fl := []string{"-z", "-zu", "-zn", "-zf", "-zun"}[rng.Intn(5)]
+			cs = append(cs, fmt.Sprintf("write %s %d %d", fl, off, n))
+		case 3:
+			cs = append(cs, fmt.Sprintf("discard %d %d", off, n))
+		case 4:
+			cs = append(cs, fmt.Sprintf("read -v %d %d", off, min(n, 48)))
+		case 5:
+			cs = append(cs, fmt.Sprintf("writev -P %d %d %d %d", rng.Intn(256), off, n/2, n-n/2))
+		case 6:
+			cs = append(cs, fmt.Sprintf("readv -q %d %d %d", off, n/3, n-n/3))
+		case 7:
+			cs = append(cs, fmt.Sprintf("alloc %d %d", off, n))
+		case 8:
+			cs = append(cs, "map")
+		default:
+			cs = append(cs, fmt.Sprintf("read -P 0 %d %d", off, n))
+		}
+	}
+	c.Args = cmds(args, cs...)
+	return c
+}
+
+func TestRandom(t *testing.T) {
+	tl := setup(t)
+	n := 80
+	if testing.Short() {
+		n = 20
+	}
+	if v, err := strconv.Atoi(os.Getenv("GOQIO_DIFF_RANDOM")); err == nil {
+		n = v // more cases locally: GOQIO_DIFF_RANDOM=1000 go test ./tests/differential/
+	}
+	for i := 0; i < n; i++ {
+		seed := int64(i + 1)
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			t.Parallel()
+			tl.run(t, randomCase(seed))
+		})
+	}
+}
+
+// TestCreate: goqio create makes the same raw file as qemu-img create and
+// prints the same Formatting line.
+func TestCreate(t *testing.T) {
+	tl := setup(t)
+	for i, a := range [][]string{
+		{"1M"}, {"100000"}, {"0"}, {"1"}, {"4097"}, {"1G"}, {"-o", "preallocation=full", "1M"},
+		{"-o", "preallocation=falloc", "100000"}, {"-o", "preallocation=off", "64k"}, {"-o", "size=2M"},
+	} {
+		a := a
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			args := func(name string) []string {
+				opts := a[:len(a)-1]
+				last := a[len(a)-1]
+				if strings.HasPrefix(last, "size=") {
+					return append([]string{"create", "-f", "raw", "-o", last}, name)
+				}
+				return append(append(append([]string{"create", "-f", "raw"}, opts...), name), last)
+			}
+			qo, qe, qrc := sh(t, dir, "", tl.qemuImg, args("q.raw")...)
+			go_, ge, grc := sh(t, dir, "", tl.goqio, args("g.raw")...)
+			if strings.ReplaceAll(qo, "q.raw", "X") != strings.ReplaceAll(go_, "g.raw", "X") || qrc != grc {
+				t.Errorf("create %q: qemu-img %q %q %d, goqio %q %q %d", a, qo, qe, qrc, go_, ge, grc)
+			}
+			qb, _ := os.ReadFile(filepath.Join(dir, "q.raw"))
+			gb, _ := os.ReadFile(filepath.Join(dir, "g.raw"))
+			if !bytes.Equal(qb, gb) {
+				t.Errorf("create %q: files differ (%d vs %d bytes)", a, len(qb), len(gb))
+			}
+			qm, _, _ := sh(t, dir, "", tl.qemuImg, "map", "--output=json", "-f", "raw", "q.raw")
+			gm, _, _ := sh(t, dir, "", tl.qemuImg, "map", "--output=json", "-f", "raw", "g.raw")
+			if qm != gm {
+				t.Errorf("create %q: maps differ:\n%s\n%s", a, qm, gm)
+			}
+		})
+	}
+}
