@@ -53,7 +53,7 @@ func TestZeroPieces(t *testing.T) {
 		// the head piece is also limited by the max transfer
 		{100, 10000, 8192, 0, 4096, []Piece{{100, 4096}, {4196, 3996}, {8192, 1908}}},
 		// the kernel's 1023-sector piece on 64 KiB clusters
-		{0, 1023 * 512, 64 * k, 0, 0, []Piece{{0, 7 * 64 * k}, {7 * 64 * k, 63 * k + 512}}},
+		{0, 1023 * 512, 64 * k, 0, 0, []Piece{{0, 7 * 64 * k}, {7 * 64 * k, 63*k + 512}}},
 		{1023 * 512, 8 * 512, 64 * k, 0, 0, []Piece{{1023 * 512, 512}, {512 * k, 3584}}},
 	}
 	for _, tc := range tests {
