@@ -1,0 +1,99 @@
+// Package shell tests goqio's interactive shell in a real terminal: tmux
+// runs goqio, send-keys types, capture-pane reads the screen. Skipped when
+// tmux is not installed.
+package shell
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/raw"
+	"github.com/goqio/goqio/internal/testbin"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
+}
+
+type term struct {
+	t    *testing.T
+	name string
+}
+
+func (tm term) tmux(args ...string) string {
+	out, err := exec.Command("tmux", append([]string{"-L", tm.name}, args...)...).CombinedOutput()
+	if err != nil {
+		tm.t.Fatalf("tmux %q: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func (tm term) keys(k ...string) { tm.tmux(append([]string{"send-keys", "-t", "s"}, k...)...) }
+
+// waitFor polls the screen until it contains want.
+func (tm term) waitFor(want string) string {
+	tm.t.Helper()
+	var screen string
+	for i := 0; i < 100; i++ {
+		screen = tm.tmux("capture-pane", "-t", "s", "-p")
+		if strings.Contains(screen, want) {
+			return screen
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tm.t.Fatalf("screen never showed %q:\n%s", want, screen)
+	return ""
+}
+
+func start(t *testing.T, name, cmd string) term {
+	tm := term{t, name}
+	tm.tmux("new-session", "-d", "-s", "s", "-x", "120", "-y", "40", cmd)
+	t.Cleanup(func() { exec.Command("tmux", "-L", name, "kill-server").Run() })
+	return tm
+}
+
+func TestShell(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux not installed")
+	}
+	bin := testbin.Goqio(t)
+	dir := t.TempDir()
+	img := filepath.Join(dir, "t.raw")
+	if err := raw.Create(img, 1<<20, image.PreallocOff); err != nil {
+		t.Fatal(err)
+	}
+	hist := filepath.Join(dir, "history")
+	cmd := "GOQIO_HISTORY=" + hist + " " + bin + " -f raw " + img + "; echo EXIT=$?; sleep 30"
+
+	tm := start(t, "goqio-shell-1", cmd)
+	tm.waitFor("goqio>")
+	tm.keys("leng", "Tab", "Enter") // verb completion
+	tm.waitFor("1 MiB")
+	tm.keys("write -P 7 0 512", "Enter")
+	tm.waitFor("wrote 512/512 bytes at offset 0")
+	tm.keys("read -v 0 1", "C-c") // Ctrl-C abandons the line, not the program
+	tm.waitFor("^C")
+	tm.keys("Up", "Up", "Enter") // history: the write again... then length
+	tm.keys("bogus", "Enter")
+	tm.waitFor(`command "bogus" not found`)
+	tm.keys("C-d") // Ctrl-D ends the session
+	screen := tm.waitFor("EXIT=1")
+	if strings.Contains(screen, "00000000:") {
+		t.Errorf("the abandoned read ran:\n%s", screen)
+	}
+
+	// a second session sees the first one's history
+	tm2 := start(t, "goqio-shell-2", cmd)
+	tm2.waitFor("goqio>")
+	tm2.keys("Up")
+	tm2.waitFor("goqio> bogus")
+	tm2.keys("C-u", "quit", "Enter")
+	tm2.waitFor("EXIT=0")
+}
