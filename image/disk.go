@@ -19,6 +19,10 @@ type Options struct {
 	ReadOnly     bool // refuse every write (QEMU without BDRV_O_RDWR)
 	Unmap        bool // discards reach the driver (QEMU's BDRV_O_UNMAP, -d on|unmap)
 	WriteThrough bool // every write is followed by a flush (cache=writethrough|directsync)
+	// Grow marks the Disk of an image file under a format driver: requests
+	// past the end are allowed (writes extend the file, reads return zeroes),
+	// as for QEMU's protocol nodes.
+	Grow bool
 }
 
 // Disk is the generic block layer in front of one driver: it checks bounds,
@@ -77,6 +81,9 @@ func (d *Disk) Limits() Limits {
 func (d *Disk) checkRange(off, n int64) error {
 	if off < 0 || n < 0 {
 		return ErrOutOfRange
+	}
+	if d.opts.Grow {
+		return nil
 	}
 	size := d.Size()
 	if off > size || size-off < n {

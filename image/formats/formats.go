@@ -15,8 +15,13 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2"
 	"github.com/goqio/goqio/image/raw"
 )
+
+// MaxChainDepth bounds a backing chain. QEMU has no such bound and hangs
+// on a backing loop; goqio refuses both a loop and an absurdly deep chain.
+const MaxChainDepth = 256
 
 // Options are the open flags qemu-io passes to the block layer.
 type Options struct {
@@ -106,6 +111,13 @@ func Probe(head []byte) string {
 // driver). Errors are *Error with QEMU's texts, checked in QEMU's order:
 // the file first, then the format's options.
 func Open(path string, o Options) (*image.Disk, error) {
+	return open(path, o, nil)
+}
+
+// chainFile identifies a file of a backing chain.
+type chainFile struct{ dev, ino uint64 }
+
+func open(path string, o Options, chain []chainFile) (*image.Disk, error) {
 	opts := map[string]string{}
 	for k, v := range o.Options {
 		opts[k] = v
@@ -177,6 +189,38 @@ func Open(path string, o Options) (*image.Disk, error) {
 			d = fileDriver{drv}
 		}
 		return image.New(d, path, image.Options{ReadOnly: o.ReadOnly, Unmap: o.Unmap, WriteThrough: o.WriteThrough}), nil
+	case "qcow2":
+		for k := range opts {
+			return nil, errorf(nil, "Block format 'qcow2' does not support the option '%s'", k)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(path, &st); err != nil {
+			return nil, openErr(path, err)
+		}
+		me := chainFile{uint64(st.Dev), st.Ino}
+		for _, c := range chain {
+			if c == me {
+				return nil, errorf(nil, "Backing file loop: '%s' is its own backing file (directly or through others)", path)
+			}
+		}
+		if len(chain) >= MaxChainDepth {
+			return nil, errorf(nil, "Backing chain deeper than %d images", MaxChainDepth)
+		}
+		chain = append(chain, me)
+		qo := qcow2.Options{ReadOnly: o.ReadOnly, Direct: o.Direct, NoFlush: o.NoFlush, Unmap: o.Unmap,
+			OpenBacking: func(name, format string) (*image.Disk, error) {
+				bo := Options{Format: format, ReadOnly: true, Direct: o.Direct, NoFlush: o.NoFlush}
+				return open(name, bo, chain)
+			}}
+		drv, err := qcow2.Open(path, qo)
+		if err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				return nil, openErr(path, err)
+			}
+			return nil, &Error{Msg: err.Error(), Err: err}
+		}
+		return image.New(drv, path, image.Options{ReadOnly: o.ReadOnly, Unmap: o.Unmap, WriteThrough: o.WriteThrough}), nil
 	}
 	return nil, errorf(nil, "Unsupported image format '%s': goqio does not implement it yet", format)
 }

@@ -189,7 +189,17 @@ func (d *Driver) checkProbed(p []byte, off int64) (int, error) {
 	return 0, nil
 }
 
+// grown records that the file now extends to end.
+func (d *Driver) grown(end int64) {
+	d.mu.Lock()
+	if end > d.size {
+		d.size = roundUp512(end)
+	}
+	d.mu.Unlock()
+}
+
 func (d *Driver) pwrite(p []byte, off int64) (int, error) {
+	defer d.grown(off + int64(len(p)))
 	done := 0
 	for done < len(p) {
 		n, err := unix.Pwrite(int(d.f.Fd()), p[done:], off+int64(done))
@@ -271,6 +281,7 @@ func (d *Driver) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
 		err := d.fallocate(unix.FALLOC_FL_ZERO_RANGE, off, n)
 		switch {
 		case err == nil:
+			d.grown(off + n)
 			return nil
 		case isNotSup(err):
 			d.setFlag(&d.noZero)
@@ -285,6 +296,7 @@ func (d *Driver) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
 		case err == nil:
 			err = d.fallocate(0, off, n)
 			if err == nil {
+				d.grown(off + n)
 				return nil
 			}
 			if !isNotSup(err) {
@@ -302,6 +314,7 @@ func (d *Driver) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
 		if st, err := d.f.Stat(); err == nil && off >= st.Size() {
 			err := d.fallocate(0, off, n)
 			if err == nil {
+				d.grown(off + n)
 				return nil
 			}
 			if !isNotSup(err) {
@@ -505,6 +518,11 @@ func (d *Driver) WritevAt(bufs [][]byte, off int64) error {
 		return d.bounceV(bufs, off, true)
 	}
 	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
+	defer d.grown(off + int64(total))
+	total = 0
 	for _, b := range bufs {
 		total += len(b)
 	}

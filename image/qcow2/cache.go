@@ -1,0 +1,95 @@
+package qcow2
+
+import "sort"
+
+// tableCache holds metadata tables (L2 tables or refcount blocks), one
+// cluster each, keyed by host offset. Dirty tables are written back by
+// flush. Buffers handed out stay valid until the next evict, which the
+// driver calls only between requests, with its lock held.
+type tableCache struct {
+	d      *Driver
+	tables map[int64]*table
+	max    int
+	// dependsOn is flushed before this cache (refcounts before the L2
+	// tables that reference newly allocated clusters).
+	dependsOn *tableCache
+}
+
+type table struct {
+	buf   []byte
+	dirty bool
+}
+
+func newTableCache(d *Driver, max int) *tableCache {
+	return &tableCache{d: d, tables: map[int64]*table{}, max: max}
+}
+
+// get returns the table at off, reading it from the file if needed.
+func (c *tableCache) get(off int64) ([]byte, error) {
+	if t, ok := c.tables[off]; ok {
+		return t.buf, nil
+	}
+	buf := make([]byte, c.d.clusterSize)
+	if err := c.d.file.ReadAt(buf, off); err != nil {
+		return nil, err
+	}
+	c.tables[off] = &table{buf: buf}
+	return buf, nil
+}
+
+// getEmpty returns a zeroed table for off without reading it.
+func (c *tableCache) getEmpty(off int64) []byte {
+	if t, ok := c.tables[off]; ok {
+		clear(t.buf)
+		return t.buf
+	}
+	buf := make([]byte, c.d.clusterSize)
+	c.tables[off] = &table{buf: buf}
+	return buf
+}
+
+func (c *tableCache) markDirty(off int64) {
+	if t, ok := c.tables[off]; ok {
+		t.dirty = true
+	}
+}
+
+// drop forgets the table at off without writing it (its cluster was freed).
+func (c *tableCache) drop(off int64) { delete(c.tables, off) }
+
+// flush writes the dirty tables, in offset order.
+func (c *tableCache) flush() error {
+	if c.dependsOn != nil {
+		if err := c.dependsOn.flush(); err != nil {
+			return err
+		}
+	}
+	var offs []int64
+	for off, t := range c.tables {
+		if t.dirty {
+			offs = append(offs, off)
+		}
+	}
+	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
+	for _, off := range offs {
+		t := c.tables[off]
+		if err := c.d.file.WriteAt(t.buf, off, false); err != nil {
+			return err
+		}
+		t.dirty = false
+	}
+	return nil
+}
+
+// evict writes back and forgets every table once the cache holds more than
+// its maximum.
+func (c *tableCache) evict() error {
+	if len(c.tables) <= c.max {
+		return nil
+	}
+	if err := c.flush(); err != nil {
+		return err
+	}
+	c.tables = map[int64]*table{}
+	return nil
+}

@@ -1,0 +1,174 @@
+package qcow2
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/raw"
+)
+
+// CreateOptions are qemu-img create's qcow2 options.
+type CreateOptions struct {
+	Size            int64
+	ClusterSize     int64 // default 65536
+	Version         int   // 2 or 3 (default 3)
+	RefcountBits    int   // default 16
+	LazyRefcounts   bool
+	ExtendedL2      bool
+	CompressionType int // 0 zlib, 1 zstd
+	Prealloc        image.Prealloc
+	BackingFile     string
+	BackingFmt      string
+}
+
+// Validate checks the options as qemu-img does, with its messages.
+func (o *CreateOptions) Validate() error {
+	cs := o.ClusterSize
+	if cs < 512 || cs > 2<<20 || cs&(cs-1) != 0 {
+		return fmt.Errorf("Cluster size must be a power of two between 512 and 2048k")
+	}
+	rb := o.RefcountBits
+	if rb < 1 || rb > 64 || rb&(rb-1) != 0 {
+		return fmt.Errorf("Refcount width must be a power of two and may not exceed 64 bits")
+	}
+	if o.Version < 3 {
+		if rb != 16 {
+			return fmt.Errorf("Different refcount widths than 16 bits require compatibility level 1.1 or above (use version=v3 or greater)")
+		}
+		if o.LazyRefcounts {
+			return fmt.Errorf("Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)")
+		}
+		if o.ExtendedL2 {
+			return fmt.Errorf("Extended L2 entries are only supported with compatibility level 1.1 and above (use version=v3 or greater)")
+		}
+		if o.CompressionType != 0 {
+			return fmt.Errorf("Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)")
+		}
+	}
+	if o.ExtendedL2 {
+		if cs < 16384 {
+			return fmt.Errorf("Extended L2 entries are only supported with cluster sizes of at least 16384 bytes")
+		}
+		return fmt.Errorf("goqio cannot create images with extended L2 entries yet")
+	}
+	if o.Prealloc != image.PreallocOff {
+		return fmt.Errorf("goqio cannot preallocate qcow2 images yet (preallocation=%s)", o.Prealloc)
+	}
+	return nil
+}
+
+// Create makes a qcow2 image the way QEMU's qcow2_co_create does, so that
+// the file is byte for byte what qemu-img create writes: a minimal header
+// with a refcount table and one refcount block, then, through the driver,
+// the three clusters taken, the full header written, the L1 table grown to
+// the size, and the backing file recorded.
+func Create(path string, o CreateOptions) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	cs := o.ClusterSize
+	bits := uint32(0)
+	for int64(1)<<bits < cs {
+		bits++
+	}
+	order := uint32(0)
+	for 1<<order < o.RefcountBits {
+		order++
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("Could not create '%s': %s", path, strerror(err))
+	}
+	h := Header{
+		Version:               uint32(o.Version),
+		ClusterBits:           bits,
+		RefcountTableOffset:   uint64(cs),
+		RefcountTableClusters: 1,
+		RefcountOrder:         order,
+		HeaderLength:          headerSize,
+		CompressionType:       uint8(o.CompressionType),
+	}
+	if o.LazyRefcounts {
+		h.CompatibleFeatures |= compatLazyRefcounts
+	}
+	if o.CompressionType != 0 {
+		h.IncompatibleFeatures |= incompatCompression
+	}
+	hbuf := make([]byte, cs)
+	h.encode(hbuf)
+	if o.Version < 3 {
+		// the initial header is always written in the v3 layout
+		v3 := h
+		v3.Version = 3
+		v3.encode(hbuf)
+		putU32(hbuf[4:], uint32(o.Version))
+	}
+	rt := make([]byte, 2*cs)
+	putU64(rt, uint64(2*cs))
+	if _, err := f.WriteAt(hbuf, 0); err == nil {
+		_, err = f.WriteAt(rt, cs)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	rd, err := raw.Open(path, raw.Options{NoFlush: true})
+	if err != nil {
+		return err
+	}
+	file := image.New(rd, path, image.Options{Grow: true})
+	d, err := openOn(file, path, Options{NoFlush: true})
+	if err != nil {
+		file.Close()
+		return err
+	}
+	if _, err := d.allocClusters(3 * cs); err != nil {
+		d.Close()
+		return err
+	}
+	if err := d.updateHeader(); err != nil {
+		d.Close()
+		return err
+	}
+	if err := d.growL1(d.sizeToL1(o.Size), true); err != nil {
+		d.Close()
+		return err
+	}
+	d.size = o.Size
+	var sb [8]byte
+	putU64(sb[:], uint64(o.Size))
+	if err := d.writeSync(sb[:], 24); err != nil {
+		d.Close()
+		return err
+	}
+	if o.BackingFile != "" {
+		d.backingFile, d.backingFmt = o.BackingFile, o.BackingFmt
+		if err := d.updateHeader(); err != nil {
+			d.Close()
+			return err
+		}
+	}
+	if err := d.Close(); err != nil {
+		return err
+	}
+	// qemu-img reopens the image with flushing enabled before it returns
+	g, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	return g.Sync()
+}
+
+func putU32(b []byte, v uint32) {
+	b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+}
+
+func putU64(b []byte, v uint64) {
+	putU32(b, uint32(v>>32))
+	putU32(b[4:], uint32(v))
+}

@@ -1,0 +1,716 @@
+// Package qcow2 is goqio's qcow2 driver: it reads and writes qcow2 images
+// (versions 2 and 3) as QEMU 7.2 does, down to where it places clusters, so
+// that qemu-img map and qemu-img check see the same image.
+//
+// Layout of an image (offsets in the file, all integers big-endian):
+//
+//	cluster 0      header, header extensions, backing file name
+//	refcount table refcount_table_clusters clusters of u64 refcount block offsets
+//	refcount block one cluster of refcounts (1..64 bits each) for a run of clusters
+//	L1 table       l1_size u64 entries: L2 table offset | COPIED
+//	L2 table       one cluster of u64 entries: host cluster offset | COPIED | ZERO
+//	data cluster   guest data
+//
+// Allocation follows QEMU: first fit from the lowest free cluster (the
+// free cluster index, lowered when clusters are freed), an L2 table before
+// the data cluster that needs it, refcount blocks that describe themselves,
+// and the refcount table grown past the clusters it must cover.
+//
+// Write ordering: data (and copy-on-write) is written before the L2 entry
+// that points to it; refcount blocks reach the file before the L2 tables
+// and L1 entries that use new clusters (the L2 cache depends on the
+// refcount cache, and a new L2 table is written before the L1 entry that
+// points to it). A crash can therefore leak clusters but never leave a
+// reference to unwritten data.
+//
+// Concurrency: one mutex serialises all requests on an image. Reads of the
+// backing file and data clusters happen under it too; this is simple and
+// correct, and leaves parallelism for later.
+package qcow2
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/raw"
+)
+
+// Options control how an image is opened.
+type Options struct {
+	ReadOnly bool
+	Direct   bool // O_DIRECT on the image file
+	NoFlush  bool // cache=unsafe
+	Unmap    bool // discards of freed clusters reach the file
+	// OpenBacking opens the backing file (read-only); name is already
+	// resolved against the image's directory, format is "" when the image
+	// does not name one. nil means: no backing file support.
+	OpenBacking func(name, format string) (*image.Disk, error)
+}
+
+// Driver is an open qcow2 image.
+type Driver struct {
+	file *image.Disk
+	name string
+	opts Options
+
+	mu sync.Mutex
+
+	hdr           Header
+	unknownFields []byte      // header bytes between 112 and header_length
+	exts          []extension // unknown extensions, kept
+	features      []feature
+	backingFile   string // as stored in the image
+	backingFmt    string
+	backing       *image.Disk
+
+	clusterBits      uint
+	clusterSize      int64
+	l2Bits           uint
+	l2Size           int64 // entries per L2 table
+	size             int64
+	l1               []uint64
+	l1Offset         int64
+	refTable         []uint64
+	refTableOffset   int64
+	maxRefTableIndex int64
+	refOrder         uint
+	refBlockBits     uint
+	refBlockSize     int64
+	refMax           uint64
+	freeClusterIndex int64
+	l2c, rbc         *tableCache
+	discards         [][2]int64
+	corrupt          bool
+}
+
+// Error texts of open failures are QEMU's.
+func openErr(format string, a ...any) error { return fmt.Errorf(format, a...) }
+
+// Open opens the qcow2 image at path.
+func Open(path string, opts Options) (*Driver, error) {
+	rd, err := raw.Open(path, raw.Options{ReadOnly: opts.ReadOnly, Direct: opts.Direct, NoFlush: opts.NoFlush})
+	if err != nil {
+		return nil, err
+	}
+	file := image.New(rd, path, image.Options{ReadOnly: opts.ReadOnly, Unmap: opts.Unmap, Grow: true})
+	d, err := openOn(file, path, opts)
+	if err != nil {
+		file.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
+	d := &Driver{file: file, name: path, opts: opts}
+	buf := make([]byte, headerSize)
+	if err := file.ReadAt(buf[:min(int64(len(buf)), max(file.Size(), 0))], 0); err != nil {
+		return nil, openErr("Could not read qcow2 header: %s", strerror(err))
+	}
+	h, err := parseHeader(buf)
+	if err != nil {
+		return nil, err
+	}
+	if h.Version < 2 || h.Version > 3 {
+		return nil, openErr("Unsupported qcow2 version %d", h.Version)
+	}
+	if h.ClusterBits < minClusterBits || h.ClusterBits > maxClusterBits {
+		return nil, openErr("Unsupported cluster size: 2^%d", int32(h.ClusterBits))
+	}
+	d.clusterBits = uint(h.ClusterBits)
+	d.clusterSize = 1 << h.ClusterBits
+	if h.Version >= 3 {
+		if h.HeaderLength < headerV3Size {
+			return nil, openErr("qcow2 header too short")
+		}
+		if int64(h.HeaderLength) > d.clusterSize {
+			return nil, openErr("qcow2 header exceeds cluster size")
+		}
+		if h.HeaderLength < headerSize {
+			h.CompressionType = 0
+		}
+		if h.HeaderLength > headerSize {
+			d.unknownFields = make([]byte, h.HeaderLength-headerSize)
+			if err := file.ReadAt(d.unknownFields, headerSize); err != nil {
+				return nil, openErr("Could not read unknown qcow2 header fields: %s", strerror(err))
+			}
+		}
+	}
+	if h.BackingFileOffset > uint64(d.clusterSize) {
+		return nil, openErr("Invalid backing file offset")
+	}
+	extEnd := d.clusterSize
+	if h.BackingFileOffset != 0 {
+		extEnd = int64(h.BackingFileOffset)
+	}
+	if err := d.readExtensions(int64(h.HeaderLength), extEnd); err != nil {
+		return nil, err
+	}
+	if h.IncompatibleFeatures&^incompatMask != 0 {
+		return nil, d.unsupportedFeatures(h.IncompatibleFeatures &^ incompatMask)
+	}
+	if h.IncompatibleFeatures&incompatCorrupt != 0 && !opts.ReadOnly {
+		return nil, &openError{"qcow2: Image is corrupt; cannot be opened read/write", syscall.EACCES}
+	}
+	if h.IncompatibleFeatures&incompatDataFile != 0 {
+		return nil, openErr("goqio does not support qcow2 images with an external data file yet")
+	}
+	if h.IncompatibleFeatures&incompatExtL2 != 0 {
+		return nil, openErr("goqio does not support qcow2 images with extended L2 entries yet")
+	}
+	if h.RefcountOrder > maxRefcountOrder {
+		return nil, openErr("Reference count entry width too large; may not exceed 64 bits")
+	}
+	d.refOrder = uint(h.RefcountOrder)
+	d.refMax = 1<<(1<<d.refOrder) - 1
+	if d.refOrder == 6 {
+		d.refMax = 1<<63 - 1 // QEMU caps 64-bit refcounts at INT64_MAX
+	}
+	d.refBlockBits = d.clusterBits + 3 - d.refOrder
+	d.refBlockSize = 1 << d.refBlockBits
+	switch {
+	case h.CompressionType > 1:
+		return nil, openErr("Unknown compression type '%d'", h.CompressionType)
+	case h.CompressionType != 0 && h.IncompatibleFeatures&incompatCompression == 0:
+		return nil, openErr("Compression type incompatible feature bit must be set")
+	case h.CompressionType == 0 && h.IncompatibleFeatures&incompatCompression != 0:
+		return nil, openErr("Compression type incompatible feature bit must not be set")
+	}
+	if h.CryptMethod != 0 {
+		return nil, openErr("goqio does not support encrypted qcow2 images (crypt method %d)", h.CryptMethod)
+	}
+	d.l2Bits = d.clusterBits - 3
+	d.l2Size = 1 << d.l2Bits
+	d.size = int64(h.Size/512) * 512
+	if h.Size > 1<<62 {
+		return nil, openErr("Image is too big")
+	}
+	// refcount table
+	rtBytes := int64(h.RefcountTableClusters) << d.clusterBits
+	if int64(h.RefcountTableClusters) > maxReftableSize/(d.clusterSize/8) {
+		return nil, openErr("Reference count table too large")
+	}
+	if h.RefcountTableClusters == 0 && !opts.ReadOnly {
+		return nil, openErr("Image does not contain a reference count table")
+	}
+	if err := d.validateTable(h.RefcountTableOffset, rtBytes, "Invalid reference count table offset"); err != nil {
+		return nil, err
+	}
+	// snapshots
+	if h.NbSnapshots > maxSnapshots {
+		return nil, openErr("Too many snapshots")
+	}
+	if h.NbSnapshots > 0 {
+		if err := d.validateTable(h.SnapshotsOffset, int64(h.NbSnapshots)*40, "Invalid snapshot table offset"); err != nil {
+			return nil, err
+		}
+	}
+	// L1
+	if uint64(h.L1Size) > maxL1Size/8 {
+		return nil, openErr("Active L1 table too large")
+	}
+	need := d.sizeToL1(d.size)
+	if need > 1<<31 || int64(h.L1Size) < need {
+		return nil, openErr("L1 table is too small")
+	}
+	if h.L1Size > 0 {
+		if err := d.validateTable(h.L1TableOffset, int64(h.L1Size)*8, "Invalid L1 table offset"); err != nil {
+			return nil, err
+		}
+	}
+	d.hdr = h
+	d.l1Offset = int64(h.L1TableOffset)
+	d.l1 = make([]uint64, h.L1Size)
+	if h.L1Size > 0 {
+		b := make([]byte, int64(h.L1Size)*8)
+		if err := file.ReadAt(b, d.l1Offset); err != nil {
+			return nil, openErr("Could not read L1 table: %s", strerror(err))
+		}
+		for i := range d.l1 {
+			d.l1[i] = binary.BigEndian.Uint64(b[8*i:])
+		}
+	}
+	d.refTableOffset = int64(h.RefcountTableOffset)
+	d.refTable = make([]uint64, rtBytes/8)
+	if rtBytes > 0 {
+		b := make([]byte, rtBytes)
+		if err := file.ReadAt(b, d.refTableOffset); err != nil {
+			return nil, openErr("Could not read refcount table: %s", strerror(err))
+		}
+		for i := range d.refTable {
+			d.refTable[i] = binary.BigEndian.Uint64(b[8*i:])
+		}
+	}
+	d.updateMaxRefTableIndex()
+	d.rbc = newTableCache(d, max(16, int((8<<20)>>d.clusterBits)))
+	d.l2c = newTableCache(d, max(16, int((32<<20)>>d.clusterBits)))
+	d.l2c.dependsOn = d.rbc
+	// backing file name
+	if h.BackingFileOffset != 0 {
+		n := int64(h.BackingFileSize)
+		if n > maxBackingNameLength || n > d.clusterSize-int64(h.BackingFileOffset) {
+			return nil, openErr("Backing file name too long")
+		}
+		b := make([]byte, n)
+		if err := file.ReadAt(b, int64(h.BackingFileOffset)); err != nil {
+			return nil, openErr("Could not read backing file name: %s", strerror(err))
+		}
+		d.backingFile = string(b)
+	}
+	if h.IncompatibleFeatures&incompatDirty != 0 && !opts.ReadOnly {
+		return nil, openErr("goqio cannot repair the refcounts of a dirty qcow2 image yet; open it read-only or run 'qemu-img check -r all'")
+	}
+	// autoclear bits this code does not maintain are cleared on a read-write open
+	if !opts.ReadOnly && h.AutoclearFeatures&^autoclearMask != 0 {
+		d.hdr.AutoclearFeatures &= autoclearMask
+		if err := d.updateHeader(); err != nil {
+			return nil, err
+		}
+	}
+	if d.backingFile != "" && opts.OpenBacking != nil {
+		b, err := opts.OpenBacking(d.resolveBacking(), d.backingFmt)
+		if err != nil {
+			return nil, openErr("Could not open backing file: %v", err)
+		}
+		d.backing = b
+	}
+	return d, nil
+}
+
+type openError struct {
+	msg   string
+	errno syscall.Errno
+}
+
+func (e *openError) Error() string        { return e.msg }
+func (e *openError) Errno() syscall.Errno { return e.errno }
+
+func strerror(err error) string {
+	s := image.Errno(err).Error()
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// resolveBacking is QEMU's bdrv_get_full_backing_filename for plain paths:
+// relative names are relative to the image's directory.
+func (d *Driver) resolveBacking() string {
+	b := d.backingFile
+	if filepath.IsAbs(b) || strings.Contains(b, ":") && !strings.HasPrefix(b, ".") && strings.Index(b, ":") < strings.Index(b+"/", "/") {
+		return b
+	}
+	dir := filepath.Dir(d.name)
+	if dir == "." && !strings.HasPrefix(d.name, "./") {
+		return b
+	}
+	return dir + "/" + b
+}
+
+// validateTable is QEMU's qcow2_validate_table.
+func (d *Driver) validateTable(off uint64, size int64, msg string) error {
+	if off&uint64(d.clusterSize-1) != 0 || off > 1<<62 || uint64(size) > 1<<62-off {
+		return openErr("%s", msg)
+	}
+	return nil
+}
+
+func (d *Driver) sizeToL1(size int64) int64 {
+	shift := d.clusterBits + d.l2Bits
+	return (size + (1 << shift) - 1) >> shift
+}
+
+// readExtensions reads the header extensions between start and end.
+func (d *Driver) readExtensions(start, end int64) error {
+	if start >= end {
+		return nil
+	}
+	buf := make([]byte, end-start)
+	if err := d.file.ReadAt(buf, start); err != nil {
+		return openErr("qcow2_read_extension: ERROR: pread fail from offset %d", start)
+	}
+	off := int64(0)
+	for off+8 <= int64(len(buf)) {
+		typ := binary.BigEndian.Uint32(buf[off:])
+		n := int64(binary.BigEndian.Uint32(buf[off+4:]))
+		off += 8
+		if n > int64(len(buf))-off {
+			return openErr("Header extension too large")
+		}
+		data := buf[off : off+n]
+		switch typ {
+		case extEnd:
+			return nil
+		case extBackingFormat:
+			if n >= 16 {
+				return openErr("ERROR: ext_backing_format: len=%d too large (>=16)", n)
+			}
+			d.backingFmt = string(data)
+		case extFeatureTable:
+			d.features = decodeFeatures(data)
+		case extCryptoHeader, extDataFile:
+			d.exts = append(d.exts, extension{typ, append([]byte(nil), data...)})
+		default:
+			d.exts = append(d.exts, extension{typ, append([]byte(nil), data...)})
+		}
+		off += (n + 7) &^ 7
+	}
+	return nil
+}
+
+// unsupportedFeatures is QEMU's report_unsupported_feature.
+func (d *Driver) unsupportedFeatures(mask uint64) error {
+	var names []string
+	for _, f := range d.features {
+		if f.Type == 0 && f.Bit < 64 && mask&(1<<f.Bit) != 0 {
+			names = append(names, f.Name)
+			mask &^= 1 << f.Bit
+		}
+	}
+	if mask != 0 {
+		names = append(names, fmt.Sprintf("Unknown incompatible feature: %x", mask))
+	}
+	return &openError{"Unsupported qcow2 feature(s): " + strings.Join(names, ", "), syscall.EOPNOTSUPP}
+}
+
+// corruption marks the image corrupt (QEMU's qcow2_signal_corruption) and
+// returns the error for the request.
+func (d *Driver) corruption(msg string) error {
+	if !d.corrupt && !d.opts.ReadOnly {
+		d.corrupt = true
+		fmt.Fprintf(os.Stderr, "qcow2: Marking image as corrupt: %s; further corruption events will be suppressed\n", msg)
+		d.hdr.IncompatibleFeatures |= incompatCorrupt
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], d.hdr.IncompatibleFeatures)
+		d.file.WriteAt(b[:], 72, false)
+		d.file.Flush()
+	}
+	return &image.CorruptError{What: msg}
+}
+
+// Size is the virtual size.
+func (d *Driver) Size() int64 { return d.size }
+
+// Limits: byte-granular requests; zero writes and discards in clusters.
+func (d *Driver) Limits() image.Limits {
+	return image.Limits{RequestAlignment: 1, ZeroAlignment: d.clusterSize, DiscardAlignment: d.clusterSize}
+}
+
+// Backing returns the backing image or nil.
+func (d *Driver) Backing() *image.Disk { return d.backing }
+
+// l2Entry returns the L2 entry for guest offset off (0 if no L2 table).
+func (d *Driver) l2Entry(off int64) (uint64, error) {
+	l1i := off >> (d.clusterBits + d.l2Bits)
+	if l1i >= int64(len(d.l1)) {
+		return 0, nil
+	}
+	l2off := int64(d.l1[l1i] & l1eOffsetMask)
+	if l2off == 0 {
+		return 0, nil
+	}
+	if l2off&(d.clusterSize-1) != 0 {
+		return 0, d.corruption(fmt.Sprintf("L2 table offset %#x unaligned (L1 index: %#x)", l2off, l1i))
+	}
+	b, err := d.l2c.get(l2off)
+	if err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint64(b[8*((off>>d.clusterBits)&(d.l2Size-1)):]), nil
+}
+
+// hostRun is QEMU's qcow2_get_host_offset: the type of the cluster at off,
+// its host offset (for normal and zero-alloc clusters), and how many of the
+// n bytes from off are of the same type (and contiguous in the file),
+// within one L2 table.
+func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
+	inCluster := off & (d.clusterSize - 1)
+	needed := n + inCluster
+	l2i := (off >> d.clusterBits) & (d.l2Size - 1)
+	avail := (d.l2Size - l2i) << d.clusterBits
+	needed = min(needed, avail)
+	l1i := off >> (d.clusterBits + d.l2Bits)
+	if l1i >= int64(len(d.l1)) || d.l1[l1i]&l1eOffsetMask == 0 {
+		return clusterUnallocated, 0, needed - inCluster, nil
+	}
+	l2off := int64(d.l1[l1i] & l1eOffsetMask)
+	if l2off&(d.clusterSize-1) != 0 {
+		return 0, 0, 0, d.corruption(fmt.Sprintf("L2 table offset %#x unaligned (L1 index: %#x)", l2off, l1i))
+	}
+	b, err := d.l2c.get(l2off)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	entry := binary.BigEndian.Uint64(b[8*l2i:])
+	typ := typeOf(entry)
+	if d.hdr.Version < 3 && (typ == clusterZeroPlain || typ == clusterZeroAlloc) {
+		return 0, 0, 0, d.corruption(fmt.Sprintf("Zero cluster entry found in pre-v3 image (L2 offset: %#x, L2 index: %#x)", l2off, l2i))
+	}
+	var host uint64
+	switch typ {
+	case clusterNormal, clusterZeroAlloc:
+		hc := entry & l2eOffsetMask
+		if hc&uint64(d.clusterSize-1) != 0 {
+			return 0, 0, 0, d.corruption(fmt.Sprintf("Cluster allocation offset %#x unaligned (L2 offset: %#x, L2 index: %#x)", hc, l2off, l2i))
+		}
+		host = hc + uint64(inCluster)
+	case clusterCompressed:
+		host = entry
+	}
+	nb := (needed + d.clusterSize - 1) >> d.clusterBits
+	count := int64(1)
+	if typ != clusterCompressed {
+		expected := entry & l2eOffsetMask
+		for count < nb {
+			e := binary.BigEndian.Uint64(b[8*(l2i+count):])
+			if typeOf(e) != typ {
+				break
+			}
+			if typ == clusterNormal || typ == clusterZeroAlloc {
+				expected += uint64(d.clusterSize)
+				if e&l2eOffsetMask != expected {
+					break
+				}
+			}
+			count++
+		}
+	}
+	run := min(count<<d.clusterBits, needed) - inCluster
+	return typ, host, run, nil
+}
+
+// ReadAt reads guest data.
+func (d *Driver) ReadAt(p []byte, off int64) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.evict(); err != nil {
+		return 0, err
+	}
+	if err := d.readGuest(p, off); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// readGuest reads guest data with the lock held.
+func (d *Driver) readGuest(p []byte, off int64) error {
+	for len(p) > 0 {
+		typ, host, n, err := d.hostRun(off, int64(len(p)))
+		if err != nil {
+			return err
+		}
+		q := p[:n]
+		switch typ {
+		case clusterUnallocated:
+			if err := d.readBacking(q, off); err != nil {
+				return err
+			}
+		case clusterZeroPlain, clusterZeroAlloc:
+			clear(q)
+		case clusterNormal:
+			if err := d.file.ReadAt(q, int64(host)); err != nil {
+				return err
+			}
+		case clusterCompressed:
+			return fmt.Errorf("qcow2: compressed clusters are not supported yet: %w", image.ErrNotSupported)
+		}
+		p = p[n:]
+		off += n
+	}
+	return nil
+}
+
+// readBacking reads from the backing file; what lies past its end (or
+// everything, without one) reads as zeroes.
+func (d *Driver) readBacking(p []byte, off int64) error {
+	if d.backing == nil {
+		clear(p)
+		return nil
+	}
+	bsize := d.backing.Size()
+	n := int64(len(p))
+	if off >= bsize {
+		clear(p)
+		return nil
+	}
+	if off+n > bsize {
+		clear(p[bsize-off:])
+		p = p[:bsize-off]
+	}
+	return d.backing.ReadAt(p, off)
+}
+
+// BlockStatus is QEMU's qcow2_co_block_status.
+func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	typ, host, run, err := d.hostRun(off, min(n, 1<<31-1))
+	if err != nil {
+		return image.Extent{}, err
+	}
+	e := image.Extent{Len: run, File: d.name}
+	switch typ {
+	case clusterNormal:
+		e.Status = image.StatusData | image.StatusOffsetValid
+		e.Offset = int64(host)
+	case clusterZeroAlloc:
+		e.Status = image.StatusZero | image.StatusOffsetValid
+		e.Offset = int64(host)
+	case clusterZeroPlain:
+		e.Status = image.StatusZero
+	case clusterCompressed:
+		e.Status = image.StatusData
+	}
+	return e, nil
+}
+
+// Info describes the image for qemu-io's info.
+func (d *Driver) Info() (image.Info, error) {
+	l2span := d.clusterSize * d.l2Size
+	info := image.Info{
+		FormatName:    "qcow2",
+		ClusterSize:   d.clusterSize,
+		VMStateOffset: d.sizeToL1(d.size) * l2span,
+	}
+	ct := "zlib"
+	if d.hdr.CompressionType == 1 {
+		ct = "zstd"
+	}
+	rb := fmt.Sprint(1 << d.refOrder)
+	if d.hdr.Version < 3 {
+		info.Specific = []image.KeyValue{kv("compat", "0.10"), kv("compression type", ct), kv("refcount bits", rb)}
+		return info, nil
+	}
+	info.Specific = []image.KeyValue{
+		kv("compat", "1.1"),
+		kv("compression type", ct),
+		kv("lazy refcounts", fmt.Sprint(d.hdr.CompatibleFeatures&compatLazyRefcounts != 0)),
+		kv("refcount bits", rb),
+		kv("corrupt", fmt.Sprint(d.hdr.IncompatibleFeatures&incompatCorrupt != 0)),
+		kv("extended l2", fmt.Sprint(d.hdr.IncompatibleFeatures&incompatExtL2 != 0)),
+	}
+	return info, nil
+}
+
+// evict trims the metadata caches between requests.
+func (d *Driver) evict() error {
+	if err := d.rbc.evict(); err != nil {
+		return err
+	}
+	return d.l2c.evict()
+}
+
+// Flush writes cached metadata (refcounts first) and syncs the file.
+func (d *Driver) Flush() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.flushLocked()
+}
+
+func (d *Driver) flushLocked() error {
+	if d.opts.ReadOnly {
+		return nil
+	}
+	if err := d.l2c.flush(); err != nil {
+		return err
+	}
+	if err := d.rbc.flush(); err != nil {
+		return err
+	}
+	d.processDiscards()
+	return d.file.Flush()
+}
+
+// writeSync writes metadata and syncs, as QEMU's bdrv_pwrite_sync.
+func (d *Driver) writeSync(b []byte, off int64) error {
+	if err := d.file.WriteAt(b, off, false); err != nil {
+		return err
+	}
+	return d.file.Flush()
+}
+
+// Close flushes and closes the image and its backing file.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	err := d.flushLocked()
+	d.mu.Unlock()
+	if d.backing != nil {
+		d.backing.Close()
+	}
+	if cerr := d.file.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// updateHeader rewrites cluster 0 as QEMU's qcow2_update_header does.
+func (d *Driver) updateHeader() error {
+	buf := make([]byte, d.clusterSize)
+	h := d.hdr
+	h.BackingFileOffset, h.BackingFileSize = 0, 0
+	h.L1Size = uint32(len(d.l1))
+	h.L1TableOffset = uint64(d.l1Offset)
+	h.RefcountTableOffset = uint64(d.refTableOffset)
+	h.RefcountTableClusters = uint32(int64(len(d.refTable)) >> (d.clusterBits - 3))
+	h.Size = uint64(d.size)
+	if h.Version >= 3 {
+		h.HeaderLength = uint32(headerSize + len(d.unknownFields))
+	}
+	pos := int64(h.encode(buf))
+	if h.Version >= 3 {
+		pos += int64(copy(buf[pos:], d.unknownFields))
+	}
+	add := func(typ uint32, data []byte) error {
+		n := 8 + (int64(len(data))+7)&^7
+		if pos+n > d.clusterSize {
+			return syscall.ENOSPC
+		}
+		binary.BigEndian.PutUint32(buf[pos:], typ)
+		binary.BigEndian.PutUint32(buf[pos+4:], uint32(len(data)))
+		copy(buf[pos+8:], data)
+		pos += n
+		return nil
+	}
+	if d.backingFmt != "" {
+		if err := add(extBackingFormat, []byte(d.backingFmt)); err != nil {
+			return err
+		}
+	}
+	if h.Version >= 3 && d.clusterSize > 4096 {
+		if err := add(extFeatureTable, encodeFeatures(qemuFeatures)); err != nil {
+			return err
+		}
+	}
+	for _, e := range d.exts {
+		if err := add(e.Type, e.Data); err != nil {
+			return err
+		}
+	}
+	if err := add(extEnd, nil); err != nil {
+		return err
+	}
+	if d.backingFile != "" {
+		if int64(len(d.backingFile)) > d.clusterSize-pos {
+			return syscall.ENOSPC
+		}
+		copy(buf[pos:], d.backingFile)
+		h.BackingFileOffset = uint64(pos)
+		h.BackingFileSize = uint32(len(d.backingFile))
+		binary.BigEndian.PutUint64(buf[8:], h.BackingFileOffset)
+		binary.BigEndian.PutUint32(buf[16:], h.BackingFileSize)
+	}
+	d.hdr.BackingFileOffset, d.hdr.BackingFileSize = h.BackingFileOffset, h.BackingFileSize
+	return d.file.WriteAt(buf, 0, false)
+}
+
+func kv(k, v string) image.KeyValue { return image.KeyValue{Key: k, Value: v} }
+
+var (
+	_ image.Driver        = (*Driver)(nil)
+	_ image.BlockStatuser = (*Driver)(nil)
+	_ image.Backed        = (*Driver)(nil)
+	_ image.Infoer        = (*Driver)(nil)
+)

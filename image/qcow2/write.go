@@ -1,0 +1,535 @@
+package qcow2
+
+import (
+	"encoding/binary"
+	"fmt"
+	"syscall"
+
+	"github.com/goqio/goqio/image"
+)
+
+// l2Meta describes a new allocation to link into the L2 table after the
+// data is written (QEMU's QCowL2Meta).
+type l2Meta struct {
+	allocOffset int64 // host offset of the first allocated cluster
+	guest       int64 // guest offset of the first cluster
+	nbClusters  int64
+	keepOld     bool     // the clusters were already ours (zero-alloc + COPIED)
+	cowStart    [2]int64 // offset in the first cluster, bytes
+	cowEnd      [2]int64 // offset from the first cluster, bytes
+	skipCow     bool     // the COW areas were zeroed in the file instead
+}
+
+func (d *Driver) l2Index(off int64) int64 { return (off >> d.clusterBits) & (d.l2Size - 1) }
+func (d *Driver) l1Index(off int64) int64 { return off >> (d.clusterBits + d.l2Bits) }
+
+func (d *Driver) getEntry(b []byte, i int64) uint64    { return binary.BigEndian.Uint64(b[8*i:]) }
+func (d *Driver) setEntry(b []byte, i int64, v uint64) { binary.BigEndian.PutUint64(b[8*i:], v) }
+
+// WriteAt writes guest data, allocating clusters and copying on write as
+// QEMU's qcow2_co_pwritev_part does.
+func (d *Driver) WriteAt(p []byte, off int64) (int, error) {
+	if d.opts.ReadOnly {
+		return 0, image.ErrReadOnly
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.evict(); err != nil {
+		return 0, err
+	}
+	done := 0
+	for done < len(p) {
+		cur := int64(min(len(p)-done, 1<<31-1))
+		host, n, metas, err := d.allocHostOffset(off+int64(done), cur)
+		if err != nil {
+			return done, err
+		}
+		if err := d.writeTask(p[done:done+int(n)], off+int64(done), host, metas); err != nil {
+			return done, err
+		}
+		done += int(n)
+	}
+	return done, nil
+}
+
+// writeTask writes the data of one allocation round and links it, as
+// QEMU's qcow2_co_pwritev_task.
+func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta) error {
+	if err := d.handleAllocSpace(metas); err != nil {
+		return err
+	}
+	merged := d.mergeCow(p, off, metas)
+	if !merged {
+		if err := d.file.WriteAt(p, host, false); err != nil {
+			return err
+		}
+	}
+	for _, m := range metas {
+		if err := d.linkL2(m, merged); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handleAllocSpace: when the COW areas of an allocation read as zero
+// because nothing in the chain is allocated there, zero the new clusters in
+// the file (fallocate) instead of writing zero buffers.
+func (d *Driver) handleAllocSpace(metas []*l2Meta) error {
+	for _, m := range metas {
+		if m.cowStart[1] == 0 && m.cowEnd[1] == 0 {
+			continue
+		}
+		if !d.isUnallocatedChain(m.guest+m.cowStart[0], m.cowStart[1]) ||
+			!d.isUnallocatedChain(m.guest+m.cowEnd[0], m.cowEnd[1]) {
+			continue
+		}
+		start := m.allocOffset + m.cowStart[0]
+		n := m.cowEnd[0] + m.cowEnd[1] - m.cowStart[0]
+		if err := d.file.WriteZeroes(start, n, image.ZeroNoFallback, false); err != nil {
+			if image.Errno(err) == syscall.EOPNOTSUPP {
+				continue
+			}
+			return err
+		}
+		m.skipCow = true
+	}
+	return nil
+}
+
+// isUnallocatedChain is QEMU's is_unallocated: nothing in the backing chain
+// (this image included) allocates [off, off+n).
+func (d *Driver) isUnallocatedChain(off, n int64) bool {
+	if n == 0 {
+		return true
+	}
+	typ, _, run, err := d.hostRun(off, n)
+	if err != nil || typ != clusterUnallocated {
+		return false
+	}
+	if run < n {
+		return false
+	}
+	if d.backing == nil {
+		return true
+	}
+	e, _, err := image.BlockStatusAbove(d.backing, off, n, false)
+	if err != nil {
+		return false
+	}
+	return e.Status&image.StatusAllocated == 0 && e.Len == n
+}
+
+// mergeCow writes COW areas and data in one request when one allocation's
+// COW areas border the data, as QEMU's merge_cow; it reports whether it did.
+func (d *Driver) mergeCow(p []byte, off int64, metas []*l2Meta) bool {
+	for _, m := range metas {
+		if m.skipCow || (m.cowStart[1] == 0 && m.cowEnd[1] == 0) {
+			continue
+		}
+		if m.guest+m.cowStart[0]+m.cowStart[1] != off || m.guest+m.cowEnd[0] != off+int64(len(p)) {
+			continue
+		}
+		return d.performCow(m, p) == nil
+	}
+	return false
+}
+
+// performCow copies the COW areas of m (read through this image, so from
+// the backing file, zeroes or the old cluster) into the new clusters; with
+// data, it writes start area, data and end area as one request.
+func (d *Driver) performCow(m *l2Meta, data []byte) error {
+	start := make([]byte, m.cowStart[1])
+	end := make([]byte, m.cowEnd[1])
+	if err := d.readGuest(start, m.guest+m.cowStart[0]); err != nil {
+		return err
+	}
+	if err := d.readGuest(end, m.guest+m.cowEnd[0]); err != nil {
+		return err
+	}
+	if data != nil {
+		buf := make([]byte, 0, len(start)+len(data)+len(end))
+		buf = append(append(append(buf, start...), data...), end...)
+		return d.file.WriteAt(buf, m.allocOffset+m.cowStart[0], false)
+	}
+	if len(start) > 0 {
+		if err := d.file.WriteAt(start, m.allocOffset+m.cowStart[0], false); err != nil {
+			return err
+		}
+	}
+	if len(end) > 0 {
+		if err := d.file.WriteAt(end, m.allocOffset+m.cowEnd[0], false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// linkL2 is QEMU's qcow2_alloc_cluster_link_l2: copy on write (unless done
+// with the data), point the L2 entries at the new clusters, free the old.
+func (d *Driver) linkL2(m *l2Meta, merged bool) error {
+	if !merged && !m.skipCow && (m.cowStart[1] != 0 || m.cowEnd[1] != 0) {
+		if err := d.performCow(m, nil); err != nil {
+			return err
+		}
+	}
+	l2off, err := d.getClusterTable(m.guest)
+	if err != nil {
+		return err
+	}
+	b, err := d.l2c.get(l2off)
+	if err != nil {
+		return err
+	}
+	i0 := d.l2Index(m.guest)
+	var old []uint64
+	for i := int64(0); i < m.nbClusters; i++ {
+		if e := d.getEntry(b, i0+i); e != 0 {
+			old = append(old, e)
+		}
+		d.setEntry(b, i0+i, uint64(m.allocOffset+i<<d.clusterBits)|oflagCopied)
+	}
+	d.l2c.markDirty(l2off)
+	if !m.keepOld {
+		for _, e := range old {
+			d.freeAnyCluster(e, discardNever)
+		}
+	}
+	return nil
+}
+
+// freeAnyCluster is QEMU's qcow2_free_any_cluster.
+func (d *Driver) freeAnyCluster(entry uint64, typ discardType) {
+	switch typeOf(entry) {
+	case clusterCompressed:
+		off, size := d.compressedRange(entry)
+		d.freeClusters(off, size, typ)
+	case clusterNormal, clusterZeroAlloc:
+		off := int64(entry & l2eOffsetMask)
+		if off&(d.clusterSize-1) != 0 {
+			d.corruption(fmt.Sprintf("Cannot free unaligned cluster %#x", off))
+			return
+		}
+		d.freeClusters(off, d.clusterSize, typ)
+	}
+}
+
+// compressedRange is the host byte range of a compressed cluster.
+func (d *Driver) compressedRange(entry uint64) (int64, int64) {
+	x := 62 - (d.clusterBits - 8)
+	coff := entry & (1<<x - 1)
+	nsec := int64((entry>>x)&(1<<(d.clusterBits-8)-1)) + 1
+	return int64(coff), nsec*512 - int64(coff&511)
+}
+
+// allocHostOffset is QEMU's qcow2_alloc_host_offset: the host offset for a
+// write at off and how many of the n bytes it covers, using clusters that
+// are already ours (COPIED) and allocating new ones contiguously after them.
+func (d *Driver) allocHostOffset(off, n int64) (int64, int64, []*l2Meta, error) {
+	start, remaining := off, n
+	clusterOff := int64(-1)
+	host := int64(-1)
+	cur := int64(0)
+	var metas []*l2Meta
+	for {
+		if host == -1 && clusterOff != -1 {
+			host = clusterOff
+		}
+		start += cur
+		remaining -= cur
+		if clusterOff != -1 {
+			clusterOff += cur
+		}
+		if remaining == 0 {
+			break
+		}
+		cur = remaining
+		ok, err := d.handleCopied(start, &clusterOff, &cur, &metas)
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		if ok {
+			continue
+		}
+		if cur == 0 {
+			break
+		}
+		ok, err = d.handleAlloc(start, &clusterOff, &cur, &metas)
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		if ok {
+			continue
+		}
+		break
+	}
+	return host, n - remaining, metas, nil
+}
+
+func (d *Driver) clustersInRequest(off, n int64) int64 {
+	nb := d.sizeToClusters(off&(d.clusterSize-1) + n)
+	nb = min(nb, d.l2Size-d.l2Index(off))
+	return min(nb, maxRequestBytes>>d.clusterBits)
+}
+
+// countSingleWriteClusters is QEMU's count_single_write_clusters.
+func (d *Driver) countSingleWriteClusters(nb int64, b []byte, i0 int64, newAlloc bool) int64 {
+	expected := d.getEntry(b, i0) & l2eOffsetMask
+	var i int64
+	for i = 0; i < nb; i++ {
+		e := d.getEntry(b, i0+i)
+		if needsNewAlloc(e) != newAlloc {
+			break
+		}
+		if !newAlloc {
+			if e&l2eOffsetMask != expected {
+				break
+			}
+			expected += uint64(d.clusterSize)
+		}
+	}
+	return i
+}
+
+// handleCopied is QEMU's handle_copied: use clusters already ours.
+func (d *Driver) handleCopied(off int64, host *int64, n *int64, metas *[]*l2Meta) (bool, error) {
+	nb := d.clustersInRequest(off, *n)
+	l2off, err := d.getClusterTable(off)
+	if err != nil {
+		return false, err
+	}
+	b, err := d.l2c.get(l2off)
+	if err != nil {
+		return false, err
+	}
+	i0 := d.l2Index(off)
+	entry := d.getEntry(b, i0)
+	co := int64(entry & l2eOffsetMask)
+	if needsNewAlloc(entry) {
+		return false, nil
+	}
+	if co&(d.clusterSize-1) != 0 {
+		what := "Data"
+		if entry&oflagZero != 0 {
+			what = "Preallocated zero"
+		}
+		return false, d.corruption(fmt.Sprintf("%s cluster offset %#x unaligned (guest offset: %#x)", what, co, off))
+	}
+	if *host != -1 && co != *host&^(d.clusterSize-1) {
+		*n = 0
+		return false, nil
+	}
+	keep := d.countSingleWriteClusters(nb, b, i0, false)
+	*n = min(*n, keep*d.clusterSize-off&(d.clusterSize-1))
+	if err := d.calculateL2Meta(co, off, *n, b, metas, true); err != nil {
+		return false, err
+	}
+	*host = co + off&(d.clusterSize-1)
+	return true, nil
+}
+
+// handleAlloc is QEMU's handle_alloc: allocate new clusters (at *host when
+// set, to extend a contiguous run).
+func (d *Driver) handleAlloc(off int64, host *int64, n *int64, metas *[]*l2Meta) (bool, error) {
+	nb := d.clustersInRequest(off, *n)
+	l2off, err := d.getClusterTable(off)
+	if err != nil {
+		return false, err
+	}
+	b, err := d.l2c.get(l2off)
+	if err != nil {
+		return false, err
+	}
+	i0 := d.l2Index(off)
+	nb = d.countSingleWriteClusters(nb, b, i0, true)
+	var alloc int64
+	if *host == -1 {
+		alloc, err = d.allocClusters(nb * d.clusterSize)
+		if err != nil {
+			return false, err
+		}
+	} else {
+		alloc = *host &^ (d.clusterSize - 1)
+		nb, err = d.allocClustersAt(alloc, nb)
+		if err != nil {
+			return false, err
+		}
+		if nb == 0 {
+			*n = 0
+			return false, nil
+		}
+	}
+	// the L2 table may have left the cache while refcount blocks were allocated
+	if b, err = d.l2c.get(l2off); err != nil {
+		return false, err
+	}
+	inCluster := off & (d.clusterSize - 1)
+	requested := *n + inCluster
+	avail := nb << d.clusterBits
+	nbBytes := min(requested, avail)
+	*host = alloc + inCluster
+	*n = min(*n, nbBytes-inCluster)
+	if err := d.calculateL2Meta(alloc, off, *n, b, metas, false); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// calculateL2Meta is QEMU's calculate_l2_meta (without subclusters).
+func (d *Driver) calculateL2Meta(hostCluster, off, n int64, b []byte, metas *[]*l2Meta, keepOld bool) error {
+	i0 := d.l2Index(off)
+	cowStartTo := off & (d.clusterSize - 1)
+	cowEndFrom := cowStartTo + n
+	nb := d.sizeToClusters(cowEndFrom)
+	skip := keepOld
+	for i := int64(0); i < nb; i++ {
+		if skip && typeOf(d.getEntry(b, i0+i)) != clusterNormal {
+			skip = false
+		}
+	}
+	if skip {
+		return nil
+	}
+	var cowStartFrom, cowEndTo int64
+	first := typeOf(d.getEntry(b, i0))
+	if !keepOld {
+		cowStartFrom = 0
+	} else if first == clusterNormal {
+		cowStartFrom = cowStartTo
+	}
+	last := typeOf(d.getEntry(b, i0+nb-1))
+	roundUp := (cowEndFrom + d.clusterSize - 1) &^ (d.clusterSize - 1)
+	if !keepOld || last != clusterNormal {
+		cowEndTo = roundUp
+	} else {
+		cowEndTo = cowEndFrom
+	}
+	*metas = append(*metas, &l2Meta{
+		allocOffset: hostCluster,
+		guest:       off &^ (d.clusterSize - 1),
+		nbClusters:  nb,
+		keepOld:     keepOld,
+		cowStart:    [2]int64{cowStartFrom, cowStartTo - cowStartFrom},
+		cowEnd:      [2]int64{cowEndFrom, cowEndTo - cowEndFrom},
+	})
+	return nil
+}
+
+// getClusterTable is QEMU's get_cluster_table: the offset of the L2 table
+// for guest offset off, growing the L1 table and allocating (or copying)
+// the L2 table as needed.
+func (d *Driver) getClusterTable(off int64) (int64, error) {
+	l1i := d.l1Index(off)
+	if l1i >= int64(len(d.l1)) {
+		if err := d.growL1(l1i+1, false); err != nil {
+			return 0, err
+		}
+	}
+	l2off := int64(d.l1[l1i] & l1eOffsetMask)
+	if l2off&(d.clusterSize-1) != 0 {
+		return 0, d.corruption(fmt.Sprintf("L2 table offset %#x unaligned (L1 index: %#x)", l2off, l1i))
+	}
+	if d.l1[l1i]&oflagCopied == 0 {
+		if err := d.l2Allocate(l1i); err != nil {
+			return 0, err
+		}
+		if l2off != 0 {
+			d.freeClusters(l2off, d.l2Size*8, discardOther)
+		}
+		l2off = int64(d.l1[l1i] & l1eOffsetMask)
+	}
+	return l2off, nil
+}
+
+// l2Allocate is QEMU's l2_allocate.
+func (d *Driver) l2Allocate(l1i int64) error {
+	old := d.l1[l1i]
+	l2off, err := d.allocClusters(d.l2Size * 8)
+	if err != nil {
+		return err
+	}
+	if l2off == 0 {
+		return d.corruption("Preventing invalid allocation of L2 table at offset 0")
+	}
+	if err := d.rbc.flush(); err != nil {
+		return err
+	}
+	var src []byte
+	if old&l1eOffsetMask != 0 {
+		if src, err = d.l2c.get(int64(old & l1eOffsetMask)); err != nil {
+			return err
+		}
+		src = append([]byte(nil), src...)
+	}
+	b := d.l2c.getEmpty(l2off)
+	copy(b, src)
+	d.l2c.markDirty(l2off)
+	if err := d.l2c.flush(); err != nil {
+		return err
+	}
+	d.l1[l1i] = uint64(l2off) | oflagCopied
+	return d.writeL1Entry(l1i)
+}
+
+// writeL1Entry is QEMU's qcow2_write_l1_entry: the entry, padded to the
+// file's request alignment with its neighbours, written and synced.
+func (d *Driver) writeL1Entry(l1i int64) error {
+	bufsize := max(8, min(d.file.Limits().RequestAlignment, d.clusterSize))
+	n := bufsize / 8
+	start := l1i &^ (n - 1)
+	buf := make([]byte, bufsize)
+	for i := int64(0); i < min(n, int64(len(d.l1))-start); i++ {
+		binary.BigEndian.PutUint64(buf[8*i:], d.l1[start+i])
+	}
+	return d.writeSync(buf, d.l1Offset+8*start)
+}
+
+// growL1 is QEMU's qcow2_grow_l1_table.
+func (d *Driver) growL1(minSize int64, exact bool) error {
+	if minSize <= int64(len(d.l1)) {
+		return nil
+	}
+	if minSize > (1<<31-1)/8 {
+		return syscall.EFBIG
+	}
+	newSize := minSize
+	if !exact {
+		newSize = max(int64(len(d.l1)), 1)
+		for minSize > newSize {
+			newSize = divRoundUp(newSize*3, 2)
+		}
+	}
+	if newSize > maxL1Size/8 {
+		return syscall.EFBIG
+	}
+	size2 := 8 * newSize
+	newL1 := make([]uint64, newSize)
+	copy(newL1, d.l1)
+	newOff, err := d.allocClusters(size2)
+	if err != nil {
+		return err
+	}
+	if err := d.rbc.flush(); err != nil {
+		return err
+	}
+	buf := make([]byte, size2)
+	for i, e := range newL1 {
+		binary.BigEndian.PutUint64(buf[8*i:], e)
+	}
+	if err := d.writeSync(buf, newOff); err != nil {
+		d.freeClusters(newOff, size2, discardOther)
+		return err
+	}
+	var hb [12]byte
+	binary.BigEndian.PutUint32(hb[0:], uint32(newSize))
+	binary.BigEndian.PutUint64(hb[4:], uint64(newOff))
+	if err := d.writeSync(hb[:], 36); err != nil {
+		d.freeClusters(newOff, size2, discardOther)
+		return err
+	}
+	oldOff, oldSize := d.l1Offset, int64(len(d.l1))
+	d.l1, d.l1Offset = newL1, newOff
+	d.hdr.L1Size, d.hdr.L1TableOffset = uint32(newSize), uint64(newOff)
+	d.freeClusters(oldOff, oldSize*8, discardOther)
+	return nil
+}
