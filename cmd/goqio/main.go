@@ -43,7 +43,9 @@ func runApp(argv []string) int {
 			Usage:     "create a new image, as qemu-img create",
 			ArgsUsage: "FILE [SIZE]",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "f", Value: "raw", Usage: "image format (raw)"},
+				&cli.StringFlag{Name: "f", Value: "raw", Usage: "image format (raw, qcow2)"},
+				&cli.StringFlag{Name: "b", Usage: "backing file (qcow2)"},
+				&cli.StringFlag{Name: "F", Usage: "backing file format (qcow2)"},
 				&cli.StringSliceFlag{Name: "o", Usage: "format options key=value[,key=value...]"},
 				&cli.BoolFlag{Name: "q", Usage: "quiet: do not print the Formatting line"},
 			},
@@ -66,6 +68,9 @@ func runApp(argv []string) int {
 func createAction(c *cli.Context) error {
 	prog := c.App.Name
 	if c.NArg() < 1 || c.NArg() > 2 {
+		if c.NArg() == 0 {
+			return cli.Exit(fmt.Sprintf("%s: Expecting image file name\nTry '%s create --help' for more information", prog, prog), 1)
+		}
 		return cli.Exit(fmt.Sprintf("%s: Expecting image file name\nTry '%s create --help' for more information", prog, prog), 1)
 	}
 	opts := map[string]string{}
@@ -78,7 +83,8 @@ func createAction(c *cli.Context) error {
 			opts[k] = v
 		}
 	}
-	req := create.Request{Format: c.String("f"), File: c.Args().Get(0), Size: -1, Options: opts, Quiet: c.Bool("q")}
+	req := create.Request{Format: c.String("f"), File: c.Args().Get(0), Size: -1, Options: opts, Quiet: c.Bool("q"),
+		Backing: c.String("b"), BackingFmt: c.String("F")}
 	if c.NArg() == 2 {
 		n, err := commands.ParseSize(c.Args().Get(1))
 		if err != nil {
@@ -87,8 +93,12 @@ func createAction(c *cli.Context) error {
 		req.Size = n
 	}
 	if err := create.Create(req, os.Stdout, commands.ParseSize); err != nil {
-		msg := strings.ReplaceAll(err.Error(), "\n", "\n")
-		return cli.Exit(fmt.Sprintf("%s: %s", prog, msg), 1)
+		if strings.Contains(err.Error(), "\nDetected format of ") {
+			// qemu-img prints this one without a final newline
+			fmt.Fprintf(os.Stderr, "%s: %s", prog, err.Error())
+			return cli.Exit("", 1)
+		}
+		return cli.Exit(fmt.Sprintf("%s: %s", prog, err.Error()), 1)
 	}
 	return nil
 }

@@ -53,6 +53,10 @@ func (o *CreateOptions) Validate() error {
 		}
 		return fmt.Errorf("goqio cannot create images with extended L2 entries yet")
 	}
+	l2span := cs * (cs / 8)
+	if (o.Size+l2span-1)/l2span*8 > maxL1Size {
+		return fmt.Errorf("The image size is too large for file format 'qcow2' (try using a larger cluster size)")
+	}
 	if o.Prealloc != image.PreallocOff {
 		return fmt.Errorf("goqio cannot preallocate qcow2 images yet (preallocation=%s)", o.Prealloc)
 	}
