@@ -37,10 +37,23 @@ func filter(s string) string {
 
 // Case is one differential case.
 type Case struct {
-	Size  string   // size of the raw image "img" (created with qemu-img)
-	Setup []string // qemu-io commands run by the real qemu-io on both sides first
-	Args  []string // qemu-io arguments; "img" is the image
-	Stdin string   // commands on stdin, when no -c is given
+	Fmt        string   // "raw" (default) or "qcow2"
+	CreateOpts []string // extra qemu-img create options for "img"
+	Size       string   // size of the image "img" (created with qemu-img)
+	// Backing, when set, is made first as "base.img" ([fmt, options..., size])
+	// and filled by BackingCmds; img then gets -b base.img -F fmt.
+	Backing     []string
+	BackingCmds []string
+	Setup       []string // qemu-io commands run by the real qemu-io on both sides first
+	Args        []string // qemu-io arguments; "img" is the image
+	Stdin       string   // commands on stdin, when no -c is given
+}
+
+func (c Case) format() string {
+	if c.Fmt == "" {
+		return "raw"
+	}
+	return c.Fmt
 }
 
 type tools struct{ goqio, qemuIO, qemuImg string }
@@ -89,21 +102,43 @@ func (tl tools) run(t *testing.T, c Case) {
 	for i, prog := range []string{tl.qemuIO, link} {
 		d := dirs[i]
 		os.Mkdir(d, 0o755)
-		if _, e, rc := sh(t, d, "", tl.qemuImg, "create", "-q", "-f", "raw", "img", c.Size); rc != 0 {
+		create := append([]string{"create", "-q", "-f", c.format()}, c.CreateOpts...)
+		if len(c.Backing) > 0 {
+			bfmt, bopts := c.Backing[0], c.Backing[1:]
+			args := append(append([]string{"create", "-q", "-f", bfmt}, bopts[:len(bopts)-1]...), "base.img", bopts[len(bopts)-1])
+			if _, e, rc := sh(t, d, "", tl.qemuImg, args...); rc != 0 {
+				t.Fatalf("qemu-img create base: %s", e)
+			}
+			for _, s := range c.BackingCmds {
+				sh(t, d, "", tl.qemuIO, "-f", bfmt, "-c", s, "base.img")
+			}
+			create = append(create, "-b", "base.img", "-F", bfmt)
+		}
+		create = append(create, "img")
+		if c.Size != "" {
+			create = append(create, c.Size)
+		}
+		if _, e, rc := sh(t, d, "", tl.qemuImg, create...); rc != 0 {
 			t.Fatalf("qemu-img create: %s", e)
 		}
 		for _, s := range c.Setup {
-			sh(t, d, "", tl.qemuIO, "-f", "raw", "-c", s, "img")
+			sh(t, d, "", tl.qemuIO, "-f", c.format(), "-c", s, "img")
 		}
 		o, e, rc := sh(t, d, c.Stdin, prog, c.Args...)
 		res[i] = result{filter(o) + fmt.Sprintf("[exit %d]\n", rc), filter(e)}
-		maps[i], _, _ = sh(t, d, "", tl.qemuImg, "map", "--output=json", "-f", "raw", "img")
+		maps[i], _, _ = sh(t, d, "", tl.qemuImg, "map", "--output=json", "-f", c.format(), "img")
+	}
+	if c.format() == "qcow2" {
+		o, e, rc := sh(t, dirs[1], "", tl.qemuImg, "check", "-f", "qcow2", "img")
+		if rc != 0 {
+			t.Errorf("args %q: qemu-img check of goqio's image: exit %d\n%s%s", c.Args, rc, o, e)
+		}
 	}
 	if res[0] != res[1] {
 		t.Errorf("args %q stdin %q:\nqemu-io stdout:\n%s\ngoqio stdout:\n%s\nqemu-io stderr:\n%s\ngoqio stderr:\n%s",
 			c.Args, c.Stdin, res[0].out, res[1].out, res[0].err, res[1].err)
 	}
-	if _, e, rc := sh(t, top, "", tl.qemuImg, "compare", "-q", "-f", "raw", "-F", "raw",
+	if _, e, rc := sh(t, top, "", tl.qemuImg, "compare", "-q", "-f", c.format(), "-F", c.format(),
 		filepath.Join(dirs[0], "img"), filepath.Join(dirs[1], "img")); rc != 0 {
 		t.Errorf("args %q: images differ (qemu-img compare exit %d %s)", c.Args, rc, e)
 	}
@@ -117,7 +152,7 @@ func (tl tools) run(t *testing.T, c Case) {
 		}
 		if i == 1 {
 			st0, _ := os.Stat(filepath.Join(dirs[0], "img"))
-			if st0.Size() != st.Size() {
+			if c.format() == "raw" && st0.Size() != st.Size() {
 				t.Errorf("args %q: file sizes differ: %d vs %d", c.Args, st0.Size(), st.Size())
 			}
 		}
@@ -306,6 +341,151 @@ func TestCreate(t *testing.T) {
 			gm, _, _ := sh(t, dir, "", tl.qemuImg, "map", "--output=json", "-f", "raw", "g.raw")
 			if qm != gm {
 				t.Errorf("create %q: maps differ:\n%s\n%s", a, qm, gm)
+			}
+		})
+	}
+}
+
+// randomQcow2Case makes data writes and reads on a qcow2 image with random
+// cluster size, version, refcount width and, sometimes, a backing file.
+func randomQcow2Case(seed int64) Case {
+	rng := rand.New(rand.NewSource(seed))
+	size := int64([]int{4, 8, 16}[rng.Intn(3)]) << 20
+	cl := []int64{512, 4096, 65536, 65536, 2 << 20}[rng.Intn(5)]
+	opts := fmt.Sprintf("cluster_size=%d", cl)
+	switch rng.Intn(6) {
+	case 0:
+		opts += ",compat=0.10"
+	case 1:
+		opts += fmt.Sprintf(",refcount_bits=%d", []int{1, 2, 4, 8, 32, 64}[rng.Intn(6)])
+	}
+	c := Case{Fmt: "qcow2", CreateOpts: []string{"-o", opts}, Size: fmt.Sprint(size)}
+	if rng.Intn(5) < 2 {
+		bsize := size
+		if rng.Intn(3) == 0 {
+			bsize = size / 2
+		}
+		bfmt := []string{"qcow2", "raw"}[rng.Intn(2)]
+		c.Backing = []string{bfmt, fmt.Sprint(bsize)}
+		for i := 0; i < 1+rng.Intn(4); i++ {
+			o := rng.Int63n(bsize/512) * 512
+			n := min(rng.Int63n(256)*512+512, bsize-o)
+			c.BackingCmds = append(c.BackingCmds, fmt.Sprintf("write -P 0x%02x %d %d", 1+rng.Intn(255), o, n))
+		}
+	}
+	var cs []string
+	for i := 0; i < 3+rng.Intn(14); i++ {
+		gran := []int64{1, 512, 512, 4096, cl}[rng.Intn(5)]
+		off := rng.Int63n(size/gran) * gran
+		n := max(1, min(rng.Int63n(4*max(cl, 4096)/gran+2)*gran, size-off))
+		switch rng.Intn(8) {
+		case 0, 1, 2:
+			cs = append(cs, fmt.Sprintf("write -P 0x%02x %d %d", rng.Intn(256), off, n))
+		case 3:
+			cs = append(cs, fmt.Sprintf("writev -P %d %d %d %d", rng.Intn(256), off, n/2, n-n/2))
+		case 4:
+			cs = append(cs, fmt.Sprintf("read -v %d %d", off, min(n, 48)))
+		case 5:
+			cs = append(cs, "map")
+		case 6:
+			cs = append(cs, fmt.Sprintf("alloc %d %d", off, n))
+		default:
+			cs = append(cs, fmt.Sprintf("read -P 0 %d %d", off, n))
+		}
+	}
+	mode := []string{"-f", "qcow2"}
+	if rng.Intn(4) == 0 {
+		mode = append(mode, "-t", "writeback")
+	}
+	c.Args = cmds(mode, cs...)
+	return c
+}
+
+func TestRandomQcow2(t *testing.T) {
+	tl := setup(t)
+	n := 60
+	if testing.Short() {
+		n = 15
+	}
+	if v, err := strconv.Atoi(os.Getenv("GOQIO_DIFF_RANDOM")); err == nil {
+		n = v
+	}
+	for i := 0; i < n; i++ {
+		seed := int64(i + 1)
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			t.Parallel()
+			tl.run(t, randomQcow2Case(seed))
+		})
+	}
+}
+
+// TestQcow2HandWritten: qcow2 paths named one by one.
+func TestQcow2HandWritten(t *testing.T) {
+	tl := setup(t)
+	q := []string{"-f", "qcow2"}
+	cases := []Case{
+		{Fmt: "qcow2", Size: "1M", Args: cmds(q, "write 128k 4k", "write 0 4k", "read -P 0xcd 128k 4k", "map", "info", "alloc 0 1M")},
+		{Fmt: "qcow2", Size: "8M", CreateOpts: []string{"-o", "cluster_size=512,refcount_bits=64"}, Args: cmds(q, "write -P 1 0 3M", "write -P 2 5M 1M", "read -P 1 0 3M", "map")},
+		{Fmt: "qcow2", Size: "64M", CreateOpts: []string{"-o", "cluster_size=512"}, Args: cmds(q, "write -P 1 0 40M", "read -P 1 39M 1M")},
+		{Fmt: "qcow2", Size: "8G", Args: cmds(q, "write -P 3 4G 64k", "write -P 4 7G 1", "read -P 3 4G 64k", "map")},
+		{Fmt: "qcow2", Size: "2M", Backing: []string{"qcow2", "2M"}, BackingCmds: []string{"write -P 9 0 2M"}, Args: cmds(q, "write -P 1 4k 512", "read -P 9 0 4k", "read -P 1 4k 512", "read -P 9 4608 60928", "map")},
+		{Fmt: "qcow2", Size: "2M", Backing: []string{"raw", "1M"}, BackingCmds: []string{"write -P 7 0 1M"}, Args: cmds(q, "write -P 1 1020k 8k", "read -P 7 0 1020k", "read -P 0 1028k 1020k", "map")},
+		{Fmt: "qcow2", CreateOpts: []string{"-o", "compat=0.10"}, Size: "1M", Args: cmds(q, "write -P 5 1000 100000", "info", "map")},
+		{Fmt: "qcow2", Size: "1M", Args: cmds(q, "read -P 0 0 1M", "write 1M 1", "read 1048575 2", "length")},
+		{Fmt: "qcow2", Size: "1M", Args: cmds(append(q, "-n"), "write -P 6 1 1000", "read -P 6 1 1000", "map")},
+		{Fmt: "qcow2", Size: "1M", Args: cmds(append(q, "-r"), "write 0 1", "read 0 1")},
+	}
+	for i, c := range cases {
+		c := c
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			tl.run(t, c)
+		})
+	}
+}
+
+// TestCreateQcow2: goqio create -f qcow2 writes the bytes qemu-img create writes.
+func TestCreateQcow2(t *testing.T) {
+	tl := setup(t)
+	for i, tc := range []struct {
+		opts []string
+		size string
+	}{
+		{nil, "1M"}, {[]string{"-o", "compat=0.10"}, "1M"}, {[]string{"-o", "cluster_size=512"}, "1M"}, {nil, "0"},
+		{[]string{"-o", "refcount_bits=1,lazy_refcounts=on"}, "100000"}, {[]string{"-o", "cluster_size=4k,refcount_bits=64"}, "5G"},
+		{[]string{"-o", "cluster_size=2M"}, "1G"}, {[]string{"-b", "base.img", "-F", "qcow2"}, ""},
+		{[]string{"-b", "base.img", "-F", "qcow2"}, "3M"}, {[]string{"-o", "compression_type=zstd"}, "1M"},
+		{[]string{"-o", "cluster_size=512,refcount_bits=64"}, "1G"}, {[]string{"-o", "compat=v2,cluster_size=1k", "-b", "base.img", "-F", "qcow2"}, "5000G"},
+		{[]string{"-b", "base.img", "-F", "raw"}, ""}, {[]string{"-o", "cluster_size=512,refcount_bits=1"}, "64G"},
+		{[]string{"-b", "nonexist", "-F", "qcow2"}, ""}, {[]string{"-b", "base.img"}, ""}, {[]string{"-o", "cluster_size=1000"}, "1M"},
+		{[]string{"-o", "compat=1.2"}, "1M"}, {[]string{"-o", "cluster_size=512"}, "100T"}, {nil, "1000"},
+	} {
+		tc := tc
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			if _, e, rc := sh(t, dir, "", tl.qemuImg, "create", "-q", "-f", "qcow2", "base.img", "2M"); rc != 0 {
+				t.Fatal(e)
+			}
+			args := func(name string) []string {
+				a := append(append([]string{"create", "-f", "qcow2"}, tc.opts...), name)
+				if tc.size != "" {
+					a = append(a, tc.size)
+				}
+				return a
+			}
+			qo, qe, qrc := sh(t, dir, "", tl.qemuImg, args("q.img")...)
+			gout, ge, grc := sh(t, dir, "", tl.goqio, args("g.img")...)
+			norm := func(s, name, prog string) string {
+				return strings.ReplaceAll(strings.ReplaceAll(s, name, "X"), prog+":", "PROG:")
+			}
+			if norm(qo+qe, "q.img", "qemu-img") != norm(gout+ge, "g.img", "goqio") || qrc != grc {
+				t.Errorf("create %q %s: qemu-img %q %q %d, goqio %q %q %d", tc.opts, tc.size, qo, qe, qrc, gout, ge, grc)
+			}
+			qb, qerr := os.ReadFile(filepath.Join(dir, "q.img"))
+			gb, gerr := os.ReadFile(filepath.Join(dir, "g.img"))
+			if (qerr == nil) != (gerr == nil) || !bytes.Equal(qb, gb) {
+				t.Errorf("create %q %s: files differ (%d vs %d bytes, %v %v)", tc.opts, tc.size, len(qb), len(gb), qerr, gerr)
 			}
 		})
 	}
