@@ -199,7 +199,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	if h.RefcountTableClusters == 0 && !opts.ReadOnly {
 		return nil, openErr("Image does not contain a reference count table")
 	}
-	if err := d.validateTable(h.RefcountTableOffset, rtBytes, "Invalid reference count table offset"); err != nil {
+	if err := d.validateTable(h.RefcountTableOffset, rtBytes, "Reference count table offset invalid"); err != nil {
 		return nil, err
 	}
 	// snapshots
@@ -207,7 +207,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		return nil, openErr("Too many snapshots")
 	}
 	if h.NbSnapshots > 0 {
-		if err := d.validateTable(h.SnapshotsOffset, int64(h.NbSnapshots)*40, "Invalid snapshot table offset"); err != nil {
+		if err := d.validateTable(h.SnapshotsOffset, int64(h.NbSnapshots)*40, "Snapshot table offset invalid"); err != nil {
 			return nil, err
 		}
 	}
@@ -220,7 +220,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		return nil, openErr("L1 table is too small")
 	}
 	if h.L1Size > 0 {
-		if err := d.validateTable(h.L1TableOffset, int64(h.L1Size)*8, "Invalid L1 table offset"); err != nil {
+		if err := d.validateTable(h.L1TableOffset, int64(h.L1Size)*8, "Active L1 table offset invalid"); err != nil {
 			return nil, err
 		}
 	}
