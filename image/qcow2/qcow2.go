@@ -51,6 +51,9 @@ type Options struct {
 	// resolved against the image's directory, format is "" when the image
 	// does not name one. nil means: no backing file support.
 	OpenBacking func(name, format string) (*image.Disk, error)
+	// Trace, when set, receives one line for every decision the driver
+	// takes on a zero write or discard (goqio -T zero).
+	Trace func(string)
 }
 
 // Driver is an open qcow2 image.
@@ -389,6 +392,12 @@ func (d *Driver) corruption(msg string) error {
 		d.file.Flush()
 	}
 	return &image.CorruptError{What: msg}
+}
+
+func (d *Driver) trace(format string, a ...any) {
+	if d.opts.Trace != nil {
+		d.opts.Trace(fmt.Sprintf(format, a...))
+	}
 }
 
 // Size is the virtual size.
