@@ -128,7 +128,11 @@ func MainWith(argv []string, stdin io.Reader, out *Output, stderr io.Writer, int
 				return 1
 			}
 		case 'T':
-			// QEMU's trace events are not goqio's; accepted and ignored.
+			// goqio's own trace: -T zero shows what zero writes and discards
+			// become. QEMU's trace event patterns are accepted and ignored.
+			if arg == "zero" {
+				s.TraceZero = true
+			}
 		case 'V':
 			out.Write([]byte(fmt.Sprintf("%s version %s (goqio %s)\nCopyright (c) 2026 The goqio authors\n", name, QEMUVersion, Version)))
 			return 0

@@ -1,7 +1,9 @@
 package commands
 
+import "fmt"
+
 var mapCmd = &Command{
-	Name: "map", Args: str(""),
+	Name: "map", Args: str(""), ArgMax: -1,
 	OneLine: "prints the allocated areas of a file",
 }
 
@@ -28,8 +30,18 @@ func (s *Session) mapIsAllocated(offset, n int64) (bool, int64, error) {
 	return first, total, nil
 }
 
-// runMap prints every run of the top layer, allocated or not.
+// runMap prints every run of the top layer, allocated or not. goqio's
+// extension: "map --output=json" and "map --output=human" print what
+// qemu-img map prints for the image (the whole backing chain). Any other
+// argument gets qemu-io's argument-count error, as map takes none there.
 func runMap(s *Session, argv []string) error {
+	if len(argv) == 2 && (argv[1] == "--output=json" || argv[1] == "--output=human") {
+		return s.imgMap(argv[1][len("--output="):])
+	}
+	if len(argv) > 1 {
+		fmt.Fprintf(s.Err, "bad argument count %d to %s, expected 0 arguments\n", len(argv)-1, argv[0])
+		return ErrFailed
+	}
 	offset, n := int64(0), s.disk.Size()
 	for n > 0 {
 		alloc, num, err := s.mapIsAllocated(offset, n)
@@ -48,6 +60,16 @@ func runMap(s *Session, argv []string) error {
 		s.printf("%s (0x%x) bytes %s at offset %s (0x%x)\n", Cvtstr(float64(num)), num, what, Cvtstr(float64(offset)), offset)
 		offset += num
 		n -= num
+	}
+	return nil
+}
+
+// imgMap prints qemu-img map's json or human output for the open image.
+func (s *Session) imgMap(format string) error {
+	err := PrintImgMap(s.Out, s.disk, format)
+	if err != nil {
+		s.errorf("%v", err)
+		return ErrFailed
 	}
 	return nil
 }

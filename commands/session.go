@@ -51,6 +51,9 @@ type Session struct {
 
 	// ImageOpts is set by --image-opts: open's operand is an option string.
 	ImageOpts bool
+	// TraceZero is set by -T zero: every image opened traces what its zero
+	// writes and discards become, on stderr.
+	TraceZero bool
 
 	disk *image.Disk
 	quit bool
@@ -228,6 +231,9 @@ func (s *Session) Open(name string, f OpenFlags, opts map[string]string) error {
 		Unmap:        f.Unmap,
 		NativeAIO:    f.NativeAIO,
 		Warn:         func(m string) { fmt.Fprintln(s.Err, m) },
+	}
+	if s.TraceZero {
+		o.Trace = func(m string) { fmt.Fprintf(s.Err, "%s-trace: %s\n", s.Prog, m) }
 	}
 	if len(opts) > 0 {
 		o.Options = map[string]string{}

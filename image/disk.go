@@ -2,6 +2,7 @@ package image
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/goqio/goqio/blkalign"
@@ -23,6 +24,9 @@ type Options struct {
 	// past the end are allowed (writes extend the file, reads return zeroes),
 	// as for QEMU's protocol nodes.
 	Grow bool
+	// Trace, when set, receives a line for every piece a zero write or
+	// discard becomes and for every fallback to explicit zeroes.
+	Trace func(string)
 }
 
 // Disk is the generic block layer in front of one driver: it checks bounds,
@@ -205,6 +209,12 @@ func (d *Disk) WriteAt(p []byte, off int64, fua bool) error {
 	return d.afterWrite(fua)
 }
 
+func (d *Disk) trace(format string, a ...any) {
+	if d.opts.Trace != nil {
+		d.opts.Trace(fmt.Sprintf(format, a...))
+	}
+}
+
 func (d *Disk) afterWrite(fua bool) error {
 	if fua || d.opts.WriteThrough {
 		return d.drv.Flush()
@@ -281,7 +291,9 @@ func (d *Disk) WriteZeroes(off, n int64, flags ZeroFlags, fua bool) error {
 	}
 	lim := d.Limits()
 	ra := lim.RequestAlignment
+	d.trace("zero write off=%#x size=%#x flags=%s", off, n, flags)
 	if flags&ZeroNoFallback != 0 && (off%ra != 0 || n%ra != 0) {
+		d.trace("  -> not aligned to the request alignment %#x with -n: ENOTSUP", ra)
 		return ErrNotSupported
 	}
 	if n == 0 {
@@ -321,6 +333,7 @@ func (d *Disk) zeroPadded(pad blkalign.Padding, flags ZeroFlags, fua bool, lim L
 		return err
 	}
 	buf, tailBuf, merge, bufLen := r.buf, r.tailBuf, r.merge, int64(len(r.buf))
+	d.trace("  -> read-modify-write of the unaligned blocks [%#x,+%#x) (request alignment %#x)", pad.Start(), pad.Length(), align)
 	clear(buf[pad.Head : bufLen-pad.Tail])
 	if pad.Head != 0 || merge {
 		wl := align
@@ -368,6 +381,7 @@ func (d *Disk) zeroAligned(off, n int64, flags ZeroFlags, fua bool, lim Limits) 
 		supported = zer.SupportedZeroFlags()
 	}
 	if flags&^supported&ZeroNoFallback != 0 {
+		d.trace("  -> the driver cannot zero efficiently and -n forbids the fallback: ENOTSUP")
 		return ErrNotSupported
 	}
 	maxTransfer := blkalign.MinNonZero(lim.MaxTransfer, maxBounce)
@@ -375,13 +389,17 @@ func (d *Disk) zeroAligned(off, n int64, flags ZeroFlags, fua bool, lim Limits) 
 	z := blkalign.NewZeroSplit(off, n, align, lim.MaxZero, maxTransfer)
 	for !z.Done() {
 		o, num := z.Next()
+		d.trace("  piece off=%#x size=%#x", o, num)
 		err := error(ErrNotSupported)
 		if ok {
 			err = zer.WriteZeroes(o, num, flags&supported)
 		}
 		if errors.Is(err, ErrNotSupported) && flags&ZeroNoFallback == 0 {
 			num = min(num, maxTransfer)
+			d.trace("  -> explicit zeroes off=%#x size=%#x", o, num)
 			_, err = d.drv.WriteAt(zeroes[:num], o)
+		} else if errors.Is(err, ErrNotSupported) {
+			d.trace("  -> ENOTSUP with -n: the write fails")
 		}
 		if err != nil {
 			return err
@@ -411,7 +429,9 @@ func (d *Disk) Discard(off, n int64) error {
 	align := max(lim.DiscardAlignment, lim.RequestAlignment)
 	d.serial.RLock()
 	defer d.serial.RUnlock()
+	d.trace("discard off=%#x size=%#x", off, n)
 	for _, p := range blkalign.DiscardPieces(off, n, align, lim.RequestAlignment, lim.MaxDiscard) {
+		d.trace("  piece off=%#x size=%#x", p.Off, p.Len)
 		if err := dis.Discard(p.Off, p.Len); err != nil && !errors.Is(err, ErrNotSupported) {
 			return err
 		}

@@ -60,6 +60,21 @@ const (
 	ZeroNoFallback
 )
 
+// String names the flags as qemu-io's options: "-u", "-n", "-un" or "0".
+func (f ZeroFlags) String() string {
+	s := ""
+	if f&ZeroMayUnmap != 0 {
+		s += "u"
+	}
+	if f&ZeroNoFallback != 0 {
+		s += "n"
+	}
+	if s == "" {
+		return "0"
+	}
+	return "-" + s
+}
+
 // Zeroer is implemented by drivers that can zero a range without a buffer.
 // WriteZeroes returns ErrNotSupported when it cannot do this piece
 // efficiently; Disk then writes explicit zeroes unless ZeroNoFallback is set.

@@ -35,6 +35,8 @@ type Options struct {
 	// Options are extra driver options (open -o key=value), applied after
 	// the ones above; unknown keys are refused as QEMU refuses them.
 	Options map[string]string
+	// Trace receives goqio's request trace (goqio -T zero), or is nil.
+	Trace func(string)
 	// Warn receives warnings QEMU prints on stderr while opening, without
 	// a trailing newline (e.g. the probed-raw warning).
 	Warn func(string)
@@ -188,7 +190,7 @@ func open(path string, o Options, chain []chainFile) (*image.Disk, error) {
 		if format == "file" {
 			d = fileDriver{drv}
 		}
-		return image.New(d, path, image.Options{ReadOnly: o.ReadOnly, Unmap: o.Unmap, WriteThrough: o.WriteThrough}), nil
+		return image.New(d, path, image.Options{ReadOnly: o.ReadOnly, Unmap: o.Unmap, WriteThrough: o.WriteThrough, Trace: o.Trace}), nil
 	case "qcow2":
 		for k := range opts {
 			return nil, errorf(nil, "Block format 'qcow2' does not support the option '%s'", k)
@@ -207,7 +209,7 @@ func open(path string, o Options, chain []chainFile) (*image.Disk, error) {
 			return nil, errorf(nil, "Backing chain deeper than %d images", MaxChainDepth)
 		}
 		chain = append(chain, me)
-		qo := qcow2.Options{ReadOnly: o.ReadOnly, Direct: o.Direct, NoFlush: o.NoFlush, Unmap: o.Unmap,
+		qo := qcow2.Options{ReadOnly: o.ReadOnly, Direct: o.Direct, NoFlush: o.NoFlush, Unmap: o.Unmap, Trace: o.Trace,
 			OpenBacking: func(name, format string) (*image.Disk, error) {
 				bo := Options{Format: format, ReadOnly: true, Direct: o.Direct, NoFlush: o.NoFlush}
 				return open(name, bo, chain)
@@ -220,7 +222,7 @@ func open(path string, o Options, chain []chainFile) (*image.Disk, error) {
 			}
 			return nil, &Error{Msg: err.Error(), Err: err}
 		}
-		return image.New(drv, path, image.Options{ReadOnly: o.ReadOnly, Unmap: o.Unmap, WriteThrough: o.WriteThrough}), nil
+		return image.New(drv, path, image.Options{ReadOnly: o.ReadOnly, Unmap: o.Unmap, WriteThrough: o.WriteThrough, Trace: o.Trace}), nil
 	}
 	return nil, errorf(nil, "Unsupported image format '%s': goqio does not implement it yet", format)
 }

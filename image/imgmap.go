@@ -1,0 +1,78 @@
+package image
+
+// MapEntry is one run of qemu-img map: where [Start, Start+Length) of the
+// guest view comes from.
+type MapEntry struct {
+	Start, Length int64
+	Depth         int  // 0 = the top image, 1 = its backing file, ...
+	Present       bool // allocated at that depth
+	Zero, Data    bool
+	HasOffset     bool
+	Offset        int64  // host offset in File when HasOffset
+	File          string // the file holding the data ("" when none)
+}
+
+// layerStatus is the status of one layer alone (QEMU's bdrv_block_status),
+// walking down the chain while a layer neither stores data nor reads zero,
+// as qemu-img map's get_block_status does.
+func layerStatus(d *Disk, off, n int64) (MapEntry, error) {
+	depth := 0
+	for {
+		e, err := d.BlockStatus(off, n, true)
+		if err != nil {
+			return MapEntry{}, err
+		}
+		n = e.Len
+		if e.Status&(StatusZero|StatusData) != 0 || d.Backing() == nil {
+			m := MapEntry{Start: off, Length: n, Depth: depth,
+				Present: e.Status&StatusAllocated != 0,
+				Zero:    e.Status&StatusZero != 0, Data: e.Status&StatusData != 0,
+				HasOffset: e.Status&StatusOffsetValid != 0, Offset: e.Offset}
+			if m.HasOffset {
+				m.File = e.File
+			}
+			return m, nil
+		}
+		d = d.Backing()
+		depth++
+	}
+}
+
+func mergeable(a, b *MapEntry) bool {
+	if a.Length == 0 {
+		return false
+	}
+	if a.Zero != b.Zero || a.Data != b.Data || a.Depth != b.Depth || a.Present != b.Present ||
+		(a.File == "") != (b.File == "") || a.HasOffset != b.HasOffset || a.File != b.File {
+		return false
+	}
+	return !a.HasOffset || a.Offset+a.Length == b.Offset
+}
+
+// Map is qemu-img map's walk over [start, start+length) of d: each merged
+// run is passed to emit together with the next one (nil for the last), as
+// qemu-img's dump_map_entry receives them; emit may change next (the human
+// format coalesces zero runs that way). An error from emit stops the walk.
+func Map(d *Disk, start, length int64, emit func(cur, next *MapEntry) error) error {
+	end := min(d.Size(), start+length)
+	cur := MapEntry{Start: start}
+	for cur.Start+cur.Length < end {
+		off := cur.Start + cur.Length
+		n := min(int64(1)<<30, end-off)
+		next, err := layerStatus(d, off, n)
+		if err != nil {
+			return err
+		}
+		if mergeable(&cur, &next) {
+			cur.Length += next.Length
+			continue
+		}
+		if cur.Length > 0 {
+			if err := emit(&cur, &next); err != nil {
+				return err
+			}
+		}
+		cur = next
+	}
+	return emit(&cur, nil)
+}
