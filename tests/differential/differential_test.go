@@ -47,6 +47,11 @@ type Case struct {
 	Setup       []string // qemu-io commands run by the real qemu-io on both sides first
 	Args        []string // qemu-io arguments; "img" is the image
 	Stdin       string   // commands on stdin, when no -c is given
+	// Detach, after the run, removes img's backing file (qemu-img rebase -u
+	// -b ''); Verify commands then run with the real qemu-io on both sides
+	// and must print the same: zeroes written must stay zeroes.
+	Detach bool
+	Verify []string
 }
 
 func (c Case) format() string {
@@ -127,6 +132,15 @@ func (tl tools) run(t *testing.T, c Case) {
 		o, e, rc := sh(t, d, c.Stdin, prog, c.Args...)
 		res[i] = result{filter(o) + fmt.Sprintf("[exit %d]\n", rc), filter(e)}
 		maps[i], _, _ = sh(t, d, "", tl.qemuImg, "map", "--output=json", "-f", c.format(), "img")
+		if c.Detach {
+			if _, e, rc := sh(t, d, "", tl.qemuImg, "rebase", "-u", "-b", "", "-f", c.format(), "img"); rc != 0 {
+				t.Fatalf("rebase: %s", e)
+			}
+		}
+		for _, v := range c.Verify {
+			o, e, _ := sh(t, d, "", tl.qemuIO, "-f", c.format(), "-c", v, "img")
+			res[i].out += "verify " + v + "\n" + filter(o) + filter(e)
+		}
 	}
 	if c.format() == "qcow2" {
 		o, e, rc := sh(t, dirs[1], "", tl.qemuImg, "check", "-f", "qcow2", "img")
@@ -488,5 +502,125 @@ func TestCreateQcow2(t *testing.T) {
 				t.Errorf("create %q %s: files differ (%d vs %d bytes, %v %v)", tc.opts, tc.size, len(qb), len(gb), qerr, gerr)
 			}
 		})
+	}
+}
+
+// ksplit is the list of zero writes a 512-byte-aligned O_DIRECT write of
+// n bytes at off becomes after the Linux block layer splits it.
+func ksplit(off, n int64) []string {
+	var out []string
+	end := off + n
+	first := true
+	for off < end {
+		l := int64(1016 * 512)
+		if first {
+			l, first = 1023*512, false
+		}
+		l = min(l, end-off)
+		out = append(out, fmt.Sprintf("write -z %d %d", off, l))
+		off += l
+		if off < end {
+			l = min(8*512, end-off)
+			out = append(out, fmt.Sprintf("write -z %d %d", off, l))
+			off += l
+		}
+	}
+	return out
+}
+
+// randomZeroCase mixes data writes, zero writes (-z, -u, -n), discards and
+// kernel-split zero workloads on qcow2 v2/v3 with and without backing files,
+// then detaches the backing file and checks that zeroes stayed zeroes.
+func randomZeroCase(seed int64) Case {
+	rng := rand.New(rand.NewSource(seed))
+	c := randomQcow2Case(seed)
+	size, _ := strconv.ParseInt(c.Size, 10, 64)
+	cl := int64(65536)
+	for _, o := range c.CreateOpts {
+		fmt.Sscanf(o, "cluster_size=%d", &cl)
+	}
+	if rng.Intn(3) == 0 && len(c.Backing) == 0 {
+		c.Backing = []string{"qcow2", fmt.Sprint(size - size/4)}
+		c.BackingCmds = []string{fmt.Sprintf("write -P 0x55 0 %d", size-size/4)}
+	}
+	var cs []string
+	for i := 0; i < 4+rng.Intn(12); i++ {
+		gran := []int64{1, 512, 512, 4096, cl}[rng.Intn(5)]
+		off := rng.Int63n(size/gran) * gran
+		n := max(1, min(rng.Int63n(4*max(cl, 4096)/gran+2)*gran, size-off))
+		switch rng.Intn(9) {
+		case 0, 1:
+			cs = append(cs, fmt.Sprintf("write -P 0x%02x %d %d", rng.Intn(256), off, n))
+		case 2, 3:
+			cs = append(cs, fmt.Sprintf("write %s %d %d", []string{"-z", "-zu", "-zn", "-z -f"}[rng.Intn(4)], off, n))
+		case 4:
+			cs = append(cs, fmt.Sprintf("discard %d %d", off, n))
+		case 5:
+			o := rng.Int63n(size/2/512) * 512
+			cs = append(cs, ksplit(o, min(1<<20, size-o))...)
+		case 6:
+			cs = append(cs, fmt.Sprintf("read -v %d %d", off, min(n, 32)))
+		case 7:
+			cs = append(cs, fmt.Sprintf("alloc %d %d", off, n))
+		default:
+			cs = append(cs, "map")
+		}
+	}
+	flags := []string{"-f", "qcow2"}
+	if rng.Intn(5) == 0 {
+		flags = append(flags, "-d", "ignore")
+	}
+	c.Args = cmds(flags, cs...)
+	if len(c.Backing) > 0 {
+		c.Detach = true
+		for i := int64(0); i < size; i += size / 4 {
+			c.Verify = append(c.Verify, fmt.Sprintf("read -P 0 %d %d", i, size/4))
+		}
+	}
+	return c
+}
+
+func TestRandomZero(t *testing.T) {
+	tl := setup(t)
+	n := 80
+	if testing.Short() {
+		n = 20
+	}
+	if v, err := strconv.Atoi(os.Getenv("GOQIO_DIFF_RANDOM")); err == nil {
+		n = v
+	}
+	for i := 0; i < n; i++ {
+		seed := int64(i + 1)
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			t.Parallel()
+			tl.run(t, randomZeroCase(seed))
+		})
+	}
+}
+
+// TestKernelSplit is the seed workload: 1 MiB (and 8 MiB) O_DIRECT writes
+// split by the kernel, sent as zero writes, on empty images and over
+// backing files, v2 and v3, several cluster sizes.
+func TestKernelSplit(t *testing.T) {
+	tl := setup(t)
+	i := 0
+	for _, opts := range []string{"cluster_size=65536", "cluster_size=4096", "cluster_size=2M", "compat=0.10", "cluster_size=512"} {
+		for _, backing := range []bool{false, true} {
+			for _, off := range []int64{0, 512, 1536, 65024} {
+				c := Case{Fmt: "qcow2", CreateOpts: []string{"-o", opts}, Size: "16M"}
+				if backing {
+					c.Backing = []string{"qcow2", "12M"}
+					c.BackingCmds = []string{"write -P 0x55 0 12M"}
+					c.Detach = true
+					c.Verify = []string{fmt.Sprintf("read -P 0 %d 8M", off)}
+				}
+				c.Args = cmds([]string{"-f", "qcow2"}, append(ksplit(off, 8<<20), "map")...)
+				i++
+				t.Run(fmt.Sprint(i), func(t *testing.T) {
+					t.Parallel()
+					tl.run(t, c)
+				})
+			}
+		}
 	}
 }
