@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# bench/run.sh: goqio against qemu-io on the same workloads, side by side.
+#
+#   bench/run.sh [-n RUNS] [-w W3,W4,...] [GOQIO]
+#
+# Each workload runs RUNS times per program, alternating the two programs,
+# on images in /dev/shm (tmpfs, to keep the machine's disk noise out). It
+# prints the median wall time (ms, whole process) of each, the goqio/qemu-io ratio, and the peak
+# resident memory (GNU time's %M). GOQIO defaults to a fresh build.
+set -euo pipefail
+runs=5
+only=""
+while getopts "n:w:" o; do
+  case $o in n) runs=$OPTARG ;; w) only=",$OPTARG," ;; *) exit 2 ;; esac
+done
+shift $((OPTIND - 1))
+here=$(cd "$(dirname "$0")" && pwd)
+goqio=${1:-}
+if [ -z "$goqio" ]; then
+  goqio=$(mktemp -d)/goqio
+  (cd "$here/.." && go build -o "$goqio" ./cmd/goqio)
+fi
+command -v qemu-io >/dev/null || { echo "qemu-io is not installed (apt-get install qemu-utils)"; exit 1; }
+work=$(mktemp -d /dev/shm/goqio-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+
+# kernel-split zero writes of LEN bytes (1023, 8, 1016, 8, ... sectors)
+ksplit() {
+  python3 - "$1" <<'PY'
+import sys
+end = int(sys.argv[1]); off = 0; first = True
+while off < end:
+    n = min(1023 * 512 if first else 1016 * 512, end - off); first = False
+    print("write -z %d %d" % (off, n)); off += n
+    if off < end:
+        n = min(8 * 512, end - off); print("write -z %d %d" % (off, n)); off += n
+PY
+}
+ksplit $((256 << 20)) > ksplit.txt
+python3 -c "
+import random
+r = random.Random(1)
+for i in range(5000):
+    o = r.randrange(0, 1 << 30, 4096)
+    print('write -q -P %d %d 4k' % (i % 256, o))
+    print('read -q %d 4k' % o)
+" > small.txt
+python3 -c "
+import random
+r = random.Random(2)
+for i in range(20000):
+    print('write -q %d 4k' % (r.randrange(0, 1 << 30, 4096)))
+" > rand4k.txt
+
+# workload NAME: prepare (run before every measurement) and the command
+# ($PROG stands for the program under test).
+declare -A prep cmd
+prep[W1]='qemu-img create -q -f qcow2 img 1G'
+cmd[W1]='$PROG -f qcow2 -t writeback -c "write -P 0xab 0 1G" img'
+prep[W2]='[ -f w2.img ] || { qemu-img create -q -f qcow2 w2.img 1G; qemu-io -f qcow2 -t writeback -c "write -P 0xab 0 1G" w2.img >/dev/null; }'
+cmd[W2]='$PROG -f qcow2 -c "read 0 1G" w2.img'
+prep[W3]='qemu-img create -q -f qcow2 img 1G'
+cmd[W3]='$PROG -f qcow2 img < ksplit.txt'
+prep[W4]='qemu-img create -q -f qcow2 img 64G'
+cmd[W4]='$PROG -f qcow2 -c "write -zn 0 64G" img'
+prep[W6]='qemu-img create -q -f qcow2 img 1G'
+cmd[W6]='$PROG -f qcow2 -t writeback img < small.txt'
+prep[W8]='qemu-img create -q -f qcow2 img 1G'
+cmd[W8]='$PROG -f qcow2 -t writeback img < rand4k.txt'
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+printf "%-4s %12s %12s %8s %12s %12s\n" work "qemu-io ms" "goqio ms" ratio "qemu-io KB" "goqio KB"
+for w in W1 W2 W3 W4 W6 W8; do
+  [ -n "$only" ] && [[ "$only" != *",$w,"* ]] && continue
+  : > t.qemu; : > t.goqio; : > m.qemu; : > m.goqio
+  for ((i = 0; i < runs; i++)); do
+    for p in qemu goqio; do
+      eval "${prep[$w]}"
+      if [ $p = qemu ]; then PROG=qemu-io; else PROG=$goqio; fi
+      t0=$(date +%s%N)
+      /usr/bin/time -f "%M" -o tm bash -c "PROG=$PROG; eval \"${cmd[$w]}\"" >/dev/null 2>&1 || true
+      t1=$(date +%s%N)
+      echo "$(( (t1 - t0) / 1000000 ))" >> t.$p; tail -1 tm >> m.$p
+    done
+  done
+  tq=$(median < t.qemu); tg=$(median < t.goqio)
+  mq=$(median < m.qemu); mg=$(median < m.goqio)
+  ratio=$(awk -v a="$tg" -v b="$tq" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+  printf "%-4s %12s %12s %8s %12s %12s\n" "$w" "$tq" "$tg" "$ratio" "$mq" "$mg"
+done
