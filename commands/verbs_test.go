@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2"
 	"github.com/goqio/goqio/image/raw"
 )
 
@@ -130,5 +131,39 @@ func TestParseOptions(t *testing.T) {
 	o, err := ParseOptions("driver=raw,file.filename=a,,b,bare", "", func(s string) { warned = append(warned, s) })
 	if err != nil || o["driver"] != "raw" || o["file.filename"] != "a,b" || o["bare"] != "on" || len(warned) != 1 {
 		t.Errorf("got %v %v %v", o, err, warned)
+	}
+}
+
+func TestTraceZero(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "t.qcow2")
+	if err := qcow2.Create(path, qcow2.CreateOptions{Size: 1 << 20, ClusterSize: 65536, Version: 3, RefcountBits: 16}); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{dir: dir}
+	h.s = NewSession("goqio", NewOutput(&h.out, 4096, false), &h.err)
+	h.s.TraceZero = true
+	if err := h.s.Open(path, DefaultOpenFlags(), nil); err != nil {
+		t.Fatal(h.err.String())
+	}
+	_, errs, _ := h.run("write -q -P 1 136k 4k", "write -q -z 512 131072", "discard -q 4k 200k")
+	want := `goqio-trace: zero write off=0x200 size=0x20000 flags=0
+goqio-trace:   piece off=0x200 size=0xfe00
+goqio-trace: qcow2 pwrite_zeroes off=0x200 size=0xfe00 -> widened to cluster 0x0
+goqio-trace:   piece off=0x10000 size=0x10000
+goqio-trace: qcow2 pwrite_zeroes off=0x10000 size=0x10000
+goqio-trace:   piece off=0x20000 size=0x200
+goqio-trace: qcow2 pwrite_zeroes off=0x20000 size=0x200 -> rest of cluster not zero: ENOTSUP, explicit zeroes
+goqio-trace:   -> explicit zeroes off=0x20000 size=0x200
+goqio-trace: discard off=0x1000 size=0x32000
+goqio-trace:   piece off=0x1000 size=0xf000
+goqio-trace: qcow2 pdiscard off=0x1000 size=0xf000 -> partial cluster: ignored
+goqio-trace:   piece off=0x10000 size=0x20000
+goqio-trace: qcow2 pdiscard off=0x10000 size=0x20000
+goqio-trace:   piece off=0x30000 size=0x3000
+goqio-trace: qcow2 pdiscard off=0x30000 size=0x3000 -> partial cluster: ignored
+`
+	if errs != want {
+		t.Errorf("trace:\n%s\nwant:\n%s", errs, want)
 	}
 }
