@@ -76,11 +76,8 @@ func notYet(s *Session, argv []string) error {
 }
 
 func init() {
-	for _, c := range []*Command{aioReadCmd, aioWriteCmd, truncateCmd, reopenCmd} {
+	for _, c := range []*Command{truncateCmd, reopenCmd} {
 		c.Run = notYet
 		register(c)
 	}
-	// No request is ever outstanding while aio_read/aio_write are missing.
-	aioFlushCmd.Run = func(s *Session, argv []string) error { return nil }
-	register(aioFlushCmd)
 }

@@ -57,6 +57,7 @@ type Session struct {
 
 	disk *image.Disk
 	quit bool
+	aio  aioQueue
 }
 
 // NewSession makes a session writing to out and errw. prog is argv[0]; its
@@ -264,8 +265,9 @@ func (s *Session) reportOpenErr(name, msg string) {
 	}
 }
 
-// Close closes the open image, if any.
+// Close drains outstanding requests and closes the open image, if any.
 func (s *Session) Close() error {
+	s.drain()
 	if s.disk == nil {
 		return nil
 	}

@@ -16,6 +16,6 @@ func runSleep(s *Session, argv []string) error {
 		s.printf("%s is not a valid number\n", argv[1])
 		return ErrFailed
 	}
-	time.Sleep(time.Duration(ms) * time.Millisecond)
+	s.sleepDrain(time.Duration(min(ms, 1<<40)) * time.Millisecond)
 	return nil
 }

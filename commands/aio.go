@@ -1,0 +1,222 @@
+package commands
+
+import (
+	"sync"
+	"time"
+
+	"github.com/goqio/goqio/image"
+)
+
+// aioQueue runs asynchronous requests in goroutines and keeps their
+// completion reports, in completion order, until the session drains them
+// (aio_flush, sleep, close, exit), which is when qemu-io's event loop runs
+// their callbacks. A report prints to the session's stdout.
+type aioQueue struct {
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	done []func()
+}
+
+// submit runs req in a goroutine; req returns the completion report.
+func (q *aioQueue) submit(req func() func()) {
+	q.wg.Add(1)
+	go func() {
+		defer q.wg.Done()
+		report := req()
+		q.mu.Lock()
+		q.done = append(q.done, report)
+		q.mu.Unlock()
+	}()
+}
+
+// drain waits for every request and prints their reports.
+func (s *Session) drain() {
+	s.aio.wg.Wait()
+	s.aio.mu.Lock()
+	done := s.aio.done
+	s.aio.done = nil
+	s.aio.mu.Unlock()
+	for _, r := range done {
+		r()
+	}
+}
+
+func init() {
+	aioReadCmd.Run = runAioRead
+	aioWriteCmd.Run = runAioWrite
+	aioFlushCmd.Run = func(s *Session, argv []string) error { s.drain(); return nil }
+	for _, c := range []*Command{aioReadCmd, aioWriteCmd, aioFlushCmd} {
+		register(c)
+	}
+}
+
+func runAioRead(s *Session, argv []string) error {
+	var machine, quiet, verbose, pflag bool
+	var pattern byte
+	g := s.getopt(argv, aioReadCmd.Opts)
+	for {
+		c, arg := g.Next()
+		if c == -1 {
+			break
+		}
+		switch c {
+		case 'C':
+			machine = true
+		case 'P':
+			pflag = true
+			p, ok := s.parsePattern(arg)
+			if !ok {
+				return ErrFailed
+			}
+			pattern = p
+		case 'i':
+			s.printf("injecting invalid read request\n")
+			return nil
+		case 'q':
+			quiet = true
+		case 'v':
+			verbose = true
+		default:
+			return s.usage(aioReadCmd)
+		}
+	}
+	args := g.Operands()
+	if len(args) < 2 {
+		return s.usage(aioReadCmd)
+	}
+	offset, err := s.cvtnum(args[0])
+	if err != nil {
+		s.printCvtnumErr(err, args[0])
+		return ErrFailed
+	}
+	total := s.iovecTotal(args[1:])
+	if total < 0 {
+		return ErrFailed
+	}
+	buf := newBuf(total, 0xab)
+	d := s.disk
+	start := s.Now()
+	s.aio.submit(func() func() {
+		err := d.ReadAt(buf, offset)
+		elapsed := s.Now().Sub(start)
+		return func() {
+			if err != nil {
+				s.printf("readv failed: %s\n", Strerror(err))
+				return
+			}
+			if pflag && !allBytes(buf, pattern) {
+				s.printf("Pattern verification failed at offset %d, %d bytes\n", offset, total)
+			}
+			if quiet {
+				return
+			}
+			if verbose {
+				s.dumpBuffer(buf, offset)
+			}
+			s.printReport("read", elapsed, offset, total, total, 1, machine)
+		}
+	})
+	return nil
+}
+
+func runAioWrite(s *Session, argv []string) error {
+	var machine, quiet, fua, unmap, zflag bool
+	pattern := byte(0xcd)
+	g := s.getopt(argv, aioWriteCmd.Opts)
+	for {
+		c, arg := g.Next()
+		if c == -1 {
+			break
+		}
+		switch c {
+		case 'C':
+			machine = true
+		case 'f':
+			fua = true
+		case 'q':
+			quiet = true
+		case 'u':
+			unmap = true
+		case 'P':
+			p, ok := s.parsePattern(arg)
+			if !ok {
+				return ErrFailed
+			}
+			pattern = p
+		case 'i':
+			s.printf("injecting invalid write request\n")
+			return nil
+		case 'z':
+			zflag = true
+		default:
+			return s.usage(aioWriteCmd)
+		}
+	}
+	args := g.Operands()
+	if len(args) < 2 {
+		return s.usage(aioWriteCmd)
+	}
+	if zflag && len(args) != 2 {
+		s.printf("-z supports only a single length parameter\n")
+		return ErrFailed
+	}
+	if unmap && !zflag {
+		s.printf("-u requires -z to be specified\n")
+		return ErrFailed
+	}
+	offset, err := s.cvtnum(args[0])
+	if err != nil {
+		s.printCvtnumErr(err, args[0])
+		return ErrFailed
+	}
+	var total int64
+	var buf []byte
+	if zflag {
+		if total, err = s.cvtnum(args[1]); err != nil {
+			s.printCvtnumErr(err, args[1])
+			return ErrFailed
+		}
+	} else {
+		if total = s.iovecTotal(args[1:]); total < 0 {
+			return ErrFailed
+		}
+		buf = newBuf(total, pattern)
+	}
+	d := s.disk
+	start := s.Now()
+	s.aio.submit(func() func() {
+		var err error
+		if zflag {
+			var flags image.ZeroFlags
+			if unmap {
+				flags |= image.ZeroMayUnmap
+			}
+			err = d.WriteZeroes(offset, total, flags, fua)
+		} else {
+			err = d.WriteAt(buf, offset, fua)
+		}
+		elapsed := s.Now().Sub(start)
+		return func() {
+			if err != nil {
+				s.printf("aio_write failed: %s\n", Strerror(err))
+				return
+			}
+			if !quiet {
+				s.printReport("wrote", elapsed, offset, total, total, 1, machine)
+			}
+		}
+	})
+	return nil
+}
+
+// sleepDrain sleeps while the event loop runs, as qemu-io's sleep does:
+// requests that complete meanwhile are reported.
+func (s *Session) sleepDrain(d time.Duration) {
+	time.Sleep(d)
+	s.aio.mu.Lock()
+	pending := len(s.aio.done)
+	s.aio.mu.Unlock()
+	if pending > 0 {
+		s.drain()
+	}
+}
