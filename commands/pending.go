@@ -76,7 +76,9 @@ func notYet(s *Session, argv []string) error {
 }
 
 func init() {
-	for _, c := range []*Command{truncateCmd, reopenCmd} {
+	truncateCmd.Run = runTruncate
+	register(truncateCmd)
+	for _, c := range []*Command{reopenCmd} {
 		c.Run = notYet
 		register(c)
 	}

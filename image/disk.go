@@ -439,6 +439,21 @@ func (d *Disk) Discard(off, n int64) error {
 	return nil
 }
 
+// Truncate changes the image size (QEMU's blk_truncate). Drivers that
+// cannot resize refuse.
+func (d *Disk) Truncate(size int64, p Prealloc) error {
+	if d.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	t, ok := d.drv.(Truncater)
+	if !ok {
+		return fmt.Errorf("Image format driver does not support resize")
+	}
+	d.serial.Lock()
+	defer d.serial.Unlock()
+	return t.Truncate(size, p)
+}
+
 // Flush makes every completed write durable.
 func (d *Disk) Flush() error { return d.drv.Flush() }
 

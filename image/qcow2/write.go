@@ -37,19 +37,27 @@ func (d *Driver) WriteAt(p []byte, off int64) (int, error) {
 	if err := d.evict(); err != nil {
 		return 0, err
 	}
+	if err := d.writeLocked(p, off); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// writeLocked writes guest data with the lock held.
+func (d *Driver) writeLocked(p []byte, off int64) error {
 	done := 0
 	for done < len(p) {
 		cur := int64(min(len(p)-done, 1<<31-1))
 		host, n, metas, err := d.allocHostOffset(off+int64(done), cur)
 		if err != nil {
-			return done, err
+			return err
 		}
 		if err := d.writeTask(p[done:done+int(n)], off+int64(done), host, metas); err != nil {
-			return done, err
+			return err
 		}
 		done += int(n)
 	}
-	return done, nil
+	return nil
 }
 
 // writeTask writes the data of one allocation round and links it, as

@@ -583,3 +583,64 @@ func (d *Driver) bounceV(bufs [][]byte, off int64, write bool) error {
 }
 
 var _ image.VectorIO = (*Driver)(nil)
+
+// Truncate resizes the file as QEMU's file-posix does: ftruncate (and
+// allocate the first block of a file that was empty), fallocate for falloc,
+// explicit zeroes for full; preallocation cannot shrink.
+func (d *Driver) Truncate(size int64, p image.Prealloc) error {
+	if d.opts.ReadOnly {
+		return image.ErrReadOnly
+	}
+	st, err := d.f.Stat()
+	if err != nil {
+		return fmt.Errorf("Could not stat file: %s", strerr(err))
+	}
+	cur := st.Size()
+	if cur > size && p != image.PreallocOff {
+		return fmt.Errorf("Cannot use preallocation for shrinking files")
+	}
+	fd := int(d.f.Fd())
+	switch p {
+	case image.PreallocOff:
+		if err := unix.Ftruncate(fd, size); err != nil {
+			return fmt.Errorf("Could not resize file: %s", strerr(err))
+		}
+		if cur == 0 && size > 0 {
+			n := min(size, int64(max(os.Getpagesize(), 4096)))
+			d.pwrite(make([]byte, n), 0)
+		}
+	case image.PreallocFalloc:
+		if size != cur {
+			if err := d.fallocate(0, cur, size-cur); err != nil {
+				return fmt.Errorf("Could not preallocate new data: %s", strerr(err))
+			}
+		}
+	case image.PreallocFull:
+		if err := unix.Ftruncate(fd, size); err != nil {
+			return fmt.Errorf("Could not resize file: %s", strerr(err))
+		}
+		buf := make([]byte, 65536)
+		for off := cur; off < size; off += int64(len(buf)) {
+			if _, err := d.pwrite(buf[:min(int64(len(buf)), size-off)], off); err != nil {
+				return fmt.Errorf("Could not write zeros for preallocation: %s", strerr(err))
+			}
+		}
+		if err := unix.Fsync(fd); err != nil {
+			return fmt.Errorf("Could not flush file to disk: %s", strerr(err))
+		}
+	default:
+		return fmt.Errorf("Unsupported preallocation mode: %s", p)
+	}
+	d.mu.Lock()
+	d.size = roundUp512(size)
+	d.mu.Unlock()
+	return nil
+}
+
+func strerr(err error) string {
+	s := image.Errno(err).Error()
+	if s == "" {
+		return err.Error()
+	}
+	return string(s[0]-'a'+'A') + s[1:]
+}

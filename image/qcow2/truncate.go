@@ -1,0 +1,212 @@
+package qcow2
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/goqio/goqio/image"
+)
+
+// Truncate is QEMU's qcow2_co_truncate for preallocation off: growing adds
+// L1 entries (and, when the backing file is longer than the old size, zero
+// clusters so that its data does not show through); shrinking drops the
+// clusters past the end, the L2 tables and refcount blocks that became
+// unused, and the tail of the file.
+func (d *Driver) Truncate(size int64, p image.Prealloc) error {
+	if d.opts.ReadOnly {
+		return image.ErrReadOnly
+	}
+	if size%512 != 0 {
+		return fmt.Errorf("The new size must be a multiple of 512")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.evict(); err != nil {
+		return err
+	}
+	if d.hdr.NbSnapshots > 0 && d.hdr.Version < 3 {
+		return fmt.Errorf("Can't resize a v2 image which has snapshots")
+	}
+	old := d.size
+	zeroTail := false
+	if size > old && d.backing != nil && d.backing.Size() > old {
+		if d.hdr.Version < 3 {
+			return fmt.Errorf("Block driver does not support requested flags")
+		}
+		zeroTail = true
+	}
+	newL1 := d.sizeToL1(size)
+	if size < old {
+		if p != image.PreallocOff {
+			return fmt.Errorf("Preallocation can't be used for shrinking an image")
+		}
+		start := (size + d.clusterSize - 1) &^ (d.clusterSize - 1)
+		if start < old {
+			if err := d.clusterDiscard(start, old-start, discardAlways, true); err != nil {
+				return fmt.Errorf("Failed to discard cropped clusters: %s", strerror(err))
+			}
+		}
+		if err := d.shrinkL1(newL1); err != nil {
+			return fmt.Errorf("Failed to reduce the number of L2 tables: %s", strerror(err))
+		}
+		if err := d.shrinkReftable(); err != nil {
+			return fmt.Errorf("Failed to discard unused refblocks: %s", strerror(err))
+		}
+		if err := d.flushMeta(); err != nil {
+			return err
+		}
+		fileSize := d.file.Size()
+		last := int64(-1)
+		for i := d.sizeToClusters(fileSize) - 1; i >= 0; i-- {
+			rc, err := d.getRefcount(i)
+			if err != nil {
+				return err
+			}
+			if rc > 0 {
+				last = i
+				break
+			}
+		}
+		if last < 0 {
+			return d.corruption("There are no references in the refcount table.")
+		}
+		if (last+1)*d.clusterSize < fileSize {
+			if t, ok := d.file.Driver().(image.Truncater); ok {
+				t.Truncate((last+1)*d.clusterSize, image.PreallocOff)
+			}
+		}
+	} else {
+		if p != image.PreallocOff {
+			return fmt.Errorf("goqio cannot preallocate qcow2 images yet (preallocation=%s)", p)
+		}
+		if err := d.growL1(newL1, true); err != nil {
+			return fmt.Errorf("Failed to grow the L1 table: %s", strerror(err))
+		}
+	}
+	if zeroTail {
+		zeroStart := (old + d.clusterSize - 1) &^ (d.clusterSize - 1)
+		d.size = size
+		if size > zeroStart {
+			if err := d.zeroize(zeroStart, size-zeroStart, 0); err != nil {
+				return fmt.Errorf("Failed to zero out new clusters: %s", strerror(err))
+			}
+		}
+		if zeroStart > old {
+			n := min(zeroStart, size) - old
+			if err := d.writeLocked(make([]byte, n), old); err != nil {
+				return fmt.Errorf("Failed to zero out the new area: %s", strerror(err))
+			}
+		}
+	}
+	d.size = size
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(size))
+	if err := d.writeSync(b[:], 24); err != nil {
+		return fmt.Errorf("Failed to update the image size: %s", strerror(err))
+	}
+	d.hdr.Size = uint64(size)
+	return nil
+}
+
+// flushMeta writes the cached metadata without syncing.
+func (d *Driver) flushMeta() error {
+	if err := d.l2c.flush(); err != nil {
+		return err
+	}
+	return d.rbc.flush()
+}
+
+// shrinkL1 is QEMU's qcow2_shrink_l1_table: the L1 keeps its size, the
+// entries past n are zeroed on disk and their L2 tables freed.
+func (d *Driver) shrinkL1(n int64) error {
+	if n >= int64(len(d.l1)) {
+		return nil
+	}
+	if err := d.file.WriteAt(make([]byte, (int64(len(d.l1))-n)*8), d.l1Offset+n*8, false); err != nil {
+		return err
+	}
+	if err := d.file.Flush(); err != nil {
+		return err
+	}
+	for i := int64(len(d.l1)) - 1; i > n-1; i-- {
+		if off := int64(d.l1[i] & l1eOffsetMask); off != 0 {
+			d.freeClusters(off, d.clusterSize, discardAlways)
+		}
+		d.l1[i] = 0
+	}
+	return nil
+}
+
+// shrinkReftable is QEMU's qcow2_shrink_reftable: refcount blocks that
+// count nothing but (possibly) themselves leave the table and are freed.
+func (d *Driver) shrinkReftable() error {
+	tmp := make([]uint64, len(d.refTable))
+	for i, e := range d.refTable {
+		off := int64(e & reftOffsetMask)
+		if off == 0 {
+			continue
+		}
+		b, err := d.rbc.get(off)
+		if err != nil {
+			return err
+		}
+		unused := true
+		self := int64(-1)
+		if int64(i) == (off>>d.clusterBits)>>d.refBlockBits {
+			self = (off >> d.clusterBits) & (d.refBlockSize - 1)
+		}
+		for j := int64(0); j < d.refBlockSize && unused; j++ {
+			if j != self && d.refGet(b, j) != 0 {
+				unused = false
+			}
+		}
+		if !unused {
+			tmp[i] = e
+		}
+	}
+	buf := make([]byte, len(tmp)*8)
+	for i, e := range tmp {
+		binary.BigEndian.PutUint64(buf[8*i:], e)
+	}
+	if err := d.writeSync(buf, d.refTableOffset); err != nil {
+		return err
+	}
+	for i, e := range d.refTable {
+		if e != 0 && tmp[i] == 0 {
+			off := int64(e & reftOffsetMask)
+			if err := d.discardRefcountBlock(off); err != nil {
+				return err
+			}
+			d.refTable[i] = 0
+		}
+	}
+	d.updateMaxRefTableIndex()
+	d.processDiscards()
+	return nil
+}
+
+// discardRefcountBlock is QEMU's qcow2_discard_refcount_block.
+func (d *Driver) discardRefcountBlock(off int64) error {
+	ci := off >> d.clusterBits
+	rb, err := d.refblockOffset(ci)
+	if err != nil {
+		return err
+	}
+	b, err := d.rbc.get(rb)
+	if err != nil {
+		return err
+	}
+	bi := ci & (d.refBlockSize - 1)
+	if rc := d.refGet(b, bi); rc != 1 {
+		return d.corruption(fmt.Sprintf("Invalid refcount: refblock offset %#x, reftable index %d, block offset %#x, refcount %#x",
+			rb, ci>>d.refBlockBits, off, rc))
+	}
+	d.refSet(b, bi, 0)
+	d.rbc.markDirty(rb)
+	if ci < d.freeClusterIndex {
+		d.freeClusterIndex = ci
+	}
+	d.rbc.drop(off)
+	d.queueDiscard(off, d.clusterSize)
+	return nil
+}
