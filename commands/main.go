@@ -160,10 +160,6 @@ func MainWith(argv []string, stdin io.Reader, out *Output, stderr io.Writer, int
 	}
 	flags.ReadOnly = readOnly
 	if len(args) == 1 {
-		if flags.Snapshot {
-			s.reportOpenErr(args[0], "snapshot mode (-s) is not supported by goqio yet")
-			return 1
-		}
 		var err error
 		if s.ImageOpts {
 			o, perr := ParseOptions(args[0], "", s.warn)

@@ -231,6 +231,7 @@ func (s *Session) Open(name string, f OpenFlags, opts map[string]string) error {
 		WriteThrough: f.WriteThrough,
 		Unmap:        f.Unmap,
 		NativeAIO:    f.NativeAIO,
+		Snapshot:     f.Snapshot,
 		Warn:         func(m string) { fmt.Fprintln(s.Err, m) },
 	}
 	if s.TraceZero {

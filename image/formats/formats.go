@@ -35,6 +35,9 @@ type Options struct {
 	// Options are extra driver options (open -o key=value), applied after
 	// the ones above; unknown keys are refused as QEMU refuses them.
 	Options map[string]string
+	// Snapshot opens the image read-only under a temporary qcow2 overlay
+	// that takes the writes and is deleted at close (qemu-io -s).
+	Snapshot bool
 	// Trace receives goqio's request trace (goqio -T zero), or is nil.
 	Trace func(string)
 	// Warn receives warnings QEMU prints on stderr while opening, without
@@ -113,7 +116,49 @@ func Probe(head []byte) string {
 // driver). Errors are *Error with QEMU's texts, checked in QEMU's order:
 // the file first, then the format's options.
 func Open(path string, o Options) (*image.Disk, error) {
+	if o.Snapshot {
+		return openSnapshot(path, o)
+	}
 	return open(path, o, nil)
+}
+
+// openSnapshot is QEMU's bdrv_append_temp_snapshot: the image opened
+// read-only as the in-memory backing file of a fresh qcow2 overlay in
+// $TMPDIR (default /var/tmp), which is removed when closed.
+func openSnapshot(path string, o Options) (*image.Disk, error) {
+	bo := o
+	bo.Snapshot = false
+	bo.ReadOnly = true
+	base, err := open(path, bo, nil)
+	if err != nil {
+		return nil, err
+	}
+	dir := os.Getenv("TMPDIR")
+	if dir == "" {
+		dir = "/var/tmp"
+	}
+	f, err := os.CreateTemp(dir, "vl.")
+	if err != nil {
+		base.Close()
+		return nil, errorf(err, "Could not get temporary filename: %v", err)
+	}
+	tmp := f.Name()
+	f.Close()
+	co := qcow2.CreateOptions{Size: base.Size(), ClusterSize: 65536, Version: 3, RefcountBits: 16}
+	if err := qcow2.Create(tmp, co); err != nil {
+		os.Remove(tmp)
+		base.Close()
+		return nil, errorf(err, "Could not create temporary overlay '%s': %v", tmp, err)
+	}
+	qo := qcow2.Options{Direct: o.Direct, NoFlush: o.NoFlush, Unmap: o.Unmap, Trace: o.Trace,
+		Backing: base, RemoveOnClose: true}
+	drv, err := qcow2.Open(tmp, qo)
+	if err != nil {
+		os.Remove(tmp)
+		base.Close()
+		return nil, &Error{Msg: err.Error(), Err: err}
+	}
+	return image.New(drv, tmp, image.Options{Unmap: o.Unmap, WriteThrough: o.WriteThrough, Trace: o.Trace}), nil
 }
 
 // chainFile identifies a file of a backing chain.
@@ -167,7 +212,7 @@ func open(path string, o Options, chain []chainFile) (*image.Disk, error) {
 		format = Probe(head)
 		if format == "raw" {
 			probed = true
-			if o.Warn != nil {
+			if o.Warn != nil && !o.ReadOnly { // QEMU warns only when it may write
 				o.Warn(fmt.Sprintf("WARNING: Image format was not specified for '%s' and probing guessed raw.\n"+
 					"         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"+
 					"         Specify the 'raw' format explicitly to remove the restrictions.", path))

@@ -51,6 +51,12 @@ type Options struct {
 	// resolved against the image's directory, format is "" when the image
 	// does not name one. nil means: no backing file support.
 	OpenBacking func(name, format string) (*image.Disk, error)
+	// Backing, when set, is the backing image to use instead of the one
+	// the header names (QEMU's temporary snapshot overlay).
+	Backing *image.Disk
+	// RemoveOnClose deletes the image file when it is closed (a temporary
+	// overlay).
+	RemoveOnClose bool
 	// Trace, when set, receives one line for every decision the driver
 	// takes on a zero write or discard (goqio -T zero).
 	Trace func(string)
@@ -276,7 +282,9 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 			return nil, err
 		}
 	}
-	if d.backingFile != "" && opts.OpenBacking != nil {
+	if opts.Backing != nil {
+		d.backing = opts.Backing
+	} else if d.backingFile != "" && opts.OpenBacking != nil {
 		b, err := opts.OpenBacking(d.resolveBacking(), d.backingFmt)
 		if err != nil {
 			return nil, openErr("Could not open backing file: %v", err)
@@ -651,6 +659,9 @@ func (d *Driver) Close() error {
 	}
 	if cerr := d.file.Close(); err == nil {
 		err = cerr
+	}
+	if d.opts.RemoveOnClose {
+		os.Remove(d.name)
 	}
 	return err
 }
