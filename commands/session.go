@@ -232,6 +232,7 @@ func (s *Session) Open(name string, f OpenFlags, opts map[string]string) error {
 		Unmap:        f.Unmap,
 		NativeAIO:    f.NativeAIO,
 		Snapshot:     f.Snapshot,
+		ForceShare:   f.ForceShare,
 		Warn:         func(m string) { fmt.Fprintln(s.Err, m) },
 	}
 	if s.TraceZero {

@@ -35,6 +35,8 @@ type Options struct {
 	// Options are extra driver options (open -o key=value), applied after
 	// the ones above; unknown keys are refused as QEMU refuses them.
 	Options map[string]string
+	// ForceShare shares every permission with other processes (qemu-io -U).
+	ForceShare bool
 	// Snapshot opens the image read-only under a temporary qcow2 overlay
 	// that takes the writes and is deleted at close (qemu-io -s).
 	Snapshot bool
@@ -221,7 +223,11 @@ func open(path string, o Options, chain []chainFile) (*image.Disk, error) {
 	}
 	switch format {
 	case "raw", "file":
-		ro := raw.Options{ReadOnly: o.ReadOnly, Direct: o.Direct, NoFlush: o.NoFlush, Probed: probed,
+		lock := &raw.Lock{Perm: raw.PermConsistentRead}
+		if !o.ReadOnly {
+			lock.Perm |= raw.PermWrite
+		}
+		ro := raw.Options{ReadOnly: o.ReadOnly, Direct: o.Direct, NoFlush: o.NoFlush, Probed: probed, Lock: lock,
 			ProbeHeader: func(b []byte) bool { return Probe(b) != "raw" }}
 		drv, err := raw.Open(path, ro)
 		if err != nil {
@@ -255,8 +261,9 @@ func open(path string, o Options, chain []chainFile) (*image.Disk, error) {
 		}
 		chain = append(chain, me)
 		qo := qcow2.Options{ReadOnly: o.ReadOnly, Direct: o.Direct, NoFlush: o.NoFlush, Unmap: o.Unmap, Trace: o.Trace,
+			ForceShare: o.ForceShare,
 			OpenBacking: func(name, format string) (*image.Disk, error) {
-				bo := Options{Format: format, ReadOnly: true, Direct: o.Direct, NoFlush: o.NoFlush}
+				bo := Options{Format: format, ReadOnly: true, Direct: o.Direct, NoFlush: o.NoFlush, ForceShare: o.ForceShare}
 				return open(name, bo, chain)
 			}}
 		drv, err := qcow2.Open(path, qo)
@@ -303,6 +310,10 @@ func readHead(path string) ([]byte, error) {
 
 // openErr is QEMU's message for a file that cannot be opened.
 func openErr(path string, err error) *Error {
+	var le interface{ Error() string }
+	if errors.As(err, &le) && strings.HasPrefix(err.Error(), "Failed to ") {
+		return &Error{Msg: err.Error(), Err: err}
+	}
 	var en syscall.Errno
 	if errors.As(err, &en) {
 		return errorf(err, "Could not open '%s': %s", path, Strerror(en))

@@ -54,6 +54,9 @@ type Options struct {
 	// Backing, when set, is the backing image to use instead of the one
 	// the header names (QEMU's temporary snapshot overlay).
 	Backing *image.Disk
+	// ForceShare shares every permission with other processes (qemu-io -U);
+	// without it the image refuses to share writes and resizes.
+	ForceShare bool
 	// RemoveOnClose deletes the image file when it is closed (a temporary
 	// overlay).
 	RemoveOnClose bool
@@ -103,7 +106,14 @@ func openErr(format string, a ...any) error { return fmt.Errorf(format, a...) }
 
 // Open opens the qcow2 image at path.
 func Open(path string, opts Options) (*Driver, error) {
-	rd, err := raw.Open(path, raw.Options{ReadOnly: opts.ReadOnly, Direct: opts.Direct, NoFlush: opts.NoFlush})
+	lock := &raw.Lock{Perm: raw.PermConsistentRead}
+	if !opts.ReadOnly {
+		lock.Perm |= raw.PermWrite | raw.PermResize
+	}
+	if !opts.ForceShare {
+		lock.Unshared = raw.PermWrite | raw.PermResize
+	}
+	rd, err := raw.Open(path, raw.Options{ReadOnly: opts.ReadOnly, Direct: opts.Direct, NoFlush: opts.NoFlush, Lock: lock})
 	if err != nil {
 		return nil, err
 	}

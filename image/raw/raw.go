@@ -32,6 +32,8 @@ type Options struct {
 	// aligned and a write to block 0 that would make the image probe as
 	// another format is refused with image.ErrPermission, as QEMU does.
 	Probed bool
+	// Lock, when set, takes QEMU's image locks for these permissions.
+	Lock *Lock
 	// ProbeHeader reports whether the first 512 bytes of an image look like
 	// a format other than raw. Used when Probed is set.
 	ProbeHeader func(block0 []byte) bool
@@ -74,6 +76,12 @@ func Open(path string, opts Options) (*Driver, error) {
 	if st.IsDir() {
 		f.Close()
 		return nil, &os.PathError{Op: "open", Path: path, Err: syscall.EISDIR}
+	}
+	if opts.Lock != nil {
+		if err := applyLock(int(f.Fd()), *opts.Lock, path); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
 	d := &Driver{f: f, name: path, opts: opts, align: 1, memAlign: 1}
 	d.size = roundUp512(st.Size())
