@@ -110,6 +110,18 @@ func runAioRead(s *Session, argv []string) error {
 			if quiet {
 				return
 			}
+			if s.JSON {
+				var ok *bool
+				if pflag {
+					ok = boolp(allBytes(buf, pattern))
+				}
+				var dump []byte
+				if verbose {
+					dump = buf
+				}
+				s.reportJSON("aio_read", elapsed, offset, total, ok, dump)
+				return
+			}
 			if verbose {
 				s.dumpBuffer(buf, offset)
 			}
@@ -201,7 +213,9 @@ func runAioWrite(s *Session, argv []string) error {
 				s.printf("aio_write failed: %s\n", Strerror(err))
 				return
 			}
-			if !quiet {
+			if !quiet && s.JSON {
+				s.reportJSON("aio_write", elapsed, offset, total, nil, nil)
+			} else if !quiet {
 				s.printReport("wrote", elapsed, offset, total, total, 1, machine)
 			}
 		}

@@ -44,6 +44,10 @@ func runAlloc(s *Session, argv []string) error {
 			remaining = 0
 		}
 	}
+	if s.JSON {
+		s.emitJSON(map[string]any{"command": "alloc", "offset": start, "bytes": count, "allocated": sum})
+		return nil
+	}
 	s.printf("%d/%d bytes allocated at offset %s\n", sum, count, Cvtstr(float64(start)))
 	return nil
 }

@@ -61,7 +61,9 @@ func runDiscard(s *Session, argv []string) error {
 		s.printf("discard failed: %s\n", Strerror(err))
 		return ErrFailed
 	}
-	if !quiet {
+	if !quiet && s.JSON {
+		s.reportJSON("discard", d, offset, count, nil, nil)
+	} else if !quiet {
 		s.printReport("discard", d, offset, count, count, 1, machine)
 	}
 	return nil

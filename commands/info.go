@@ -9,6 +9,10 @@ func init() { infoCmd.Run = runInfo; register(infoCmd) }
 
 func runInfo(s *Session, argv []string) error {
 	info, err := s.disk.Info()
+	if s.JSON && err == nil {
+		s.emitJSON(infoJSON(info))
+		return nil
+	}
 	if info.FormatName != "" {
 		s.printf("format name: %s\n", info.FormatName)
 	}

@@ -8,6 +8,10 @@ var lengthCmd = &Command{
 func init() { lengthCmd.Run = runLength; register(lengthCmd) }
 
 func runLength(s *Session, argv []string) error {
+	if s.JSON {
+		s.emitJSON(map[string]any{"command": "length", "bytes": s.disk.Size()})
+		return nil
+	}
 	s.printf("%s\n", Cvtstr(float64(s.disk.Size())))
 	return nil
 }

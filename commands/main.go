@@ -37,6 +37,7 @@ var mainLongOpts = []LongOption{
 const (
 	optObject    = 256
 	optImageOpts = 257
+	optOutput    = 258
 )
 
 func mainUsage(w io.Writer, name string) {
@@ -90,7 +91,13 @@ func MainWith(argv []string, stdin io.Reader, out *Output, stderr io.Writer, int
 	readOnly := false
 	format := ""
 	var cmds []string
-	g := NewGetopt(argv, "hVc:d:f:rsnCmki:t:T:U", mainLongOpts, stderr)
+	long := mainLongOpts
+	if name != "qemu-io" {
+		// goqio's own option; not offered as qemu-io, where it would make
+		// abbreviations such as --o ambiguous
+		long = append(append([]LongOption{}, mainLongOpts...), LongOption{"output", true, optOutput})
+	}
+	g := NewGetopt(argv, "hVc:d:f:rsnCmki:t:T:U", long, stderr)
 	for {
 		c, arg := g.Next()
 		if c == -1 {
@@ -144,6 +151,16 @@ func MainWith(argv []string, stdin io.Reader, out *Output, stderr io.Writer, int
 		case optObject:
 		case optImageOpts:
 			s.ImageOpts = true
+		case optOutput:
+			switch arg {
+			case "json":
+				s.JSON = true
+			case "human":
+				s.JSON = false
+			default:
+				s.errorf("--output must be 'human' or 'json', not '%s'", arg)
+				return 1
+			}
 		default:
 			mainUsage(out, name)
 			return 1

@@ -43,6 +43,15 @@ func runMap(s *Session, argv []string) error {
 		return ErrFailed
 	}
 	offset, n := int64(0), s.disk.Size()
+	var runs []mapRun
+	defer func() {
+		if s.JSON && runs != nil {
+			s.emitJSON(map[string]any{"command": "map", "runs": runs})
+		}
+	}()
+	if s.JSON {
+		runs = []mapRun{}
+	}
 	for n > 0 {
 		alloc, num, err := s.mapIsAllocated(offset, n)
 		if err != nil {
@@ -52,6 +61,12 @@ func runMap(s *Session, argv []string) error {
 		if num == 0 {
 			s.errorf("Unexpected end of image")
 			return ErrFailed
+		}
+		if s.JSON {
+			runs = append(runs, mapRun{offset, num, alloc})
+			offset += num
+			n -= num
+			continue
 		}
 		what := "not allocated"
 		if alloc {

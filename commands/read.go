@@ -142,6 +142,18 @@ func runRead(s *Session, argv []string) error {
 	if quiet {
 		return ret
 	}
+	if s.JSON {
+		var ok *bool
+		if pflag {
+			ok = boolp(ret == nil)
+		}
+		var dump []byte
+		if verbose {
+			dump = buf
+		}
+		s.reportJSON("read", d, offset, count, ok, dump)
+		return ret
+	}
 	if verbose {
 		s.dumpBuffer(buf, offset)
 	}

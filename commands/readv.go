@@ -102,6 +102,18 @@ func runReadv(s *Session, argv []string) error {
 	if quiet {
 		return ret
 	}
+	if s.JSON {
+		var ok *bool
+		if pflag {
+			ok = boolp(ret == nil)
+		}
+		var dump []byte
+		if verbose {
+			dump = buf
+		}
+		s.reportJSON("readv", d, offset, total, ok, dump)
+		return ret
+	}
 	if verbose {
 		s.dumpBuffer(buf, offset)
 	}

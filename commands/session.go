@@ -51,6 +51,8 @@ type Session struct {
 
 	// ImageOpts is set by --image-opts: open's operand is an option string.
 	ImageOpts bool
+	// JSON is set by --output=json: results print as JSON objects.
+	JSON bool
 	// TraceZero is set by -T zero: every image opened traces what its zero
 	// writes and discards become, on stderr.
 	TraceZero bool
@@ -72,7 +74,15 @@ func (s *Session) Disk() *image.Disk { return s.disk }
 // Quit reports whether the quit command ran.
 func (s *Session) Quit() bool { return s.quit }
 
-func (s *Session) printf(format string, a ...any) { fmt.Fprintf(s.Out, format, a...) }
+// printf prints qemu-io's text output. With --output=json, stdout carries
+// only JSON objects and this text goes to stderr.
+func (s *Session) printf(format string, a ...any) {
+	if s.JSON {
+		fmt.Fprintf(s.Err, format, a...)
+		return
+	}
+	fmt.Fprintf(s.Out, format, a...)
+}
 
 // errorf prints an error_report() message: "prog: text" on stderr.
 func (s *Session) errorf(format string, a ...any) {

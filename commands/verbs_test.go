@@ -211,3 +211,26 @@ func TestAioConcurrent(t *testing.T) {
 	}
 	h.s.Close()
 }
+
+func TestJSONOutput(t *testing.T) {
+	h := newHarness(t, 1<<20)
+	h.s.JSON = true
+	out, errs, failed := h.run("write -P 1 0 512", "read -P 2 0 512", "length", "alloc 0 1M", "map", "info", "read -x 0 1")
+	if !failed {
+		t.Error("a failed pattern check did not fail")
+	}
+	want := []string{
+		`{"command":"write","offset":0,"bytes":512,"ops":1,"seconds":0.001,"bytes_per_sec":512000,"ops_per_sec":1000}`,
+		`{"command":"read","offset":0,"bytes":512,"ops":1,"seconds":0.001,"bytes_per_sec":512000,"ops_per_sec":1000,"pattern_ok":false}`,
+		`{"bytes":1048576,"command":"length"}`,
+		`{"allocated":1048576,"bytes":1048576,"command":"alloc","offset":0}`,
+		`{"command":"map","runs":[{"start":0,"length":1048576,"allocated":true}]}`,
+		`{"cluster_size":0,"command":"info","format":"raw","vm_state_offset":0}`,
+	}
+	if got := strings.Split(strings.TrimSpace(out), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("stdout:\n%s\nwant:\n%s", out, strings.Join(want, "\n"))
+	}
+	if !strings.Contains(errs, "Pattern verification failed at offset 0, 512 bytes") || !strings.Contains(errs, readCmd.Usage()) {
+		t.Errorf("stderr: %q", errs)
+	}
+}

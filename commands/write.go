@@ -160,7 +160,9 @@ func runWrite(s *Session, argv []string) error {
 		s.printf("write failed: %s\n", Strerror(err))
 		return ErrFailed
 	}
-	if !quiet {
+	if !quiet && s.JSON {
+		s.reportJSON("write", d, offset, count, nil, nil)
+	} else if !quiet {
 		s.printReport("wrote", d, offset, count, count, 1, machine)
 	}
 	return nil

@@ -69,7 +69,9 @@ func runWritev(s *Session, argv []string) error {
 		s.printf("writev failed: %s\n", Strerror(err))
 		return ErrFailed
 	}
-	if !quiet {
+	if !quiet && s.JSON {
+		s.reportJSON("writev", d, offset, total, nil, nil)
+	} else if !quiet {
 		s.printReport("wrote", d, offset, total, total, 1, machine)
 	}
 	return nil
