@@ -24,21 +24,33 @@ func HistoryFile() string {
 	return filepath.Join(home, ".goqio_history")
 }
 
-// completer completes the verb (names and aliases) at the start of a line.
+// completer completes the verb at the start of a line, and after it the
+// verb's options (a word starting with '-').
 type completer struct{}
 
 func (completer) Do(line []rune, pos int) ([][]rune, int) {
 	head := string(line[:pos])
-	if strings.Contains(head, " ") {
+	words := strings.Split(head, " ")
+	cur := words[len(words)-1]
+	var out [][]rune
+	if len(words) == 1 {
+		for _, c := range Table {
+			if strings.HasPrefix(c.Name, cur) {
+				out = append(out, []rune(c.Name[len(cur):]+" "))
+			}
+		}
+		return out, len([]rune(cur))
+	}
+	c := Lookup(words[0])
+	if c == nil || !strings.HasPrefix(cur, "-") || len(cur) > 2 {
 		return nil, 0
 	}
-	var out [][]rune
-	for _, c := range Table {
-		if strings.HasPrefix(c.Name, head) {
-			out = append(out, []rune(c.Name[len(head):]+" "))
+	for _, o := range c.Opts {
+		if opt := "-" + string(o); o != ':' && strings.HasPrefix(opt, cur) {
+			out = append(out, []rune(opt[len(cur):]+" "))
 		}
 	}
-	return out, len([]rune(head))
+	return out, len([]rune(cur))
 }
 
 // Shell is the interactive loop on a terminal: a readline prompt with

@@ -234,3 +234,22 @@ func TestJSONOutput(t *testing.T) {
 		t.Errorf("stderr: %q", errs)
 	}
 }
+
+func TestCompleter(t *testing.T) {
+	var c completer
+	got, n := c.Do([]rune("wri"), 3)
+	if n != 3 || len(got) != 2 || string(got[0]) != "te " || string(got[1]) != "tev " {
+		t.Errorf("verbs: %q %d", got, n)
+	}
+	got, n = c.Do([]rune("write -"), 7)
+	if n != 1 || len(got) != 11 || string(got[0]) != "b " {
+		t.Errorf("options: %q %d", got, n)
+	}
+	got, _ = c.Do([]rune("read -P"), 7)
+	if len(got) != 1 || string(got[0]) != " " {
+		t.Errorf("option -P: %q", got)
+	}
+	if got, _ := c.Do([]rune("read 0"), 6); got != nil {
+		t.Errorf("operand: %q", got)
+	}
+}

@@ -16,7 +16,13 @@ func (s *Session) vmstate(write bool, buf []byte, pos int64) error {
 		return image.ErrNotSupported
 	}
 	if write {
-		return vs.WriteVMState(buf, pos)
+		if err := vs.WriteVMState(buf, pos); err != nil {
+			return err
+		}
+		if s.disk.WriteThrough() {
+			return s.disk.Flush()
+		}
+		return nil
 	}
 	return vs.ReadVMState(buf, pos)
 }

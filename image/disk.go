@@ -60,6 +60,9 @@ func (d *Disk) Driver() Driver { return d.drv }
 // Name returns the file name d was opened with.
 func (d *Disk) Name() string { return d.name }
 
+// WriteThrough reports whether every write is followed by a flush.
+func (d *Disk) WriteThrough() bool { return d.opts.WriteThrough }
+
 // ReadOnly reports whether d refuses writes.
 func (d *Disk) ReadOnly() bool { return d.opts.ReadOnly }
 

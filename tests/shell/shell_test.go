@@ -76,7 +76,9 @@ func TestShell(t *testing.T) {
 	tm.waitFor("goqio>")
 	tm.keys("leng", "Tab", "Enter") // verb completion
 	tm.waitFor("1 MiB")
-	tm.keys("write -P 7 0 512", "Enter")
+	tm.keys("write -", "Tab", "Tab") // option completion lists the verb's options
+	tm.waitFor("-P")
+	tm.keys("C-u", "write -P 7 0 512", "Enter")
 	tm.waitFor("wrote 512/512 bytes at offset 0")
 	tm.keys("read -v 0 1", "C-c") // Ctrl-C abandons the line, not the program
 	tm.waitFor("^C")
