@@ -1,8 +1,7 @@
 package commands
 
-// Commands of qemu-io's table that goqio does not implement yet: they are in
-// the table (so that help prints what qemu-io prints) and fail with a clear
-// message when used.
+// Table rows of the aio verbs, truncate and reopen (their Run functions
+// live in aio.go, truncate.go and reopen.go).
 var (
 	aioReadCmd = &Command{Name: "aio_read", Opts: "CP:iqv", ArgMin: 2, ArgMax: -1,
 		Args: str("[-Ciqv] [-P pattern] off len [len..]"), OneLine: "asynchronously reads a number of bytes",
@@ -70,16 +69,10 @@ var (
 `}
 )
 
-func notYet(s *Session, argv []string) error {
-	s.errorf("%s: not implemented in goqio yet", argv[0])
-	return ErrFailed
-}
 
 func init() {
 	truncateCmd.Run = runTruncate
 	register(truncateCmd)
-	for _, c := range []*Command{reopenCmd} {
-		c.Run = notYet
-		register(c)
-	}
+	reopenCmd.Run = runReopen
+	register(reopenCmd)
 }

@@ -60,6 +60,10 @@ type Session struct {
 	disk *image.Disk
 	quit bool
 	aio  aioQueue
+	// how the open image was opened, for reopen
+	curName  string
+	curFlags OpenFlags
+	curOpts  map[string]string
 }
 
 // NewSession makes a session writing to out and errw. prog is argv[0]; its
@@ -266,6 +270,7 @@ func (s *Session) Open(name string, f OpenFlags, opts map[string]string) error {
 		return ErrFailed
 	}
 	s.disk = d
+	s.curName, s.curFlags, s.curOpts = name, f, opts
 	return nil
 }
 
