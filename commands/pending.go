@@ -69,7 +69,6 @@ var (
 `}
 )
 
-
 func init() {
 	truncateCmd.Run = runTruncate
 	register(truncateCmd)
