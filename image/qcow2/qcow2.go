@@ -99,6 +99,9 @@ type Driver struct {
 	l2c, rbc         *tableCache
 	discards         [][2]int64
 	corrupt          bool
+	// freeByteOffset is where the next compressed cluster may start inside
+	// a partly used cluster (QEMU\'s free_byte_offset), 0 when none.
+	freeByteOffset int64
 }
 
 // Error texts of open failures are QEMU's.
@@ -542,7 +545,9 @@ func (d *Driver) readGuest(p []byte, off int64) error {
 				return err
 			}
 		case clusterCompressed:
-			return fmt.Errorf("qcow2: compressed clusters are not supported yet: %w", image.ErrNotSupported)
+			if err := d.readCompressed(q, host, off&(d.clusterSize-1)); err != nil {
+				return err
+			}
 		}
 		p = p[n:]
 		off += n

@@ -52,6 +52,9 @@ type Case struct {
 	// and must print the same: zeroes written must stay zeroes.
 	Detach bool
 	Verify []string
+	// Compress rewrites img, after Setup, with qemu-img convert -c (same
+	// create options), so that its clusters are compressed by QEMU.
+	Compress bool
 }
 
 func (c Case) format() string {
@@ -128,6 +131,13 @@ func (tl tools) run(t *testing.T, c Case) {
 		}
 		for _, s := range c.Setup {
 			sh(t, d, "", tl.qemuIO, "-f", c.format(), "-c", s, "img")
+		}
+		if c.Compress {
+			args := append(append([]string{"convert", "-c", "-f", "qcow2", "-O", "qcow2"}, c.CreateOpts...), "img", "img.c")
+			if _, e, rc := sh(t, d, "", tl.qemuImg, args...); rc != 0 {
+				t.Fatalf("convert: %s", e)
+			}
+			os.Rename(filepath.Join(d, "img.c"), filepath.Join(d, "img"))
 		}
 		o, e, rc := sh(t, d, c.Stdin, prog, c.Args...)
 		res[i] = result{filter(o) + fmt.Sprintf("[exit %d]\n", rc), filter(e)}
@@ -621,6 +631,28 @@ func TestKernelSplit(t *testing.T) {
 					tl.run(t, c)
 				})
 			}
+		}
+	}
+}
+
+// TestCompressedImages: images QEMU compressed (qemu-img convert -c, zlib
+// and zstd) read, overwrite (copy-on-write out of compressed clusters),
+// zero and discard the same through goqio as through qemu-io.
+func TestCompressedImages(t *testing.T) {
+	tl := setup(t)
+	for i, ct := range []string{"zlib", "zstd"} {
+		for j, cl := range []string{"65536", "4096", "2M"} {
+			c := Case{Fmt: "qcow2", Size: "8M",
+				Setup: []string{"write -P 0x11 0 3M", "write -P 0x22 5M 1M"},
+				Args: cmds([]string{"-f", "qcow2"}, "read -P 0x11 0 3M", "read -P 0x22 5M 1M", "read -P 0 3M 2M",
+					"write -P 7 4k 4k", "read -P 0x11 0 4k", "read -P 7 4k 4k", "read -P 0x11 8k 56k",
+					"write -z 1M 4k", "write -zu 2M 64k", "discard 5M 1M", "read -v 1M 32", "map", "alloc 0 8M")}
+			c.CreateOpts = []string{"-o", "compression_type=" + ct + ",cluster_size=" + cl}
+			c.Compress = true
+			t.Run(fmt.Sprint(i, j), func(t *testing.T) {
+				t.Parallel()
+				tl.run(t, c)
+			})
 		}
 	}
 }

@@ -1,0 +1,148 @@
+package qcow2
+
+import (
+	"fmt"
+	"syscall"
+
+	"github.com/goqio/goqio/image"
+)
+
+// readCompressed fills p with guest data from the compressed cluster
+// described by entry, starting inOff bytes into the cluster.
+func (d *Driver) readCompressed(p []byte, entry uint64, inOff int64) error {
+	coff, csize := d.compressedRange(entry)
+	src := make([]byte, csize)
+	if err := d.file.ReadAt(src, coff); err != nil {
+		return err
+	}
+	out := make([]byte, d.clusterSize)
+	if err := decompress(d.hdr.CompressionType, out, src); err != nil {
+		return fmt.Errorf("%w: compressed cluster at %#x: %w", image.ErrCorrupt, coff, err)
+	}
+	copy(p, out[inOff:])
+	return nil
+}
+
+// WriteCompressed is QEMU's qcow2_co_pwritev_compressed_part (write -c):
+// whole clusters only (the last may end at the image end), each into a
+// cluster that holds nothing yet; a cluster that does not compress is
+// written normally.
+func (d *Driver) WriteCompressed(p []byte, off int64) error {
+	if d.opts.ReadOnly {
+		return image.ErrReadOnly
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.evict(); err != nil {
+		return err
+	}
+	if len(p) == 0 {
+		// QEMU aligns the end of the file to a sector boundary here
+		if t, ok := d.file.Driver().(image.Truncater); ok {
+			return t.Truncate((d.file.Size()+511)&^511, image.PreallocOff)
+		}
+		return nil
+	}
+	n := int64(len(p))
+	if off&(d.clusterSize-1) != 0 {
+		return image.ErrInvalid
+	}
+	if n&(d.clusterSize-1) != 0 && off+n != d.size {
+		return image.ErrInvalid
+	}
+	for len(p) > 0 {
+		chunk := min(int64(len(p)), d.clusterSize)
+		if err := d.writeCompressedCluster(p[:chunk], off); err != nil {
+			return err
+		}
+		p = p[chunk:]
+		off += chunk
+	}
+	return nil
+}
+
+func (d *Driver) writeCompressedCluster(p []byte, off int64) error {
+	buf := make([]byte, d.clusterSize)
+	copy(buf, p)
+	out, ok, err := compress(d.hdr.CompressionType, buf, int(d.clusterSize-1))
+	if err != nil {
+		return image.ErrInvalid
+	}
+	if !ok {
+		return d.writeLocked(p, off)
+	}
+	l2off, err := d.getClusterTable(off)
+	if err != nil {
+		return err
+	}
+	b, err := d.l2c.get(l2off)
+	if err != nil {
+		return err
+	}
+	i := d.l2Index(off)
+	if d.getEntry(b, i)&l2eOffsetMask != 0 {
+		return syscall.EIO
+	}
+	coff, err := d.allocBytes(int64(len(out)))
+	if err != nil {
+		return err
+	}
+	if b, err = d.l2c.get(l2off); err != nil {
+		return err
+	}
+	shift := 62 - (d.clusterBits - 8)
+	nsec := (coff+int64(len(out))-1)/512 - coff/512
+	d.setEntry(b, i, uint64(coff)|oflagCompressed|uint64(nsec)<<shift)
+	d.l2c.markDirty(l2off)
+	return d.file.WriteAt(out, coff, false)
+}
+
+// allocBytes is QEMU's qcow2_alloc_bytes: size bytes for compressed data,
+// packed after the previous compressed cluster when they fit in its host
+// cluster (or the one right after it), else in a newly found cluster.
+func (d *Driver) allocBytes(size int64) (int64, error) {
+	off := d.freeByteOffset
+	if off != 0 {
+		rc, err := d.getRefcount(off >> d.clusterBits)
+		if err != nil {
+			return 0, err
+		}
+		if rc == d.refMax {
+			off = 0
+		}
+	}
+	free := d.clusterSize - off&(d.clusterSize-1)
+	shift := 62 - (d.clusterBits - 8)
+	maxOff := min(uint64(1)<<shift-1, maxClusterOffset)
+	for {
+		if off == 0 || free < size {
+			nc, err := d.allocClustersNoref(d.clusterSize, maxOff)
+			if err != nil {
+				return 0, err
+			}
+			if nc == 0 {
+				return 0, d.corruption("Preventing invalid allocation of compressed cluster at offset 0")
+			}
+			if off == 0 || (off+d.clusterSize-1)&^(d.clusterSize-1) != nc {
+				off = nc
+				free = d.clusterSize
+			} else {
+				free += d.clusterSize
+			}
+		}
+		err := d.updateRefcount(off, size, 1, false, discardNever)
+		if err == errAgain {
+			off = 0
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		break
+	}
+	d.freeByteOffset = off + size
+	if d.freeByteOffset&(d.clusterSize-1) == 0 {
+		d.freeByteOffset = 0
+	}
+	return off, nil
+}
