@@ -66,7 +66,10 @@ func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta) error {
 	if err := d.handleAllocSpace(metas); err != nil {
 		return err
 	}
-	merged := d.mergeCow(p, off, metas)
+	merged, err := d.mergeCow(p, off, metas)
+	if err != nil {
+		return err
+	}
 	if !merged {
 		if err := d.file.WriteAt(p, host, false); err != nil {
 			return err
@@ -130,7 +133,7 @@ func (d *Driver) isUnallocatedChain(off, n int64) bool {
 
 // mergeCow writes COW areas and data in one request when one allocation's
 // COW areas border the data, as QEMU's merge_cow; it reports whether it did.
-func (d *Driver) mergeCow(p []byte, off int64, metas []*l2Meta) bool {
+func (d *Driver) mergeCow(p []byte, off int64, metas []*l2Meta) (bool, error) {
 	for _, m := range metas {
 		if m.skipCow || (m.cowStart[1] == 0 && m.cowEnd[1] == 0) {
 			continue
@@ -138,9 +141,13 @@ func (d *Driver) mergeCow(p []byte, off int64, metas []*l2Meta) bool {
 		if m.guest+m.cowStart[0]+m.cowStart[1] != off || m.guest+m.cowEnd[0] != off+int64(len(p)) {
 			continue
 		}
-		return d.performCow(m, p) == nil
+		if err := d.performCow(m, p); err != nil {
+			return false, err
+		}
+		m.skipCow = true // the COW areas are written
+		return true, nil
 	}
-	return false
+	return false, nil
 }
 
 // performCow copies the COW areas of m (read through this image, so from
@@ -176,7 +183,7 @@ func (d *Driver) performCow(m *l2Meta, data []byte) error {
 // linkL2 is QEMU's qcow2_alloc_cluster_link_l2: copy on write (unless done
 // with the data), point the L2 entries at the new clusters, free the old.
 func (d *Driver) linkL2(m *l2Meta, merged bool) error {
-	if !merged && !m.skipCow && (m.cowStart[1] != 0 || m.cowEnd[1] != 0) {
+	if !m.skipCow && (m.cowStart[1] != 0 || m.cowEnd[1] != 0) {
 		if err := d.performCow(m, nil); err != nil {
 			return err
 		}
