@@ -1,5 +1,7 @@
 package commands
 
+import "github.com/goqio/goqio/image"
+
 var lengthCmd = &Command{
 	Name: "length", Alias: "l",
 	OneLine: "gets the length of the current file",
@@ -8,6 +10,10 @@ var lengthCmd = &Command{
 func init() { lengthCmd.Run = runLength; register(lengthCmd) }
 
 func runLength(s *Session, argv []string) error {
+	if !s.disk.Available() {
+		s.printf("getlength: %s\n", Strerror(image.ErrNoMedium))
+		return ErrFailed
+	}
 	if s.JSON {
 		s.emitJSON(map[string]any{"command": "length", "bytes": s.disk.Size()})
 		return nil

@@ -1,6 +1,10 @@
 package commands
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/goqio/goqio/image"
+)
 
 var mapCmd = &Command{
 	Name: "map", Args: str(""), ArgMax: -1,
@@ -40,6 +44,10 @@ func runMap(s *Session, argv []string) error {
 	}
 	if len(argv) > 1 {
 		fmt.Fprintf(s.Err, "bad argument count %d to %s, expected 0 arguments\n", len(argv)-1, argv[0])
+		return ErrFailed
+	}
+	if !s.disk.Available() {
+		s.errorf("Failed to query image length: %s", Strerror(image.ErrNoMedium))
 		return ErrFailed
 	}
 	offset, n := int64(0), s.disk.Size()

@@ -84,8 +84,21 @@ func (d *Disk) Limits() Limits {
 	return l
 }
 
+// Available reports whether the image can still be used: a driver that
+// detected fatal corruption makes every request fail with ENOMEDIUM, as
+// QEMU does once it has detached the driver.
+func (d *Disk) Available() bool {
+	if x, ok := d.drv.(interface{ Dead() bool }); ok {
+		return !x.Dead()
+	}
+	return true
+}
+
 // checkRange is QEMU's blk_check_byte_request.
 func (d *Disk) checkRange(off, n int64) error {
+	if !d.Available() {
+		return ErrNoMedium
+	}
 	if off < 0 || n < 0 {
 		return ErrOutOfRange
 	}
@@ -458,7 +471,12 @@ func (d *Disk) Truncate(size int64, p Prealloc) error {
 }
 
 // Flush makes every completed write durable.
-func (d *Disk) Flush() error { return d.drv.Flush() }
+func (d *Disk) Flush() error {
+	if !d.Available() {
+		return ErrNoMedium
+	}
+	return d.drv.Flush()
+}
 
 // Backing returns the backing image of d, or nil.
 func (d *Disk) Backing() *Disk {
@@ -475,6 +493,9 @@ func (d *Disk) Backing() *Disk {
 // backing files reads as zero when there is no backing file, or (wantZero)
 // when it lies past the backing file's end.
 func (d *Disk) BlockStatus(off, n int64, wantZero bool) (Extent, error) {
+	if !d.Available() {
+		return Extent{}, ErrNoMedium
+	}
 	size := d.Size()
 	if off < 0 || n < 0 {
 		return Extent{}, ErrOutOfRange
@@ -504,6 +525,22 @@ func (d *Disk) BlockStatus(off, n int64, wantZero bool) (Extent, error) {
 		if e.Status&StatusOffsetValid != 0 {
 			e.Offset += off - aoff
 		}
+		if wantZero && e.Status&StatusRecurse != 0 && e.Status&StatusData != 0 && e.Status&StatusOffsetValid != 0 {
+			// QEMU's BDRV_BLOCK_RECURSE: a preallocated data cluster that is
+			// a hole in the file reads as zero
+			if f, ok := d.drv.(Filer); ok {
+				fe, err := f.File().BlockStatus(e.Offset, e.Len, true)
+				if err == nil {
+					if fe.Status&StatusEOF != 0 && (fe.Len == 0 || fe.Status&StatusZero != 0) {
+						e.Status |= StatusZero
+					} else {
+						e.Len = fe.Len
+						e.Status |= fe.Status & StatusZero
+					}
+				}
+			}
+		}
+		e.Status &^= StatusRecurse
 		if e.Status&(StatusData|StatusZero) != 0 {
 			e.Status |= StatusAllocated
 		} else if b, ok := d.drv.(Backed); ok {

@@ -40,6 +40,9 @@ var (
 	// ErrWrongFormat is returned by a format's probe or open when the file is
 	// not of that format.
 	ErrWrongFormat = &Error{"image: wrong format", syscall.EINVAL}
+	// ErrNoMedium is returned for every request to an image that a driver
+	// made unusable after detecting fatal corruption (QEMU's -ENOMEDIUM).
+	ErrNoMedium = &Error{"image: no medium (the image was made unusable)", syscall.ENOMEDIUM}
 	// ErrClosed is returned by an operation on a closed Disk.
 	ErrClosed = &Error{"image: disk is closed", syscall.EBADF}
 )

@@ -99,7 +99,16 @@ const (
 	StatusOffsetValid                    // Extent.Offset is the host offset
 	StatusAllocated                      // the answer comes from this layer
 	StatusEOF                            // the extent reaches the end of the image
+	// StatusRecurse: the data area may be a hole in the file (metadata
+	// preallocation); ask the file whether it reads as zero.
+	StatusRecurse
 )
+
+// Filer is implemented by format drivers that store data in a file: the
+// file's own Disk, for StatusRecurse.
+type Filer interface {
+	File() *Disk
+}
 
 // Extent is a block status answer for [off, off+Len).
 type Extent struct {

@@ -251,6 +251,17 @@ func open(path string, o Options, chain []chainFile) (*image.Disk, error) {
 			return nil, openErr(path, err)
 		}
 		me := chainFile{uint64(st.Dev), st.Ino}
+		if len(chain) > 0 && !o.ForceShare {
+			// a backing file takes its locks before anything else, so that
+			// an image that is its own backing file, opened read-write,
+			// meets its own write lock as it does under QEMU
+			probe := &raw.Lock{Perm: raw.PermConsistentRead, Unshared: raw.PermWrite | raw.PermResize}
+			if rd, err := raw.Open(path, raw.Options{ReadOnly: true, Lock: probe}); err != nil {
+				return nil, openErr(path, err)
+			} else {
+				rd.Close()
+			}
+		}
 		for _, c := range chain {
 			if c == me {
 				return nil, errorf(nil, "Backing file loop: '%s' is its own backing file (directly or through others)", path)

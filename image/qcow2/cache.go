@@ -10,6 +10,8 @@ type tableCache struct {
 	d      *Driver
 	tables map[int64]*table
 	max    int
+	// ign is the metadata kind these tables are (not an overlap for them)
+	ign int
 	// dependsOn is flushed before this cache (refcounts before the L2
 	// tables that reference newly allocated clusters).
 	dependsOn *tableCache
@@ -73,6 +75,9 @@ func (c *tableCache) flush() error {
 	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
 	for _, off := range offs {
 		t := c.tables[off]
+		if err := c.d.preWriteCheck(c.ign, off, c.d.clusterSize); err != nil {
+			return err
+		}
 		if err := c.d.file.WriteAt(t.buf, off, false); err != nil {
 			return err
 		}

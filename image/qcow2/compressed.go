@@ -33,6 +33,9 @@ func (d *Driver) WriteCompressed(p []byte, off int64) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.dead {
+		return errNoMedium
+	}
 	if err := d.evict(); err != nil {
 		return err
 	}
@@ -92,6 +95,9 @@ func (d *Driver) writeCompressedCluster(p []byte, off int64) error {
 	}
 	shift := 62 - (d.clusterBits - 8)
 	nsec := (coff+int64(len(out))-1)/512 - coff/512
+	if err := d.preWriteCheck(0, coff, int64(len(out))); err != nil {
+		return err
+	}
 	d.setEntry(b, i, uint64(coff)|oflagCompressed|uint64(nsec)<<shift)
 	d.l2c.markDirty(l2off)
 	return d.file.WriteAt(out, coff, false)

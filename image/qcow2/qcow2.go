@@ -101,7 +101,12 @@ type Driver struct {
 	corrupt          bool
 	// freeByteOffset is where the next compressed cluster may start inside
 	// a partly used cluster (QEMU\'s free_byte_offset), 0 when none.
-	freeByteOffset int64
+	freeByteOffset  int64
+	signaled        bool  // a corruption was reported
+	preallocChecked bool  // metadata preallocation detection ran
+	prealloc        bool  // the image has metadata preallocation
+	dead            bool  // a fatal corruption made the image unusable
+	snapshotsSize   int64 // bytes of the snapshot table (for overlap checks)
 }
 
 // Error texts of open failures are QEMU's.
@@ -171,17 +176,22 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	if h.BackingFileOffset != 0 {
 		extEnd = int64(h.BackingFileOffset)
 	}
-	if err := d.readExtensions(int64(h.HeaderLength), extEnd); err != nil {
-		return nil, err
+	// QEMU's order of checks (qcow2_do_open)
+	if h.CompressionType > 1 {
+		return nil, openErr("qcow2: unknown compression type: %d", h.CompressionType)
+	}
+	if h.CompressionType == 0 && h.IncompatibleFeatures&incompatCompression != 0 {
+		return nil, openErr("qcow2: Compression type incompatible feature bit must not be set")
+	}
+	if h.CompressionType != 0 && h.IncompatibleFeatures&incompatCompression == 0 {
+		return nil, openErr("qcow2: Compression type incompatible feature bit must be set")
 	}
 	if h.IncompatibleFeatures&^incompatMask != 0 {
+		d.readExtensions(int64(h.HeaderLength), extEnd)
 		return nil, d.unsupportedFeatures(h.IncompatibleFeatures &^ incompatMask)
 	}
 	if h.IncompatibleFeatures&incompatCorrupt != 0 && !opts.ReadOnly {
 		return nil, &openError{"qcow2: Image is corrupt; cannot be opened read/write", syscall.EACCES}
-	}
-	if h.IncompatibleFeatures&incompatDataFile != 0 {
-		return nil, openErr("goqio does not support qcow2 images with an external data file yet")
 	}
 	if h.IncompatibleFeatures&incompatExtL2 != 0 {
 		return nil, openErr("goqio does not support qcow2 images with extended L2 entries yet")
@@ -190,61 +200,29 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		return nil, openErr("Reference count entry width too large; may not exceed 64 bits")
 	}
 	d.refOrder = uint(h.RefcountOrder)
-	d.refMax = 1<<(1<<d.refOrder) - 1
-	if d.refOrder == 6 {
-		d.refMax = 1<<63 - 1 // QEMU caps 64-bit refcounts at INT64_MAX
-	}
+	d.refMax = 1<<(1<<d.refOrder-1) + (1<<(1<<d.refOrder-1) - 1)
 	d.refBlockBits = d.clusterBits + 3 - d.refOrder
 	d.refBlockSize = 1 << d.refBlockBits
-	switch {
-	case h.CompressionType > 1:
-		return nil, openErr("Unknown compression type '%d'", h.CompressionType)
-	case h.CompressionType != 0 && h.IncompatibleFeatures&incompatCompression == 0:
-		return nil, openErr("Compression type incompatible feature bit must be set")
-	case h.CompressionType == 0 && h.IncompatibleFeatures&incompatCompression != 0:
-		return nil, openErr("Compression type incompatible feature bit must not be set")
-	}
-	if h.CryptMethod != 0 {
-		return nil, openErr("goqio does not support encrypted qcow2 images (crypt method %d)", h.CryptMethod)
-	}
 	d.l2Bits = d.clusterBits - 3
 	d.l2Size = 1 << d.l2Bits
 	d.size = int64(h.Size/512) * 512
-	if h.Size > 1<<62 {
-		return nil, openErr("Image is too big")
-	}
-	// refcount table
-	rtBytes := int64(h.RefcountTableClusters) << d.clusterBits
-	if int64(h.RefcountTableClusters) > maxReftableSize/(d.clusterSize/8) {
-		return nil, openErr("Reference count table too large")
-	}
-	if h.RefcountTableClusters == 0 && !opts.ReadOnly {
+	if h.RefcountTableClusters == 0 {
 		return nil, openErr("Image does not contain a reference count table")
 	}
-	if err := d.validateTable(h.RefcountTableOffset, rtBytes, "Reference count table offset invalid"); err != nil {
+	if err := d.validateTable(h.RefcountTableOffset, uint64(h.RefcountTableClusters), uint64(d.clusterSize), maxReftableSize*reftableEntrySize, "Reference count table"); err != nil {
 		return nil, err
 	}
-	// snapshots
-	if h.NbSnapshots > maxSnapshots {
-		return nil, openErr("Too many snapshots")
+	if err := d.validateTable(h.SnapshotsOffset, uint64(h.NbSnapshots), 40, 40*maxSnapshots, "Snapshot table"); err != nil {
+		return nil, err
 	}
-	if h.NbSnapshots > 0 {
-		if err := d.validateTable(h.SnapshotsOffset, int64(h.NbSnapshots)*40, "Snapshot table offset invalid"); err != nil {
-			return nil, err
-		}
+	if err := d.validateTable(h.L1TableOffset, uint64(h.L1Size), 8, maxL1Size, "Active L1 table"); err != nil {
+		return nil, err
 	}
-	// L1
-	if uint64(h.L1Size) > maxL1Size/8 {
-		return nil, openErr("Active L1 table too large")
-	}
-	need := d.sizeToL1(d.size)
-	if need > 1<<31 || int64(h.L1Size) < need {
+	shift := d.clusterBits + d.l2Bits
+	if need := (h.Size + 1<<shift - 1) >> shift; h.Size > 1<<63-1 || need > 1<<31-1 {
+		return nil, openErr("Image is too big")
+	} else if uint64(h.L1Size) < need {
 		return nil, openErr("L1 table is too small")
-	}
-	if h.L1Size > 0 {
-		if err := d.validateTable(h.L1TableOffset, int64(h.L1Size)*8, "Active L1 table offset invalid"); err != nil {
-			return nil, err
-		}
 	}
 	d.hdr = h
 	d.l1Offset = int64(h.L1TableOffset)
@@ -258,21 +236,35 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 			d.l1[i] = binary.BigEndian.Uint64(b[8*i:])
 		}
 	}
+	switch h.CryptMethod {
+	case 0:
+	case 1, 2:
+		return nil, openErr("Parameter 'encrypt.key-secret' is required for cipher")
+	default:
+		return nil, openErr("Unsupported encryption method %d", h.CryptMethod)
+	}
+	rtBytes := int64(h.RefcountTableClusters) << d.clusterBits
 	d.refTableOffset = int64(h.RefcountTableOffset)
 	d.refTable = make([]uint64, rtBytes/8)
-	if rtBytes > 0 {
-		b := make([]byte, rtBytes)
-		if err := file.ReadAt(b, d.refTableOffset); err != nil {
-			return nil, openErr("Could not read refcount table: %s", strerror(err))
-		}
-		for i := range d.refTable {
-			d.refTable[i] = binary.BigEndian.Uint64(b[8*i:])
-		}
+	b := make([]byte, rtBytes)
+	if err := file.ReadAt(b, d.refTableOffset); err != nil {
+		return nil, openErr("Could not initialize refcount handling: %s", strerror(err))
 	}
+	for i := range d.refTable {
+		d.refTable[i] = binary.BigEndian.Uint64(b[8*i:])
+	}
+	if err := d.readExtensions(int64(h.HeaderLength), extEnd); err != nil {
+		return nil, err
+	}
+	if h.IncompatibleFeatures&incompatDataFile != 0 {
+		return nil, openErr("goqio does not support qcow2 images with an external data file yet")
+	}
+	d.snapshotsSize = int64(h.NbSnapshots) * 40
 	d.updateMaxRefTableIndex()
 	d.rbc = newTableCache(d, max(16, int((8<<20)>>d.clusterBits)))
 	d.l2c = newTableCache(d, max(16, int((32<<20)>>d.clusterBits)))
 	d.l2c.dependsOn = d.rbc
+	d.rbc.ign, d.l2c.ign = olRefcountBlock, olActiveL2
 	// backing file name
 	if h.BackingFileOffset != 0 {
 		n := int64(h.BackingFileSize)
@@ -335,9 +327,12 @@ func (d *Driver) resolveBacking() string {
 }
 
 // validateTable is QEMU's qcow2_validate_table.
-func (d *Driver) validateTable(off uint64, size int64, msg string) error {
-	if off&uint64(d.clusterSize-1) != 0 || off > 1<<62 || uint64(size) > 1<<62-off {
-		return openErr("%s", msg)
+func (d *Driver) validateTable(off, entries, entryLen, maxBytes uint64, name string) error {
+	if entries > maxBytes/entryLen {
+		return openErr("%s too large", name)
+	}
+	if (1<<63-1)-entries*entryLen < off || off&uint64(d.clusterSize-1) != 0 {
+		return openErr("%s offset invalid", name)
 	}
 	return nil
 }
@@ -400,27 +395,6 @@ func (d *Driver) unsupportedFeatures(mask uint64) error {
 	return &openError{"Unsupported qcow2 feature(s): " + strings.Join(names, ", "), syscall.EOPNOTSUPP}
 }
 
-// corruption marks the image corrupt (QEMU's qcow2_signal_corruption) and
-// returns the error for the request.
-func (d *Driver) corruption(msg string) error {
-	if !d.corrupt && !d.opts.ReadOnly {
-		d.corrupt = true
-		fmt.Fprintf(os.Stderr, "qcow2: Marking image as corrupt: %s; further corruption events will be suppressed\n", msg)
-		d.hdr.IncompatibleFeatures |= incompatCorrupt
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], d.hdr.IncompatibleFeatures)
-		d.file.WriteAt(b[:], 72, false)
-		d.file.Flush()
-	}
-	return &image.CorruptError{What: msg}
-}
-
-func (d *Driver) trace(format string, a ...any) {
-	if d.opts.Trace != nil {
-		d.opts.Trace(fmt.Sprintf(format, a...))
-	}
-}
-
 // Size is the virtual size.
 func (d *Driver) Size() int64 { return d.size }
 
@@ -428,6 +402,9 @@ func (d *Driver) Size() int64 { return d.size }
 func (d *Driver) Limits() image.Limits {
 	return image.Limits{RequestAlignment: 1, ZeroAlignment: d.clusterSize, DiscardAlignment: d.clusterSize}
 }
+
+// File returns the Disk of the image file.
+func (d *Driver) File() *image.Disk { return d.file }
 
 // Backing returns the backing image or nil.
 func (d *Driver) Backing() *image.Disk { return d.backing }
@@ -443,7 +420,7 @@ func (d *Driver) l2Entry(off int64) (uint64, error) {
 		return 0, nil
 	}
 	if l2off&(d.clusterSize-1) != 0 {
-		return 0, d.corruption(fmt.Sprintf("L2 table offset %#x unaligned (L1 index: %#x)", l2off, l1i))
+		return 0, d.corruption(fmt.Sprintf("L2 table offset %s unaligned (L1 index: %s)", hx(l2off), hx(l1i)))
 	}
 	b, err := d.l2c.get(l2off)
 	if err != nil {
@@ -468,7 +445,7 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 	}
 	l2off := int64(d.l1[l1i] & l1eOffsetMask)
 	if l2off&(d.clusterSize-1) != 0 {
-		return 0, 0, 0, d.corruption(fmt.Sprintf("L2 table offset %#x unaligned (L1 index: %#x)", l2off, l1i))
+		return 0, 0, 0, d.corruption(fmt.Sprintf("L2 table offset %s unaligned (L1 index: %s)", hx(l2off), hx(l1i)))
 	}
 	b, err := d.l2c.get(l2off)
 	if err != nil {
@@ -477,14 +454,14 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 	entry := binary.BigEndian.Uint64(b[8*l2i:])
 	typ := typeOf(entry)
 	if d.hdr.Version < 3 && (typ == clusterZeroPlain || typ == clusterZeroAlloc) {
-		return 0, 0, 0, d.corruption(fmt.Sprintf("Zero cluster entry found in pre-v3 image (L2 offset: %#x, L2 index: %#x)", l2off, l2i))
+		return 0, 0, 0, d.corruption(fmt.Sprintf("Zero cluster entry found in pre-v3 image (L2 offset: %s, L2 index: %s)", hx(l2off), hx(l2i)))
 	}
 	var host uint64
 	switch typ {
 	case clusterNormal, clusterZeroAlloc:
 		hc := entry & l2eOffsetMask
 		if hc&uint64(d.clusterSize-1) != 0 {
-			return 0, 0, 0, d.corruption(fmt.Sprintf("Cluster allocation offset %#x unaligned (L2 offset: %#x, L2 index: %#x)", hc, l2off, l2i))
+			return 0, 0, 0, d.corruption(fmt.Sprintf("Cluster allocation offset %s unaligned (L2 offset: %s, L2 index: %s)", hx(hc), hx(l2off), hx(l2i)))
 		}
 		host = hc + uint64(inCluster)
 	case clusterCompressed:
@@ -516,6 +493,9 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 func (d *Driver) ReadAt(p []byte, off int64) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.dead {
+		return 0, errNoMedium
+	}
 	if err := d.evict(); err != nil {
 		return 0, err
 	}
@@ -579,6 +559,13 @@ func (d *Driver) readBacking(p []byte, off int64) error {
 func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.dead {
+		return image.Extent{}, errNoMedium
+	}
+	if !d.preallocChecked {
+		d.prealloc = d.detectMetadataPreallocation()
+		d.preallocChecked = true
+	}
 	typ, host, run, err := d.hostRun(off, min(n, 1<<31-1))
 	if err != nil {
 		return image.Extent{}, err
@@ -588,6 +575,9 @@ func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) 
 	case clusterNormal:
 		e.Status = image.StatusData | image.StatusOffsetValid
 		e.Offset = int64(host)
+		if d.prealloc {
+			e.Status |= image.StatusRecurse
+		}
 	case clusterZeroAlloc:
 		e.Status = image.StatusZero | image.StatusOffsetValid
 		e.Offset = int64(host)
@@ -601,6 +591,9 @@ func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) 
 
 // Info describes the image for qemu-io's info.
 func (d *Driver) Info() (image.Info, error) {
+	if d.Dead() {
+		return image.Info{}, errNoMedium
+	}
 	l2span := d.clusterSize * d.l2Size
 	info := image.Info{
 		FormatName:    "qcow2",
@@ -639,11 +632,14 @@ func (d *Driver) evict() error {
 func (d *Driver) Flush() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.dead {
+		return errNoMedium
+	}
 	return d.flushLocked()
 }
 
 func (d *Driver) flushLocked() error {
-	if d.opts.ReadOnly {
+	if d.opts.ReadOnly || d.dead {
 		return nil
 	}
 	if err := d.l2c.flush(); err != nil {

@@ -74,7 +74,7 @@ func (d *Driver) refblockOffset(ci int64) (int64, error) {
 	}
 	off := int64(d.refTable[ti] & reftOffsetMask)
 	if off != 0 && off&(d.clusterSize-1) != 0 {
-		return 0, d.corruption(fmt.Sprintf("Refblock offset %#x unaligned (reftable index: %#x)", off, ti))
+		return 0, d.corruption(fmt.Sprintf("Refblock offset %s unaligned (reftable index: %s)", hx(off), hx(ti)))
 	}
 	return off, nil
 }
@@ -291,7 +291,7 @@ func (d *Driver) allocRefcountBlock(ci int64) (int64, error) {
 		off := int64(d.refTable[ti] & reftOffsetMask)
 		if off != 0 {
 			if off&(d.clusterSize-1) != 0 {
-				return 0, d.corruption(fmt.Sprintf("Refblock offset %#x unaligned (reftable index: %#x)", off, ti))
+				return 0, d.corruption(fmt.Sprintf("Refblock offset %s unaligned (reftable index: %s)", hx(off), hx(ti)))
 			}
 			return off, nil
 		}

@@ -21,6 +21,9 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.dead {
+		return errNoMedium
+	}
 	if err := d.evict(); err != nil {
 		return err
 	}

@@ -12,6 +12,9 @@ func (d *Driver) vmStateOffset() int64 {
 func (d *Driver) ReadVMState(p []byte, pos int64) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.dead {
+		return errNoMedium
+	}
 	if err := d.evict(); err != nil {
 		return err
 	}
@@ -26,6 +29,9 @@ func (d *Driver) WriteVMState(p []byte, pos int64) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.dead {
+		return errNoMedium
+	}
 	if err := d.evict(); err != nil {
 		return err
 	}

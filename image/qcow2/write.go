@@ -34,6 +34,9 @@ func (d *Driver) WriteAt(p []byte, off int64) (int, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.dead {
+		return 0, errNoMedium
+	}
 	if err := d.evict(); err != nil {
 		return 0, err
 	}
@@ -50,6 +53,9 @@ func (d *Driver) writeLocked(p []byte, off int64) error {
 		cur := int64(min(len(p)-done, 1<<31-1))
 		host, n, metas, err := d.allocHostOffset(off+int64(done), cur)
 		if err != nil {
+			return err
+		}
+		if err := d.preWriteCheck(0, host, n); err != nil {
 			return err
 		}
 		if err := d.writeTask(p[done:done+int(n)], off+int64(done), host, metas); err != nil {
@@ -97,6 +103,9 @@ func (d *Driver) handleAllocSpace(metas []*l2Meta) error {
 		}
 		start := m.allocOffset + m.cowStart[0]
 		n := m.cowEnd[0] + m.cowEnd[1] - m.cowStart[0]
+		if err := d.preWriteCheck(0, start, n); err != nil {
+			return err
+		}
 		if err := d.file.WriteZeroes(start, n, image.ZeroNoFallback, false); err != nil {
 			if image.Errno(err) == syscall.EOPNOTSUPP {
 				continue
@@ -162,6 +171,12 @@ func (d *Driver) performCow(m *l2Meta, data []byte) error {
 	if err := d.readGuest(end, m.guest+m.cowEnd[0]); err != nil {
 		return err
 	}
+	if err := d.preWriteCheck(0, m.allocOffset+m.cowStart[0], int64(len(start))); err != nil {
+		return err
+	}
+	if err := d.preWriteCheck(0, m.allocOffset+m.cowEnd[0], int64(len(end))); err != nil {
+		return err
+	}
 	if data != nil {
 		buf := make([]byte, 0, len(start)+len(data)+len(end))
 		buf = append(append(append(buf, start...), data...), end...)
@@ -222,7 +237,7 @@ func (d *Driver) freeAnyCluster(entry uint64, typ discardType) {
 	case clusterNormal, clusterZeroAlloc:
 		off := int64(entry & l2eOffsetMask)
 		if off&(d.clusterSize-1) != 0 {
-			d.corruption(fmt.Sprintf("Cannot free unaligned cluster %#x", off))
+			d.corruption(fmt.Sprintf("Cannot free unaligned cluster %s", hx(off)))
 			return
 		}
 		d.freeClusters(off, d.clusterSize, typ)
@@ -328,7 +343,7 @@ func (d *Driver) handleCopied(off int64, host *int64, n *int64, metas *[]*l2Meta
 		if entry&oflagZero != 0 {
 			what = "Preallocated zero"
 		}
-		return false, d.corruption(fmt.Sprintf("%s cluster offset %#x unaligned (guest offset: %#x)", what, co, off))
+		return false, d.corruption(fmt.Sprintf("%s cluster offset %s unaligned (guest offset: %s)", what, hx(co), hx(off)))
 	}
 	if *host != -1 && co != *host&^(d.clusterSize-1) {
 		*n = 0
@@ -442,7 +457,7 @@ func (d *Driver) getClusterTable(off int64) (int64, error) {
 	}
 	l2off := int64(d.l1[l1i] & l1eOffsetMask)
 	if l2off&(d.clusterSize-1) != 0 {
-		return 0, d.corruption(fmt.Sprintf("L2 table offset %#x unaligned (L1 index: %#x)", l2off, l1i))
+		return 0, d.corruption(fmt.Sprintf("L2 table offset %s unaligned (L1 index: %s)", hx(l2off), hx(l1i)))
 	}
 	if d.l1[l1i]&oflagCopied == 0 {
 		if err := d.l2Allocate(l1i); err != nil {
@@ -483,7 +498,13 @@ func (d *Driver) l2Allocate(l1i int64) error {
 		return err
 	}
 	d.l1[l1i] = uint64(l2off) | oflagCopied
-	return d.writeL1Entry(l1i)
+	if err := d.writeL1Entry(l1i); err != nil {
+		// as QEMU: the old entry stays, the new table is given back
+		d.l1[l1i] = old
+		d.freeClusters(l2off, d.l2Size*8, discardOther)
+		return err
+	}
+	return nil
 }
 
 // writeL1Entry is QEMU's qcow2_write_l1_entry: the entry, padded to the
@@ -495,6 +516,9 @@ func (d *Driver) writeL1Entry(l1i int64) error {
 	buf := make([]byte, bufsize)
 	for i := int64(0); i < min(n, int64(len(d.l1))-start); i++ {
 		binary.BigEndian.PutUint64(buf[8*i:], d.l1[start+i])
+	}
+	if err := d.preWriteCheck(olActiveL1, d.l1Offset+8*start, bufsize); err != nil {
+		return err
 	}
 	return d.writeSync(buf, d.l1Offset+8*start)
 }
@@ -530,6 +554,9 @@ func (d *Driver) growL1(minSize int64, exact bool) error {
 	buf := make([]byte, size2)
 	for i, e := range newL1 {
 		binary.BigEndian.PutUint64(buf[8*i:], e)
+	}
+	if err := d.preWriteCheck(0, newOff, size2); err != nil {
+		return err
 	}
 	if err := d.writeSync(buf, newOff); err != nil {
 		d.freeClusters(newOff, size2, discardOther)

@@ -26,6 +26,9 @@ func (d *Driver) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.dead {
+		return errNoMedium
+	}
 	if err := d.evict(); err != nil {
 		return err
 	}
@@ -173,6 +176,9 @@ func (d *Driver) Discard(off, n int64) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.dead {
+		return errNoMedium
+	}
 	if d.hdr.Version < 3 && d.backing != nil {
 		d.trace("qcow2 pdiscard off=%#x size=%#x -> v2 image with a backing file: ignored", off, n)
 		return image.ErrNotSupported

@@ -1,0 +1,129 @@
+package qcow2
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/goqio/goqio/image"
+)
+
+// Metadata kinds, in the order QEMU's qcow2_check_metadata_overlap tests
+// them, with QEMU's names.
+const (
+	olMainHeader = 1 << iota
+	olActiveL1
+	olActiveL2
+	olRefcountTable
+	olRefcountBlock
+	olSnapshotTable
+	olInactiveL1
+	olInactiveL2
+	olBitmapDirectory
+)
+
+var olNames = []string{"qcow2_header", "active L1 table", "active L2 table", "refcount table",
+	"refcount block", "snapshot table", "inactive L1 table", "inactive L2 table", "bitmap directory"}
+
+// checkOverlap is QEMU's qcow2_check_metadata_overlap in its default
+// "cached" mode: whether [off, off+n) overlaps metadata other than ign.
+func (d *Driver) checkOverlap(ign int, off, n int64) int {
+	if n == 0 {
+		return 0
+	}
+	if ign&olMainHeader == 0 && off < d.clusterSize {
+		return olMainHeader
+	}
+	n = (off&(d.clusterSize-1) + n + d.clusterSize - 1) &^ (d.clusterSize - 1)
+	off &^= d.clusterSize - 1
+	overlaps := func(o, s int64) bool { return o < off+n && off < o+s }
+	if ign&olActiveL1 == 0 && len(d.l1) > 0 && overlaps(d.l1Offset, int64(len(d.l1))*8) {
+		return olActiveL1
+	}
+	if ign&olRefcountTable == 0 && len(d.refTable) > 0 && overlaps(d.refTableOffset, int64(len(d.refTable))*8) {
+		return olRefcountTable
+	}
+	if ign&olSnapshotTable == 0 && d.snapshotsSize > 0 && overlaps(int64(d.hdr.SnapshotsOffset), d.snapshotsSize) {
+		return olSnapshotTable
+	}
+	if ign&olActiveL2 == 0 {
+		for _, e := range d.l1 {
+			if o := int64(e & l1eOffsetMask); o != 0 && overlaps(o, d.clusterSize) {
+				return olActiveL2
+			}
+		}
+	}
+	if ign&olRefcountBlock == 0 {
+		for i := int64(0); i <= d.maxRefTableIndex && i < int64(len(d.refTable)); i++ {
+			if o := int64(d.refTable[i] & reftOffsetMask); o != 0 && overlaps(o, d.clusterSize) {
+				return olRefcountBlock
+			}
+		}
+	}
+	return 0
+}
+
+// preWriteCheck is QEMU's qcow2_pre_write_overlap_check: a write that
+// would overwrite metadata marks the image corrupt and fails.
+func (d *Driver) preWriteCheck(ign int, off, n int64) error {
+	ol := d.checkOverlap(ign, off, n)
+	if ol == 0 {
+		return nil
+	}
+	bit := 0
+	for ol&1 == 0 {
+		ol >>= 1
+		bit++
+	}
+	return d.corruption(fmt.Sprintf("Preventing invalid write on metadata (overlaps with %s)", olNames[bit]))
+}
+
+// hx formats like C's %#x: 0 is "0", not "0x0".
+func hx(v any) string {
+	s := fmt.Sprintf("%#x", v)
+	if s == "0x0" {
+		return "0"
+	}
+	return s
+}
+
+// corruption is QEMU's qcow2_signal_corruption. On a writable image it is
+// fatal: the corrupt bit is set and the image becomes unusable (every later
+// request fails with "No medium found"); on a read-only image only this
+// request fails. Either way it is reported once.
+func (d *Driver) corruption(msg string) error {
+	fatal := !d.opts.ReadOnly
+	if d.signaled && (!fatal || d.hdr.IncompatibleFeatures&incompatCorrupt != 0) {
+		return &image.CorruptError{What: msg}
+	}
+	if fatal {
+		fmt.Fprintf(os.Stderr, "qcow2: Marking image as corrupt: %s; further corruption events will be suppressed\n", msg)
+		d.hdr.IncompatibleFeatures |= incompatCorrupt
+		var b [8]byte
+		putU64(b[:], d.hdr.IncompatibleFeatures)
+		d.file.WriteAt(b[:], 72, false)
+		d.file.Flush()
+		d.dead = true
+	} else {
+		fmt.Fprintf(os.Stderr, "qcow2: Image is corrupt: %s; further non-fatal corruption events will be suppressed\n", msg)
+	}
+	d.signaled = true
+	return &image.CorruptError{What: msg}
+}
+
+// errNoMedium is what every request gets once a fatal corruption made the
+// image unusable (QEMU sets bs->drv to NULL).
+var errNoMedium = syscall.ENOMEDIUM
+
+// Dead reports whether a fatal corruption made the image unusable.
+func (d *Driver) Dead() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.dead
+}
+
+func (d *Driver) trace(format string, a ...any) {
+	if d.opts.Trace != nil {
+		d.opts.Trace(fmt.Sprintf(format, a...))
+	}
+}
