@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/imagetest"
@@ -276,15 +277,24 @@ func FuzzOpen(f *testing.F) {
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		d, err := Open(p, Options{ReadOnly: true})
-		if err != nil {
-			return
-		}
-		defer d.Close()
-		buf := make([]byte, 4096)
-		for off := int64(0); off < min(d.Size(), 1<<24); off += 4096 * 61 {
-			d.ReadAt(buf[:min(4096, d.Size()-off)], off)
-			d.BlockStatus(off, 1<<20, true)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			d, err := Open(p, Options{ReadOnly: true})
+			if err != nil {
+				return
+			}
+			defer d.Close()
+			buf := make([]byte, 4096)
+			for off := int64(0); off < min(d.Size(), 1<<24); off += 4096 * 61 {
+				d.ReadAt(buf[:min(4096, d.Size()-off)], off)
+				d.BlockStatus(off, 1<<20, true)
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			t.Fatalf("opening and reading a %d-byte image took more than 3 s", len(b))
 		}
 	})
 }
