@@ -78,9 +78,10 @@ for w in W1 W2 W3 W4 W6 W8; do
   for ((i = 0; i < runs; i++)); do
     for p in qemu goqio; do
       eval "${prep[$w]}"
-      if [ $p = qemu ]; then PROG=qemu-io; else PROG=$goqio; fi
+      if [ $p = qemu ]; then prog=qemu-io; else prog=$goqio; fi
+      printf '%s\n' "${cmd[$w]}" > w.sh
       t0=$(date +%s%N)
-      /usr/bin/time -f "%M" -o tm bash -c "PROG=$PROG; eval \"${cmd[$w]}\"" >/dev/null 2>&1 || true
+      /usr/bin/time -f "%M" -o tm env PROG="$prog" bash w.sh >/dev/null 2>&1 || true
       t1=$(date +%s%N)
       echo "$(( (t1 - t0) / 1000000 ))" >> t.$p; tail -1 tm >> m.$p
     done

@@ -120,6 +120,33 @@ func runRead(s *Session, argv []string) error {
 			return ErrFailed
 		}
 	}
+	if count >= streamMin && !bflag && !verbose {
+		start := s.Now()
+		ok, err := streamRead(s.disk, offset, count, pattern, patOff, patCount)
+		d := s.elapsed(start)
+		if err != nil {
+			s.printf("read failed: %s\n", Strerror(err))
+			return ErrFailed
+		}
+		var ret error
+		if pflag && !ok {
+			s.printf("Pattern verification failed at offset %d, %d bytes\n", offset+patOff, patCount)
+			ret = ErrFailed
+		}
+		if quiet {
+			return ret
+		}
+		if s.JSON {
+			var okp *bool
+			if pflag {
+				okp = boolp(ok)
+			}
+			s.reportJSON("read", d, offset, count, okp, nil)
+			return ret
+		}
+		s.printReport("read", d, offset, count, count, 1, machine)
+		return ret
+	}
 	buf := newBuf(count, 0xab)
 	start := s.Now()
 	if bflag {

@@ -126,6 +126,21 @@ func runWrite(s *Session, argv []string) error {
 	if (bflag || cflag) && !s.sectorAligned(offset, count) {
 		return ErrFailed
 	}
+	if count >= streamMin && !zflag && !sflag && !bflag && !cflag {
+		start := s.Now()
+		err := streamWrite(s.disk, pattern, offset, count, fua)
+		d := s.elapsed(start)
+		if err != nil {
+			s.printf("write failed: %s\n", Strerror(err))
+			return ErrFailed
+		}
+		if !quiet && s.JSON {
+			s.reportJSON("write", d, offset, count, nil, nil)
+		} else if !quiet {
+			s.printReport("wrote", d, offset, count, count, 1, machine)
+		}
+		return nil
+	}
 	var buf []byte
 	if !zflag {
 		if sflag {

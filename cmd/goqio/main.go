@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -22,6 +23,17 @@ import (
 var subcommands = map[string]bool{"create": true}
 
 func main() {
+	// GOQIO_CPUPROFILE=file writes a pprof CPU profile of the run (for
+	// performance work: go tool pprof goqio file).
+	if f := os.Getenv("GOQIO_CPUPROFILE"); f != "" {
+		if out, err := os.Create(f); err == nil {
+			pprof.StartCPUProfile(out)
+			code := run(os.Args)
+			pprof.StopCPUProfile()
+			out.Close()
+			os.Exit(code)
+		}
+	}
 	os.Exit(run(os.Args))
 }
 

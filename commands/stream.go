@@ -1,0 +1,71 @@
+package commands
+
+import "github.com/goqio/goqio/image"
+
+// Large requests are streamed through bounded buffers instead of one buffer
+// of the whole length (qemu-io allocates all of it: 1 GiB for read 0 1G).
+// Chunk boundaries fall on multiples of streamAlign, so no cluster (at most
+// 2 MiB) is split differently than by the single request, and allocation,
+// copy-on-write and the final image are those of the one request. Only the
+// last chunk of a write carries FUA, so write-through flushes once, as
+// QEMU's emulation of FUA for one request does.
+const (
+	streamMin   = 64 << 20 // requests at least this long are streamed
+	streamChunk = 16 << 20
+	streamAlign = 2 << 20
+)
+
+// chunks calls fn for consecutive pieces of [off, off+n).
+func chunks(off, n int64, fn func(off, n int64, last bool) error) error {
+	end := off + n
+	for off < end {
+		next := (off + streamChunk) &^ (streamAlign - 1)
+		if next <= off {
+			next = off + streamChunk
+		}
+		next = min(next, end)
+		if err := fn(off, next-off, next == end); err != nil {
+			return err
+		}
+		off = next
+	}
+	return nil
+}
+
+// patternBuf is a reusable buffer of one byte value.
+func patternBuf(pattern byte) []byte { return newBuf(streamChunk+streamAlign, pattern) }
+
+// streamWrite writes count bytes of pattern at offset in chunks.
+func streamWrite(d *image.Disk, pattern byte, offset, count int64, fua bool) error {
+	if offset < 0 || offset > d.Size() || d.Size()-offset < count {
+		return image.ErrOutOfRange
+	}
+	buf := patternBuf(pattern)
+	return chunks(offset, count, func(off, n int64, last bool) error {
+		return d.WriteAt(buf[:n], off, fua && last)
+	})
+}
+
+// streamRead reads count bytes at offset in chunks and reports whether
+// bytes [patOff, patOff+patCount) of the request all equal pattern.
+func streamRead(d *image.Disk, offset, count int64, pattern byte, patOff, patCount int64) (bool, error) {
+	if offset < 0 || offset > d.Size() || d.Size()-offset < count {
+		return false, image.ErrOutOfRange
+	}
+	buf := make([]byte, streamChunk+streamAlign)
+	ok := true
+	err := chunks(offset, count, func(off, n int64, last bool) error {
+		b := buf[:n]
+		if err := d.ReadAt(b, off); err != nil {
+			return err
+		}
+		// the part of this chunk inside the pattern range
+		lo := max(off, offset+patOff)
+		hi := min(off+n, offset+patOff+patCount)
+		if ok && lo < hi && !allBytes(b[lo-off:hi-off], pattern) {
+			ok = false
+		}
+		return nil
+	})
+	return ok, err
+}
