@@ -64,6 +64,15 @@ prep[W3]='qemu-img create -q -f qcow2 img 1G'
 cmd[W3]='$PROG -f qcow2 img < ksplit.txt'
 prep[W4]='qemu-img create -q -f qcow2 img 64G'
 cmd[W4]='$PROG -f qcow2 -c "write -zn 0 64G" img'
+prep[W5]='[ -f w5.img ] || { qemu-img create -q -f qcow2 w5.img 1T; python3 -c "
+import random
+r = random.Random(5)
+print(\"\\n\".join(\"write -q %d 4k\" % (r.randrange(0, 1 << 40, 65536)) for i in range(50000)))" | qemu-io -f qcow2 -t unsafe w5.img >/dev/null; }'
+cmd[W5]='$PROG -f qcow2 -r -c map w5.img'
+prep[W7]='[ -f w7.img ] || { qemu-img create -q -f qcow2 w7s.img 256M; qemu-io -f qcow2 -c "write -P 0x5a 0 128M" -c "write -P 0xa5 128M 64M" w7s.img >/dev/null; qemu-img convert -c -O qcow2 w7s.img w7.img; }'
+cmd[W7]='$PROG -f qcow2 -r -c "read 0 256M" w7.img'
+prep[W7Z]='[ -f w7z.img ] || { qemu-img create -q -f qcow2 w7s.img 256M; qemu-io -f qcow2 -c "write -P 0x5a 0 128M" -c "write -P 0xa5 128M 64M" w7s.img >/dev/null; qemu-img convert -c -O qcow2 -o compression_type=zstd w7s.img w7z.img; }'
+cmd[W7Z]='$PROG -f qcow2 -r -c "read 0 256M" w7z.img'
 prep[W6]='qemu-img create -q -f qcow2 img 1G'
 cmd[W6]='$PROG -f qcow2 -t writeback img < small.txt'
 prep[W8]='qemu-img create -q -f qcow2 img 1G'
@@ -72,7 +81,7 @@ cmd[W8]='$PROG -f qcow2 -t writeback img < rand4k.txt'
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 printf "%-4s %12s %12s %8s %12s %12s\n" work "qemu-io ms" "goqio ms" ratio "qemu-io KB" "goqio KB"
-for w in W1 W2 W3 W4 W6 W8; do
+for w in W1 W2 W3 W4 W5 W6 W7 W7Z W8; do
   [ -n "$only" ] && [[ "$only" != *",$w,"* ]] && continue
   : > t.qemu; : > t.goqio; : > m.qemu; : > m.goqio
   for ((i = 0; i < runs; i++)); do

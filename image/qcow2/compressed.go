@@ -2,6 +2,9 @@ package qcow2
 
 import (
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/goqio/goqio/image"
@@ -15,11 +18,58 @@ func (d *Driver) readCompressed(p []byte, entry uint64, inOff int64) error {
 	if err := d.file.ReadAt(src, coff); err != nil {
 		return err
 	}
-	out := make([]byte, d.clusterSize)
+	out := p
+	if inOff != 0 || int64(len(p)) != d.clusterSize {
+		out = make([]byte, d.clusterSize)
+	}
 	if err := decompress(d.hdr.CompressionType, out, src); err != nil {
 		return fmt.Errorf("%w: compressed cluster at %#x: %w", image.ErrCorrupt, coff, err)
 	}
-	copy(p, out[inOff:])
+	if &out[0] != &p[0] {
+		copy(p, out[inOff:])
+	}
+	return nil
+}
+
+// compressedJob is one compressed cluster to read into p.
+type compressedJob struct {
+	p     []byte
+	entry uint64
+	inOff int64
+}
+
+// readCompressedBatch decompresses the jobs on all CPUs.
+func (d *Driver) readCompressedBatch(jobs []compressedJob) error {
+	switch len(jobs) {
+	case 0:
+		return nil
+	case 1:
+		return d.readCompressed(jobs[0].p, jobs[0].entry, jobs[0].inOff)
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(jobs))
+	errs := make([]error, len(jobs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(jobs) {
+					return
+				}
+				j := jobs[i]
+				errs[i] = d.readCompressed(j.p, j.entry, j.inOff)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

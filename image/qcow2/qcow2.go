@@ -505,14 +505,32 @@ func (d *Driver) ReadAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
-// readGuest reads guest data with the lock held.
+// readGuest reads guest data with the lock held. Consecutive compressed
+// clusters are decompressed in parallel.
 func (d *Driver) readGuest(p []byte, off int64) error {
+	var batch []compressedJob
 	for len(p) > 0 {
 		typ, host, n, err := d.hostRun(off, int64(len(p)))
 		if err != nil {
 			return err
 		}
 		q := p[:n]
+		if typ == clusterCompressed {
+			batch = append(batch, compressedJob{q, host, off & (d.clusterSize - 1)})
+			if len(batch) == 64 {
+				if err := d.readCompressedBatch(batch); err != nil {
+					return err
+				}
+				batch = batch[:0]
+			}
+			p = p[n:]
+			off += n
+			continue
+		}
+		if err := d.readCompressedBatch(batch); err != nil {
+			return err
+		}
+		batch = batch[:0]
 		switch typ {
 		case clusterUnallocated:
 			if err := d.readBacking(q, off); err != nil {
@@ -524,15 +542,11 @@ func (d *Driver) readGuest(p []byte, off int64) error {
 			if err := d.file.ReadAt(q, int64(host)); err != nil {
 				return err
 			}
-		case clusterCompressed:
-			if err := d.readCompressed(q, host, off&(d.clusterSize-1)); err != nil {
-				return err
-			}
 		}
 		p = p[n:]
 		off += n
 	}
-	return nil
+	return d.readCompressedBatch(batch)
 }
 
 // readBacking reads from the backing file; what lies past its end (or
