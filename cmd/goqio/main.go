@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/goqio/goqio/check"
 	"github.com/goqio/goqio/commands"
 	"github.com/goqio/goqio/create"
 )
@@ -20,7 +21,7 @@ import (
 // subcommands are goqio's own verbs; a first argument naming one of them
 // selects it, unless the program runs under the name qemu-io, where every
 // argument means what it means to qemu-io.
-var subcommands = map[string]bool{"create": true}
+var subcommands = map[string]bool{"create": true, "check": true}
 
 func main() {
 	// GOQIO_CPUPROFILE=file writes a pprof CPU profile of the run (for
@@ -62,6 +63,17 @@ func runApp(argv []string) int {
 				&cli.BoolFlag{Name: "q", Usage: "quiet: do not print the Formatting line"},
 			},
 			Action: createAction,
+		}, {
+			Name:      "check",
+			Usage:     "check an image's metadata, as qemu-img check",
+			ArgsUsage: "FILE",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "f", Usage: "image format (probed when absent)"},
+				&cli.StringFlag{Name: "r", Usage: "repair: leaks or all"},
+				&cli.StringFlag{Name: "output", Value: "human", Usage: "human or json"},
+				&cli.BoolFlag{Name: "q", Usage: "quiet"},
+			},
+			Action: checkAction,
 		}},
 	}
 	app.Setup()
@@ -75,6 +87,23 @@ func runApp(argv []string) int {
 		return 1
 	}
 	return 0
+}
+
+func checkAction(c *cli.Context) error {
+	prog := c.App.Name
+	if c.NArg() != 1 {
+		return cli.Exit(fmt.Sprintf("%s: Expecting one image file name\nTry '%s check --help' for more information", prog, prog), 1)
+	}
+	o := c.String("output")
+	if o != "human" && o != "json" {
+		return cli.Exit(fmt.Sprintf("%s: --output must be used with human or json as argument.", prog), 1)
+	}
+	code := check.Run(check.Request{File: c.Args().Get(0), Format: c.String("f"), Repair: c.String("r"),
+		JSON: o == "json", Quiet: c.Bool("q"), Prog: prog}, os.Stdout, os.Stderr)
+	if code != 0 {
+		return cli.Exit("", code)
+	}
+	return nil
 }
 
 func createAction(c *cli.Context) error {

@@ -60,6 +60,8 @@ type Options struct {
 	// RemoveOnClose deletes the image file when it is closed (a temporary
 	// overlay).
 	RemoveOnClose bool
+	// check opens a corrupt or dirty image for qemu-img check (BDRV_O_CHECK).
+	check bool
 	// Trace, when set, receives one line for every decision the driver
 	// takes on a zero write or discard (goqio -T zero).
 	Trace func(string)
@@ -125,7 +127,10 @@ func Open(path string, opts Options) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	file := image.New(rd, path, image.Options{ReadOnly: opts.ReadOnly, Unmap: opts.Unmap, Grow: true})
+	// The protocol node under a format always has discard=unmap in QEMU
+	// (bdrv_inherited_options); opts.Unmap only decides whether guest
+	// discards pass through qcow2 (pass-discard-request).
+	file := image.New(rd, path, image.Options{ReadOnly: opts.ReadOnly, Unmap: true, Grow: true})
 	d, err := openOn(file, path, opts)
 	if err != nil {
 		file.Close()
@@ -190,7 +195,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		d.readExtensions(int64(h.HeaderLength), extEnd)
 		return nil, d.unsupportedFeatures(h.IncompatibleFeatures &^ incompatMask)
 	}
-	if h.IncompatibleFeatures&incompatCorrupt != 0 && !opts.ReadOnly {
+	if h.IncompatibleFeatures&incompatCorrupt != 0 && !opts.ReadOnly && !opts.check {
 		return nil, &openError{"qcow2: Image is corrupt; cannot be opened read/write", syscall.EACCES}
 	}
 	if h.IncompatibleFeatures&incompatExtL2 != 0 {
@@ -206,7 +211,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	d.l2Bits = d.clusterBits - 3
 	d.l2Size = 1 << d.l2Bits
 	d.size = int64(h.Size/512) * 512
-	if h.RefcountTableClusters == 0 {
+	if h.RefcountTableClusters == 0 && !opts.check {
 		return nil, openErr("Image does not contain a reference count table")
 	}
 	if err := d.validateTable(h.RefcountTableOffset, uint64(h.RefcountTableClusters), uint64(d.clusterSize), maxReftableSize*reftableEntrySize, "Reference count table"); err != nil {
@@ -277,8 +282,15 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		}
 		d.backingFile = string(b)
 	}
-	if h.IncompatibleFeatures&incompatDirty != 0 && !opts.ReadOnly {
-		return nil, openErr("goqio cannot repair the refcounts of a dirty qcow2 image yet; open it read-only or run 'qemu-img check -r all'")
+	if h.IncompatibleFeatures&incompatDirty != 0 && !opts.ReadOnly && !opts.check {
+		// QEMU repairs a dirty image (lazy refcounts) on a read-write open
+		res, err := d.checkLocked(os.Stderr, FixLeaks|FixErrors)
+		if err == nil && res.CheckErrors != 0 {
+			err = syscall.EIO
+		}
+		if err != nil {
+			return nil, openErr("Could not repair dirty image: %s", strerror(err))
+		}
 	}
 	// autoclear bits this code does not maintain are cleared on a read-write open
 	if !opts.ReadOnly && h.AutoclearFeatures&^autoclearMask != 0 {

@@ -1,0 +1,167 @@
+// Package check is goqio check: qemu-img check's verdicts, messages and
+// exit codes for qcow2 images (0 clean, 1 check failed, 2 corruptions,
+// 3 leaks, 63 for formats without checks).
+package check
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/goqio/goqio/image/formats"
+	"github.com/goqio/goqio/image/qcow2"
+	"github.com/goqio/goqio/internal/qdict"
+)
+
+// Request is one check.
+type Request struct {
+	File   string
+	Format string // "" probes
+	Repair string // "", "leaks" or "all"
+	JSON   bool
+	Quiet  bool
+	Prog   string // for messages ("qemu-img" style prefix)
+}
+
+// Run checks the image, writing the report to out and the findings to
+// errw, and returns qemu-img check's exit status.
+func Run(r Request, out, errw io.Writer) int {
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(errw, "%s: %s\n", r.Prog, fmt.Sprintf(format, a...))
+		return 1
+	}
+	format := r.Format
+	if format == "" {
+		f, err := os.Open(r.File)
+		if err != nil {
+			return fail("Could not open '%s': Could not open '%s': %s", r.File, r.File, formats.Strerror(errnoOf(err)))
+		}
+		head := make([]byte, 512)
+		n, _ := io.ReadFull(f, head)
+		f.Close()
+		format = formats.Probe(head[:n])
+	}
+	if format != "qcow2" {
+		if format == "raw" || format == "file" {
+			fmt.Fprintf(errw, "%s: This image format does not support checks\n", r.Prog)
+			return 63
+		}
+		return fail("Could not open '%s': Unknown driver '%s'", r.File, format)
+	}
+	var mode qcow2.CheckMode
+	switch r.Repair {
+	case "":
+	case "leaks":
+		mode = qcow2.FixLeaks
+	case "all":
+		mode = qcow2.FixLeaks | qcow2.FixErrors
+	default:
+		return fail("Unknown option value for -r (expecting 'leaks' or 'all'): %s", r.Repair)
+	}
+	d, err := qcow2.OpenForCheck(r.File, mode != 0)
+	if err != nil {
+		return fail("Could not open '%s': %v", r.File, err)
+	}
+	defer d.Close()
+	res, err := d.Check(errw, mode)
+	if err == nil && (res.LeaksFixed != 0 || res.CorruptionsFixed != 0) {
+		if !r.JSON && !r.Quiet {
+			fmt.Fprintf(out, "The following inconsistencies were found and repaired:\n\n"+
+				"    %d leaked clusters\n    %d corruptions\n\nDouble checking the fixed image now...\n",
+				res.LeaksFixed, res.CorruptionsFixed)
+		}
+		lf, cf := res.LeaksFixed, res.CorruptionsFixed
+		res, err = d.Check(errw, 0)
+		res.LeaksFixed, res.CorruptionsFixed = lf, cf
+	}
+	if err == nil && !r.Quiet {
+		if r.JSON {
+			printJSON(out, res, r.File)
+		} else {
+			printHuman(out, res)
+		}
+	}
+	if err != nil || res.CheckErrors != 0 {
+		if err != nil {
+			fmt.Fprintf(errw, "%s: Check failed: %s\n", r.Prog, formats.Strerror(errnoOf(err)))
+		} else {
+			fmt.Fprintf(errw, "%s: Check failed\n", r.Prog)
+		}
+		return 1
+	}
+	switch {
+	case res.Corruptions != 0:
+		return 2
+	case res.Leaks != 0:
+		return 3
+	}
+	return 0
+}
+
+func errnoOf(err error) syscall.Errno {
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	return syscall.EIO
+}
+
+// printHuman is qemu-img's dump_human_image_check.
+func printHuman(w io.Writer, c qcow2.CheckResult) {
+	if c.Corruptions == 0 && c.Leaks == 0 && c.CheckErrors == 0 {
+		fmt.Fprintf(w, "No errors were found on the image.\n")
+	} else {
+		if c.Corruptions != 0 {
+			fmt.Fprintf(w, "\n%d errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.\n", c.Corruptions)
+		}
+		if c.Leaks != 0 {
+			fmt.Fprintf(w, "\n%d leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n", c.Leaks)
+		}
+		if c.CheckErrors != 0 {
+			fmt.Fprintf(w, "\n%d internal errors have occurred during the check.\n", c.CheckErrors)
+		}
+	}
+	if c.TotalClusters != 0 && c.AllocatedClusters != 0 {
+		fmt.Fprintf(w, "%d/%d = %0.2f%% allocated, %0.2f%% fragmented, %0.2f%% compressed clusters\n",
+			c.AllocatedClusters, c.TotalClusters,
+			float64(c.AllocatedClusters)*100/float64(c.TotalClusters),
+			float64(c.FragmentedClusters)*100/float64(c.AllocatedClusters),
+			float64(c.CompressedClusters)*100/float64(c.AllocatedClusters))
+	}
+	if c.ImageEndOffset != 0 {
+		fmt.Fprintf(w, "Image end offset: %d\n", c.ImageEndOffset)
+	}
+}
+
+// printJSON is qemu-img's dump_json_image_check: the ImageCheck fields
+// that are set, in QDict order, pretty-printed.
+func printJSON(w io.Writer, c qcow2.CheckResult, file string) {
+	vals := map[string]string{
+		"filename": fmt.Sprintf("%q", file), "format": `"qcow2"`,
+		"check-errors": fmt.Sprint(c.CheckErrors),
+	}
+	keys := []string{"filename", "format", "check-errors"}
+	opt := func(k string, v int64) {
+		if v != 0 {
+			keys = append(keys, k)
+			vals[k] = fmt.Sprint(v)
+		}
+	}
+	opt("image-end-offset", c.ImageEndOffset)
+	opt("corruptions", c.Corruptions)
+	opt("leaks", c.Leaks)
+	opt("corruptions-fixed", c.CorruptionsFixed)
+	opt("leaks-fixed", c.LeaksFixed)
+	opt("total-clusters", c.TotalClusters)
+	opt("allocated-clusters", c.AllocatedClusters)
+	opt("fragmented-clusters", c.FragmentedClusters)
+	opt("compressed-clusters", c.CompressedClusters)
+	var lines []string
+	for _, k := range qdict.Order(keys) {
+		lines = append(lines, fmt.Sprintf("    %q: %s", k, vals[k]))
+	}
+	fmt.Fprintf(w, "{\n%s\n}\n", strings.Join(lines, ",\n"))
+}

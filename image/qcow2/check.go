@@ -1,0 +1,534 @@
+package qcow2
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"syscall"
+)
+
+// CheckResult is what a refcount check found (QEMU's BdrvCheckResult).
+type CheckResult struct {
+	Corruptions, Leaks, CheckErrors        int64
+	CorruptionsFixed, LeaksFixed           int64
+	ImageEndOffset                         int64
+	TotalClusters, AllocatedClusters       int64
+	FragmentedClusters, CompressedClusters int64
+	// Rebuild is set when the refcount structure itself is broken.
+	Rebuild bool
+}
+
+// ErrNeedRebuild is returned by Check when the refcount structure itself
+// must be rebuilt (a refcount of zero for a used cluster, a broken refcount
+// block). It stands for EIO.
+var ErrNeedRebuild = fmt.Errorf("refcount structures need rebuilding: %w", syscall.EIO)
+
+// CheckMode says what Check may repair.
+type CheckMode int
+
+const (
+	FixLeaks CheckMode = 1 << iota
+	FixErrors
+)
+
+// refs is the in-memory refcount table a check builds.
+type refs struct {
+	d      *Driver
+	counts []uint64
+	res    *CheckResult
+	w      io.Writer
+}
+
+// inc is QEMU's qcow2_inc_refcounts_imrt: one more reference to every
+// cluster [off, off+n) touches (the table grows past the file if needed).
+func (r *refs) inc(off, n int64) {
+	if n <= 0 {
+		return
+	}
+	cs := r.d.clusterSize
+	for c := off &^ (cs - 1); c < off+n; c += cs {
+		k := c >> r.d.clusterBits
+		if k < 0 || k > 1<<31 {
+			r.res.CheckErrors++
+			return
+		}
+		for int64(len(r.counts)) <= k {
+			r.counts = append(r.counts, 0)
+		}
+		r.counts[k]++
+		if r.counts[k] > r.d.refMax {
+			fmt.Fprintf(r.w, "ERROR: overflow cluster offset=%#x\n", c)
+			r.res.Corruptions++
+		}
+	}
+}
+
+// checkL2 is QEMU's check_refcounts_l2.
+func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
+	b := make([]byte, r.d.clusterSize)
+	if err := r.d.file.ReadAt(b, l2off); err != nil {
+		fmt.Fprintf(r.w, "ERROR: I/O error in check_refcounts_l2\n")
+		r.res.CheckErrors++
+		return nil
+	}
+	for i := int64(0); i < r.d.l2Size; i++ {
+		e := binary.BigEndian.Uint64(b[8*i:])
+		switch typeOf(e) {
+		case clusterCompressed:
+			if e&oflagCopied != 0 {
+				fmt.Fprintf(r.w, "ERROR: coffset=0x%x: copied flag must never be set for compressed clusters\n", e&(1<<(62-(r.d.clusterBits-8))-1))
+				e &^= oflagCopied
+				r.res.Corruptions++
+			}
+			off, n := r.d.compressedRange(e)
+			r.inc(off, n)
+			if frag {
+				r.res.AllocatedClusters++
+				r.res.CompressedClusters++
+				r.res.FragmentedClusters++
+			}
+		case clusterZeroAlloc, clusterNormal:
+			off := int64(e & l2eOffsetMask)
+			if off&(r.d.clusterSize-1) != 0 {
+				r.res.Corruptions++
+				if e&oflagZero != 0 {
+					fmt.Fprintf(r.w, "ERROR offset=%x: Preallocated cluster is not properly aligned; L2 entry corrupted.\n", off)
+				} else {
+					fmt.Fprintf(r.w, "ERROR offset=%x: Data cluster is not properly aligned; L2 entry corrupted.\n", off)
+				}
+			}
+			if frag {
+				r.res.AllocatedClusters++
+				if *next != 0 && off != *next {
+					r.res.FragmentedClusters++
+				}
+				*next = off + r.d.clusterSize
+			}
+			r.inc(off, r.d.clusterSize)
+		}
+	}
+	return nil
+}
+
+// checkL1 is QEMU's check_refcounts_l1.
+func (r *refs) checkL1(l1off int64, l1 []uint64, frag bool) error {
+	r.inc(l1off, int64(len(l1))*8)
+	for _, e := range l1 {
+		var next int64 // contiguity is judged within one L2 table
+		l2off := int64(e & l1eOffsetMask)
+		if l2off == 0 {
+			continue
+		}
+		r.inc(l2off, r.d.clusterSize)
+		if l2off&(r.d.clusterSize-1) != 0 {
+			fmt.Fprintf(r.w, "ERROR l2_offset=%x: Table is not cluster aligned; L1 entry corrupted\n", l2off)
+			r.res.Corruptions++
+			continue
+		}
+		if err := r.checkL2(l2off, frag, &next); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// snapshotL1s reads the L1 tables of the internal snapshots.
+func (d *Driver) snapshotL1s() ([][]uint64, []int64, int64, error) {
+	var l1s [][]uint64
+	var offs []int64
+	off := int64(d.hdr.SnapshotsOffset)
+	start := off
+	for i := uint32(0); i < d.hdr.NbSnapshots; i++ {
+		h := make([]byte, 40)
+		if err := d.file.ReadAt(h, off); err != nil {
+			return nil, nil, 0, err
+		}
+		l1off := int64(binary.BigEndian.Uint64(h[0:]))
+		l1size := int64(binary.BigEndian.Uint32(h[8:]))
+		idLen := int64(binary.BigEndian.Uint16(h[12:]))
+		nameLen := int64(binary.BigEndian.Uint16(h[14:]))
+		extra := int64(binary.BigEndian.Uint32(h[36:]))
+		off += 40 + extra + idLen + nameLen
+		off = (off + 7) &^ 7
+		if l1size > maxL1Size/8 {
+			return nil, nil, 0, fmt.Errorf("snapshot L1 table too large")
+		}
+		b := make([]byte, l1size*8)
+		if err := d.file.ReadAt(b, l1off); err != nil {
+			return nil, nil, 0, err
+		}
+		l1 := make([]uint64, l1size)
+		for j := range l1 {
+			l1[j] = binary.BigEndian.Uint64(b[8*j:])
+		}
+		l1s = append(l1s, l1)
+		offs = append(offs, l1off)
+	}
+	return l1s, offs, off - start, nil
+}
+
+// Check is QEMU's qcow2_check_refcounts (and check_oflag_copied): every
+// reference is counted from the metadata and compared with the stored
+// refcounts. Messages about what is found go to w, as qemu-img prints them
+// on stderr. With fix, leaks (and, with FixErrors, refcounts that are too
+// low but not zero) are repaired.
+func (d *Driver) Check(w io.Writer, fix CheckMode) (CheckResult, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.checkLocked(w, fix)
+}
+
+// calculate is QEMU's calculate_refcounts: the references of every
+// cluster, from the metadata.
+func (d *Driver) calculate(res *CheckResult, w io.Writer) *refs {
+	fileClusters := d.sizeToClusters(d.file.Size())
+	r := &refs{d: d, counts: make([]uint64, fileClusters), res: res, w: w}
+	r.inc(0, d.clusterSize)
+	r.checkL1(d.l1Offset, d.l1, true)
+	l1s, offs, snapSize, err := d.snapshotL1s()
+	if err != nil {
+		fmt.Fprintf(w, "ERROR: cannot read the snapshot table: %v\n", err)
+		res.CheckErrors++
+	}
+	for i, l1 := range l1s {
+		r.checkL1(offs[i], l1, false)
+	}
+	r.inc(int64(d.hdr.SnapshotsOffset), snapSize)
+	r.inc(d.refTableOffset, int64(len(d.refTable))*8)
+	// check_refblocks
+	for i, e := range d.refTable {
+		off := int64(e & reftOffsetMask)
+		if off == 0 {
+			continue
+		}
+		if off&(d.clusterSize-1) != 0 {
+			fmt.Fprintf(w, "ERROR refcount block %d is not cluster aligned; refcount table entry corrupted\n", i)
+			res.Corruptions++
+			res.Rebuild = true
+			continue
+		}
+		if off>>d.clusterBits >= fileClusters {
+			fmt.Fprintf(w, "ERROR refcount block %d is outside image\n", i)
+			res.Corruptions++
+			res.Rebuild = true
+			continue
+		}
+		r.inc(off, d.clusterSize)
+		if r.counts[off>>d.clusterBits] != 1 {
+			fmt.Fprintf(w, "ERROR refcount block %d refcount=%d\n", i, r.counts[off>>d.clusterBits])
+			res.Corruptions++
+			res.Rebuild = true
+		}
+	}
+	return r
+}
+
+func (d *Driver) checkLocked(w io.Writer, fix CheckMode) (CheckResult, error) {
+	res := CheckResult{TotalClusters: d.sizeToClusters(d.size)}
+	if err := d.flushMeta(); err != nil {
+		return res, err
+	}
+	r := d.calculate(&res, w)
+	pre := res
+	highest := d.compareRefcounts(&res, 0, r.counts, w)
+	switch {
+	case res.Rebuild && fix&FixErrors != 0:
+		old := res
+		fmt.Fprintf(w, "Rebuilding refcount structure\n")
+		if err := d.rebuildRefcounts(r); err != nil {
+			fmt.Fprintf(w, "%v\n", err)
+			res.CheckErrors++
+			return res, err
+		}
+		res.Corruptions, res.Leaks, res.Rebuild = 0, 0, false
+		r = d.calculate(&res, w)
+		fresh := int64(0)
+		if fix&FixLeaks != 0 {
+			saved := res
+			res = CheckResult{}
+			highest = d.compareRefcounts(&res, FixLeaks, r.counts, w)
+			if res.Rebuild {
+				fmt.Fprintf(w, "ERROR rebuilt refcount structure is still broken\n")
+			}
+			fresh = res.Leaks
+			res = saved
+		}
+		if res.Corruptions < old.Corruptions {
+			res.CorruptionsFixed += old.Corruptions - res.Corruptions
+		}
+		if res.Leaks < old.Leaks {
+			res.LeaksFixed += old.Leaks - res.Leaks
+		}
+		res.Leaks += fresh
+	case fix != 0:
+		if res.Rebuild {
+			fmt.Fprintf(w, "ERROR need to rebuild refcount structures\n")
+			res.CheckErrors++
+			return res, ErrNeedRebuild
+		}
+		if res.Leaks != 0 || res.Corruptions != 0 {
+			res = pre
+			highest = d.compareRefcounts(&res, fix, r.counts, w)
+		}
+	}
+	d.checkCopied(&res, fix, w)
+	res.ImageEndOffset = (highest + 1) * d.clusterSize
+	if fix != 0 {
+		if res.CheckErrors == 0 && res.Corruptions == 0 && d.hdr.IncompatibleFeatures&incompatDirty != 0 {
+			// qcow2_mark_clean
+			d.hdr.IncompatibleFeatures &^= incompatDirty
+			if err := d.updateHeader(); err != nil {
+				return res, err
+			}
+		}
+		if err := d.flushLocked(); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// allocIMRT is QEMU's alloc_clusters_imrt: n contiguous clusters that are
+// free in the in-memory refcounts, first fit from *first, the table grown
+// past its end when needed; they are marked used.
+func (r *refs) allocIMRT(n int64, first *int64) int64 {
+	c := *first
+	contiguous := int64(0)
+	firstGap := true
+	for ; c < int64(len(r.counts)) && contiguous < n; c++ {
+		if r.counts[c] == 0 {
+			contiguous++
+			if firstGap {
+				*first = c
+				firstGap = false
+			}
+		} else if contiguous != 0 {
+			contiguous = 0
+		}
+	}
+	if contiguous < n {
+		for int64(len(r.counts)) < c+n-contiguous {
+			r.counts = append(r.counts, 0)
+		}
+	}
+	c -= contiguous
+	for i := int64(0); i < n; i++ {
+		r.counts[c+i] = 1
+	}
+	return c << r.d.clusterBits
+}
+
+// writeRefblocks is QEMU's rebuild_refcounts_write_refblocks: for every
+// refcount block range in [first, end) with a used cluster, a refcount
+// block is allocated (if it has none yet) and written from the in-memory
+// counts. It reports whether the refcount table grew.
+func (d *Driver) writeRefblocks(r *refs, first, end int64, table *[]uint64) (bool, error) {
+	grown := false
+	freeCluster := int64(0)
+	for c := first; c < end; c++ {
+		if c >= int64(len(r.counts)) || r.counts[c] == 0 {
+			continue
+		}
+		idx := c >> d.refBlockBits
+		start := idx << d.refBlockBits
+		var off int64
+		if int64(len(*table)) > idx && (*table)[idx] != 0 {
+			off = int64((*table)[idx])
+		} else {
+			freeCluster = max(freeCluster, start)
+			off = r.allocIMRT(1, &freeCluster)
+			if ci := off >> d.clusterBits; ci >= end {
+				end = ci + 1
+			}
+			if int64(len(*table)) <= idx {
+				n := ((idx+1)*reftableEntrySize + d.clusterSize - 1) / d.clusterSize * d.clusterSize / reftableEntrySize
+				*table = append(*table, make([]uint64, n-int64(len(*table)))...)
+				grown = true
+			}
+			(*table)[idx] = uint64(off)
+		}
+		if err := d.preWriteCheck(0, off, d.clusterSize); err != nil {
+			return false, fmt.Errorf("ERROR writing refblock: %v", err)
+		}
+		b := make([]byte, d.clusterSize)
+		for i := int64(0); i < d.refBlockSize && start+i < int64(len(r.counts)); i++ {
+			d.refSet(b, i, r.counts[start+i])
+		}
+		if err := d.file.WriteAt(b, off, false); err != nil {
+			return false, fmt.Errorf("ERROR writing refblock: %v", err)
+		}
+		c = start + d.refBlockSize - 1
+	}
+	return grown, nil
+}
+
+// rebuildRefcounts is QEMU's rebuild_refcount_structure: a new refcount
+// structure made from the in-memory counts alone; the old one is leaked
+// (and repaired by the leak fix that follows).
+func (d *Driver) rebuildRefcounts(r *refs) error {
+	d.rbc.tables = map[int64]*table{}
+	var table []uint64
+	grown, err := d.writeRefblocks(r, 0, int64(len(r.counts)), &table)
+	if err != nil {
+		return err
+	}
+	var tableOff, tableClusters int64
+	for grown {
+		length := int64(len(table)) * reftableEntrySize
+		tableClusters = d.sizeToClusters(length)
+		freeCluster := int64(0)
+		tableOff = r.allocIMRT(tableClusters, &freeCluster)
+		start := tableOff >> d.clusterBits
+		if grown, err = d.writeRefblocks(r, start, start+tableClusters, &table); err != nil {
+			return err
+		}
+	}
+	buf := make([]byte, len(table)*reftableEntrySize)
+	for i, e := range table {
+		binary.BigEndian.PutUint64(buf[8*i:], e)
+	}
+	if err := d.preWriteCheck(0, tableOff, int64(len(buf))); err != nil {
+		return fmt.Errorf("ERROR checking reftable: %v", err)
+	}
+	if err := d.file.WriteAt(buf, tableOff, false); err != nil {
+		return fmt.Errorf("ERROR writing reftable: %v", err)
+	}
+	var hb [12]byte
+	binary.BigEndian.PutUint64(hb[0:], uint64(tableOff))
+	binary.BigEndian.PutUint32(hb[8:], uint32(tableClusters))
+	if err := d.writeSync(hb[:], 48); err != nil {
+		return fmt.Errorf("ERROR setting reftable: %v", err)
+	}
+	d.refTable = table
+	d.refTableOffset = tableOff
+	d.hdr.RefcountTableOffset = uint64(tableOff)
+	d.hdr.RefcountTableClusters = uint32(tableClusters)
+	d.updateMaxRefTableIndex()
+	return nil
+}
+
+// compareRefcounts is QEMU's compare_refcounts; it returns the highest
+// cluster in use.
+func (d *Driver) compareRefcounts(res *CheckResult, fix CheckMode, counts []uint64, w io.Writer) int64 {
+	var highest int64
+	for i := int64(0); i < int64(len(counts)); i++ {
+		rc1, err := d.getRefcount(i)
+		if err != nil {
+			fmt.Fprintf(w, "Can't get refcount for cluster %d: %s\n", i, strerror(err))
+			res.CheckErrors++
+			continue
+		}
+		rc2 := counts[i]
+		if rc1 > 0 || rc2 > 0 {
+			highest = i
+		}
+		if rc1 == rc2 {
+			continue
+		}
+		var fixed *int64
+		switch {
+		case rc1 == 0:
+			res.Rebuild = true
+		case rc1 > rc2 && fix&FixLeaks != 0:
+			fixed = &res.LeaksFixed
+		case rc1 < rc2 && fix&FixErrors != 0:
+			fixed = &res.CorruptionsFixed
+		}
+		what := "Leaked"
+		switch {
+		case fixed != nil:
+			what = "Repairing"
+		case rc1 < rc2:
+			what = "ERROR"
+		}
+		fmt.Fprintf(w, "%s cluster %d refcount=%d reference=%d\n", what, i, rc1, rc2)
+		if fixed != nil {
+			diff, dec := rc2-rc1, false
+			if rc1 > rc2 {
+				diff, dec = rc1-rc2, true
+			}
+			if d.updateRefcount(i<<d.clusterBits, 1, diff, dec, discardAlways) == nil {
+				*fixed++
+				continue
+			}
+		}
+		if rc1 < rc2 {
+			res.Corruptions++
+		} else {
+			res.Leaks++
+		}
+	}
+	return highest
+}
+
+// checkCopied is QEMU's check_oflag_copied: the COPIED flag must be set
+// exactly on tables and clusters whose refcount is 1.
+func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) {
+	repair := fix&FixErrors != 0 || (fix&FixLeaks != 0 && res.CheckErrors == 0 && res.Corruptions == 0 && res.Leaks == 0)
+	what := "ERROR"
+	if repair {
+		what = "Repairing"
+	}
+	for i, e := range d.l1 {
+		l2off := int64(e & l1eOffsetMask)
+		if l2off == 0 {
+			continue
+		}
+		rc, err := d.getRefcount(l2off >> d.clusterBits)
+		if err != nil {
+			continue
+		}
+		if (rc == 1) != (e&oflagCopied != 0) {
+			res.Corruptions++
+			fmt.Fprintf(w, "%s OFLAG_COPIED L2 cluster: l1_index=%d l1_entry=%x refcount=%d\n", what, i, e, rc)
+			if repair {
+				if rc == 1 {
+					d.l1[i] = e | oflagCopied
+				} else {
+					d.l1[i] = e &^ oflagCopied
+				}
+				if d.writeL1Entry(int64(i)) == nil {
+					res.Corruptions--
+					res.CorruptionsFixed++
+				}
+			}
+		}
+		b, err := d.l2c.get(l2off)
+		if err != nil {
+			fmt.Fprintf(w, "ERROR: Could not read L2 table: %s\n", strerror(err))
+			res.CheckErrors++
+			return
+		}
+		for j := int64(0); j < d.l2Size; j++ {
+			le := d.getEntry(b, j)
+			t := typeOf(le)
+			if t != clusterNormal && t != clusterZeroAlloc {
+				continue
+			}
+			rc, err := d.getRefcount(int64(le&l2eOffsetMask) >> d.clusterBits)
+			if err != nil {
+				continue
+			}
+			if (rc == 1) != (le&oflagCopied != 0) {
+				res.Corruptions++
+				fmt.Fprintf(w, "%s OFLAG_COPIED data cluster: l2_entry=%x refcount=%d\n", what, le, rc)
+				if repair {
+					if rc == 1 {
+						d.setEntry(b, j, le|oflagCopied)
+					} else {
+						d.setEntry(b, j, le&^oflagCopied)
+					}
+					d.l2c.markDirty(l2off)
+					res.Corruptions--
+					res.CorruptionsFixed++
+				}
+			}
+		}
+	}
+}
+
+// OpenForCheck opens an image for checking (and repairing): a corrupt or
+// dirty image opens, as QEMU's BDRV_O_CHECK allows.
+func OpenForCheck(path string, repair bool) (*Driver, error) {
+	return Open(path, Options{ReadOnly: !repair, check: true})
+}
