@@ -83,10 +83,14 @@ func TestDirtyRepairOnOpen(t *testing.T) {
 	sh(t, dir, "", tl.qemuIO, "-c", "write -P 1 0 40k", "-c", "write -P 3 3M 4k", base)
 	valid, _ := os.ReadFile(base)
 	damages := map[string]func([]byte){
-		"dirty-only":  func(b []byte) { b[79] |= 1 },
-		"dirty-leak":  func(b []byte) { b[79] |= 1; binary.BigEndian.PutUint16(b[0x2000+2*5:], 2) },
-		"dirty-zero":  func(b []byte) { b[79] |= 1; binary.BigEndian.PutUint16(b[0x2000+2*6:], 0) },
-		"dirty-unref": func(b []byte) { b[79] |= 1; binary.BigEndian.PutUint16(b[0x2000+2*7:], 0); binary.BigEndian.PutUint16(b[0x2000+2*8:], 0) },
+		"dirty-only": func(b []byte) { b[79] |= 1 },
+		"dirty-leak": func(b []byte) { b[79] |= 1; binary.BigEndian.PutUint16(b[0x2000+2*5:], 2) },
+		"dirty-zero": func(b []byte) { b[79] |= 1; binary.BigEndian.PutUint16(b[0x2000+2*6:], 0) },
+		"dirty-unref": func(b []byte) {
+			b[79] |= 1
+			binary.BigEndian.PutUint16(b[0x2000+2*7:], 0)
+			binary.BigEndian.PutUint16(b[0x2000+2*8:], 0)
+		},
 	}
 	for name, damage := range damages {
 		img := append([]byte(nil), valid...)
