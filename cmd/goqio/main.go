@@ -98,8 +98,12 @@ func checkAction(c *cli.Context) error {
 	if o != "human" && o != "json" {
 		return cli.Exit(fmt.Sprintf("%s: --output must be used with human or json as argument.", prog), 1)
 	}
+	// stdout buffered as glibc buffers qemu-img's: with 2>&1 the messages
+	// on the unbuffered stderr come first, as they do from qemu-img
+	stdout := commands.StdoutOutput(os.Stdout)
 	code := check.Run(check.Request{File: c.Args().Get(0), Format: c.String("f"), Repair: c.String("r"),
-		JSON: o == "json", Quiet: c.Bool("q"), Prog: prog}, os.Stdout, os.Stderr)
+		JSON: o == "json", Quiet: c.Bool("q"), Prog: prog}, stdout, os.Stderr)
+	stdout.Flush()
 	if code != 0 {
 		return cli.Exit("", code)
 	}

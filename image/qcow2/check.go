@@ -35,8 +35,10 @@ const (
 type refs struct {
 	d      *Driver
 	counts []uint64
-	res    *CheckResult
-	w      io.Writer
+	// fileLen is the image file's length when the count began
+	fileLen int64
+	res     *CheckResult
+	w       io.Writer
 }
 
 // inc is QEMU's qcow2_inc_refcounts_imrt: one more reference to every
@@ -45,21 +47,27 @@ func (r *refs) inc(off, n int64) {
 	if n <= 0 {
 		return
 	}
+	// The last cluster may be partly past the end of the file; anything
+	// further is a corruption and is not counted (this also bounds the
+	// table by the file size, whatever a crafted image says).
+	if off < 0 || off+n < 0 || off+n-r.fileLen >= r.d.clusterSize {
+		fmt.Fprintf(r.w, "ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset %#x size %#x\n", uint64(off), uint64(n))
+		r.res.Corruptions++
+		return
+	}
 	cs := r.d.clusterSize
 	for c := off &^ (cs - 1); c < off+n; c += cs {
 		k := c >> r.d.clusterBits
-		if k < 0 || k > 1<<31 {
-			r.res.CheckErrors++
-			return
-		}
 		for int64(len(r.counts)) <= k {
 			r.counts = append(r.counts, 0)
 		}
-		r.counts[k]++
-		if r.counts[k] > r.d.refMax {
+		if r.counts[k] == r.d.refMax {
 			fmt.Fprintf(r.w, "ERROR: overflow cluster offset=%#x\n", c)
+			fmt.Fprintf(r.w, "Use qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean copy if the image cannot be opened for writing\n")
 			r.res.Corruptions++
+			continue
 		}
+		r.counts[k]++
 	}
 }
 
@@ -182,7 +190,7 @@ func (d *Driver) Check(w io.Writer, fix CheckMode) (CheckResult, error) {
 // cluster, from the metadata.
 func (d *Driver) calculate(res *CheckResult, w io.Writer) *refs {
 	fileClusters := d.sizeToClusters(d.file.Size())
-	r := &refs{d: d, counts: make([]uint64, fileClusters), res: res, w: w}
+	r := &refs{d: d, counts: make([]uint64, fileClusters), fileLen: d.file.Size(), res: res, w: w}
 	r.inc(0, d.clusterSize)
 	r.checkL1(d.l1Offset, d.l1, true)
 	l1s, offs, snapSize, err := d.snapshotL1s()
@@ -207,14 +215,14 @@ func (d *Driver) calculate(res *CheckResult, w io.Writer) *refs {
 			res.Rebuild = true
 			continue
 		}
-		if off>>d.clusterBits >= fileClusters {
+		if off < 0 || off>>d.clusterBits >= fileClusters {
 			fmt.Fprintf(w, "ERROR refcount block %d is outside image\n", i)
 			res.Corruptions++
 			res.Rebuild = true
 			continue
 		}
 		r.inc(off, d.clusterSize)
-		if r.counts[off>>d.clusterBits] != 1 {
+		if k := off >> d.clusterBits; k < int64(len(r.counts)) && r.counts[k] != 1 {
 			fmt.Fprintf(w, "ERROR refcount block %d refcount=%d\n", i, r.counts[off>>d.clusterBits])
 			res.Corruptions++
 			res.Rebuild = true

@@ -25,14 +25,16 @@ func TestCheck(t *testing.T) {
 	be16 := func(b []byte, off int, v uint16) { binary.BigEndian.PutUint16(b[off:], v) }
 	// refcount block at 0x2000 (4 KiB clusters): entry i is at 0x2000+2i
 	damages := map[string]func([]byte){
-		"clean":        func(b []byte) {},
-		"leak":         func(b []byte) { be16(b, 0x2000+2*5, 2) },
-		"leak-free":    func(b []byte) { be16(b, 0x2000+2*3, 0); be16(b, 0x2000+2*(len(valid)/4096-1), 7) },
-		"corruption":   func(b []byte) { be16(b, 0x2000+2*6, 0) },
-		"too-low":      func(b []byte) { be16(b, 0x2000+2*5, 1) },
-		"copied-flag":  func(b []byte) { b[0x4000] &^= 0x80 },
-		"l1-copied":    func(b []byte) { b[0x3000] &^= 0x80 },
-		"shared-twice": func(b []byte) { be16(b, 0x2000+2*8, 2) },
+		"clean":         func(b []byte) {},
+		"leak":          func(b []byte) { be16(b, 0x2000+2*5, 2) },
+		"leak-free":     func(b []byte) { be16(b, 0x2000+2*3, 0); be16(b, 0x2000+2*(len(valid)/4096-1), 7) },
+		"corruption":    func(b []byte) { be16(b, 0x2000+2*6, 0) },
+		"too-low":       func(b []byte) { be16(b, 0x2000+2*5, 1) },
+		"copied-flag":   func(b []byte) { b[0x4000] &^= 0x80 },
+		"l1-copied":     func(b []byte) { b[0x3000] &^= 0x80 },
+		"shared-twice":  func(b []byte) { be16(b, 0x2000+2*8, 2) },
+		"beyond-eof":    func(b []byte) { binary.BigEndian.PutUint64(b[0x4000:], 1<<63|1<<52) },
+		"l2-beyond-eof": func(b []byte) { binary.BigEndian.PutUint64(b[0x3000:], 1<<63|1<<44) },
 	}
 	for name, damage := range damages {
 		name, damage := name, damage

@@ -135,6 +135,11 @@ func TestCrashConsistency(t *testing.T) {
 		if code := exitCode(err); code != 0 && code != 3 {
 			t.Fatalf("run %d (cluster %s, ack %d): qemu-img check exit %d:\n%s", run, cl, last, code, out)
 		}
+		// goqio's own check must agree: leaks (exit 3) allowed, nothing worse
+		gout, gerr := exec.Command(bin, "check", "-f", "qcow2", img).CombinedOutput()
+		if code := exitCode(gerr); code != exitCode(err) {
+			t.Fatalf("run %d: goqio check exit %d, qemu-img check exit %d:\n%s", run, code, exitCode(err), gout)
+		}
 		t.Logf("run %d: cluster %s, killed after ack %d of %d", run, cl, last, 500)
 		verify(t, qemuIO, img, ops, last, run)
 	}
