@@ -61,11 +61,14 @@ func Run(r Request, out, errw io.Writer) int {
 	default:
 		return fail("Unknown option value for -r (expecting 'leaks' or 'all'): %s", r.Repair)
 	}
-	d, err := qcow2.OpenForCheck(r.File, mode != 0)
+	// the whole chain is opened, as qemu-img check opens it (a missing
+	// or locked backing file fails the check)
+	disk, err := formats.Open(r.File, formats.Options{Format: "qcow2", ReadOnly: mode == 0, Check: true})
 	if err != nil {
 		return fail("Could not open '%s': %v", r.File, err)
 	}
-	defer d.Close()
+	defer disk.Close()
+	d := disk.Driver().(*qcow2.Driver)
 	res, err := d.Check(errw, mode)
 	if err == nil && (res.LeaksFixed != 0 || res.CorruptionsFixed != 0) {
 		if !r.JSON && !r.Quiet {
@@ -86,6 +89,10 @@ func Run(r Request, out, errw io.Writer) int {
 	}
 	if err != nil || res.CheckErrors != 0 {
 		if err != nil {
+			var rb *qcow2.RebuildError
+			if errors.As(err, &rb) {
+				fmt.Fprintf(errw, "%s: %v\n", r.Prog, rb)
+			}
 			fmt.Fprintf(errw, "%s: Check failed: %s\n", r.Prog, formats.Strerror(errnoOf(err)))
 		} else {
 			fmt.Fprintf(errw, "%s: Check failed\n", r.Prog)

@@ -40,6 +40,9 @@ type Options struct {
 	// Snapshot opens the image read-only under a temporary qcow2 overlay
 	// that takes the writes and is deleted at close (qemu-io -s).
 	Snapshot bool
+	// Check opens the top image for checking (qemu-img check's
+	// BDRV_O_CHECK): a corrupt or dirty image opens, unrepaired.
+	Check bool
 	// Trace receives goqio's request trace (goqio -T zero), or is nil.
 	Trace func(string)
 	// Warn receives warnings QEMU prints on stderr while opening, without
@@ -272,7 +275,7 @@ func open(path string, o Options, chain []chainFile) (*image.Disk, error) {
 		}
 		chain = append(chain, me)
 		qo := qcow2.Options{ReadOnly: o.ReadOnly, Direct: o.Direct, NoFlush: o.NoFlush, Unmap: o.Unmap, Trace: o.Trace,
-			ForceShare: o.ForceShare,
+			ForceShare: o.ForceShare, Check: o.Check,
 			OpenBacking: func(name, format string) (*image.Disk, error) {
 				bo := Options{Format: format, ReadOnly: true, Direct: o.Direct, NoFlush: o.NoFlush, ForceShare: o.ForceShare}
 				return open(name, bo, chain)

@@ -3,6 +3,7 @@ package qcow2
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/goqio/goqio/image"
 	"io"
 	"syscall"
 )
@@ -37,8 +38,11 @@ type refs struct {
 	counts []uint64
 	// fileLen is the image file's length when the count began
 	fileLen int64
-	res     *CheckResult
-	w       io.Writer
+	// fix is what the count may repair on the way (unaligned preallocated
+	// clusters, as QEMU's check_refcounts_l2 does)
+	fix CheckMode
+	res *CheckResult
+	w   io.Writer
 }
 
 // inc is QEMU's qcow2_inc_refcounts_imrt: one more reference to every
@@ -81,6 +85,10 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 	}
 	for i := int64(0); i < r.d.l2Size; i++ {
 		e := binary.BigEndian.Uint64(b[8*i:])
+		if typeOf(e) != clusterCompressed && e&l2eStdReservedMask != 0 {
+			fmt.Fprintf(r.w, "ERROR found l2 entry with reserved bits set: %x\n", e)
+			r.res.Corruptions++
+		}
 		switch typeOf(e) {
 		case clusterCompressed:
 			if e&oflagCopied != 0 {
@@ -99,10 +107,38 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 			off := int64(e & l2eOffsetMask)
 			if off&(r.d.clusterSize-1) != 0 {
 				r.res.Corruptions++
-				if e&oflagZero != 0 {
-					fmt.Fprintf(r.w, "ERROR offset=%x: Preallocated cluster is not properly aligned; L2 entry corrupted.\n", off)
-				} else {
+				if e&oflagZero == 0 {
 					fmt.Fprintf(r.w, "ERROR offset=%x: Data cluster is not properly aligned; L2 entry corrupted.\n", off)
+				} else {
+					what := "ERROR"
+					if r.fix&FixErrors != 0 {
+						what = "Repairing"
+					}
+					fmt.Fprintf(r.w, "%s offset=%x: Preallocated cluster is not properly aligned; L2 entry corrupted.\n", what, off)
+					if r.fix&FixErrors != 0 {
+						// the entry becomes a plain zero cluster
+						eoff := l2off + 8*i
+						ign := olInactiveL2
+						if frag {
+							ign = olActiveL2
+						}
+						if err := r.d.preWriteCheck(ign, eoff, 8); err != nil {
+							fmt.Fprintf(r.w, "ERROR: Overlap check failed\n")
+							r.res.CheckErrors++
+							return err
+						}
+						var nb [8]byte
+						binary.BigEndian.PutUint64(nb[:], oflagZero)
+						r.d.l2c.drop(l2off)
+						if err := r.d.writeSync(nb[:], eoff); err != nil {
+							fmt.Fprintf(r.w, "ERROR: Failed to overwrite L2 table entry: %s\n", strerror(err))
+							r.res.CheckErrors++
+						} else {
+							r.res.Corruptions--
+							r.res.CorruptionsFixed++
+							continue
+						}
+					}
 				}
 			}
 			if frag {
@@ -123,15 +159,19 @@ func (r *refs) checkL1(l1off int64, l1 []uint64, frag bool) error {
 	r.inc(l1off, int64(len(l1))*8)
 	for _, e := range l1 {
 		var next int64 // contiguity is judged within one L2 table
-		l2off := int64(e & l1eOffsetMask)
-		if l2off == 0 {
+		if e == 0 {
 			continue
 		}
+		if e&l1eReservedMask != 0 {
+			fmt.Fprintf(r.w, "ERROR found L1 entry with reserved bits set: %x\n", e)
+			r.res.Corruptions++
+		}
+		l2off := int64(e & l1eOffsetMask)
 		r.inc(l2off, r.d.clusterSize)
 		if l2off&(r.d.clusterSize-1) != 0 {
+			// reported, and the table is still read where the entry says
 			fmt.Fprintf(r.w, "ERROR l2_offset=%x: Table is not cluster aligned; L1 entry corrupted\n", l2off)
 			r.res.Corruptions++
-			continue
 		}
 		if err := r.checkL2(l2off, frag, &next); err != nil {
 			return err
@@ -188,18 +228,22 @@ func (d *Driver) Check(w io.Writer, fix CheckMode) (CheckResult, error) {
 
 // calculate is QEMU's calculate_refcounts: the references of every
 // cluster, from the metadata.
-func (d *Driver) calculate(res *CheckResult, w io.Writer) *refs {
+func (d *Driver) calculate(res *CheckResult, w io.Writer, fix CheckMode) (*refs, error) {
 	fileClusters := d.sizeToClusters(d.file.Size())
-	r := &refs{d: d, counts: make([]uint64, fileClusters), fileLen: d.file.Size(), res: res, w: w}
+	r := &refs{d: d, counts: make([]uint64, fileClusters), fileLen: d.file.Size(), fix: fix, res: res, w: w}
 	r.inc(0, d.clusterSize)
-	r.checkL1(d.l1Offset, d.l1, true)
+	if err := r.checkL1(d.l1Offset, d.l1, true); err != nil {
+		return r, err
+	}
 	l1s, offs, snapSize, err := d.snapshotL1s()
 	if err != nil {
 		fmt.Fprintf(w, "ERROR: cannot read the snapshot table: %v\n", err)
 		res.CheckErrors++
 	}
 	for i, l1 := range l1s {
-		r.checkL1(offs[i], l1, false)
+		if err := r.checkL1(offs[i], l1, false); err != nil {
+			return r, err
+		}
 	}
 	r.inc(int64(d.hdr.SnapshotsOffset), snapSize)
 	r.inc(d.refTableOffset, int64(len(d.refTable))*8)
@@ -228,7 +272,7 @@ func (d *Driver) calculate(res *CheckResult, w io.Writer) *refs {
 			res.Rebuild = true
 		}
 	}
-	return r
+	return r, nil
 }
 
 func (d *Driver) checkLocked(w io.Writer, fix CheckMode) (CheckResult, error) {
@@ -236,7 +280,10 @@ func (d *Driver) checkLocked(w io.Writer, fix CheckMode) (CheckResult, error) {
 	if err := d.flushMeta(); err != nil {
 		return res, err
 	}
-	r := d.calculate(&res, w)
+	r, err := d.calculate(&res, w, fix)
+	if err != nil {
+		return res, err
+	}
 	pre := res
 	highest := d.compareRefcounts(&res, 0, r.counts, w)
 	switch {
@@ -244,12 +291,13 @@ func (d *Driver) checkLocked(w io.Writer, fix CheckMode) (CheckResult, error) {
 		old := res
 		fmt.Fprintf(w, "Rebuilding refcount structure\n")
 		if err := d.rebuildRefcounts(r); err != nil {
-			fmt.Fprintf(w, "%v\n", err)
 			res.CheckErrors++
 			return res, err
 		}
 		res.Corruptions, res.Leaks, res.Rebuild = 0, 0, false
-		r = d.calculate(&res, w)
+		if r, err = d.calculate(&res, w, 0); err != nil {
+			return res, err
+		}
 		fresh := int64(0)
 		if fix&FixLeaks != 0 {
 			saved := res
@@ -295,6 +343,18 @@ func (d *Driver) checkLocked(w io.Writer, fix CheckMode) (CheckResult, error) {
 	}
 	return res, nil
 }
+
+// RebuildError is a failed rebuild of the refcount structure; qemu-img
+// reports it (prefixed with the program's name) before "Check failed".
+type RebuildError struct {
+	What string
+	Err  error
+}
+
+func (e *RebuildError) Error() string { return e.What + ": " + strerror(e.Err) }
+func (e *RebuildError) Unwrap() error { return image.Errno(e.Err) }
+
+func rebuildErr(what string, err error) error { return &RebuildError{what, err} }
 
 // allocIMRT is QEMU's alloc_clusters_imrt: n contiguous clusters that are
 // free in the in-memory refcounts, first fit from *first, the table grown
@@ -356,14 +416,14 @@ func (d *Driver) writeRefblocks(r *refs, first, end int64, table *[]uint64) (boo
 			(*table)[idx] = uint64(off)
 		}
 		if err := d.preWriteCheck(0, off, d.clusterSize); err != nil {
-			return false, fmt.Errorf("ERROR writing refblock: %v", err)
+			return false, rebuildErr("ERROR writing refblock", err)
 		}
 		b := make([]byte, d.clusterSize)
 		for i := int64(0); i < d.refBlockSize && start+i < int64(len(r.counts)); i++ {
 			d.refSet(b, i, r.counts[start+i])
 		}
 		if err := d.file.WriteAt(b, off, false); err != nil {
-			return false, fmt.Errorf("ERROR writing refblock: %v", err)
+			return false, rebuildErr("ERROR writing refblock", err)
 		}
 		c = start + d.refBlockSize - 1
 	}
@@ -396,16 +456,16 @@ func (d *Driver) rebuildRefcounts(r *refs) error {
 		binary.BigEndian.PutUint64(buf[8*i:], e)
 	}
 	if err := d.preWriteCheck(0, tableOff, int64(len(buf))); err != nil {
-		return fmt.Errorf("ERROR checking reftable: %v", err)
+		return rebuildErr("ERROR writing reftable", err)
 	}
 	if err := d.file.WriteAt(buf, tableOff, false); err != nil {
-		return fmt.Errorf("ERROR writing reftable: %v", err)
+		return rebuildErr("ERROR writing reftable", err)
 	}
 	var hb [12]byte
 	binary.BigEndian.PutUint64(hb[0:], uint64(tableOff))
 	binary.BigEndian.PutUint32(hb[8:], uint32(tableClusters))
 	if err := d.writeSync(hb[:], 48); err != nil {
-		return fmt.Errorf("ERROR setting reftable: %v", err)
+		return rebuildErr("ERROR setting reftable", err)
 	}
 	d.refTable = table
 	d.refTableOffset = tableOff
@@ -538,5 +598,5 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) {
 // OpenForCheck opens an image for checking (and repairing): a corrupt or
 // dirty image opens, as QEMU's BDRV_O_CHECK allows.
 func OpenForCheck(path string, repair bool) (*Driver, error) {
-	return Open(path, Options{ReadOnly: !repair, check: true})
+	return Open(path, Options{ReadOnly: !repair, Check: true})
 }

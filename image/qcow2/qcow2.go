@@ -60,8 +60,8 @@ type Options struct {
 	// RemoveOnClose deletes the image file when it is closed (a temporary
 	// overlay).
 	RemoveOnClose bool
-	// check opens a corrupt or dirty image for qemu-img check (BDRV_O_CHECK).
-	check bool
+	// Check opens a corrupt or dirty image for qemu-img check (BDRV_O_CHECK).
+	Check bool
 	// Trace, when set, receives one line for every decision the driver
 	// takes on a zero write or discard (goqio -T zero).
 	Trace func(string)
@@ -195,7 +195,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		d.readExtensions(int64(h.HeaderLength), extEnd)
 		return nil, d.unsupportedFeatures(h.IncompatibleFeatures &^ incompatMask)
 	}
-	if h.IncompatibleFeatures&incompatCorrupt != 0 && !opts.ReadOnly && !opts.check {
+	if h.IncompatibleFeatures&incompatCorrupt != 0 && !opts.ReadOnly && !opts.Check {
 		return nil, &openError{"qcow2: Image is corrupt; cannot be opened read/write", syscall.EACCES}
 	}
 	if h.IncompatibleFeatures&incompatExtL2 != 0 {
@@ -211,7 +211,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	d.l2Bits = d.clusterBits - 3
 	d.l2Size = 1 << d.l2Bits
 	d.size = int64(h.Size/512) * 512
-	if h.RefcountTableClusters == 0 && !opts.check {
+	if h.RefcountTableClusters == 0 && !opts.Check {
 		return nil, openErr("Image does not contain a reference count table")
 	}
 	if err := d.validateTable(h.RefcountTableOffset, uint64(h.RefcountTableClusters), uint64(d.clusterSize), maxReftableSize*reftableEntrySize, "Reference count table"); err != nil {
@@ -282,7 +282,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		}
 		d.backingFile = string(b)
 	}
-	if h.IncompatibleFeatures&incompatDirty != 0 && !opts.ReadOnly && !opts.check {
+	if h.IncompatibleFeatures&incompatDirty != 0 && !opts.ReadOnly && !opts.Check {
 		// QEMU repairs a dirty image (lazy refcounts) on a read-write open
 		res, err := d.checkLocked(os.Stderr, FixLeaks|FixErrors)
 		if err == nil && res.CheckErrors != 0 {
