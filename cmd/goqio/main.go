@@ -16,12 +16,13 @@ import (
 	"github.com/goqio/goqio/check"
 	"github.com/goqio/goqio/commands"
 	"github.com/goqio/goqio/create"
+	"github.com/goqio/goqio/snapshot"
 )
 
 // subcommands are goqio's own verbs; a first argument naming one of them
 // selects it, unless the program runs under the name qemu-io, where every
 // argument means what it means to qemu-io.
-var subcommands = map[string]bool{"create": true, "check": true}
+var subcommands = map[string]bool{"create": true, "check": true, "snapshot": true}
 
 func main() {
 	// GOQIO_CPUPROFILE=file writes a pprof CPU profile of the run (for
@@ -74,6 +75,18 @@ func runApp(argv []string) int {
 				&cli.BoolFlag{Name: "q", Usage: "quiet"},
 			},
 			Action: checkAction,
+		}, {
+			Name:      "snapshot",
+			Usage:     "list a qcow2 image's internal snapshots, as qemu-img snapshot -l",
+			ArgsUsage: "-l FILE",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "l", Usage: "list the snapshots"},
+				&cli.StringFlag{Name: "f", Usage: "image format (qcow2 when absent)"},
+				&cli.StringFlag{Name: "a", Usage: "apply a snapshot (not implemented)"},
+				&cli.StringFlag{Name: "c", Usage: "create a snapshot (not implemented)"},
+				&cli.StringFlag{Name: "d", Usage: "delete a snapshot (not implemented)"},
+			},
+			Action: snapshotAction,
 		}},
 	}
 	app.Setup()
@@ -87,6 +100,25 @@ func runApp(argv []string) int {
 		return 1
 	}
 	return 0
+}
+
+func snapshotAction(c *cli.Context) error {
+	prog := c.App.Name
+	for _, op := range []string{"a", "c", "d"} {
+		if c.IsSet(op) {
+			return cli.Exit(fmt.Sprintf("%s: snapshot -%s is not implemented by goqio; use qemu-img snapshot", prog, op), 1)
+		}
+	}
+	if c.NArg() != 1 {
+		return cli.Exit(fmt.Sprintf("%s: Expecting one image file name\nTry '%s snapshot --help' for more information", prog, prog), 1)
+	}
+	if !c.Bool("l") {
+		return cli.Exit(fmt.Sprintf("%s: snapshot: only -l (list) is implemented", prog), 1)
+	}
+	if code := snapshot.List(prog, c.Args().Get(0), c.String("f"), os.Stdout, os.Stderr); code != 0 {
+		return cli.Exit("", code)
+	}
+	return nil
 }
 
 func checkAction(c *cli.Context) error {

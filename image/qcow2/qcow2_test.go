@@ -286,6 +286,7 @@ func FuzzOpen(f *testing.F) {
 				return
 			}
 			defer d.Close()
+			d.Snapshots()
 			buf := make([]byte, 4096)
 			for off := int64(0); off < min(d.Size(), 1<<24); off += 4096 * 61 {
 				d.ReadAt(buf[:min(4096, d.Size()-off)], off)
