@@ -1,6 +1,9 @@
 package commands
 
-import "bytes"
+import (
+	"bytes"
+	"time"
+)
 
 var readCmd = &Command{
 	Name: "read", Alias: "r", Opts: "bCl:pP:qs:v", ArgMin: 2, ArgMax: -1,
@@ -128,24 +131,8 @@ func runRead(s *Session, argv []string) error {
 			s.printf("read failed: %s\n", Strerror(err))
 			return ErrFailed
 		}
-		var ret error
-		if pflag && !ok {
-			s.printf("Pattern verification failed at offset %d, %d bytes\n", offset+patOff, patCount)
-			ret = ErrFailed
-		}
-		if quiet {
-			return ret
-		}
-		if s.JSON {
-			var okp *bool
-			if pflag {
-				okp = boolp(ok)
-			}
-			s.reportJSON("read", d, offset, count, okp, nil)
-			return ret
-		}
-		s.printReport("read", d, offset, count, count, 1, machine)
-		return ret
+		return s.readDone(readOutcome{op: "read", d: d, offset: offset, count: count,
+			pflag: pflag, match: ok, patOff: patOff, patCount: patCount, quiet: quiet, machine: machine})
 	}
 	buf := newBuf(count, 0xab)
 	start := s.Now()
@@ -159,32 +146,52 @@ func runRead(s *Session, argv []string) error {
 		s.printf("read failed: %s\n", Strerror(err))
 		return ErrFailed
 	}
+	return s.readDone(readOutcome{op: "read", d: d, offset: offset, count: count,
+		pflag: pflag, match: pflag && allBytes(buf[patOff:patOff+patCount], pattern), patOff: patOff, patCount: patCount,
+		quiet: quiet, machine: machine, verbose: verbose, buf: buf})
+}
+
+// readOutcome is what a read verb (read, readv, aio_read) has once its
+// data is in.
+type readOutcome struct {
+	op               string // the verb, as the JSON report names it
+	d                time.Duration
+	offset, count    int64
+	pflag, match     bool // -P given; the pattern matched
+	patOff, patCount int64
+	quiet, machine   bool
+	verbose          bool
+	buf              []byte // the data, dumped with -v
+}
+
+// readDone prints what qemu-io prints after a read: the pattern verdict,
+// then, unless quiet, the report (JSON, or the -v dump and the text
+// report). It returns ErrFailed when the pattern did not match.
+func (s *Session) readDone(r readOutcome) error {
 	var ret error
-	if pflag {
-		if !allBytes(buf[patOff:patOff+patCount], pattern) {
-			s.printf("Pattern verification failed at offset %d, %d bytes\n", offset+patOff, patCount)
-			ret = ErrFailed
-		}
+	if r.pflag && !r.match {
+		s.printf("Pattern verification failed at offset %d, %d bytes\n", r.offset+r.patOff, r.patCount)
+		ret = ErrFailed
 	}
-	if quiet {
+	if r.quiet {
 		return ret
 	}
 	if s.JSON {
 		var ok *bool
-		if pflag {
-			ok = boolp(ret == nil)
+		if r.pflag {
+			ok = boolp(r.match)
 		}
 		var dump []byte
-		if verbose {
-			dump = buf
+		if r.verbose {
+			dump = r.buf
 		}
-		s.reportJSON("read", d, offset, count, ok, dump)
+		s.reportJSON(r.op, r.d, r.offset, r.count, ok, dump)
 		return ret
 	}
-	if verbose {
-		s.dumpBuffer(buf, offset)
+	if r.verbose {
+		s.dumpBuffer(r.buf, r.offset)
 	}
-	s.printReport("read", d, offset, count, count, 1, machine)
+	s.printReport("read", r.d, r.offset, r.count, r.count, 1, r.machine)
 	return ret
 }
 

@@ -94,29 +94,7 @@ func runReadv(s *Session, argv []string) error {
 		s.printf("readv failed: %s\n", Strerror(err))
 		return ErrFailed
 	}
-	var ret error
-	if pflag && !allBytes(buf, pattern) {
-		s.printf("Pattern verification failed at offset %d, %d bytes\n", offset, total)
-		ret = ErrFailed
-	}
-	if quiet {
-		return ret
-	}
-	if s.JSON {
-		var ok *bool
-		if pflag {
-			ok = boolp(ret == nil)
-		}
-		var dump []byte
-		if verbose {
-			dump = buf
-		}
-		s.reportJSON("readv", d, offset, total, ok, dump)
-		return ret
-	}
-	if verbose {
-		s.dumpBuffer(buf, offset)
-	}
-	s.printReport("read", d, offset, total, total, 1, machine)
-	return ret
+	return s.readDone(readOutcome{op: "readv", d: d, offset: offset, count: total,
+		pflag: pflag, match: pflag && allBytes(buf, pattern), patCount: total,
+		quiet: quiet, machine: machine, verbose: verbose, buf: buf})
 }
