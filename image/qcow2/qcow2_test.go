@@ -258,9 +258,9 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
-// FuzzOpen: any byte string as an image file opens or fails cleanly, and
-// reading it through does not panic.
-func FuzzOpen(f *testing.F) {
+// addImageSeeds seeds a fuzz target with the images in testdata/ and a
+// bare 1 MiB header.
+func addImageSeeds(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/*.qcow2")
 	for _, s := range seeds {
 		b, err := os.ReadFile(s)
@@ -269,6 +269,12 @@ func FuzzOpen(f *testing.F) {
 		}
 	}
 	f.Add(unhex(f, header1M))
+}
+
+// FuzzOpen: any byte string as an image file opens or fails cleanly, and
+// reading it through does not panic.
+func FuzzOpen(f *testing.F) {
+	addImageSeeds(f)
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 1<<20 {
@@ -306,14 +312,7 @@ func FuzzOpen(f *testing.F) {
 // hang, and its memory stays bounded by the file size; a second check of a
 // repaired image runs as well.
 func FuzzCheck(f *testing.F) {
-	seeds, _ := filepath.Glob("testdata/*.qcow2")
-	for _, s := range seeds {
-		b, err := os.ReadFile(s)
-		if err == nil {
-			f.Add(b)
-		}
-	}
-	f.Add(unhex(f, header1M))
+	addImageSeeds(f)
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 1<<20 {

@@ -313,22 +313,28 @@ func randomCase(seed int64) Case {
 	return c
 }
 
-func TestRandom(t *testing.T) {
+// runRandom runs n generated cases (short in -short mode; GOQIO_DIFF_RANDOM
+// sets the count, e.g. GOQIO_DIFF_RANDOM=1000 go test ./tests/differential/),
+// seeds 1..n, in parallel.
+func runRandom(t *testing.T, n, short int, gen func(seed int64) Case) {
 	tl := setup(t)
-	n := 80
 	if testing.Short() {
-		n = 20
+		n = short
 	}
 	if v, err := strconv.Atoi(os.Getenv("GOQIO_DIFF_RANDOM")); err == nil {
-		n = v // more cases locally: GOQIO_DIFF_RANDOM=1000 go test ./tests/differential/
+		n = v
 	}
 	for i := 0; i < n; i++ {
 		seed := int64(i + 1)
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			t.Parallel()
-			tl.run(t, randomCase(seed))
+			tl.run(t, gen(seed))
 		})
 	}
+}
+
+func TestRandom(t *testing.T) {
+	runRandom(t, 80, 20, randomCase)
 }
 
 // TestCreate: goqio create makes the same raw file as qemu-img create and
@@ -426,21 +432,7 @@ func randomQcow2Case(seed int64) Case {
 }
 
 func TestRandomQcow2(t *testing.T) {
-	tl := setup(t)
-	n := 60
-	if testing.Short() {
-		n = 15
-	}
-	if v, err := strconv.Atoi(os.Getenv("GOQIO_DIFF_RANDOM")); err == nil {
-		n = v
-	}
-	for i := 0; i < n; i++ {
-		seed := int64(i + 1)
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
-			t.Parallel()
-			tl.run(t, randomQcow2Case(seed))
-		})
-	}
+	runRandom(t, 60, 15, randomQcow2Case)
 }
 
 // TestQcow2HandWritten: qcow2 paths named one by one.
@@ -591,21 +583,7 @@ func randomZeroCase(seed int64) Case {
 }
 
 func TestRandomZero(t *testing.T) {
-	tl := setup(t)
-	n := 80
-	if testing.Short() {
-		n = 20
-	}
-	if v, err := strconv.Atoi(os.Getenv("GOQIO_DIFF_RANDOM")); err == nil {
-		n = v
-	}
-	for i := 0; i < n; i++ {
-		seed := int64(i + 1)
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
-			t.Parallel()
-			tl.run(t, randomZeroCase(seed))
-		})
-	}
+	runRandom(t, 80, 20, randomZeroCase)
 }
 
 // TestKernelSplit is the seed workload: 1 MiB (and 8 MiB) O_DIRECT writes
