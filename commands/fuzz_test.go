@@ -19,18 +19,21 @@ func FuzzCommandLine(f *testing.F) {
 		"help read", "sleep 0x1", "reopen -r -o read-only=on", "write -s /dev/null 0 1", "read -P 1 -s 2 -l 3 0 8"} {
 		f.Add(s)
 	}
-	dir := f.TempDir()
-	rawPath := filepath.Join(dir, "f.raw")
-	qPath := filepath.Join(dir, "f.qcow2")
-	if err := raw.Create(rawPath, 1<<20, image.PreallocOff); err != nil {
-		f.Fatal(err)
-	}
-	if err := qcow2.Create(qPath, qcow2.CreateOptions{Size: 1 << 20, ClusterSize: 4096, Version: 3, RefcountBits: 16}); err != nil {
-		f.Fatal(err)
-	}
 	f.Fuzz(func(t *testing.T, line string) {
 		if strings.Contains(line, "sleep") || strings.Contains(line, "sigraise") || strings.Contains(line, "abort") {
 			return // these stop the process or the clock
+		}
+		// fresh images for every input, so that one input (a truncate to
+		// 20 TiB, say) cannot change what the next one meets and every
+		// failure reproduces from its own input
+		dir := t.TempDir()
+		rawPath := filepath.Join(dir, "f.raw")
+		qPath := filepath.Join(dir, "f.qcow2")
+		if err := raw.Create(rawPath, 1<<20, image.PreallocOff); err != nil {
+			t.Fatal(err)
+		}
+		if err := qcow2.Create(qPath, qcow2.CreateOptions{Size: 1 << 20, ClusterSize: 4096, Version: 3, RefcountBits: 16}); err != nil {
+			t.Fatal(err)
 		}
 		for _, p := range []string{rawPath, qPath} {
 			s := NewSession("qemu-io", NewOutput(io.Discard, 4096, false), io.Discard)
