@@ -12,8 +12,10 @@ type tableCache struct {
 	max    int
 	// ign is the metadata kind these tables are (not an overlap for them)
 	ign int
-	// dependsOn is flushed before this cache (refcounts before the L2
-	// tables that reference newly allocated clusters).
+	// dependsOn is flushed before this cache, once: refcount blocks
+	// before the L2 tables that reference newly allocated clusters, and L2
+	// tables that dropped references before the refcount blocks that free
+	// those clusters (QEMU's qcow2_cache_set_dependency).
 	dependsOn *tableCache
 }
 
@@ -61,10 +63,8 @@ func (c *tableCache) drop(off int64) { delete(c.tables, off) }
 
 // flush writes the dirty tables, in offset order.
 func (c *tableCache) flush() error {
-	if c.dependsOn != nil {
-		if err := c.dependsOn.flush(); err != nil {
-			return err
-		}
+	if err := c.flushDependency(); err != nil {
+		return err
 	}
 	var offs []int64
 	for off, t := range c.tables {
@@ -83,6 +83,47 @@ func (c *tableCache) flush() error {
 		}
 		t.dirty = false
 	}
+	return nil
+}
+
+// flushDependency writes the cache this one depends on (and syncs the file
+// when that wrote anything) and forgets the dependency.
+func (c *tableCache) flushDependency() error {
+	dep := c.dependsOn
+	if dep == nil {
+		return nil
+	}
+	dirty := false
+	for _, t := range dep.tables {
+		dirty = dirty || t.dirty
+	}
+	if err := dep.flush(); err != nil {
+		return err
+	}
+	c.dependsOn = nil
+	if dirty {
+		// as QEMU's qcow2_cache_flush: the dependency is on the disk
+		// before anything that relies on it is written
+		return c.d.file.Flush()
+	}
+	return nil
+}
+
+// setDependency makes c flush dep before its own tables. A dependency the
+// other way round is settled first by flushing, so the two caches never
+// wait on each other.
+func (c *tableCache) setDependency(dep *tableCache) error {
+	if dep.dependsOn != nil {
+		if err := dep.flushDependency(); err != nil {
+			return err
+		}
+	}
+	if c.dependsOn != nil && c.dependsOn != dep {
+		if err := c.flushDependency(); err != nil {
+			return err
+		}
+	}
+	c.dependsOn = dep
 	return nil
 }
 

@@ -18,10 +18,14 @@
 //
 // Write ordering: data (and copy-on-write) is written before the L2 entry
 // that points to it; refcount blocks reach the file before the L2 tables
-// and L1 entries that use new clusters (the L2 cache depends on the
-// refcount cache, and a new L2 table is written before the L1 entry that
-// points to it). A crash can therefore leak clusters but never leave a
-// reference to unwritten data.
+// and L1 entries that use new clusters (a refcount increase makes the L2
+// cache depend on the refcount cache, and a new L2 table is written before
+// the L1 entry that points to it); an L2 table that dropped a reference
+// reaches the file before the refcount block that frees the cluster (a
+// decrease makes the refcount cache depend on the L2 cache). A dependency
+// is settled by a flush before the opposite one is set, as QEMU's
+// qcow2_cache_set_dependency does. A crash can therefore leak clusters but
+// never leave a reference to unwritten data or to a free cluster.
 //
 // Concurrency: one mutex serialises all requests on an image. Reads of the
 // backing file and data clusters happen under it too; this is simple and
@@ -268,7 +272,6 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	d.updateMaxRefTableIndex()
 	d.rbc = newTableCache(d, max(16, int((8<<20)>>d.clusterBits)))
 	d.l2c = newTableCache(d, max(16, int((32<<20)>>d.clusterBits)))
-	d.l2c.dependsOn = d.rbc
 	d.rbc.ign, d.l2c.ign = olRefcountBlock, olActiveL2
 	// backing file name
 	if h.BackingFileOffset != 0 {
