@@ -1,0 +1,304 @@
+// Package crafted makes the corpus of damaged qcow2 images in
+// testdata/crafted: one valid image, made by goqio's own qcow2 code, and a
+// list of mutations of it (truncated headers, huge table sizes, cluster
+// bits out of range, tables past the end of the file or overlapping, bad
+// entries, unknown feature bits, a looping backing chain, ...). The
+// reliability tests run qemu-io and goqio on each; the fuzz targets start
+// from them. `go generate ./internal/crafted` rewrites the corpus (and,
+// with qemu-io and qemu-img installed, QEMU's answers to it).
+package crafted
+
+//go:generate go run ./gen -dir ../../testdata/crafted
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goqio/goqio/image/qcow2"
+)
+
+// Mutation patches a copy of the valid image.
+type Mutation struct {
+	Name  string
+	Apply func(img []byte) []byte
+}
+
+// Valid is the identity mutation: the valid image itself.
+var Valid = Mutation{"valid", func(b []byte) []byte { return b }}
+
+// All is Valid and then every mutation.
+func All() []Mutation { return append([]Mutation{Valid}, Mutations()...) }
+
+// File is the corpus file name of a mutation.
+func (m Mutation) File() string { return strings.ReplaceAll(m.Name, " ", "_") + ".qcow2.gz" }
+
+func be64(b []byte, off int, v uint64) { binary.BigEndian.PutUint64(b[off:], v) }
+func be32(b []byte, off int, v uint32) { binary.BigEndian.PutUint32(b[off:], v) }
+func rd64(b []byte, off int) uint64    { return binary.BigEndian.Uint64(b[off:]) }
+
+// Base makes the valid image every mutation starts from, as
+// `qemu-img create -f qcow2 t.qcow2 4M` and `qemu-io -c 'write -P 1 0 192k'`
+// make it (the reliability tests check that the bytes are the same).
+func Base() ([]byte, error) {
+	dir, err := os.MkdirTemp("", "goqio-crafted-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	p := filepath.Join(dir, "t.qcow2")
+	if err := qcow2.Create(p, qcow2.CreateOptions{Size: 4 << 20, ClusterSize: 65536, Version: 3, RefcountBits: 16}); err != nil {
+		return nil, err
+	}
+	d, err := qcow2.Open(p, qcow2.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := d.WriteAt(bytes.Repeat([]byte{1}, 192<<10), 0); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err := d.Close(); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(p)
+}
+
+// Build returns the damaged image of m.
+func Build(base []byte, m Mutation) []byte { return m.Apply(bytes.Clone(base)) }
+
+// Gzip compresses an image for the corpus (the images are mostly zeroes).
+func Gzip(img []byte) []byte {
+	var b bytes.Buffer
+	w, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
+	w.Write(img)
+	w.Close()
+	return b.Bytes()
+}
+
+// Load reads a corpus file.
+func Load(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(r)
+}
+
+// The test image: 64 KiB clusters, 4 MiB, data in clusters 0-2 of the
+// guest: header 0, reftable 0x10000, refblock 0x20000, L1 0x30000, L2
+// 0x40000, data 0x50000...
+func Mutations() []Mutation {
+	l2 := func(img []byte) int { return int(rd64(img, 0x30000) & 0x00fffffffffffe00) }
+	set64 := func(name string, off int, v uint64) Mutation {
+		return Mutation{name, func(b []byte) []byte { be64(b, off, v); return b }}
+	}
+	set32 := func(name string, off int, v uint32) Mutation {
+		return Mutation{name, func(b []byte) []byte { be32(b, off, v); return b }}
+	}
+	ms := []Mutation{
+		set32("version 1", 4, 1), set32("version 4", 4, 4), set32("cluster bits 8", 20, 8),
+		set32("cluster bits 22", 20, 22), set32("cluster bits 63", 20, 63), set32("l1 size huge", 36, 0x7fffffff),
+		set32("l1 size 0", 36, 0), set64("l1 offset unaligned", 40, 0x30008), set64("l1 offset past eof", 40, 1<<40),
+		set64("l1 offset huge", 40, 1<<62), set64("reftable unaligned", 48, 0x10200), set64("reftable past eof", 48, 1<<40),
+		set32("reftable clusters 0", 56, 0), set32("reftable clusters huge", 56, 0x7fffffff), set32("snapshots huge", 60, 0x7fffffff),
+		set32("snapshots 1 bad offset", 60, 1), set64("incompat unknown", 72, 1<<20), set64("incompat all", 72, 0xffffffffffffffff),
+		set32("refcount order 7", 96, 7), set32("header length 0", 100, 0), set32("header length huge", 100, 0x7ffffff0),
+		set32("header length 1000", 100, 1000), set64("backing offset past cluster", 8, 0x20000),
+		Mutation{"backing name too long", func(b []byte) []byte { be64(b, 8, 0x1000); be32(b, 16, 5000); return b }},
+		Mutation{"backing name loops", func(b []byte) []byte {
+			copy(b[0x1000:], "t.qcow2")
+			be64(b, 8, 0x1000)
+			be32(b, 16, 7)
+			return b
+		}},
+		set32("crypt aes", 32, 1), set64("size huge", 24, 1<<62), set32("compression bit without type", 72+4, 8),
+		Mutation{"extension too long", func(b []byte) []byte { be32(b, 0x70+4, 0x100000); return b }},
+		Mutation{"l1 entry unaligned", func(b []byte) []byte { be64(b, 0x30000, rd64(b, 0x30000)|0x200); return b }},
+		Mutation{"l1 entry past eof", func(b []byte) []byte { be64(b, 0x30000, 1<<63|1<<40); return b }},
+		Mutation{"l1 entry points at header", func(b []byte) []byte { be64(b, 0x30000, 1<<63); return b }},
+		Mutation{"l1 entry reserved bits", func(b []byte) []byte { be64(b, 0x30000, rd64(b, 0x30000)|1<<60); return b }},
+		Mutation{"l2 entry unaligned", func(b []byte) []byte { o := l2(b); be64(b, o, rd64(b, o)|0x200); return b }},
+		Mutation{"l2 entry past eof", func(b []byte) []byte { be64(b, l2(b), 1<<63|1<<40); return b }},
+		Mutation{"l2 entry points at l1", func(b []byte) []byte { be64(b, l2(b), 1<<63|0x30000); return b }},
+		Mutation{"l2 entry points at reftable", func(b []byte) []byte { be64(b, l2(b), 1<<63|0x10000); return b }},
+		Mutation{"l2 entry points at header", func(b []byte) []byte { be64(b, l2(b)+8, 1<<63|0x1); be64(b, l2(b), 1<<63|0x0); return b }},
+		Mutation{"l2 entry reserved bits", func(b []byte) []byte { o := l2(b); be64(b, o, rd64(b, o)|1<<57); return b }},
+		Mutation{"l2 compressed garbage", func(b []byte) []byte { be64(b, l2(b), 1<<62|0x50000); return b }},
+		Mutation{"l2 compressed past eof", func(b []byte) []byte { be64(b, l2(b), 1<<62|1<<40); return b }},
+		Mutation{"refblock entry unaligned", func(b []byte) []byte { be64(b, 0x10000, 0x20200); return b }},
+		Mutation{"refblock past eof", func(b []byte) []byte { be64(b, 0x10000, 1<<40); return b }},
+		Mutation{"refcounts zero", func(b []byte) []byte { clear(b[0x20000:0x30000]); return b }},
+		Mutation{"truncated header", func(b []byte) []byte { return b[:100] }},
+		Mutation{"truncated to 64k", func(b []byte) []byte { return b[:0x10000] }},
+		Mutation{"empty", func(b []byte) []byte { return b[:0] }},
+	}
+	return ms
+}
+
+// IOArgs is the qemu-io command line the tests run on every image (named
+// t.qcow2 in the current directory): reads, a map, writes, info.
+var IOArgs = []string{"-f", "qcow2", "-c", "read -P 1 0 64k", "-c", "map", "-c", "write -P 2 64k 4k", "-c", "read -P 2 64k 4k", "-c", "write -P 3 1M 64k", "-c", "info", "t.qcow2"}
+
+// CheckArgs are the qemu-img check command lines the tests run.
+var CheckArgs = map[string][]string{
+	"check":  {"check", "-f", "qcow2", "t.qcow2"},
+	"repair": {"check", "-r", "all", "-f", "qcow2", "t.qcow2"},
+}
+
+// Result is how a run ended: its output (stdout and stderr together, the
+// timing of read/write reports replaced by OPS, the program's name by
+// PROG), its exit code, whether it was still running at the time limit,
+// and (for repairs) the digest of the file afterwards.
+type Result struct {
+	Out     string
+	Code    int
+	Timeout bool
+	File    string // sha256 and size of the image afterwards, "" unless asked
+}
+
+// Encode writes r as a golden file: the output, then one line "exit: N"
+// (or "exit: timeout"), then "file: ..." when known.
+func (r Result) Encode() []byte {
+	var b strings.Builder
+	b.WriteString(r.Out)
+	if r.Out != "" && !strings.HasSuffix(r.Out, "\n") {
+		b.WriteString("\n\\ no newline\n")
+	}
+	if r.Timeout {
+		b.WriteString("exit: timeout\n")
+	} else {
+		b.WriteString("exit: " + strconv.Itoa(r.Code) + "\n")
+	}
+	if r.File != "" {
+		b.WriteString("file: " + r.File + "\n")
+	}
+	return []byte(b.String())
+}
+
+// Decode reads a golden file written by Encode.
+func Decode(b []byte) (Result, bool) {
+	var r Result
+	s := string(b)
+	if i := strings.LastIndex(s, "file: "); i >= 0 && (i == 0 || s[i-1] == '\n') {
+		r.File = strings.TrimSuffix(s[i+6:], "\n")
+		s = s[:i]
+	}
+	i := strings.LastIndex(s, "exit: ")
+	if i < 0 || (i > 0 && s[i-1] != '\n') {
+		return r, false
+	}
+	code := strings.TrimSuffix(s[i+6:], "\n")
+	s = s[:i]
+	if code == "timeout" {
+		r.Timeout = true
+	} else {
+		n, err := strconv.Atoi(code)
+		if err != nil {
+			return r, false
+		}
+		r.Code = n
+	}
+	if strings.HasSuffix(s, "\n\\ no newline\n") {
+		s = strings.TrimSuffix(s, "\n\\ no newline\n")
+	}
+	r.Out = s
+	return r, true
+}
+
+var timing = regexp.MustCompile(`[0-9]* ops; .*`)
+
+// Run runs prog (with argv[0] set to argv0 when not empty) in dir, where
+// the image is t.qcow2, for at most 10 seconds. With digest, the result
+// records the image file's digest afterwards.
+func Run(prog, argv0, dir string, args []string, digest bool) Result {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, prog, args...)
+	cmd.Dir = dir
+	if argv0 != "" {
+		cmd.Args[0] = argv0
+	}
+	out, err := cmd.CombinedOutput()
+	name := argv0
+	if name == "" {
+		name = filepath.Base(prog)
+	}
+	s := timing.ReplaceAllString(string(out), "OPS")
+	s = strings.ReplaceAll(s, name+":", "PROG:")
+	r := Result{Out: s, Timeout: ctx.Err() != nil}
+	if e, ok := err.(*exec.ExitError); ok {
+		r.Code = e.ExitCode()
+	} else if err != nil {
+		r.Code = -1
+	}
+	if digest {
+		r.File = FileDigest(filepath.Join(dir, "t.qcow2"))
+	}
+	return r
+}
+
+// FileDigest is "sha256:HEX size:N" of a file, or "missing". A file a
+// repair grew past 64 MiB (a sparse file reaching a far refcount block) is
+// described by its size only.
+func FileDigest(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "missing"
+	}
+	if st.Size() > 64<<20 {
+		return "size:" + strconv.FormatInt(st.Size(), 10)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "unreadable"
+	}
+	h := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(h[:]) + " size:" + strconv.FormatInt(st.Size(), 10)
+}
+
+// SaveGolden writes r to path, or gzipped to path.gz when it is large.
+func SaveGolden(path string, r Result) error {
+	b := r.Encode()
+	os.Remove(path)
+	os.Remove(path + ".gz")
+	if len(b) > 64<<10 {
+		return os.WriteFile(path+".gz", Gzip(b), 0o644)
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// LoadGolden reads what SaveGolden wrote; ok is false when there is none.
+func LoadGolden(path string) (r Result, ok bool, err error) {
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		if b, err = Load(path + ".gz"); os.IsNotExist(err) {
+			return r, false, nil
+		}
+	}
+	if err != nil {
+		return r, false, err
+	}
+	r, ok = Decode(b)
+	if !ok {
+		return r, false, fmt.Errorf("%s: no exit line", path)
+	}
+	return r, true, nil
+}
