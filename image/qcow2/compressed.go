@@ -200,5 +200,9 @@ func (d *Driver) allocBytes(size int64) (int64, error) {
 	if d.freeByteOffset&(d.clusterSize-1) == 0 {
 		d.freeByteOffset = 0
 	}
+	// the refcount reaches the file before the L2 entry the caller writes
+	if err := d.l2c.setDependency(d.rbc); err != nil {
+		return 0, err
+	}
 	return off, nil
 }

@@ -27,6 +27,14 @@
 // qcow2_cache_set_dependency does. A crash can therefore leak clusters but
 // never leave a reference to unwritten data or to a free cluster.
 //
+// Lazy refcounts (compatible feature bit 0): the first L2 update sets the
+// dirty bit in the header; from then on flushes write L2 tables but keep
+// refcount blocks in memory, and no L2 table waits for a refcount block,
+// so a crash can leave references with a refcount of 0 — which is what the
+// dirty bit announces: the next read-write open checks and repairs the
+// image (QEMU's qcow2_check with the refcount rebuild). A clean close
+// writes everything and clears the bit.
+//
 // Concurrency: one mutex serialises all requests on an image. Reads of the
 // backing file and data clusters happen under it too; this is simple and
 // correct, and leaves parallelism for later.
@@ -674,11 +682,58 @@ func (d *Driver) flushLocked() error {
 	if err := d.l2c.flush(); err != nil {
 		return err
 	}
-	if err := d.rbc.flush(); err != nil {
-		return err
+	// a dirty image (lazy refcounts) keeps its refcount blocks in memory
+	// until it is closed, as QEMU's qcow2_write_caches does
+	if d.needAccurateRefcounts() {
+		if err := d.rbc.flush(); err != nil {
+			return err
+		}
 	}
 	d.processDiscards()
 	return d.file.Flush()
+}
+
+// lazyRefcounts reports whether refcount updates may lag behind (the
+// lazy_refcounts compatible feature, version 3 only).
+func (d *Driver) lazyRefcounts() bool {
+	return d.hdr.Version >= 3 && d.hdr.CompatibleFeatures&compatLazyRefcounts != 0
+}
+
+// needAccurateRefcounts is QEMU's qcow2_need_accurate_refcounts: false
+// once the dirty bit is set.
+func (d *Driver) needAccurateRefcounts() bool {
+	return d.hdr.IncompatibleFeatures&incompatDirty == 0
+}
+
+// markDirty is QEMU's qcow2_mark_dirty: the file is synced (the caches are
+// not written) and the dirty bit set in the header.
+func (d *Driver) markDirty() error {
+	if d.hdr.IncompatibleFeatures&incompatDirty != 0 {
+		return nil
+	}
+	if err := d.file.Flush(); err != nil {
+		return err
+	}
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], d.hdr.IncompatibleFeatures|incompatDirty)
+	if err := d.writeSync(b[:], 72); err != nil {
+		return err
+	}
+	d.hdr.IncompatibleFeatures |= incompatDirty
+	return nil
+}
+
+// markClean is QEMU's qcow2_mark_clean: with the dirty bit set, write
+// every cache out and rewrite the header without it.
+func (d *Driver) markClean() error {
+	if d.hdr.IncompatibleFeatures&incompatDirty == 0 {
+		return nil
+	}
+	d.hdr.IncompatibleFeatures &^= incompatDirty
+	if err := d.flushLocked(); err != nil {
+		return err
+	}
+	return d.updateHeader()
 }
 
 // writeSync writes metadata and syncs, as QEMU's bdrv_pwrite_sync.
@@ -693,6 +748,12 @@ func (d *Driver) writeSync(b []byte, off int64) error {
 func (d *Driver) Close() error {
 	d.mu.Lock()
 	err := d.flushLocked()
+	if err == nil && !d.opts.ReadOnly && !d.dead {
+		// QEMU's qcow2_inactivate: both caches, then a clean header
+		if err = d.rbc.flush(); err == nil {
+			err = d.markClean()
+		}
+	}
 	d.mu.Unlock()
 	if d.backing != nil {
 		d.backing.Close()

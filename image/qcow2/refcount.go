@@ -178,14 +178,13 @@ func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool,
 	if length == 0 {
 		return nil
 	}
-	// order the caches: a new reference waits for its refcount, a
-	// refcount decrease waits for the L2 tables that dropped the reference
+	// a refcount decrease waits for the L2 tables that dropped the
+	// reference (the other way round is set where references are made:
+	// linkL2, allocBytes)
 	if decrease {
 		if err := d.rbc.setDependency(d.l2c); err != nil {
 			return err
 		}
-	} else if err := d.l2c.setDependency(d.rbc); err != nil {
-		return err
 	}
 	start := off &^ (d.clusterSize - 1)
 	last := (off + length - 1) &^ (d.clusterSize - 1)

@@ -203,6 +203,15 @@ func (d *Driver) linkL2(m *l2Meta, merged bool) error {
 			return err
 		}
 	}
+	if d.lazyRefcounts() {
+		// the refcounts of what is linked now may lag until a clean close
+		d.markDirty()
+	}
+	if d.needAccurateRefcounts() {
+		if err := d.l2c.setDependency(d.rbc); err != nil {
+			return err
+		}
+	}
 	l2off, err := d.getClusterTable(m.guest)
 	if err != nil {
 		return err
