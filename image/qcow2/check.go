@@ -84,17 +84,23 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 		return nil
 	}
 	for i := int64(0); i < r.d.l2Size; i++ {
-		e := binary.BigEndian.Uint64(b[8*i:])
-		if typeOf(e) != clusterCompressed && e&l2eStdReservedMask != 0 {
+		e, bm := r.d.getEntry(b, i), r.d.getBitmap(b, i)
+		ct := r.d.ctype(e)
+		if ct != clusterCompressed && e&l2eStdReservedMask != 0 {
 			fmt.Fprintf(r.w, "ERROR found l2 entry with reserved bits set: %x\n", e)
 			r.res.Corruptions++
 		}
-		switch typeOf(e) {
+		switch ct {
 		case clusterCompressed:
 			if e&oflagCopied != 0 {
 				fmt.Fprintf(r.w, "ERROR: coffset=0x%x: copied flag must never be set for compressed clusters\n", e&(1<<(62-(r.d.clusterBits-8))-1))
 				e &^= oflagCopied
 				r.res.Corruptions++
+			}
+			if bm != 0 {
+				fmt.Fprintf(r.w, "ERROR compressed cluster %d with non-zero subcluster allocation bitmap, entry=0x%x\n", i, e)
+				r.res.Corruptions++
+				continue
 			}
 			off, n := r.d.compressedRange(e)
 			r.inc(off, n)
@@ -103,8 +109,17 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 				r.res.CompressedClusters++
 				r.res.FragmentedClusters++
 			}
+		case clusterUnallocated:
+			if bm&bitmapAllAlloc != 0 {
+				r.res.Corruptions++
+				fmt.Fprintf(r.w, "ERROR: Unallocated cluster has non-zero subcluster allocation bitmap\n")
+			}
 		case clusterZeroAlloc, clusterNormal:
 			off := int64(e & l2eOffsetMask)
+			if (bm>>32)&bm != 0 {
+				r.res.Corruptions++
+				fmt.Fprintf(r.w, "ERROR offset=%x: Allocated cluster has corrupted subcluster allocation bitmap\n", off)
+			}
 			if off&(r.d.clusterSize-1) != 0 {
 				r.res.Corruptions++
 				if e&oflagZero == 0 {
@@ -117,7 +132,7 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 					fmt.Fprintf(r.w, "%s offset=%x: Preallocated cluster is not properly aligned; L2 entry corrupted.\n", what, off)
 					if r.fix&FixErrors != 0 {
 						// the entry becomes a plain zero cluster
-						eoff := l2off + 8*i
+						eoff := l2off + r.d.l2EntrySize*i
 						ign := olInactiveL2
 						if frag {
 							ign = olActiveL2
@@ -569,7 +584,7 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) {
 		}
 		for j := int64(0); j < d.l2Size; j++ {
 			le := d.getEntry(b, j)
-			t := typeOf(le)
+			t := d.ctype(le)
 			if t != clusterNormal && t != clusterZeroAlloc {
 				continue
 			}

@@ -149,6 +149,7 @@ func (d *Driver) writeCompressedCluster(p []byte, off int64) error {
 		return err
 	}
 	d.setEntry(b, i, uint64(coff)|oflagCompressed|uint64(nsec)<<shift)
+	d.setBitmap(b, i, 0)
 	d.l2c.markDirty(l2off)
 	return d.file.WriteAt(out, coff, false)
 }

@@ -51,9 +51,11 @@ func (o *CreateOptions) Validate() error {
 		if cs < 16384 {
 			return fmt.Errorf("Extended L2 entries are only supported with cluster sizes of at least 16384 bytes")
 		}
-		return fmt.Errorf("goqio cannot create images with extended L2 entries yet")
 	}
 	l2span := cs * (cs / 8)
+	if o.ExtendedL2 {
+		l2span = cs * (cs / 16)
+	}
 	if (o.Size+l2span-1)/l2span*8 > maxL1Size {
 		return fmt.Errorf("The image size is too large for file format 'qcow2' (try using a larger cluster size)")
 	}
@@ -99,6 +101,9 @@ func Create(path string, o CreateOptions) error {
 	}
 	if o.CompressionType != 0 {
 		h.IncompatibleFeatures |= incompatCompression
+	}
+	if o.ExtendedL2 {
+		h.IncompatibleFeatures |= incompatExtL2
 	}
 	hbuf := make([]byte, cs)
 	h.encode(hbuf)

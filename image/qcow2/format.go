@@ -210,11 +210,30 @@ const (
 	clusterZeroAlloc
 	clusterNormal
 	clusterCompressed
+	// with extended L2 entries only (subcluster types):
+	clusterUnallocAlloc // a subcluster of an allocated cluster that is not yet allocated itself
+	clusterInvalid      // an L2 bitmap that contradicts its entry
 )
 
 func (t clusterType) String() string {
-	return [...]string{"unallocated", "zero-plain", "zero-alloc", "normal", "compressed"}[t]
+	return [...]string{"unallocated", "zero-plain", "zero-alloc", "normal", "compressed", "unallocated-alloc", "invalid"}[t]
 }
+
+// Extended L2 entries: 32 subclusters per cluster; the second 64-bit word
+// of an entry is the bitmap, allocation bits 0-31, zero bits 32-63.
+const (
+	subclustersPerCluster = 32
+	bitmapAllAlloc        = uint64(1)<<32 - 1
+	bitmapAllZeroes       = bitmapAllAlloc << 32
+)
+
+// subAllocRange is QCOW_OFLAG_SUB_ALLOC_RANGE: allocation bits [from, to).
+func subAllocRange(from, to int64) uint64 {
+	return (uint64(1)<<to - 1) &^ (uint64(1)<<from - 1)
+}
+
+// subZeroRange is QCOW_OFLAG_SUB_ZERO_RANGE: zero bits [from, to).
+func subZeroRange(from, to int64) uint64 { return subAllocRange(from, to) << 32 }
 
 // typeOf is QEMU's qcow2_get_cluster_type for an image without extended L2.
 func typeOf(entry uint64) clusterType {
@@ -230,14 +249,4 @@ func typeOf(entry uint64) clusterType {
 		return clusterUnallocated
 	}
 	return clusterNormal
-}
-
-// needsNewAlloc is QEMU's cluster_needs_new_alloc: a write to this cluster
-// must allocate a new one (everything but COPIED normal or zero-alloc clusters).
-func needsNewAlloc(entry uint64) bool {
-	switch typeOf(entry) {
-	case clusterNormal, clusterZeroAlloc:
-		return entry&oflagCopied == 0
-	}
-	return true
 }

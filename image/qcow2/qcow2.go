@@ -99,6 +99,11 @@ type Driver struct {
 	clusterSize      int64
 	l2Bits           uint
 	l2Size           int64 // entries per L2 table
+	l2EntrySize      int64 // 8, or 16 with extended L2 entries
+	extL2            bool  // extended L2 entries: 32 subclusters per cluster
+	scBits           uint  // subcluster size (the cluster size without extended L2)
+	scSize           int64
+	scPerCluster     int64
 	size             int64
 	l1               []uint64
 	l1Offset         int64
@@ -210,8 +215,18 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	if h.IncompatibleFeatures&incompatCorrupt != 0 && !opts.ReadOnly && !opts.Check {
 		return nil, &openError{"qcow2: Image is corrupt; cannot be opened read/write", syscall.EACCES}
 	}
-	if h.IncompatibleFeatures&incompatExtL2 != 0 {
-		return nil, openErr("goqio does not support qcow2 images with extended L2 entries yet")
+	d.extL2 = h.IncompatibleFeatures&incompatExtL2 != 0
+	d.l2EntrySize, d.scPerCluster = 8, 1
+	if d.extL2 {
+		d.l2EntrySize, d.scPerCluster = 16, subclustersPerCluster
+	}
+	d.scSize = d.clusterSize / d.scPerCluster
+	d.scBits = d.clusterBits
+	if d.extL2 {
+		d.scBits -= 5
+	}
+	if d.scSize < 1<<minClusterBits {
+		return nil, openErr("Unsupported subcluster size: %d", d.scSize)
 	}
 	if h.RefcountOrder > maxRefcountOrder {
 		return nil, openErr("Reference count entry width too large; may not exceed 64 bits")
@@ -221,6 +236,9 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	d.refBlockBits = d.clusterBits + 3 - d.refOrder
 	d.refBlockSize = 1 << d.refBlockBits
 	d.l2Bits = d.clusterBits - 3
+	if d.extL2 {
+		d.l2Bits--
+	}
 	d.l2Size = 1 << d.l2Bits
 	d.size = int64(h.Size/512) * 512
 	if h.RefcountTableClusters == 0 && !opts.Check {
@@ -423,7 +441,7 @@ func (d *Driver) Size() int64 { return d.size }
 
 // Limits: byte-granular requests; zero writes and discards in clusters.
 func (d *Driver) Limits() image.Limits {
-	return image.Limits{RequestAlignment: 1, ZeroAlignment: d.clusterSize, DiscardAlignment: d.clusterSize}
+	return image.Limits{RequestAlignment: 1, ZeroAlignment: d.scSize, DiscardAlignment: d.clusterSize}
 }
 
 // File returns the Disk of the image file.
@@ -449,15 +467,16 @@ func (d *Driver) l2Entry(off int64) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return binary.BigEndian.Uint64(b[8*((off>>d.clusterBits)&(d.l2Size-1)):]), nil
+	return d.getEntry(b, (off>>d.clusterBits)&(d.l2Size-1)), nil
 }
 
-// hostRun is QEMU's qcow2_get_host_offset: the type of the cluster at off,
-// its host offset (for normal and zero-alloc clusters), and how many of the
-// n bytes from off are of the same type (and contiguous in the file),
-// within one L2 table.
+// hostRun is QEMU's qcow2_get_host_offset: the (subcluster) type at off,
+// its host offset (for normal, zero-alloc and unallocated-alloc ones; the
+// entry for compressed clusters), and how many of the n bytes from off are
+// of the same type (and contiguous in the file), within one L2 table.
 func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 	inCluster := off & (d.clusterSize - 1)
+	scIdx := d.scIndex(off)
 	needed := n + inCluster
 	l2i := (off >> d.clusterBits) & (d.l2Size - 1)
 	avail := (d.l2Size - l2i) << d.clusterBits
@@ -474,14 +493,20 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	entry := binary.BigEndian.Uint64(b[8*l2i:])
-	typ := typeOf(entry)
+	entry := d.getEntry(b, l2i)
+	typ := d.sctype(entry, d.getBitmap(b, l2i), scIdx)
+	invalid := func(idx int64) error {
+		return d.corruption(fmt.Sprintf("Invalid cluster entry found (L2 offset: %s, L2 index: %s)", hx(l2off), hx(idx)))
+	}
+	if typ == clusterInvalid {
+		return 0, 0, 0, invalid(l2i)
+	}
 	if d.hdr.Version < 3 && (typ == clusterZeroPlain || typ == clusterZeroAlloc) {
 		return 0, 0, 0, d.corruption(fmt.Sprintf("Zero cluster entry found in pre-v3 image (L2 offset: %s, L2 index: %s)", hx(l2off), hx(l2i)))
 	}
 	var host uint64
 	switch typ {
-	case clusterNormal, clusterZeroAlloc:
+	case clusterNormal, clusterZeroAlloc, clusterUnallocAlloc:
 		hc := entry & l2eOffsetMask
 		if hc&uint64(d.clusterSize-1) != 0 {
 			return 0, 0, 0, d.corruption(fmt.Sprintf("Cluster allocation offset %s unaligned (L2 offset: %s, L2 index: %s)", hx(hc), hx(l2off), hx(l2i)))
@@ -490,25 +515,40 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 	case clusterCompressed:
 		host = entry
 	}
+	// QEMU's count_contiguous_subclusters
 	nb := (needed + d.clusterSize - 1) >> d.clusterBits
-	count := int64(1)
-	if typ != clusterCompressed {
-		expected := entry & l2eOffsetMask
-		for count < nb {
-			e := binary.BigEndian.Uint64(b[8*(l2i+count):])
-			if typeOf(e) != typ {
+	var count int64
+	checkOffset := typ == clusterNormal || typ == clusterZeroAlloc || typ == clusterUnallocAlloc
+	expected := entry & l2eOffsetMask
+	for i := int64(0); i < nb; i++ {
+		first := int64(0)
+		if i == 0 {
+			first = scIdx
+		}
+		e := d.getEntry(b, l2i+i)
+		t, cnt := d.scRangeType(e, d.getBitmap(b, l2i+i), first)
+		if cnt < 0 {
+			return 0, 0, 0, invalid(l2i + i)
+		}
+		if i == 0 {
+			if t == clusterCompressed {
+				count = cnt
 				break
 			}
-			if typ == clusterNormal || typ == clusterZeroAlloc {
-				expected += uint64(d.clusterSize)
-				if e&l2eOffsetMask != expected {
-					break
-				}
+		} else if t != typ {
+			break
+		} else if checkOffset {
+			expected += uint64(d.clusterSize)
+			if e&l2eOffsetMask != expected {
+				break
 			}
-			count++
+		}
+		count += cnt
+		if first+cnt < d.scPerCluster {
+			break
 		}
 	}
-	run := min(count<<d.clusterBits, needed) - inCluster
+	run := min((count+scIdx)<<d.scBits, needed) - inCluster
 	return typ, host, run, nil
 }
 
@@ -555,7 +595,7 @@ func (d *Driver) readGuest(p []byte, off int64) error {
 		}
 		batch = batch[:0]
 		switch typ {
-		case clusterUnallocated:
+		case clusterUnallocated, clusterUnallocAlloc:
 			if err := d.readBacking(q, off); err != nil {
 				return err
 			}
@@ -622,6 +662,9 @@ func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) 
 		e.Status = image.StatusZero
 	case clusterCompressed:
 		e.Status = image.StatusData
+	case clusterUnallocAlloc:
+		e.Status = image.StatusOffsetValid
+		e.Offset = int64(host)
 	}
 	return e, nil
 }

@@ -129,8 +129,9 @@ func TestClusterTypes(t *testing.T) {
 		for _, c := range e {
 			v = v<<8 | uint64(c)
 		}
-		if typeOf(v) != tc.typ || needsNewAlloc(v) != tc.newAlloc {
-			t.Errorf("%s: %v %v, want %v %v", tc.entry, typeOf(v), needsNewAlloc(v), tc.typ, tc.newAlloc)
+		d := &Driver{}
+		if typeOf(v) != tc.typ || d.needsNewAlloc(v) != tc.newAlloc {
+			t.Errorf("%s: %v %v, want %v %v", tc.entry, typeOf(v), d.needsNewAlloc(v), tc.typ, tc.newAlloc)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"fmt"
 	"syscall"
 
@@ -23,8 +24,106 @@ type l2Meta struct {
 func (d *Driver) l2Index(off int64) int64 { return (off >> d.clusterBits) & (d.l2Size - 1) }
 func (d *Driver) l1Index(off int64) int64 { return off >> (d.clusterBits + d.l2Bits) }
 
-func (d *Driver) getEntry(b []byte, i int64) uint64    { return binary.BigEndian.Uint64(b[8*i:]) }
-func (d *Driver) setEntry(b []byte, i int64, v uint64) { binary.BigEndian.PutUint64(b[8*i:], v) }
+func (d *Driver) getEntry(b []byte, i int64) uint64 {
+	return binary.BigEndian.Uint64(b[d.l2EntrySize*i:])
+}
+func (d *Driver) setEntry(b []byte, i int64, v uint64) {
+	binary.BigEndian.PutUint64(b[d.l2EntrySize*i:], v)
+}
+
+// getBitmap returns the subcluster bitmap of entry i (0 without extended L2).
+func (d *Driver) getBitmap(b []byte, i int64) uint64 {
+	if !d.extL2 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b[16*i+8:])
+}
+
+func (d *Driver) setBitmap(b []byte, i int64, v uint64) {
+	if d.extL2 {
+		binary.BigEndian.PutUint64(b[16*i+8:], v)
+	}
+}
+
+// scIndex is the subcluster index of off within its cluster.
+func (d *Driver) scIndex(off int64) int64 { return (off >> d.scBits) & (d.scPerCluster - 1) }
+
+// ctype is QEMU's qcow2_get_cluster_type: with extended L2 the zero flag of
+// the entry means nothing (the bitmap holds the zero bits).
+func (d *Driver) ctype(entry uint64) clusterType {
+	t := typeOf(entry)
+	if d.extL2 && (t == clusterZeroPlain || t == clusterZeroAlloc) {
+		if entry&l2eOffsetMask == 0 {
+			return clusterUnallocated
+		}
+		return clusterNormal
+	}
+	return t
+}
+
+// sctype is QEMU's qcow2_get_subcluster_type for subcluster sc.
+func (d *Driver) sctype(entry, bitmap uint64, sc int64) clusterType {
+	t := d.ctype(entry)
+	if !d.extL2 {
+		return t
+	}
+	switch t {
+	case clusterCompressed:
+		return clusterCompressed
+	case clusterNormal:
+		switch {
+		case (bitmap>>32)&bitmap != 0:
+			return clusterInvalid
+		case bitmap&(uint64(1)<<(32+sc)) != 0:
+			return clusterZeroAlloc
+		case bitmap&(uint64(1)<<sc) != 0:
+			return clusterNormal
+		}
+		return clusterUnallocAlloc
+	}
+	// unallocated
+	switch {
+	case bitmap&bitmapAllAlloc != 0:
+		return clusterInvalid
+	case bitmap&(uint64(1)<<(32+sc)) != 0:
+		return clusterZeroPlain
+	}
+	return clusterUnallocated
+}
+
+// scRangeType is QEMU's qcow2_get_subcluster_range_type: the type of
+// subcluster from and how many subclusters from there have it (-1 for an
+// invalid entry).
+func (d *Driver) scRangeType(entry, bitmap uint64, from int64) (clusterType, int64) {
+	t := d.sctype(entry, bitmap, from)
+	if t == clusterInvalid {
+		return t, -1
+	}
+	if !d.extL2 || t == clusterCompressed {
+		return t, d.scPerCluster - from
+	}
+	switch t {
+	case clusterNormal:
+		v := uint32(bitmap | subAllocRange(0, from))
+		return t, int64(bits.TrailingZeros32(^v)) - from
+	case clusterZeroPlain, clusterZeroAlloc:
+		v := uint32((bitmap | subZeroRange(0, from)) >> 32)
+		return t, int64(bits.TrailingZeros32(^v)) - from
+	}
+	v := uint32((bitmap>>32)|bitmap) &^ uint32(subAllocRange(0, from))
+	return t, int64(bits.TrailingZeros32(v)) - from
+}
+
+// needsNewAlloc is QEMU's cluster_needs_new_alloc: a write to this cluster
+// must allocate a new one (everything but COPIED normal or zero-alloc
+// clusters).
+func (d *Driver) needsNewAlloc(entry uint64) bool {
+	switch d.ctype(entry) {
+	case clusterNormal, clusterZeroAlloc:
+		return entry&oflagCopied == 0
+	}
+	return true
+}
 
 // WriteAt writes guest data, allocating clusters and copying on write as
 // QEMU's qcow2_co_pwritev_part does.
@@ -90,15 +189,15 @@ func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta) error {
 }
 
 // handleAllocSpace: when the COW areas of an allocation read as zero
-// because nothing in the chain is allocated there, zero the new clusters in
-// the file (fallocate) instead of writing zero buffers.
+// (QEMU's is_zero_cow), zero the new clusters in the file (fallocate)
+// instead of writing zero buffers.
 func (d *Driver) handleAllocSpace(metas []*l2Meta) error {
 	for _, m := range metas {
 		if m.cowStart[1] == 0 && m.cowEnd[1] == 0 {
 			continue
 		}
-		if !d.isUnallocatedChain(m.guest+m.cowStart[0], m.cowStart[1]) ||
-			!d.isUnallocatedChain(m.guest+m.cowEnd[0], m.cowEnd[1]) {
+		if !d.isZeroFast(m.guest+m.cowStart[0], m.cowStart[1]) ||
+			!d.isZeroFast(m.guest+m.cowEnd[0], m.cowEnd[1]) {
 			continue
 		}
 		start := m.allocOffset + m.cowStart[0]
@@ -117,27 +216,18 @@ func (d *Driver) handleAllocSpace(metas []*l2Meta) error {
 	return nil
 }
 
-// isUnallocatedChain is QEMU's is_unallocated: nothing in the backing chain
-// (this image included) allocates [off, off+n).
-func (d *Driver) isUnallocatedChain(off, n int64) bool {
+// isZeroFast is QEMU's bdrv_co_is_zero_fast (what is_zero_cow asks): one
+// block status query through the chain, without probing the file for
+// zeroes, says [off, off+n) reads as zero.
+func (d *Driver) isZeroFast(off, n int64) bool {
 	if n == 0 {
 		return true
 	}
-	typ, _, run, err := d.hostRun(off, n)
-	if err != nil || typ != clusterUnallocated {
-		return false
+	if off+n > d.size {
+		return false // the block status stops at the image end
 	}
-	if run < n {
-		return false
-	}
-	if d.backing == nil {
-		return true
-	}
-	e, _, err := image.BlockStatusAbove(d.backing, off, n, false)
-	if err != nil {
-		return false
-	}
-	return e.Status&image.StatusAllocated == 0 && e.Len == n
+	st, run, err := d.statusAboveWant(off, n, false)
+	return err == nil && run == n && st&image.StatusZero != 0
 }
 
 // mergeCow writes COW areas and data in one request when one allocation's
@@ -227,6 +317,16 @@ func (d *Driver) linkL2(m *l2Meta, merged bool) error {
 			old = append(old, e)
 		}
 		d.setEntry(b, i0+i, uint64(m.allocOffset+i<<d.clusterBits)|oflagCopied)
+		if d.extL2 {
+			// the subclusters just written (data and COW) are allocated
+			from := max(m.cowStart[0], i<<d.clusterBits)
+			to := min(m.cowEnd[0]+m.cowEnd[1], (i+1)<<d.clusterBits)
+			first, last := d.scIndex(from), d.scIndex(to-1)
+			bm := d.getBitmap(b, i0+i)
+			bm |= subAllocRange(first, last+1)
+			bm &^= subZeroRange(first, last+1)
+			d.setBitmap(b, i0+i, bm)
+		}
 	}
 	d.l2c.markDirty(l2off)
 	if !m.keepOld {
@@ -239,7 +339,7 @@ func (d *Driver) linkL2(m *l2Meta, merged bool) error {
 
 // freeAnyCluster is QEMU's qcow2_free_any_cluster.
 func (d *Driver) freeAnyCluster(entry uint64, typ discardType) {
-	switch typeOf(entry) {
+	switch d.ctype(entry) {
 	case clusterCompressed:
 		off, size := d.compressedRange(entry)
 		d.freeClusters(off, size, typ)
@@ -317,7 +417,7 @@ func (d *Driver) countSingleWriteClusters(nb int64, b []byte, i0 int64, newAlloc
 	var i int64
 	for i = 0; i < nb; i++ {
 		e := d.getEntry(b, i0+i)
-		if needsNewAlloc(e) != newAlloc {
+		if d.needsNewAlloc(e) != newAlloc {
 			break
 		}
 		if !newAlloc {
@@ -344,12 +444,12 @@ func (d *Driver) handleCopied(off int64, host *int64, n *int64, metas *[]*l2Meta
 	i0 := d.l2Index(off)
 	entry := d.getEntry(b, i0)
 	co := int64(entry & l2eOffsetMask)
-	if needsNewAlloc(entry) {
+	if d.needsNewAlloc(entry) {
 		return false, nil
 	}
 	if co&(d.clusterSize-1) != 0 {
 		what := "Data"
-		if entry&oflagZero != 0 {
+		if entry&oflagZero != 0 && !d.extL2 {
 			what = "Preallocated zero"
 		}
 		return false, d.corruption(fmt.Sprintf("%s cluster offset %s unaligned (guest offset: %s)", what, hx(co), hx(off)))
@@ -414,7 +514,10 @@ func (d *Driver) handleAlloc(off int64, host *int64, n *int64, metas *[]*l2Meta)
 	return true, nil
 }
 
-// calculateL2Meta is QEMU's calculate_l2_meta (without subclusters).
+// calculateL2Meta is QEMU's calculate_l2_meta: the copy-on-write areas
+// around a write of n bytes at off into the clusters at hostCluster
+// (keepOld: clusters already ours, written in place, where only
+// subclusters that are not yet normal need COW).
 func (d *Driver) calculateL2Meta(hostCluster, off, n int64, b []byte, metas *[]*l2Meta, keepOld bool) error {
 	i0 := d.l2Index(off)
 	cowStartTo := off & (d.clusterSize - 1)
@@ -422,26 +525,76 @@ func (d *Driver) calculateL2Meta(hostCluster, off, n int64, b []byte, metas *[]*
 	nb := d.sizeToClusters(cowEndFrom)
 	skip := keepOld
 	for i := int64(0); i < nb; i++ {
-		if skip && typeOf(d.getEntry(b, i0+i)) != clusterNormal {
-			skip = false
+		e, bm := d.getEntry(b, i0+i), d.getBitmap(b, i0+i)
+		var typ clusterType
+		if skip {
+			from := max(cowStartTo, i<<d.clusterBits)
+			to := min(cowEndFrom, (i+1)<<d.clusterBits)
+			first, last := d.scIndex(from), d.scIndex(to-1)
+			var cnt int64
+			typ, cnt = d.scRangeType(e, bm, first)
+			if typ != clusterNormal || first+cnt <= last {
+				skip = false
+			}
+		} else {
+			typ = d.sctype(e, bm, 0)
+		}
+		if typ == clusterInvalid {
+			l2off := int64(d.l1[d.l1Index(off)] & l1eOffsetMask)
+			return d.corruption(fmt.Sprintf("Invalid cluster entry found (L2 offset: %s, L2 index: %s)", hx(l2off), hx(i0+i)))
 		}
 	}
 	if skip {
 		return nil
 	}
 	var cowStartFrom, cowEndTo int64
-	first := typeOf(d.getEntry(b, i0))
+	e, bm := d.getEntry(b, i0), d.getBitmap(b, i0)
+	sc := d.scIndex(off)
+	first := d.sctype(e, bm, sc)
 	if !keepOld {
-		cowStartFrom = 0
-	} else if first == clusterNormal {
-		cowStartFrom = cowStartTo
-	}
-	last := typeOf(d.getEntry(b, i0+nb-1))
-	roundUp := (cowEndFrom + d.clusterSize - 1) &^ (d.clusterSize - 1)
-	if !keepOld || last != clusterNormal {
-		cowEndTo = roundUp
+		switch first {
+		case clusterCompressed:
+			cowStartFrom = 0
+		case clusterNormal, clusterZeroAlloc, clusterUnallocAlloc:
+			if d.extL2 {
+				// skip the leading zero and unallocated subclusters
+				cowStartFrom = min(sc, int64(bits.TrailingZeros32(uint32(bm&bitmapAllAlloc)))) << d.scBits
+			}
+		default: // zero-plain, unallocated
+			cowStartFrom = sc << d.scBits
+		}
 	} else {
-		cowEndTo = cowEndFrom
+		switch first {
+		case clusterNormal:
+			cowStartFrom = cowStartTo
+		default: // zero-alloc, unallocated-alloc
+			cowStartFrom = sc << d.scBits
+		}
+	}
+	e, bm = d.getEntry(b, i0+nb-1), d.getBitmap(b, i0+nb-1)
+	sc = d.scIndex(off + n - 1)
+	last := d.sctype(e, bm, sc)
+	roundUp := func(x, to int64) int64 { return (x + to - 1) &^ (to - 1) }
+	if !keepOld {
+		switch last {
+		case clusterCompressed:
+			cowEndTo = roundUp(cowEndFrom, d.clusterSize)
+		case clusterNormal, clusterZeroAlloc, clusterUnallocAlloc:
+			cowEndTo = roundUp(cowEndFrom, d.clusterSize)
+			if d.extL2 {
+				// skip the trailing zero and unallocated subclusters
+				cowEndTo -= min(d.scPerCluster-sc-1, int64(bits.LeadingZeros32(uint32(bm&bitmapAllAlloc)))) << d.scBits
+			}
+		default:
+			cowEndTo = roundUp(cowEndFrom, d.scSize)
+		}
+	} else {
+		switch last {
+		case clusterNormal:
+			cowEndTo = cowEndFrom
+		default:
+			cowEndTo = roundUp(cowEndFrom, d.scSize)
+		}
 	}
 	*metas = append(*metas, &l2Meta{
 		allocOffset: hostCluster,
@@ -473,7 +626,7 @@ func (d *Driver) getClusterTable(off int64) (int64, error) {
 			return 0, err
 		}
 		if l2off != 0 {
-			d.freeClusters(l2off, d.l2Size*8, discardOther)
+			d.freeClusters(l2off, d.clusterSize, discardOther)
 		}
 		l2off = int64(d.l1[l1i] & l1eOffsetMask)
 	}
@@ -483,7 +636,7 @@ func (d *Driver) getClusterTable(off int64) (int64, error) {
 // l2Allocate is QEMU's l2_allocate.
 func (d *Driver) l2Allocate(l1i int64) error {
 	old := d.l1[l1i]
-	l2off, err := d.allocClusters(d.l2Size * 8)
+	l2off, err := d.allocClusters(d.clusterSize)
 	if err != nil {
 		return err
 	}
@@ -510,7 +663,7 @@ func (d *Driver) l2Allocate(l1i int64) error {
 	if err := d.writeL1Entry(l1i); err != nil {
 		// as QEMU: the old entry stays, the new table is given back
 		d.l1[l1i] = old
-		d.freeClusters(l2off, d.l2Size*8, discardOther)
+		d.freeClusters(l2off, d.clusterSize, discardOther)
 		return err
 	}
 	return nil

@@ -32,7 +32,7 @@ func (d *Driver) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
 	if err := d.evict(); err != nil {
 		return err
 	}
-	scs := d.clusterSize
+	scs := d.scSize
 	head := off & (scs - 1)
 	tail := (off+n+scs-1)&^(scs-1) - (off + n)
 	if off+n == d.size {
@@ -50,7 +50,7 @@ func (d *Driver) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
 			return err
 		}
 		switch typ {
-		case clusterUnallocated, clusterZeroPlain, clusterZeroAlloc:
+		case clusterUnallocated, clusterUnallocAlloc, clusterZeroPlain, clusterZeroAlloc:
 		default:
 			d.trace("qcow2 pwrite_zeroes off=%#x size=%#x -> cluster %#x holds data: ENOTSUP, explicit zeroes", off+head, n-head-tail, off)
 			return image.ErrNotSupported
@@ -86,6 +86,11 @@ func (d *Driver) isZero(off, n int64) bool {
 // statusAbove is the block status through the chain, starting at this
 // image (whose lock is held), with the generic layer's rules.
 func (d *Driver) statusAbove(off, n int64) (image.Status, int64, error) {
+	return d.statusAboveWant(off, n, true)
+}
+
+// statusAboveWant is statusAbove with the generic layer's want_zero.
+func (d *Driver) statusAboveWant(off, n int64, wantZero bool) (image.Status, int64, error) {
 	n = min(n, d.size-off)
 	typ, _, run, err := d.hostRun(off, min(n, 1<<31-1))
 	if err != nil {
@@ -100,7 +105,7 @@ func (d *Driver) statusAbove(off, n int64) (image.Status, int64, error) {
 	if d.backing == nil {
 		return image.StatusZero, run, nil
 	}
-	e, _, err := image.BlockStatusAbove(d.backing, off, run, true)
+	e, _, err := image.BlockStatusAbove(d.backing, off, run, wantZero)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -120,7 +125,21 @@ func (d *Driver) zeroize(off, n int64, flags image.ZeroFlags) error {
 		return image.ErrNotSupported
 	}
 	defer d.processDiscards()
-	nb := d.sizeToClusters(n)
+	end := off + n
+	// partial clusters (only with extended L2) at either end
+	head := min(end, (off+d.clusterSize-1)&^(d.clusterSize-1)) - off
+	off += head
+	var tail int64
+	if end < d.size {
+		tail = end - max(off, end&^(d.clusterSize-1))
+	}
+	end -= tail
+	if head > 0 {
+		if err := d.zeroL2Subclusters(off-head, (head+d.scSize-1)>>d.scBits); err != nil {
+			return err
+		}
+	}
+	nb := d.sizeToClusters(end - off)
 	for nb > 0 {
 		done, err := d.zeroInL2(off, nb, flags)
 		if err != nil {
@@ -128,6 +147,36 @@ func (d *Driver) zeroize(off, n int64, flags image.ZeroFlags) error {
 		}
 		nb -= done
 		off += done << d.clusterBits
+	}
+	if tail > 0 {
+		return d.zeroL2Subclusters(end, (tail+d.scSize-1)>>d.scBits)
+	}
+	return nil
+}
+
+// zeroL2Subclusters is QEMU's zero_l2_subclusters: set the zero bits (and
+// clear the allocation bits) of nb subclusters of one cluster, starting at
+// off. A compressed cluster cannot be zeroed in part: ENOTSUP.
+func (d *Driver) zeroL2Subclusters(off, nb int64) error {
+	l2off, err := d.getClusterTable(off)
+	if err != nil {
+		return err
+	}
+	b, err := d.l2c.get(l2off)
+	if err != nil {
+		return err
+	}
+	i := d.l2Index(off)
+	if d.ctype(d.getEntry(b, i)) == clusterCompressed {
+		d.trace("qcow2 zeroize off=%#x: part of a compressed cluster: ENOTSUP, explicit zeroes", off)
+		return image.ErrNotSupported
+	}
+	sc := d.scIndex(off)
+	old := d.getBitmap(b, i)
+	bm := (old | subZeroRange(sc, sc+nb)) &^ subAllocRange(sc, sc+nb)
+	if bm != old {
+		d.setBitmap(b, i, bm)
+		d.l2c.markDirty(l2off)
 	}
 	return nil
 }
@@ -147,20 +196,25 @@ func (d *Driver) zeroInL2(off, nb int64, flags image.ZeroFlags) (int64, error) {
 	i0 := d.l2Index(off)
 	nb = min(nb, d.l2Size-i0)
 	for i := int64(0); i < nb; i++ {
-		old := d.getEntry(b, i0+i)
-		typ := typeOf(old)
+		old, oldBm := d.getEntry(b, i0+i), d.getBitmap(b, i0+i)
+		typ := d.ctype(old)
 		allocated := typ == clusterNormal || typ == clusterCompressed || typ == clusterZeroAlloc
 		unmap := typ == clusterCompressed || (flags&image.ZeroMayUnmap != 0 && allocated)
-		nw := old
+		nw, bm := old, oldBm
 		if unmap {
 			nw = 0
 		}
-		nw |= oflagZero
-		if nw == old {
+		if d.extL2 {
+			bm = bitmapAllZeroes
+		} else {
+			nw |= oflagZero
+		}
+		if nw == old && bm == oldBm {
 			continue
 		}
 		d.l2c.markDirty(l2off)
 		d.setEntry(b, i0+i, nw)
+		d.setBitmap(b, i0+i, bm)
 		if unmap {
 			d.freeAnyCluster(old, discardRequest)
 		}
@@ -226,24 +280,29 @@ func (d *Driver) discardInL2(off, nb int64, typ discardType, full bool) (int64, 
 	i0 := d.l2Index(off)
 	nb = min(nb, d.l2Size-i0)
 	for i := int64(0); i < nb; i++ {
-		old := d.getEntry(b, i0+i)
-		ct := typeOf(old)
-		nw := old
+		old, oldBm := d.getEntry(b, i0+i), d.getBitmap(b, i0+i)
+		ct := d.ctype(old)
+		nw, bm := old, oldBm
 		allocated := ct == clusterNormal || ct == clusterCompressed || ct == clusterZeroAlloc
 		switch {
 		case full:
-			nw = 0
+			nw, bm = 0, 0
 		case d.backing != nil || allocated:
-			nw = 0
-			if d.hdr.Version >= 3 {
-				nw = oflagZero
+			if d.extL2 {
+				nw, bm = 0, bitmapAllZeroes
+			} else {
+				nw = 0
+				if d.hdr.Version >= 3 {
+					nw = oflagZero
+				}
 			}
 		}
-		if nw == old {
+		if nw == old && bm == oldBm {
 			continue
 		}
 		d.l2c.markDirty(l2off)
 		d.setEntry(b, i0+i, nw)
+		d.setBitmap(b, i0+i, bm)
 		d.freeAnyCluster(old, typ)
 	}
 	return nb, nil
