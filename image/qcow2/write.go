@@ -2,8 +2,8 @@ package qcow2
 
 import (
 	"encoding/binary"
-	"math/bits"
 	"fmt"
+	"math/bits"
 	"syscall"
 
 	"github.com/goqio/goqio/image"
