@@ -388,6 +388,10 @@ func randomQcow2Case(seed int64) Case {
 		opts += ",compat=0.10"
 	case 1:
 		opts += fmt.Sprintf(",refcount_bits=%d", []int{1, 2, 4, 8, 32, 64}[rng.Intn(6)])
+	case 2, 3:
+		if cl >= 16384 {
+			opts += ",extended_l2=on" // subclusters
+		}
 	}
 	c := Case{Fmt: "qcow2", CreateOpts: []string{"-o", opts}, Size: fmt.Sprint(size)}
 	if rng.Intn(5) < 2 {
@@ -475,6 +479,8 @@ func TestCreateQcow2(t *testing.T) {
 		{[]string{"-b", "base.img", "-F", "raw"}, ""}, {[]string{"-o", "cluster_size=512,refcount_bits=1"}, "64G"},
 		{[]string{"-b", "nonexist", "-F", "qcow2"}, ""}, {[]string{"-b", "base.img"}, ""}, {[]string{"-o", "cluster_size=1000"}, "1M"},
 		{[]string{"-o", "compat=1.2"}, "1M"}, {[]string{"-o", "cluster_size=512"}, "100T"}, {nil, "1000"},
+		{[]string{"-o", "extended_l2=on"}, "1G"}, {[]string{"-o", "extended_l2=on,cluster_size=16k"}, "3M"},
+		{[]string{"-o", "extended_l2=on,cluster_size=8k"}, "1M"}, {[]string{"-o", "extended_l2=on,compat=0.10"}, "1M"},
 	} {
 		tc := tc
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
