@@ -112,7 +112,7 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 		case clusterUnallocated:
 			if bm&bitmapAllAlloc != 0 {
 				r.res.Corruptions++
-				fmt.Fprintf(r.w, "ERROR: Unallocated cluster has non-zero subcluster allocation bitmap\n")
+				fmt.Fprintf(r.w, "ERROR: Unallocated cluster has non-zero subcluster allocation map\n")
 			}
 		case clusterZeroAlloc, clusterNormal:
 			off := int64(e & l2eOffsetMask)

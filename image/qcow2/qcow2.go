@@ -496,7 +496,8 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 	entry := d.getEntry(b, l2i)
 	typ := d.sctype(entry, d.getBitmap(b, l2i), scIdx)
 	invalid := func(idx int64) error {
-		return d.corruption(fmt.Sprintf("Invalid cluster entry found (L2 offset: %s, L2 index: %s)", hx(l2off), hx(idx)))
+		// (QEMU's message has the two spaces)
+		return d.corruption(fmt.Sprintf("Invalid cluster entry found  (L2 offset: %s, L2 index: %s)", hx(l2off), hx(idx)))
 	}
 	if typ == clusterInvalid {
 		return 0, 0, 0, invalid(l2i)

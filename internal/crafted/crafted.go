@@ -76,6 +76,51 @@ func Base() ([]byte, error) {
 	return os.ReadFile(p)
 }
 
+// BaseExt makes the valid image with extended L2 entries that the ext
+// mutations start from, as `qemu-img create -f qcow2 -o extended_l2=on
+// t.qcow2 4M` and `qemu-io -c 'write -P 1 0 4k' -c 'write -c -P 2 64k 64k'`
+// make it: L2 table at 0x40000 (16-byte entries), data cluster 0x50000
+// with subclusters 0-1 allocated, a compressed cluster at 0x60000.
+func BaseExt() ([]byte, error) {
+	dir, err := os.MkdirTemp("", "goqio-crafted-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	p := filepath.Join(dir, "t.qcow2")
+	if err := qcow2.Create(p, qcow2.CreateOptions{Size: 4 << 20, ClusterSize: 65536, Version: 3, RefcountBits: 16, ExtendedL2: true}); err != nil {
+		return nil, err
+	}
+	d, err := qcow2.Open(p, qcow2.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := d.WriteAt(bytes.Repeat([]byte{1}, 4096), 0); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err := d.WriteCompressed(bytes.Repeat([]byte{2}, 65536), 65536); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err := d.Close(); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(p)
+}
+
+// extMutation patches the extended-L2 image (whatever image it is given).
+func extMutation(name string, off int, v uint64) Mutation {
+	return Mutation{name, func([]byte) []byte {
+		b, err := BaseExt()
+		if err != nil {
+			panic(err)
+		}
+		be64(b, off, v)
+		return b
+	}}
+}
+
 // Build returns the damaged image of m.
 func Build(base []byte, m Mutation) []byte { return m.Apply(bytes.Clone(base)) }
 
@@ -146,6 +191,10 @@ func Mutations() []Mutation {
 		Mutation{"refblock entry unaligned", func(b []byte) []byte { be64(b, 0x10000, 0x20200); return b }},
 		Mutation{"refblock past eof", func(b []byte) []byte { be64(b, 0x10000, 1<<40); return b }},
 		Mutation{"refcounts zero", func(b []byte) []byte { clear(b[0x20000:0x30000]); return b }},
+		extMutation("ext valid", 0, 0x514649fb00000003),
+		extMutation("ext bitmap alloc and zero", 0x40008, 0x0000000100000001),
+		extMutation("ext unallocated with alloc bits", 0x40028, 5),
+		extMutation("ext compressed with bitmap", 0x40018, 1),
 		Mutation{"truncated header", func(b []byte) []byte { return b[:100] }},
 		Mutation{"truncated to 64k", func(b []byte) []byte { return b[:0x10000] }},
 		Mutation{"empty", func(b []byte) []byte { return b[:0] }},

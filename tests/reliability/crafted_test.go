@@ -113,6 +113,20 @@ func TestCorpusCurrent(t *testing.T) {
 	if !bytes.Equal(q, base) {
 		t.Errorf("the corpus's valid image differs from the one qemu-img and qemu-io make")
 	}
+	ext, err := crafted.BaseExt()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(p)
+	if out, err := exec.Command(qemuImg, "create", "-q", "-f", "qcow2", "-o", "extended_l2=on", p, "4M").CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if out, err := exec.Command(qemuIO, "-c", "write -P 1 0 4k", "-c", "write -c -P 2 64k 64k", p).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if q, _ = os.ReadFile(p); !bytes.Equal(q, ext) {
+		t.Errorf("the corpus's extended-L2 image differs from the one qemu-img and qemu-io make")
+	}
 }
 
 // TestCraftedImages: each damaged image ends like QEMU's run: the same
