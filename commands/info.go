@@ -27,6 +27,13 @@ func runInfo(s *Session, argv []string) error {
 	if info.Specific != nil {
 		s.printf("Format specific information:\n")
 		for _, kv := range info.Specific {
+			if kv.Sub != nil {
+				s.printf("    %s:\n", kv.Key)
+				for _, l := range kv.Sub {
+					s.printf("        %s\n", l)
+				}
+				continue
+			}
 			s.printf("    %s: %s\n", kv.Key, kv.Value)
 		}
 	}

@@ -70,8 +70,12 @@ func infoJSON(info image.Info) map[string]any {
 	m := map[string]any{"command": "info", "format": info.FormatName,
 		"cluster_size": info.ClusterSize, "vm_state_offset": info.VMStateOffset}
 	if info.Specific != nil {
-		sp := map[string]string{}
+		sp := map[string]any{}
 		for _, kv := range info.Specific {
+			if kv.Sub != nil {
+				sp[kv.Key] = kv.Sub
+				continue
+			}
 			sp[kv.Key] = kv.Value
 		}
 		m["specific"] = sp

@@ -207,6 +207,7 @@ func (d *Disk) WriteAt(p []byte, off int64, fua bool) error {
 	if n == 0 {
 		return nil
 	}
+	d.markDirty(off, n)
 	lim := d.Limits()
 	pad := blkalign.Pad(off, n, lim.RequestAlignment)
 	var err error
@@ -223,6 +224,15 @@ func (d *Disk) WriteAt(p []byte, off int64, fua bool) error {
 		return err
 	}
 	return d.afterWrite(fua)
+}
+
+// markDirty tells a driver with dirty bitmaps about a write request. QEMU
+// marks the range when the request ends, whether it succeeded or not; no
+// request reads the bitmaps meanwhile, so marking first is the same.
+func (d *Disk) markDirty(off, n int64) {
+	if m, ok := d.drv.(DirtyMarker); ok {
+		m.MarkDirty(off, n)
+	}
 }
 
 func (d *Disk) trace(format string, a ...any) {
@@ -315,6 +325,7 @@ func (d *Disk) WriteZeroes(off, n int64, flags ZeroFlags, fua bool) error {
 	if n == 0 {
 		return nil
 	}
+	d.markDirty(off, n)
 	// Write-through makes every request FUA; QEMU emulates FUA with a flush
 	// after each sub-request (the head block, the zeroed middle, the tail
 	// block), and the file system's allocation can depend on that order.
@@ -440,6 +451,9 @@ func (d *Disk) Discard(off, n int64) error {
 	dis, ok := d.drv.(Discarder)
 	if !ok {
 		return nil
+	}
+	if n > 0 {
+		d.markDirty(off, n)
 	}
 	lim := d.Limits()
 	align := max(lim.DiscardAlignment, lim.RequestAlignment)

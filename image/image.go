@@ -149,6 +149,13 @@ func (p Prealloc) String() string {
 	return [...]string{"off", "metadata", "falloc", "full"}[p]
 }
 
+// DirtyMarker is implemented by drivers that keep dirty bitmaps: Disk
+// tells them the range of every write, zero write and discard it is asked
+// for (QEMU's bdrv_set_dirty at the end of a write request).
+type DirtyMarker interface {
+	MarkDirty(off, n int64)
+}
+
 // Truncater is implemented by drivers that can change their size.
 type Truncater interface {
 	Truncate(size int64, prealloc Prealloc) error
@@ -168,6 +175,9 @@ type Info struct {
 // KeyValue is one line of format-specific information.
 type KeyValue struct {
 	Key, Value string
+	// Sub, when set, are the lines of a nested value (printed under Key,
+	// indented one more level; Value is then empty).
+	Sub []string
 }
 
 // Infoer is implemented by drivers that describe themselves.

@@ -262,6 +262,9 @@ func (d *Driver) calculate(res *CheckResult, w io.Writer, fix CheckMode) (*refs,
 	}
 	r.inc(int64(d.hdr.SnapshotsOffset), snapSize)
 	r.inc(d.refTableOffset, int64(len(d.refTable))*8)
+	if err := r.checkBitmaps(); err != nil {
+		return r, err
+	}
 	// check_refblocks
 	for i, e := range d.refTable {
 		off := int64(e & reftOffsetMask)

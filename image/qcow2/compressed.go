@@ -100,6 +100,7 @@ func (d *Driver) WriteCompressed(p []byte, off int64) error {
 	if off&(d.clusterSize-1) != 0 {
 		return image.ErrInvalid
 	}
+	d.markDirtyLocked(off, n)
 	if n&(d.clusterSize-1) != 0 && off+n != d.size {
 		return image.ErrInvalid
 	}

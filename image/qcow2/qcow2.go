@@ -95,13 +95,20 @@ type Driver struct {
 	backingFmt    string
 	backing       *image.Disk
 
-	clusterBits      uint
-	clusterSize      int64
-	l2Bits           uint
-	l2Size           int64 // entries per L2 table
-	l2EntrySize      int64 // 8, or 16 with extended L2 entries
-	extL2            bool  // extended L2 entries: 32 subclusters per cluster
-	scBits           uint  // subcluster size (the cluster size without extended L2)
+	clusterBits uint
+	clusterSize int64
+	l2Bits      uint
+	l2Size      int64 // entries per L2 table
+	l2EntrySize int64 // 8, or 16 with extended L2 entries
+	// persistent dirty bitmaps (bitmap.go)
+	nbBitmaps     uint32
+	bitmapDirSize uint64
+	bitmapDirOff  uint64
+	bitmaps       []*dirtyBitmap
+	// the bitmaps extension was left by a program without bitmap support
+	staleBitmapsExt  bool
+	extL2            bool // extended L2 entries: 32 subclusters per cluster
+	scBits           uint // subcluster size (the cluster size without extended L2)
 	scSize           int64
 	scPerCluster     int64
 	size             int64
@@ -321,9 +328,17 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 			return nil, openErr("Could not repair dirty image: %s", strerror(err))
 		}
 	}
-	// autoclear bits this code does not maintain are cleared on a read-write open
-	if !opts.ReadOnly && h.AutoclearFeatures&^autoclearMask != 0 {
+	// autoclear bits this code does not maintain are cleared on a read-write
+	// open (with the header the bitmaps write, or on their own)
+	updateHeader := !opts.ReadOnly && (h.AutoclearFeatures&^autoclearMask != 0 || d.staleBitmapsExt)
+	if updateHeader {
 		d.hdr.AutoclearFeatures &= autoclearMask
+	}
+	written, err := d.loadBitmaps()
+	if err != nil {
+		return nil, err
+	}
+	if updateHeader && !written {
 		if err := d.updateHeader(); err != nil {
 			return nil, err
 		}
@@ -411,6 +426,10 @@ func (d *Driver) readExtensions(start, end int64) error {
 			d.backingFmt = string(data)
 		case extFeatureTable:
 			d.features = decodeFeatures(data)
+		case extBitmaps:
+			if err := d.readBitmapsExt(data); err != nil {
+				return err
+			}
 		case extCryptoHeader, extDataFile:
 			d.exts = append(d.exts, extension{typ, append([]byte(nil), data...)})
 		default:
@@ -694,10 +713,15 @@ func (d *Driver) Info() (image.Info, error) {
 		kv("compat", "1.1"),
 		kv("compression type", ct),
 		kv("lazy refcounts", fmt.Sprint(d.hdr.CompatibleFeatures&compatLazyRefcounts != 0)),
+	}
+	if lines := d.bitmapInfoLines(); lines != nil {
+		info.Specific = append(info.Specific, image.KeyValue{Key: "bitmaps", Sub: lines})
+	}
+	info.Specific = append(info.Specific,
 		kv("refcount bits", rb),
 		kv("corrupt", fmt.Sprint(d.hdr.IncompatibleFeatures&incompatCorrupt != 0)),
 		kv("extended l2", fmt.Sprint(d.hdr.IncompatibleFeatures&incompatExtL2 != 0)),
-	}
+	)
 	return info, nil
 }
 
@@ -791,6 +815,11 @@ func (d *Driver) writeSync(b []byte, off int64) error {
 // Close flushes and closes the image and its backing file.
 func (d *Driver) Close() error {
 	d.mu.Lock()
+	if !d.opts.ReadOnly && !d.dead {
+		if berr := d.storeBitmaps(); berr != nil {
+			fmt.Fprintf(os.Stderr, "%s: Lost persistent bitmaps during inactivation of node '%s': %s\n", progName(), d.name, strerror(berr))
+		}
+	}
 	err := d.flushLocked()
 	if err == nil && !d.opts.ReadOnly && !d.dead {
 		// QEMU's qcow2_inactivate: both caches, then a clean header
@@ -846,6 +875,15 @@ func (d *Driver) updateHeader() error {
 	}
 	if h.Version >= 3 && d.clusterSize > 4096 {
 		if err := add(extFeatureTable, encodeFeatures(qemuFeatures)); err != nil {
+			return err
+		}
+	}
+	if d.nbBitmaps > 0 {
+		var be [24]byte
+		binary.BigEndian.PutUint32(be[0:], d.nbBitmaps)
+		binary.BigEndian.PutUint64(be[8:], d.bitmapDirSize)
+		binary.BigEndian.PutUint64(be[16:], d.bitmapDirOff)
+		if err := add(extBitmaps, be[:]); err != nil {
 			return err
 		}
 	}

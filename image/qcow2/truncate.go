@@ -27,6 +27,12 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 	if err := d.evict(); err != nil {
 		return err
 	}
+	// the dirty bitmaps follow the size (bits past a shrunk end are gone)
+	defer func() {
+		for _, bm := range d.bitmaps {
+			d.trimBitmap(bm)
+		}
+	}()
 	if d.hdr.NbSnapshots > 0 && d.hdr.Version < 3 {
 		return fmt.Errorf("Can't resize a v2 image which has snapshots")
 	}
