@@ -361,6 +361,12 @@ func (d *Driver) markDirtyLocked(off, n int64) {
 				i = end + 1
 				continue
 			}
+			if i == ci*cb && end == (ci+1)*cb-1 {
+				// the whole chunk: no buffer needed
+				c.ones, c.b = true, nil
+				i = end + 1
+				continue
+			}
 			d.materialize(c)
 			for j := i - ci*cb; j <= end-ci*cb; j++ {
 				if j%8 == 0 && end-ci*cb-j >= 7 {
