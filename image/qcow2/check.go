@@ -195,39 +195,12 @@ func (r *refs) checkL1(l1off int64, l1 []uint64, frag bool) error {
 	return nil
 }
 
-// snapshotL1s reads the L1 tables of the internal snapshots.
-func (d *Driver) snapshotL1s() ([][]uint64, []int64, int64, error) {
-	var l1s [][]uint64
-	var offs []int64
-	off := int64(d.hdr.SnapshotsOffset)
-	start := off
-	for i := uint32(0); i < d.hdr.NbSnapshots; i++ {
-		h := make([]byte, 40)
-		if err := d.file.ReadAt(h, off); err != nil {
-			return nil, nil, 0, err
-		}
-		l1off := int64(binary.BigEndian.Uint64(h[0:]))
-		l1size := int64(binary.BigEndian.Uint32(h[8:]))
-		idLen := int64(binary.BigEndian.Uint16(h[12:]))
-		nameLen := int64(binary.BigEndian.Uint16(h[14:]))
-		extra := int64(binary.BigEndian.Uint32(h[36:]))
-		off += 40 + extra + idLen + nameLen
-		off = (off + 7) &^ 7
-		if l1size > maxL1Size/8 {
-			return nil, nil, 0, fmt.Errorf("snapshot L1 table too large")
-		}
-		b := make([]byte, l1size*8)
-		if err := d.file.ReadAt(b, l1off); err != nil {
-			return nil, nil, 0, err
-		}
-		l1 := make([]uint64, l1size)
-		for j := range l1 {
-			l1[j] = binary.BigEndian.Uint64(b[8*j:])
-		}
-		l1s = append(l1s, l1)
-		offs = append(offs, l1off)
+// cHex is C's %#x: 0 without the prefix.
+func cHex(v uint64) string {
+	if v == 0 {
+		return "0"
 	}
-	return l1s, offs, off - start, nil
+	return fmt.Sprintf("%#x", v)
 }
 
 // Check is QEMU's qcow2_check_refcounts (and check_oflag_copied): every
@@ -250,17 +223,32 @@ func (d *Driver) calculate(res *CheckResult, w io.Writer, fix CheckMode) (*refs,
 	if err := r.checkL1(d.l1Offset, d.l1, true); err != nil {
 		return r, err
 	}
-	l1s, offs, snapSize, err := d.snapshotL1s()
-	if err != nil {
-		fmt.Fprintf(w, "ERROR: cannot read the snapshot table: %v\n", err)
-		res.CheckErrors++
-	}
-	for i, l1 := range l1s {
-		if err := r.checkL1(offs[i], l1, false); err != nil {
+	for _, sn := range d.snaps {
+		if sn.l1Off&uint64(d.clusterSize-1) != 0 {
+			fmt.Fprintf(w, "ERROR snapshot %s (%s) l1_offset=%s: L1 table is not cluster aligned; snapshot table entry corrupted\n", cstr(sn.id), cstr(sn.name), cHex(sn.l1Off))
+			res.Corruptions++
+			continue
+		}
+		if uint64(sn.l1Size) > maxL1Size/8 {
+			fmt.Fprintf(w, "ERROR snapshot %s (%s) l1_size=%s: L1 table is too large; snapshot table entry corrupted\n", cstr(sn.id), cstr(sn.name), cHex(uint64(sn.l1Size)))
+			res.Corruptions++
+			continue
+		}
+		b := make([]byte, int64(sn.l1Size)*8)
+		if err := d.file.ReadAt(b, int64(sn.l1Off)); err != nil {
+			fmt.Fprintf(w, "ERROR: I/O error in check_refcounts_l1\n")
+			res.CheckErrors++
+			return r, err
+		}
+		l1 := make([]uint64, sn.l1Size)
+		for j := range l1 {
+			l1[j] = binary.BigEndian.Uint64(b[8*j:])
+		}
+		if err := r.checkL1(int64(sn.l1Off), l1, false); err != nil {
 			return r, err
 		}
 	}
-	r.inc(int64(d.hdr.SnapshotsOffset), snapSize)
+	r.inc(int64(d.hdr.SnapshotsOffset), d.snapshotsSize)
 	r.inc(d.refTableOffset, int64(len(d.refTable))*8)
 	if err := r.checkBitmaps(); err != nil {
 		return r, err
@@ -293,11 +281,63 @@ func (d *Driver) calculate(res *CheckResult, w io.Writer, fix CheckMode) (*refs,
 	return r, nil
 }
 
+// checkLocked is QEMU's qcow2_co_check_locked: the snapshot table, the
+// refcounts, the snapshot table repaired (rewritten) after them, and a
+// clean dirty bit when nothing is left.
 func (d *Driver) checkLocked(w io.Writer, fix CheckMode) (CheckResult, error) {
-	res := CheckResult{TotalClusters: d.sizeToClusters(d.size)}
 	if err := d.flushMeta(); err != nil {
+		return CheckResult{TotalClusters: d.sizeToClusters(d.size)}, err
+	}
+	var snap CheckResult
+	if err := d.checkSnapshotTable(&snap, fix, w); err != nil {
+		res := CheckResult{TotalClusters: d.sizeToClusters(d.size)}
+		addCheckResult(&res, snap)
 		return res, err
 	}
+	res, err := d.checkRefcountsLocked(w, fix)
+	if err != nil {
+		addCheckResult(&res, snap)
+		return res, err
+	}
+	if snap.Corruptions != 0 && fix&FixErrors != 0 {
+		if err := d.writeSnapshots(); err != nil {
+			snap.CheckErrors++
+			fmt.Fprintf(w, "ERROR failed to update snapshot table: %s\n", strerror(err))
+			addCheckResult(&res, snap)
+			return res, err
+		}
+		snap.CorruptionsFixed += snap.Corruptions
+		snap.Corruptions = 0
+	}
+	addCheckResult(&res, snap)
+	if fix != 0 {
+		if res.CheckErrors == 0 && res.Corruptions == 0 && d.hdr.IncompatibleFeatures&incompatDirty != 0 {
+			// qcow2_mark_clean
+			d.hdr.IncompatibleFeatures &^= incompatDirty
+			if err := d.updateHeader(); err != nil {
+				return res, err
+			}
+		}
+		if err := d.flushLocked(); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// addCheckResult is QEMU's qcow2_add_check_result without the allocation
+// figures.
+func addCheckResult(res *CheckResult, o CheckResult) {
+	res.Corruptions += o.Corruptions
+	res.Leaks += o.Leaks
+	res.CheckErrors += o.CheckErrors
+	res.CorruptionsFixed += o.CorruptionsFixed
+	res.LeaksFixed += o.LeaksFixed
+}
+
+// checkRefcountsLocked is QEMU's qcow2_check_refcounts.
+func (d *Driver) checkRefcountsLocked(w io.Writer, fix CheckMode) (CheckResult, error) {
+	res := CheckResult{TotalClusters: d.sizeToClusters(d.size)}
 	r, err := d.calculate(&res, w, fix)
 	if err != nil {
 		return res, err
@@ -345,19 +385,9 @@ func (d *Driver) checkLocked(w io.Writer, fix CheckMode) (CheckResult, error) {
 			highest = d.compareRefcounts(&res, fix, r.counts, w)
 		}
 	}
-	d.checkCopied(&res, fix, w)
 	res.ImageEndOffset = (highest + 1) * d.clusterSize
-	if fix != 0 {
-		if res.CheckErrors == 0 && res.Corruptions == 0 && d.hdr.IncompatibleFeatures&incompatDirty != 0 {
-			// qcow2_mark_clean
-			d.hdr.IncompatibleFeatures &^= incompatDirty
-			if err := d.updateHeader(); err != nil {
-				return res, err
-			}
-		}
-		if err := d.flushLocked(); err != nil {
-			return res, err
-		}
+	if err := d.checkCopied(&res, fix, w); err != nil {
+		return res, err
 	}
 	return res, nil
 }
@@ -549,7 +579,7 @@ func (d *Driver) compareRefcounts(res *CheckResult, fix CheckMode, counts []uint
 
 // checkCopied is QEMU's check_oflag_copied: the COPIED flag must be set
 // exactly on tables and clusters whose refcount is 1.
-func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) {
+func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) error {
 	repair := fix&FixErrors != 0 || (fix&FixLeaks != 0 && res.CheckErrors == 0 && res.Corruptions == 0 && res.Leaks == 0)
 	what := "ERROR"
 	if repair {
@@ -573,18 +603,21 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) {
 				} else {
 					d.l1[i] = e &^ oflagCopied
 				}
-				if d.writeL1Entry(int64(i)) == nil {
-					res.Corruptions--
-					res.CorruptionsFixed++
+				if err := d.writeL1Entry(int64(i)); err != nil {
+					res.CheckErrors++
+					return err
 				}
+				res.Corruptions--
+				res.CorruptionsFixed++
 			}
 		}
 		b, err := d.l2c.get(l2off)
 		if err != nil {
 			fmt.Fprintf(w, "ERROR: Could not read L2 table: %s\n", strerror(err))
 			res.CheckErrors++
-			return
+			return err
 		}
+		l2dirty := false
 		for j := int64(0); j < d.l2Size; j++ {
 			le := d.getEntry(b, j)
 			t := d.ctype(le)
@@ -604,13 +637,27 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) {
 					} else {
 						d.setEntry(b, j, le&^oflagCopied)
 					}
-					d.l2c.markDirty(l2off)
+					l2dirty = true
 					res.Corruptions--
 					res.CorruptionsFixed++
 				}
 			}
 		}
+		if l2dirty {
+			// written at once, as QEMU does, with its overlap check
+			if err := d.preWriteCheck(olActiveL2, l2off, d.clusterSize); err != nil {
+				fmt.Fprintf(w, "ERROR: Could not write L2 table; metadata overlap check failed: %s\n", strerror(err))
+				res.CheckErrors++
+				return err
+			}
+			if err := d.file.WriteAt(b, l2off, false); err != nil {
+				fmt.Fprintf(w, "ERROR: Could not write L2 table: %s\n", strerror(err))
+				res.CheckErrors++
+				return err
+			}
+		}
 	}
+	return nil
 }
 
 // OpenForCheck opens an image for checking (and repairing): a corrupt or

@@ -46,6 +46,13 @@ func (d *Driver) checkOverlap(ign int, off, n int64) int {
 	if ign&olSnapshotTable == 0 && d.snapshotsSize > 0 && overlaps(int64(d.hdr.SnapshotsOffset), d.snapshotsSize) {
 		return olSnapshotTable
 	}
+	if ign&olInactiveL1 == 0 {
+		for _, sn := range d.snaps {
+			if sn.l1Size != 0 && overlaps(int64(sn.l1Off&(1<<63-1)), int64(sn.l1Size)*8) {
+				return olInactiveL1
+			}
+		}
+	}
 	if ign&olActiveL2 == 0 {
 		for _, e := range d.l1 {
 			if o := int64(e & l1eOffsetMask); o != 0 && overlaps(o, d.clusterSize) {
@@ -59,6 +66,10 @@ func (d *Driver) checkOverlap(ign int, off, n int64) int {
 				return olRefcountBlock
 			}
 		}
+	}
+	if ign&olBitmapDirectory == 0 && d.hdr.AutoclearFeatures&autoclearBitmaps != 0 && d.bitmapDirSize > 0 &&
+		overlaps(int64(d.bitmapDirOff), int64(d.bitmapDirSize)) {
+		return olBitmapDirectory
 	}
 	return 0
 }

@@ -42,6 +42,7 @@ package qcow2
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -106,7 +107,9 @@ type Driver struct {
 	bitmapDirOff  uint64
 	bitmaps       []*dirtyBitmap
 	// the bitmaps extension was left by a program without bitmap support
-	staleBitmapsExt  bool
+	staleBitmapsExt bool
+	// the snapshot table as read at open (or by the last check)
+	snaps            []snapEntry
 	extL2            bool // extended L2 entries: 32 subclusters per cluster
 	scBits           uint // subcluster size (the cluster size without extended L2)
 	scSize           int64
@@ -124,6 +127,7 @@ type Driver struct {
 	freeClusterIndex int64
 	l2c, rbc         *tableCache
 	discards         [][2]int64
+	cacheDiscards    bool // discards of freed clusters wait for the end of the operation
 	corrupt          bool
 	// freeByteOffset is where the next compressed cluster may start inside
 	// a partly used cluster (QEMU\'s free_byte_offset), 0 when none.
@@ -254,8 +258,10 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	if err := d.validateTable(h.RefcountTableOffset, uint64(h.RefcountTableClusters), uint64(d.clusterSize), maxReftableSize*reftableEntrySize, "Reference count table"); err != nil {
 		return nil, err
 	}
-	if err := d.validateTable(h.SnapshotsOffset, uint64(h.NbSnapshots), 40, 40*maxSnapshots, "Snapshot table"); err != nil {
-		return nil, err
+	if !opts.Check { // an open for checking leaves the snapshot table to the check
+		if err := d.validateTable(h.SnapshotsOffset, uint64(h.NbSnapshots), 40, 40*maxSnapshots, "Snapshot table"); err != nil {
+			return nil, err
+		}
 	}
 	if err := d.validateTable(h.L1TableOffset, uint64(h.L1Size), 8, maxL1Size, "Active L1 table"); err != nil {
 		return nil, err
@@ -301,7 +307,18 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	if h.IncompatibleFeatures&incompatDataFile != 0 {
 		return nil, openErr("goqio does not support qcow2 images with an external data file yet")
 	}
-	d.snapshotsSize = int64(h.NbSnapshots) * 40
+	if !opts.Check {
+		snaps, size, _, _, err := d.readSnapshotTable(int64(h.SnapshotsOffset), h.NbSnapshots, false, nil)
+		if err != nil {
+			msg := err.Error()
+			var se *snapTableError
+			if errors.As(err, &se) {
+				msg += "\n" + strings.TrimSuffix(se.hint, "\n")
+			}
+			return nil, openErr("%s", msg)
+		}
+		d.snaps, d.snapshotsSize = snaps, size
+	}
 	d.updateMaxRefTableIndex()
 	d.rbc = newTableCache(d, max(16, int((8<<20)>>d.clusterBits)))
 	d.l2c = newTableCache(d, max(16, int((32<<20)>>d.clusterBits)))

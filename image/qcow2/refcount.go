@@ -241,6 +241,10 @@ func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool,
 			}
 		}
 	}
+	if !d.cacheDiscards {
+		// freed clusters are discarded now, before anything can reuse them
+		d.processDiscards()
+	}
 	if err != nil {
 		// undo what was done, as QEMU tries to
 		if co > off {

@@ -2,7 +2,10 @@ package qcow2
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"syscall"
 )
 
@@ -72,4 +75,258 @@ func (d *Driver) Snapshots() ([]Snapshot, error) {
 		off = (off + 40 + rest + 7) &^ 7
 	}
 	return out, nil
+}
+
+// snapEntry is one snapshot table entry as QEMU's qcow2_read_snapshots
+// keeps it (enough to check it and to write the table again).
+type snapEntry struct {
+	l1Off        uint64
+	l1Size       uint32
+	vmStateSize  uint64
+	dateSec      uint32
+	dateNsec     uint32
+	vmClock      uint64
+	extraSize    uint32
+	diskSize     uint64
+	icount       int64
+	unknownExtra []byte
+	id, name     string
+}
+
+// maxSnapshotsSize is QCOW_MAX_SNAPSHOTS_SIZE.
+const maxSnapshotsSize = 1024 * maxSnapshots
+
+// snapTableError is a failure to read the snapshot table, with QEMU's hint.
+type snapTableError struct {
+	msg, hint string
+	errno     syscall.Errno
+}
+
+func (e *snapTableError) Error() string { return e.msg }
+func (e *snapTableError) Unwrap() error { return e.errno }
+
+// readSnapshotTable is QEMU's qcow2_read_snapshots for nb entries at off.
+// With repair, too much extra data is truncated and overhanging entries
+// are dropped (reported on w) instead of failing. It returns the entries,
+// the table's size, and how many extra data fields and entries repair
+// dropped.
+func (d *Driver) readSnapshotTable(off int64, nb uint32, repair bool, w io.Writer) ([]snapEntry, int64, int, int, error) {
+	var out []snapEntry
+	start := off
+	var tableLen int64
+	dropped, reduced := 0, 0
+	read := func(n, at int64) []byte {
+		b := make([]byte, n)
+		d.file.ReadAt(b, at) // past the end of the file reads zeroes
+		return b
+	}
+	be := binary.BigEndian
+	for i := uint32(0); i < nb; i++ {
+		pre := off
+		tableLen = (tableLen + 7) &^ 7
+		off = (off + 7) &^ 7
+		h := read(40, off)
+		off += 40
+		sn := snapEntry{
+			l1Off:       be.Uint64(h[0:]),
+			l1Size:      be.Uint32(h[8:]),
+			vmStateSize: uint64(be.Uint32(h[32:])),
+			dateSec:     be.Uint32(h[16:]),
+			dateNsec:    be.Uint32(h[20:]),
+			vmClock:     be.Uint64(h[24:]),
+			extraSize:   be.Uint32(h[36:]),
+			diskSize:    uint64(d.size),
+			icount:      -1,
+		}
+		idLen := int64(be.Uint16(h[12:]))
+		nameLen := int64(be.Uint16(h[14:]))
+		truncate := false
+		if sn.extraSize > maxSnapshotExtra {
+			if !repair {
+				return nil, 0, 0, 0, &snapTableError{fmt.Sprintf("Too much extra metadata in snapshot table entry %d", i),
+					"You can force-remove this extra metadata with qemu-img check -r all\n", syscall.EFBIG}
+			}
+			fmt.Fprintf(w, "Discarding too much extra metadata in snapshot table entry %d (%d > %d)\n", i, sn.extraSize, maxSnapshotExtra)
+			dropped++
+			truncate = true
+		}
+		known := min(int64(24), int64(sn.extraSize))
+		x := read(known, off)
+		off += known
+		if known >= 8 {
+			sn.vmStateSize = be.Uint64(x[0:])
+		}
+		if known >= 16 {
+			sn.diskSize = be.Uint64(x[8:])
+		}
+		if known >= 24 {
+			sn.icount = int64(be.Uint64(x[16:]))
+		}
+		if int64(sn.extraSize) > 24 {
+			end := off + int64(sn.extraSize) - 24
+			if truncate {
+				sn.extraSize = maxSnapshotExtra
+			}
+			sn.unknownExtra = read(int64(sn.extraSize)-24, off)
+			off = end
+		}
+		sn.id = string(read(idLen, off))
+		off += idLen
+		sn.name = string(read(nameLen, off))
+		off += nameLen
+		tableLen += 40 + int64(sn.extraSize) + idLen + nameLen
+		if tableLen > maxSnapshotsSize || off-start > 1<<31-1 {
+			if !repair {
+				return nil, 0, 0, 0, &snapTableError{"Snapshot table is too big",
+					fmt.Sprintf("You can force-remove all %d overhanging snapshots with qemu-img check -r all\n", nb-i), syscall.EFBIG}
+			}
+			fmt.Fprintf(w, "Discarding %d overhanging snapshots (snapshot table is too big)\n", nb-i)
+			reduced += int(nb - i)
+			off = pre
+			break
+		}
+		out = append(out, sn)
+	}
+	return out, off - start, dropped, reduced, nil
+}
+
+// checkSnapshotTable is QEMU's qcow2_check_read_snapshot_table: the table
+// is read from the header's pointer (an open for checking skips it), its
+// entries without the two known extra data fields are incomplete.
+func (d *Driver) checkSnapshotTable(res *CheckResult, fix CheckMode, w io.Writer) error {
+	nb, off := d.hdr.NbSnapshots, d.hdr.SnapshotsOffset
+	d.snaps, d.snapshotsSize = nil, 0
+	reduced := 0
+	if nb > maxSnapshots && fix&FixErrors != 0 {
+		fmt.Fprintf(w, "Discarding %d overhanging snapshots\n", nb-maxSnapshots)
+		reduced = int(nb - maxSnapshots)
+		nb = maxSnapshots
+	}
+	if err := d.validateTable(off, uint64(nb), 40, 40*maxSnapshots, "snapshot table"); err != nil {
+		res.CheckErrors++
+		fmt.Fprintf(w, "%s: ERROR %v\n", progName(), err)
+		if nb > maxSnapshots {
+			fmt.Fprintf(w, "You can force-remove all %d overhanging snapshots with qemu-img check -r all\n", nb-maxSnapshots)
+		}
+		if strings.HasSuffix(err.Error(), "too large") {
+			return syscall.EFBIG
+		}
+		return syscall.EINVAL
+	}
+	snaps, size, dropped, red, err := d.readSnapshotTable(int64(off), nb, fix&FixErrors != 0, w)
+	if err != nil {
+		res.CheckErrors++
+		fmt.Fprintf(w, "%s: ERROR failed to read the snapshot table: %v\n", progName(), err)
+		var se *snapTableError
+		if errors.As(err, &se) {
+			fmt.Fprint(w, se.hint)
+		}
+		return err
+	}
+	d.snaps, d.snapshotsSize = snaps, size
+	reduced += red
+	res.Corruptions += int64(reduced + dropped)
+	if reduced > 0 {
+		// the header's count first: the refcount check relies on it
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], uint32(len(snaps)))
+		if err := d.writeSync(b[:], 60); err != nil {
+			res.CheckErrors++
+			fmt.Fprintf(w, "ERROR failed to update the snapshot count in the image header: %s\n", strerror(err))
+			return err
+		}
+		d.hdr.NbSnapshots = uint32(len(snaps))
+		res.CorruptionsFixed += int64(reduced)
+		res.Corruptions -= int64(reduced)
+	}
+	for i, sn := range snaps {
+		if d.hdr.Version >= 3 && sn.extraSize < 16 { // v3 entries carry the VM state and disk sizes
+			res.Corruptions++
+			what := "ERROR"
+			if fix&FixErrors != 0 {
+				what = "Repairing"
+			}
+			fmt.Fprintf(w, "%s snapshot table entry %d is incomplete\n", what, i)
+		}
+	}
+	return nil
+}
+
+// writeSnapshots is QEMU's qcow2_write_snapshots: the table written anew
+// (every entry with at least the 24 bytes of known extra data), the header
+// pointed at it, the old table freed.
+func (d *Driver) writeSnapshots() error {
+	var size int64
+	for _, sn := range d.snaps {
+		size = (size+7)&^7 + 40 + max(24, int64(sn.extraSize)) + int64(len(cstr(sn.id))+len(cstr(sn.name)))
+		if size > maxSnapshotsSize {
+			return syscall.EFBIG
+		}
+	}
+	off, err := d.allocClusters(size)
+	if err != nil {
+		return err
+	}
+	if err := d.flushLocked(); err != nil {
+		return err
+	}
+	if err := d.preWriteCheck(0, off, size); err != nil {
+		return err
+	}
+	buf := make([]byte, size)
+	be := binary.BigEndian
+	pos := int64(0)
+	for _, sn := range d.snaps {
+		pos = (pos + 7) &^ 7
+		h := buf[pos:]
+		be.PutUint64(h[0:], sn.l1Off)
+		be.PutUint32(h[8:], sn.l1Size)
+		id, name := cstr(sn.id), cstr(sn.name)
+		be.PutUint16(h[12:], uint16(len(id)))
+		be.PutUint16(h[14:], uint16(len(name)))
+		be.PutUint32(h[16:], sn.dateSec)
+		be.PutUint32(h[20:], sn.dateNsec)
+		be.PutUint64(h[24:], sn.vmClock)
+		if sn.vmStateSize <= 0xffffffff {
+			be.PutUint32(h[32:], uint32(sn.vmStateSize))
+		}
+		be.PutUint32(h[36:], uint32(max(24, int64(sn.extraSize))))
+		pos += 40
+		be.PutUint64(buf[pos:], sn.vmStateSize)
+		be.PutUint64(buf[pos+8:], sn.diskSize)
+		be.PutUint64(buf[pos+16:], uint64(sn.icount))
+		pos += 24
+		if int64(sn.extraSize) > 24 {
+			pos += int64(copy(buf[pos:], sn.unknownExtra))
+		}
+		pos += int64(copy(buf[pos:], id))
+		pos += int64(copy(buf[pos:], name))
+	}
+	if err := d.file.WriteAt(buf, off, false); err != nil {
+		d.freeClusters(off, size, discardAlways)
+		return err
+	}
+	if err := d.flushLocked(); err != nil {
+		d.freeClusters(off, size, discardAlways)
+		return err
+	}
+	var hb [12]byte
+	be.PutUint32(hb[0:], uint32(len(d.snaps)))
+	be.PutUint64(hb[4:], uint64(off))
+	if err := d.writeSync(hb[:], 60); err != nil {
+		d.freeClusters(off, size, discardAlways)
+		return err
+	}
+	d.freeClusters(int64(d.hdr.SnapshotsOffset), d.snapshotsSize, discardSnapshot)
+	d.hdr.NbSnapshots, d.hdr.SnapshotsOffset = uint32(len(d.snaps)), uint64(off)
+	d.snapshotsSize = size
+	return nil
+}
+
+// cstr is s as C sees it: up to the first NUL.
+func cstr(s string) string {
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		return s[:i]
+	}
+	return s
 }

@@ -124,7 +124,7 @@ func (d *Driver) zeroize(off, n int64, flags image.ZeroFlags) error {
 		d.trace("qcow2 zeroize off=%#x size=%#x -> v2 image with a backing file: ENOTSUP, explicit zeroes", off, n)
 		return image.ErrNotSupported
 	}
-	defer d.processDiscards()
+	defer d.cachingDiscards()()
 	end := off + n
 	// partial clusters (only with extended L2) at either end
 	head := min(end, (off+d.clusterSize-1)&^(d.clusterSize-1)) - off
@@ -252,7 +252,7 @@ func (d *Driver) Discard(off, n int64) error {
 
 // clusterDiscard is QEMU's qcow2_cluster_discard.
 func (d *Driver) clusterDiscard(off, n int64, typ discardType, full bool) error {
-	defer d.processDiscards()
+	defer d.cachingDiscards()()
 	nb := d.sizeToClusters(n)
 	for nb > 0 {
 		done, err := d.discardInL2(off, nb, typ, full)
@@ -312,3 +312,17 @@ var (
 	_ image.Zeroer    = (*Driver)(nil)
 	_ image.Discarder = (*Driver)(nil)
 )
+
+// cachingDiscards is QEMU's s->cache_discards = true for the length of an
+// operation: the discards of clusters it frees are sent together at its
+// end (the returned function, to defer).
+func (d *Driver) cachingDiscards() func() {
+	prev := d.cacheDiscards
+	d.cacheDiscards = true
+	return func() {
+		d.cacheDiscards = prev
+		if !prev {
+			d.processDiscards()
+		}
+	}
+}

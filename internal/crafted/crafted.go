@@ -121,6 +121,30 @@ func extMutation(name string, off int, v uint64) Mutation {
 	}}
 }
 
+// snapMutation appends a one-entry snapshot table (a snapshot "1" named
+// "s" whose L1 table is the active one, 24 bytes of extra data) as a new
+// cluster at the end of the image, points the header at it, and lets edit
+// change the entry. The new cluster has no refcount (a leak or worse, as
+// check reports).
+func snapMutation(name string, edit func(entry []byte)) Mutation {
+	return Mutation{name, func(b []byte) []byte {
+		at := (len(b) + 0xffff) &^ 0xffff
+		b = append(b, make([]byte, at+0x10000-len(b))...)
+		e := b[at:]
+		be64(e, 0, rd64(b, 40)) // the active L1 table
+		be32(e, 8, binary.BigEndian.Uint32(b[36:]))
+		binary.BigEndian.PutUint16(e[12:], 1)
+		binary.BigEndian.PutUint16(e[14:], 1)
+		be32(e, 36, 24)
+		be64(e, 48, 4<<20) // disk size
+		e[64], e[65] = '1', 's'
+		edit(e)
+		be32(b, 60, 1)
+		be64(b, 64, uint64(at))
+		return b
+	}}
+}
+
 // Build returns the damaged image of m.
 func Build(base []byte, m Mutation) []byte { return m.Apply(bytes.Clone(base)) }
 
@@ -191,6 +215,11 @@ func Mutations() []Mutation {
 		Mutation{"refblock entry unaligned", func(b []byte) []byte { be64(b, 0x10000, 0x20200); return b }},
 		Mutation{"refblock past eof", func(b []byte) []byte { be64(b, 0x10000, 1<<40); return b }},
 		Mutation{"refcounts zero", func(b []byte) []byte { clear(b[0x20000:0x30000]); return b }},
+		snapMutation("snapshot extra data too large", func(e []byte) { be32(e, 36, 2000) }),
+		snapMutation("snapshot entry incomplete", func(e []byte) { be32(e, 36, 8) }),
+		snapMutation("snapshot l1 unaligned", func(e []byte) { be64(e, 0, 0x30200) }),
+		snapMutation("snapshot l1 too large", func(e []byte) { be32(e, 8, 0x10000000) }),
+		snapMutation("snapshot l1 shared", func(e []byte) {}),
 		extMutation("ext valid", 0, 0x514649fb00000003),
 		extMutation("ext bitmap alloc and zero", 0x40008, 0x0000000100000001),
 		extMutation("ext unallocated with alloc bits", 0x40028, 5),

@@ -171,10 +171,6 @@ func TestCraftedImages(t *testing.T) {
 // knownCheckGaps are the crafted cases where goqio check does not (yet, or
 // by choice) do what qemu-img check does, keyed by mutation and arguments.
 var knownCheckGaps = map[string]string{
-	"snapshots 1 bad offset check":        "the snapshot table's own checks (incomplete entries, unaligned snapshot L1) are not implemented",
-	"snapshots 1 bad offset check -r all": "snapshot table repair is not implemented",
-	"snapshots huge check":                "goqio refuses to open an oversized snapshot table instead of reporting the overhanging snapshots",
-	"snapshots huge check -r all":         "removing overhanging snapshots (-r all) is not implemented",
 	"refblock past eof check -r all": "by choice: goqio does not grow the file to reach a refcount block pointer " +
 		"beyond its end (qemu-img truncates it to 1 TiB here); it rebuilds the refcount structure instead",
 }
