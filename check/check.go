@@ -33,6 +33,14 @@ func Run(r Request, out, errw io.Writer) int {
 		fmt.Fprintf(errw, "%s: %s\n", r.Prog, fmt.Sprintf(format, a...))
 		return 1
 	}
+	// a read-only open of a directory succeeds, and then QEMU's file driver
+	// refuses it (a read-write open already fails with EISDIR)
+	if st, err := os.Stat(r.File); err == nil && st.IsDir() {
+		if r.Repair == "" {
+			return fail("Could not open '%s': 'file' driver requires '%s' to be a regular file", r.File, r.File)
+		}
+		return fail("Could not open '%s': Could not open '%s': %s", r.File, r.File, formats.Strerror(syscall.EISDIR))
+	}
 	format := r.Format
 	if format == "" {
 		f, err := os.Open(r.File)
@@ -43,6 +51,12 @@ func Run(r Request, out, errw io.Writer) int {
 		n, _ := io.ReadFull(f, head)
 		f.Close()
 		format = formats.Probe(head[:n])
+		if format == "raw" && r.Repair != "" {
+			// qemu-img opens a probed raw image read-write to repair it
+			fmt.Fprintf(errw, "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"+
+				"         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"+
+				"         Specify the 'raw' format explicitly to remove the restrictions.\n", r.File)
+		}
 	}
 	if format != "qcow2" {
 		if format == "raw" || format == "file" {

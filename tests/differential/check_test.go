@@ -125,3 +125,24 @@ func TestDirtyRepairOnOpen(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckOddFiles: goqio check on a directory, a missing file and an
+// empty file answers as qemu-img check does, read-only and repairing.
+func TestCheckOddFiles(t *testing.T) {
+	tl := setup(t)
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "adir"), 0o755)
+	os.WriteFile(filepath.Join(dir, "empty.img"), nil, 0o644)
+	for _, f := range []string{"adir", "missing", "empty.img"} {
+		for _, args := range [][]string{{"check"}, {"check", "-r", "all"}, {"check", "-f", "qcow2"}, {"check", "-r", "leaks", "-f", "qcow2"}} {
+			var outs [2]string
+			for i, prog := range []string{tl.qemuImg, tl.goqio} {
+				o, e, rc := sh(t, dir, "", prog, append(args, f)...)
+				outs[i] = strings.ReplaceAll(fmt.Sprintf("%s%s[%d]", o, e, rc), filepath.Base(prog)+":", "PROG:")
+			}
+			if outs[0] != outs[1] {
+				t.Errorf("%v %s:\nqemu-img: %s\ngoqio:    %s", args, f, outs[0], outs[1])
+			}
+		}
+	}
+}
