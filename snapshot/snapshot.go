@@ -1,11 +1,13 @@
-// Package snapshot lists a qcow2 image's internal snapshots as
-// qemu-img snapshot -l prints them.
+// Package snapshot lists, creates, applies and deletes a qcow2 image's
+// internal snapshots as qemu-img snapshot -l, -c, -a and -d do.
 package snapshot
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"syscall"
 	"time"
 
 	"github.com/goqio/goqio/image/formats"
@@ -59,4 +61,65 @@ func List(prog, path, format string, out, errw io.Writer) int {
 		fmt.Fprintf(out, "%-9s %-16s %8s%20s%13s%11s\n", s.ID, s.Name, Size(s.VMStateSize), date, clock, icount)
 	}
 	return 0
+}
+
+// Modify creates (op "c"), applies ("a") or deletes ("d") the snapshot
+// name of the image at path, as qemu-img snapshot -c/-a/-d do; it returns
+// qemu-img's exit code.
+func Modify(prog, op, name, path, format string, errw io.Writer) int {
+	if format == "" {
+		format = "qcow2"
+	}
+	disk, err := formats.Open(path, formats.Options{Format: format})
+	if err != nil {
+		fmt.Fprintf(errw, "%s: Could not open '%s': %v\n", prog, path, err)
+		return 1
+	}
+	defer disk.Close()
+	d, ok := disk.Driver().(*qcow2.Driver)
+	if !ok {
+		// raw images have no snapshots
+		what := map[string]string{"c": "create", "a": "apply", "d": "delete"}[op]
+		fmt.Fprintf(errw, "%s: Could not %s snapshot '%s': %s\n", prog, what, name, formats.Strerror(syscall.ENOTSUP))
+		return 1
+	}
+	switch op {
+	case "c":
+		if err := d.CreateSnapshot(name, time.Now()); err != nil {
+			fmt.Fprintf(errw, "%s: Could not create snapshot '%s': %s\n", prog, name, formats.Strerror(errnoOf(err)))
+			return 1
+		}
+	case "a":
+		if err := d.ApplySnapshot(name); err != nil {
+			errno := errnoOf(err)
+			if errors.Is(err, qcow2.ErrSnapshotNotFound) {
+				errno = syscall.ENOENT
+			}
+			fmt.Fprintf(errw, "%s: Could not apply snapshot '%s': Failed to load snapshot: %s\n", prog, name, formats.Strerror(errno))
+			return 1
+		}
+	case "d":
+		id, ok := d.SnapshotByName(name)
+		if !ok {
+			fmt.Fprintf(errw, "%s: Could not delete snapshot '%s': snapshot not found\n", prog, name)
+			return 1
+		}
+		if err := d.DeleteSnapshot(id, name); err != nil {
+			fmt.Fprintf(errw, "%s: Could not delete snapshot '%s': %v\n", prog, name, err)
+			return 1
+		}
+	}
+	return 0
+}
+
+func errnoOf(err error) syscall.Errno {
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	var ie interface{ Errno() syscall.Errno }
+	if errors.As(err, &ie) {
+		return ie.Errno()
+	}
+	return syscall.EIO
 }

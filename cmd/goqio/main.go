@@ -77,14 +77,14 @@ func runApp(argv []string) int {
 			Action: checkAction,
 		}, {
 			Name:      "snapshot",
-			Usage:     "list a qcow2 image's internal snapshots, as qemu-img snapshot -l",
-			ArgsUsage: "-l FILE",
+			Usage:     "list, create, apply or delete a qcow2 image's internal snapshots, as qemu-img snapshot",
+			ArgsUsage: "[-l | -a SNAPSHOT | -c SNAPSHOT | -d SNAPSHOT] FILE",
 			Flags: []cli.Flag{
 				&cli.BoolFlag{Name: "l", Usage: "list the snapshots"},
 				&cli.StringFlag{Name: "f", Usage: "image format (qcow2 when absent)"},
-				&cli.StringFlag{Name: "a", Usage: "apply a snapshot (not implemented)"},
-				&cli.StringFlag{Name: "c", Usage: "create a snapshot (not implemented)"},
-				&cli.StringFlag{Name: "d", Usage: "delete a snapshot (not implemented)"},
+				&cli.StringFlag{Name: "a", Usage: "apply the snapshot (ID or name)"},
+				&cli.StringFlag{Name: "c", Usage: "create a snapshot with this name"},
+				&cli.StringFlag{Name: "d", Usage: "delete the snapshot with this name"},
 			},
 			Action: snapshotAction,
 		}},
@@ -104,18 +104,29 @@ func runApp(argv []string) int {
 
 func snapshotAction(c *cli.Context) error {
 	prog := c.App.Name
-	for _, op := range []string{"a", "c", "d"} {
-		if c.IsSet(op) {
-			return cli.Exit(fmt.Sprintf("%s: snapshot -%s is not implemented by goqio; use qemu-img snapshot", prog, op), 1)
+	var op string
+	n := 0
+	for _, o := range []string{"l", "a", "c", "d"} {
+		if c.IsSet(o) {
+			op = o
+			n++
 		}
+	}
+	if n > 1 {
+		return cli.Exit(fmt.Sprintf("%s: Cannot mix '-l', '-a', '-c', '-d'\nTry '%s --help' for more information", prog, prog), 1)
 	}
 	if c.NArg() != 1 {
 		return cli.Exit(fmt.Sprintf("%s: Expecting one image file name\nTry '%s snapshot --help' for more information", prog, prog), 1)
 	}
-	if !c.Bool("l") {
-		return cli.Exit(fmt.Sprintf("%s: snapshot: only -l (list) is implemented", prog), 1)
+	file := c.Args().Get(0)
+	code := 0
+	switch op {
+	case "l":
+		code = snapshot.List(prog, file, c.String("f"), os.Stdout, os.Stderr)
+	case "a", "c", "d":
+		code = snapshot.Modify(prog, op, c.String(op), file, c.String("f"), os.Stderr)
 	}
-	if code := snapshot.List(prog, c.Args().Get(0), c.String("f"), os.Stdout, os.Stderr); code != 0 {
+	if code != 0 {
 		return cli.Exit("", code)
 	}
 	return nil

@@ -1,0 +1,321 @@
+package qcow2
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/goqio/goqio/image"
+)
+
+// Internal snapshots: create, delete and apply as qemu-img snapshot -c, -d
+// and -a do them (QEMU's qcow2_snapshot_create, qcow2_snapshot_delete and
+// qcow2_snapshot_goto, with qcow2_update_snapshot_refcount doing the
+// reference counting and the COPIED flags).
+
+// ErrSnapshotNotFound is QEMU's "Can't find the snapshot" (ENOENT).
+var ErrSnapshotNotFound = errors.New("Can't find the snapshot")
+
+// updateSnapshotRefcount is QEMU's qcow2_update_snapshot_refcount: add
+// addend (-1, 0 or 1) to the refcount of every cluster the L1 table at
+// l1Off references, set each entry's COPIED flag from the new refcount,
+// and write the L1 table back when that changed it (unless it is being
+// deleted).
+func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) error {
+	var l1 []uint64
+	if l1Off != d.l1Offset {
+		b := make([]byte, l1Size*8)
+		if err := d.file.ReadAt(b, l1Off); err != nil {
+			return err
+		}
+		l1 = make([]uint64, l1Size)
+		for i := range l1 {
+			l1[i] = binary.BigEndian.Uint64(b[8*i:])
+		}
+	} else {
+		l1 = d.l1 // the active table, from memory
+	}
+	restore := d.cachingDiscards()
+	modified := false
+	err := func() error {
+		for i, e := range l1 {
+			if e == 0 {
+				continue
+			}
+			l2off := int64(e & l1eOffsetMask)
+			if l2off&(d.clusterSize-1) != 0 {
+				return d.corruption(fmt.Sprintf("L2 table offset %s unaligned (L1 index: %s)", hx(l2off), hx(i)))
+			}
+			for j := int64(0); j < d.l2Size; j++ {
+				b, err := d.l2c.get(l2off)
+				if err != nil {
+					return err
+				}
+				old := d.getEntry(b, j)
+				entry := old &^ oflagCopied
+				var rc uint64
+				switch d.ctype(entry) {
+				case clusterCompressed:
+					if addend != 0 {
+						off, size := d.compressedRange(entry)
+						if err := d.updateRefcount(off, size, 1, addend < 0, discardSnapshot); err != nil {
+							return err
+						}
+					}
+					rc = 2 // compressed clusters are never modified in place
+				case clusterNormal, clusterZeroAlloc:
+					off := int64(entry & l2eOffsetMask)
+					if off&(d.clusterSize-1) != 0 {
+						return d.corruption(fmt.Sprintf("Cluster allocation offset %s unaligned (L2 offset: %s, L2 index: %s)", hx(off), hx(l2off), hx(j)))
+					}
+					if addend != 0 {
+						if err := d.updateRefcount(off, 1, 1, addend < 0, discardSnapshot); err != nil {
+							return err
+						}
+					}
+					if rc, err = d.getRefcount(off >> d.clusterBits); err != nil {
+						return err
+					}
+				}
+				if rc == 1 {
+					entry |= oflagCopied
+				}
+				if entry != old {
+					if addend > 0 {
+						if err := d.l2c.setDependency(d.rbc); err != nil {
+							return err
+						}
+					}
+					// the table may have left the cache during the updates
+					if b, err = d.l2c.get(l2off); err != nil {
+						return err
+					}
+					d.setEntry(b, j, entry)
+					d.l2c.markDirty(l2off)
+				}
+			}
+			if addend != 0 {
+				if err := d.updateRefcount(l2off, 1, 1, addend < 0, discardSnapshot); err != nil {
+					return err
+				}
+			}
+			rc, err := d.getRefcount(l2off >> d.clusterBits)
+			if err != nil {
+				return err
+			}
+			ne := uint64(l2off)
+			if rc == 1 {
+				ne |= oflagCopied
+			}
+			if ne != e {
+				l1[i] = ne
+				modified = true
+			}
+		}
+		return d.flushLocked()
+	}()
+	restore()
+	if err == nil && addend >= 0 && modified {
+		buf := make([]byte, l1Size*8)
+		for i, e := range l1 {
+			binary.BigEndian.PutUint64(buf[8*i:], e)
+		}
+		err = d.writeSync(buf, l1Off)
+	}
+	return err
+}
+
+// nextSnapshotID is QEMU's find_new_snapshot_id: one more than the largest
+// numeric ID.
+func (d *Driver) nextSnapshotID() string {
+	var max uint64
+	for _, sn := range d.snaps {
+		id, _ := strconv.ParseUint(leadingDigits(cstr(sn.id)), 10, 64)
+		if id > max {
+			max = id
+		}
+	}
+	return strconv.FormatUint(max+1, 10)
+}
+
+// leadingDigits is what strtoul reads of s.
+func leadingDigits(s string) string {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return s[:i]
+}
+
+// CreateSnapshot is qcow2_snapshot_create as qemu-img snapshot -c calls it:
+// the active L1 table copied, every cluster's refcount increased, the
+// snapshot appended to the table.
+func (d *Driver) CreateSnapshot(name string, now time.Time) error {
+	if d.opts.ReadOnly {
+		return image.ErrReadOnly
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.dead {
+		return errNoMedium
+	}
+	id := d.nextSnapshotID()
+	for _, sn := range d.snaps {
+		if cstr(sn.id) == id {
+			return syscall.EEXIST
+		}
+	}
+	l1Size := int64(len(d.l1))
+	sn := snapEntry{
+		id: id, name: name, diskSize: uint64(d.size), extraSize: 24,
+		dateSec: uint32(now.Unix()), dateNsec: uint32(now.Nanosecond() / 1000 * 1000),
+		l1Size: uint32(l1Size),
+	}
+	l1Off, err := d.allocClusters(l1Size * 8)
+	if err != nil {
+		return err
+	}
+	sn.l1Off = uint64(l1Off)
+	buf := make([]byte, l1Size*8)
+	for i, e := range d.l1 {
+		binary.BigEndian.PutUint64(buf[8*i:], e)
+	}
+	if err := d.preWriteCheck(0, l1Off, l1Size*8); err != nil {
+		return err
+	}
+	if err := d.file.WriteAt(buf, l1Off, false); err != nil {
+		return err
+	}
+	if err := d.updateSnapshotRefcount(d.l1Offset, l1Size, 1); err != nil {
+		return err
+	}
+	d.snaps = append(d.snaps, sn)
+	if err := d.writeSnapshots(); err != nil {
+		d.snaps = d.snaps[:len(d.snaps)-1]
+		return err
+	}
+	return nil
+}
+
+// findSnapshot is QEMU's find_snapshot_by_id_and_name (an empty id or
+// name matches any).
+func (d *Driver) findSnapshot(id, name string) int {
+	for i, sn := range d.snaps {
+		if (id == "" || cstr(sn.id) == id) && (name == "" || cstr(sn.name) == name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// SnapshotByName is QEMU's bdrv_snapshot_find: the ID of the first
+// snapshot with that name.
+func (d *Driver) SnapshotByName(name string) (string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, sn := range d.snaps {
+		if cstr(sn.name) == name {
+			return cstr(sn.id), true
+		}
+	}
+	return "", false
+}
+
+// DeleteSnapshot is qcow2_snapshot_delete: the snapshot removed from the
+// table, the refcounts it held dropped, its L1 table freed, the active
+// COPIED flags updated.
+func (d *Driver) DeleteSnapshot(id, name string) error {
+	if d.opts.ReadOnly {
+		return image.ErrReadOnly
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.dead {
+		return errNoMedium
+	}
+	i := d.findSnapshot(id, name)
+	if i < 0 {
+		return ErrSnapshotNotFound
+	}
+	sn := d.snaps[i]
+	if err := d.validateTable(sn.l1Off, uint64(sn.l1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
+		return err
+	}
+	d.snaps = append(d.snaps[:i:i], d.snaps[i+1:]...)
+	if err := d.writeSnapshots(); err != nil {
+		return fmt.Errorf("Failed to remove snapshot from snapshot list: %w", err)
+	}
+	if err := d.updateSnapshotRefcount(int64(sn.l1Off), int64(sn.l1Size), -1); err != nil {
+		return fmt.Errorf("Failed to free the cluster and L1 table: %w", err)
+	}
+	d.freeClusters(int64(sn.l1Off), int64(sn.l1Size)*8, discardSnapshot)
+	if err := d.updateSnapshotRefcount(d.l1Offset, int64(len(d.l1)), 0); err != nil {
+		return fmt.Errorf("Failed to update snapshot status in disk: %w", err)
+	}
+	return nil
+}
+
+// ApplySnapshot is qcow2_snapshot_goto: the image resized to the
+// snapshot's size, the snapshot's L1 table copied over the active one
+// (the new references counted before, the old ones dropped after), the
+// COPIED flags updated. id may also be a name.
+func (d *Driver) ApplySnapshot(idOrName string) error {
+	if d.opts.ReadOnly {
+		return image.ErrReadOnly
+	}
+	d.mu.Lock()
+	i := d.findSnapshot(idOrName, "")
+	if i < 0 {
+		i = d.findSnapshot("", idOrName)
+	}
+	if i < 0 {
+		d.mu.Unlock()
+		return ErrSnapshotNotFound
+	}
+	sn := d.snaps[i]
+	if err := d.validateTable(sn.l1Off, uint64(sn.l1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
+		d.mu.Unlock()
+		return err
+	}
+	size := int64(sn.diskSize)
+	d.mu.Unlock()
+	if size != d.Size() {
+		if err := d.Truncate(size, image.PreallocOff); err != nil {
+			return err
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.dead {
+		return errNoMedium
+	}
+	if err := d.growL1(int64(sn.l1Size), true); err != nil {
+		return err
+	}
+	cur := int64(len(d.l1)) * 8
+	snL1 := make([]byte, cur)
+	if err := d.file.ReadAt(snL1[:int64(sn.l1Size)*8], int64(sn.l1Off)); err != nil {
+		return err
+	}
+	if err := d.updateSnapshotRefcount(int64(sn.l1Off), int64(sn.l1Size), 1); err != nil {
+		return err
+	}
+	if err := d.preWriteCheck(olActiveL1, d.l1Offset, cur); err != nil {
+		return err
+	}
+	if err := d.writeSync(snL1, d.l1Offset); err != nil {
+		return err
+	}
+	// the old references, from the in-memory (old) active table
+	err := d.updateSnapshotRefcount(d.l1Offset, int64(len(d.l1)), -1)
+	for i := range d.l1 {
+		d.l1[i] = binary.BigEndian.Uint64(snL1[8*i:])
+	}
+	if err != nil {
+		return err
+	}
+	return d.updateSnapshotRefcount(d.l1Offset, int64(len(d.l1)), 0)
+}
