@@ -75,6 +75,9 @@ func slice(b []byte, off, n int) []byte {
 // repairs it, all within limit (generous: checking is proportional to the
 // L1 size times the L2 size, as in QEMU, and fuzz workers share the CPUs).
 func exercise(t *testing.T, p string, limit time.Duration) {
+	if raceEnabled {
+		limit *= 10 // the race detector slows this ~10x
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
