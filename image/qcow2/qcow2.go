@@ -680,6 +680,10 @@ func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) 
 		d.prealloc = d.detectMetadataPreallocation()
 		d.preallocChecked = true
 	}
+	// between requests: keeps a map of a large image within the cache size
+	if err := d.evict(); err != nil {
+		return image.Extent{}, err
+	}
 	typ, host, run, err := d.hostRun(off, min(n, 1<<31-1))
 	if err != nil {
 		return image.Extent{}, err
