@@ -86,7 +86,8 @@ func Modify(prog, op, name, path, format string, errw io.Writer) int {
 	switch op {
 	case "c":
 		if err := d.CreateSnapshot(name, time.Now()); err != nil {
-			fmt.Fprintf(errw, "%s: Could not create snapshot '%s': %s\n", prog, name, formats.Strerror(errnoOf(err)))
+			errno := errnoOf(err)
+			fmt.Fprintf(errw, "%s: Could not create snapshot '%s': %d (%s)\n", prog, name, -int(errno), formats.Strerror(errno))
 			return 1
 		}
 	case "a":
