@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 )
 
@@ -165,7 +166,12 @@ func (d *Driver) allocClustersAt(off int64, nb int64) (int64, error) {
 // freeClusters is QEMU's qcow2_free_clusters.
 func (d *Driver) freeClusters(off, size int64, typ discardType) {
 	// QEMU reports the failure and leaks the clusters; so do we.
-	d.updateRefcount(off, size, 1, true, typ)
+	if err := d.updateRefcount(off, size, 1, true, typ); err != nil {
+		if err == errAgain {
+			err = syscall.EAGAIN
+		}
+		fmt.Fprintf(os.Stderr, "qcow2_free_clusters failed: %s\n", strerror(err))
+	}
 }
 
 // updateRefcount is QEMU's update_refcount: add (or subtract) addend to the

@@ -145,6 +145,37 @@ func snapMutation(name string, edit func(entry []byte)) Mutation {
 	}}
 }
 
+// withBitmap adds a persistent dirty bitmap "b0" (granularity 64 KiB,
+// enabled, no bits set) to the valid image as QEMU lays one out: its table
+// in a new cluster at 0x80000, the directory in one at 0x90000, both
+// counted in the refcount block, the bitmaps header extension before the
+// end of the extensions, the autoclear bit set. edit then damages it.
+func withBitmap(name string, edit func(b []byte)) Mutation {
+	return Mutation{name, func(b []byte) []byte {
+		b = append(b, make([]byte, 0xa0000-len(b))...)
+		binary.BigEndian.PutUint16(b[0x20000+2*8:], 1)
+		binary.BigEndian.PutUint16(b[0x20000+2*9:], 1)
+		d := b[0x90000:]
+		be64(d, 0, 0x80000) // table offset
+		be32(d, 8, 1)       // table size
+		be32(d, 12, 2)      // flags: auto
+		d[16], d[17] = 1, 16
+		binary.BigEndian.PutUint16(d[18:], 2)
+		copy(d[24:], "b0")
+		// the extension goes where the end marker is (after the feature table)
+		end := 0x1f8
+		be32(b, end, 0x23852875)
+		be32(b, end+4, 24)
+		be32(b, end+8, 1)
+		be64(b, end+16, 32)
+		be64(b, end+24, 0x90000)
+		be64(b, end+32, 0) // the new end marker
+		be64(b, 88, 1)     // autoclear: bitmaps
+		edit(b)
+		return b
+	}}
+}
+
 // Build returns the damaged image of m.
 func Build(base []byte, m Mutation) []byte { return m.Apply(bytes.Clone(base)) }
 
@@ -220,6 +251,20 @@ func Mutations() []Mutation {
 		snapMutation("snapshot l1 unaligned", func(e []byte) { be64(e, 0, 0x30200) }),
 		snapMutation("snapshot l1 too large", func(e []byte) { be32(e, 8, 0x10000000) }),
 		snapMutation("snapshot l1 shared", func(e []byte) {}),
+		withBitmap("bitmap valid", func([]byte) {}),
+		withBitmap("bitmap in use", func(b []byte) { be32(b, 0x90000+12, 3) }),
+		withBitmap("bitmap autoclear cleared", func(b []byte) { be64(b, 88, 0) }),
+		withBitmap("bitmap zero bitmaps", func(b []byte) { be32(b, 0x1f8+8, 0) }),
+		withBitmap("bitmap two announced", func(b []byte) { be32(b, 0x1f8+8, 2) }),
+		withBitmap("bitmap directory unaligned", func(b []byte) { be64(b, 0x1f8+24, 0x90008) }),
+		withBitmap("bitmap directory huge", func(b []byte) { be64(b, 0x1f8+16, 1<<40) }),
+		withBitmap("bitmap directory past eof", func(b []byte) { be64(b, 0x1f8+24, 1<<40) }),
+		withBitmap("bitmap granularity 8", func(b []byte) { b[0x90000+17] = 8 }),
+		withBitmap("bitmap table entry reserved bits", func(b []byte) { be64(b, 0x80000, 0x100) }),
+		withBitmap("bitmap table entry all ones", func(b []byte) { be64(b, 0x80000, 1) }),
+		withBitmap("bitmap table entry points at header", func(b []byte) { be64(b, 0x80000, 0x200) }),
+		withBitmap("bitmap table entry past eof", func(b []byte) { be64(b, 0x80000, 1<<40) }),
+		withBitmap("bitmap extension short", func(b []byte) { be32(b, 0x1f8+4, 16) }),
 		extMutation("ext valid", 0, 0x514649fb00000003),
 		extMutation("ext bitmap alloc and zero", 0x40008, 0x0000000100000001),
 		extMutation("ext unallocated with alloc bits", 0x40028, 5),
