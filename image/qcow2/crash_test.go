@@ -27,12 +27,13 @@ func TestCrashAtEveryWrite(t *testing.T) {
 	for _, tc := range []struct {
 		cluster int64
 		seed    int64
-	}{{512, 1}, {4096, 3}, {65536, 4}, {512, 2}, {512, 5}} {
+		extL2   bool
+	}{{512, 1, false}, {4096, 3, false}, {65536, 4, false}, {16384, 6, true}, {512, 2, false}, {512, 5, false}, {65536, 7, true}} {
 		if raceEnabled && tc.seed == 2 {
-			break // the first three under -race
+			break // the first four under -race
 		}
-		t.Run(fmt.Sprintf("cluster%d-seed%d", tc.cluster, tc.seed), func(t *testing.T) {
-			crashAtEveryWrite(t, tc.cluster, tc.seed)
+		t.Run(fmt.Sprintf("cluster%d-seed%d-extl2=%v", tc.cluster, tc.seed, tc.extL2), func(t *testing.T) {
+			crashAtEveryWrite(t, tc.cluster, tc.seed, tc.extL2)
 		})
 	}
 }
@@ -44,11 +45,11 @@ type crashReq struct {
 	flush bool // a completed flush: everything before it is stable
 }
 
-func crashAtEveryWrite(t *testing.T, cluster, seed int64) {
+func crashAtEveryWrite(t *testing.T, cluster, seed int64, extL2 bool) {
 	const size = 2 << 20
 	dir := t.TempDir()
 	base := filepath.Join(dir, "base.qcow2")
-	if err := Create(base, CreateOptions{Size: size, ClusterSize: cluster, Version: 3, RefcountBits: 16}); err != nil {
+	if err := Create(base, CreateOptions{Size: size, ClusterSize: cluster, Version: 3, RefcountBits: 16, ExtendedL2: extL2}); err != nil {
 		t.Fatal(err)
 	}
 	orig, err := os.ReadFile(base)
