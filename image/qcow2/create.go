@@ -59,9 +59,6 @@ func (o *CreateOptions) Validate() error {
 	if (o.Size+l2span-1)/l2span*8 > maxL1Size {
 		return fmt.Errorf("The image size is too large for file format 'qcow2' (try using a larger cluster size)")
 	}
-	if o.Prealloc != image.PreallocOff {
-		return fmt.Errorf("goqio cannot preallocate qcow2 images yet (preallocation=%s)", o.Prealloc)
-	}
 	return nil
 }
 
@@ -146,6 +143,18 @@ func Create(path string, o CreateOptions) error {
 	if err := d.growL1(d.sizeToL1(o.Size), true); err != nil {
 		d.Close()
 		return err
+	}
+	// QEMU grows the new image to its size with the preallocation asked for
+	var perr error
+	switch o.Prealloc {
+	case image.PreallocMetadata:
+		perr = d.preallocateMetadata(0, o.Size, o.Prealloc)
+	case image.PreallocFalloc, image.PreallocFull:
+		perr = d.preallocateData(0, o.Size, o.Prealloc)
+	}
+	if perr != nil {
+		d.Close()
+		return perr
 	}
 	d.size = o.Size
 	var sb [8]byte

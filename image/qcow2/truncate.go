@@ -85,11 +85,21 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 			}
 		}
 	} else {
-		if p != image.PreallocOff {
-			return fmt.Errorf("goqio cannot preallocate qcow2 images yet (preallocation=%s)", p)
-		}
 		if err := d.growL1(newL1, true); err != nil {
 			return fmt.Errorf("Failed to grow the L1 table: %s", strerror(err))
+		}
+		switch p {
+		case image.PreallocMetadata:
+			if err := d.preallocateMetadata(old, size, p); err != nil {
+				return err
+			}
+		case image.PreallocFalloc, image.PreallocFull:
+			if err := d.preallocateData(old, size, p); err != nil {
+				return err
+			}
+			// the file grew with zeroes under the new clusters: nothing
+			// of the backing file shows through, no zero flags needed
+			zeroTail = false
 		}
 	}
 	if zeroTail {

@@ -19,6 +19,7 @@ type l2Meta struct {
 	cowStart    [2]int64 // offset in the first cluster, bytes
 	cowEnd      [2]int64 // offset from the first cluster, bytes
 	skipCow     bool     // the COW areas were zeroed in the file instead
+	prealloc    bool     // metadata preallocation: subclusters stay unallocated
 }
 
 func (d *Driver) l2Index(off int64) int64 { return (off >> d.clusterBits) & (d.l2Size - 1) }
@@ -317,7 +318,7 @@ func (d *Driver) linkL2(m *l2Meta, merged bool) error {
 			old = append(old, e)
 		}
 		d.setEntry(b, i0+i, uint64(m.allocOffset+i<<d.clusterBits)|oflagCopied)
-		if d.extL2 {
+		if d.extL2 && !m.prealloc {
 			// the subclusters just written (data and COW) are allocated
 			from := max(m.cowStart[0], i<<d.clusterBits)
 			to := min(m.cowEnd[0]+m.cowEnd[1], (i+1)<<d.clusterBits)

@@ -479,6 +479,10 @@ func TestCreateQcow2(t *testing.T) {
 		{[]string{"-o", "compat=1.2"}, "1M"}, {[]string{"-o", "cluster_size=512"}, "100T"}, {nil, "1000"},
 		{[]string{"-o", "extended_l2=on"}, "1G"}, {[]string{"-o", "extended_l2=on,cluster_size=16k"}, "3M"},
 		{[]string{"-o", "extended_l2=on,cluster_size=8k"}, "1M"}, {[]string{"-o", "extended_l2=on,compat=0.10"}, "1M"},
+		{[]string{"-o", "preallocation=metadata"}, "5000000"}, {[]string{"-o", "preallocation=falloc,cluster_size=4096"}, "5000000"},
+		{[]string{"-o", "preallocation=full"}, "3M"}, {[]string{"-o", "preallocation=metadata,extended_l2=on"}, "5000000"},
+		{[]string{"-o", "preallocation=falloc,extended_l2=on,cluster_size=16k"}, "5000000"}, {[]string{"-o", "preallocation=metadata,compat=0.10,cluster_size=512"}, "1M"},
+		{[]string{"-o", "preallocation=full,cluster_size=512,refcount_bits=1"}, "2M"},
 	} {
 		tc := tc
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
@@ -668,4 +672,33 @@ func sameFile(a, b string) (bool, int64, int64) {
 		}
 	}
 	return true, sa.Size(), sb.Size()
+}
+
+// TestPreallocTruncate: qemu-io's truncate -m metadata|falloc|full grows
+// images as qemu-io does (byte-identical files, the same output), with and
+// without a backing file that the new area must not expose.
+func TestPreallocTruncate(t *testing.T) {
+	tl := setup(t)
+	q := []string{"-f", "qcow2"}
+	var cases []Case
+	for _, pm := range []string{"metadata", "falloc", "full"} {
+		for _, opts := range []string{"cluster_size=65536", "cluster_size=4096", "extended_l2=on", "compat=0.10", "cluster_size=512,lazy_refcounts=on"} {
+			cases = append(cases, Case{Fmt: "qcow2", Size: "3000064", CreateOpts: []string{"-o", opts},
+				Setup: []string{"write -P 1 0 1M", "write -P 2 2999000 1000"},
+				Args: cmds(q, "truncate -m "+pm+" 9000448", "read -P 2 2999000 1000", "read -P 0 3000064 6000384", "map",
+					"truncate -m "+pm+" 12M", "write -P 3 10M 4k", "truncate -m "+pm+" 1M")})
+		}
+		for _, bsize := range []string{"8M", "2M"} {
+			cases = append(cases, Case{Fmt: "qcow2", Size: "3000064", Backing: []string{"qcow2", bsize},
+				BackingCmds: []string{"write -P 5 0 " + bsize},
+				Args:        cmds(q, "truncate -m "+pm+" 6M", "read -P 5 0 2M", "read -P 0 3000064 3M", "map")})
+		}
+	}
+	for i, c := range cases {
+		c := c
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			tl.run(t, c)
+		})
+	}
 }
