@@ -109,10 +109,9 @@ func (d *Driver) corruption(msg string) error {
 	}
 	if fatal {
 		fmt.Fprintf(os.Stderr, "qcow2: Marking image as corrupt: %s; further corruption events will be suppressed\n", msg)
+		// qcow2_mark_corrupt: the header rewritten from memory
 		d.hdr.IncompatibleFeatures |= incompatCorrupt
-		var b [8]byte
-		putU64(b[:], d.hdr.IncompatibleFeatures)
-		d.file.WriteAt(b[:], 72, false)
+		d.updateHeader()
 		d.file.Flush()
 		d.dead = true
 	} else {
