@@ -251,6 +251,13 @@ func Mutations() []Mutation {
 		snapMutation("snapshot l1 unaligned", func(e []byte) { be64(e, 0, 0x30200) }),
 		snapMutation("snapshot l1 too large", func(e []byte) { be32(e, 8, 0x10000000) }),
 		snapMutation("snapshot l1 shared", func(e []byte) {}),
+		Mutation{"no feature table", func(b []byte) []byte { clear(b[0x70 : 0x70+8+384]); return b }},
+		Mutation{"no feature table l2 entry unaligned", func(b []byte) []byte {
+			clear(b[0x70 : 0x70+8+384])
+			o := l2(b)
+			be64(b, o, rd64(b, o)|0x200)
+			return b
+		}},
 		withBitmap("bitmap valid", func([]byte) {}),
 		withBitmap("bitmap in use", func(b []byte) { be32(b, 0x90000+12, 3) }),
 		withBitmap("bitmap autoclear cleared", func(b []byte) { be64(b, 88, 0) }),
