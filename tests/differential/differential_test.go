@@ -7,6 +7,7 @@ package differential
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand"
 	"os"
@@ -142,6 +143,7 @@ func (tl tools) run(t *testing.T, c Case) {
 		o, e, rc := sh(t, d, c.Stdin, prog, c.Args...)
 		res[i] = result{filter(o) + fmt.Sprintf("[exit %d]\n", rc), filter(e)}
 		maps[i], _, _ = sh(t, d, "", tl.qemuImg, "map", "--output=json", "-f", c.format(), "img")
+		maps[i] = normalizeMap(maps[i])
 		if c.Detach {
 			if _, e, rc := sh(t, d, "", tl.qemuImg, "rebase", "-u", "-b", "", "-f", c.format(), "img"); rc != 0 {
 				t.Fatalf("rebase: %s", e)
@@ -701,4 +703,37 @@ func TestPreallocTruncate(t *testing.T) {
 			tl.run(t, c)
 		})
 	}
+}
+
+// normalizeMap drops the "zero" flag of data extents and joins the
+// extents that then become alike. qemu-img map asks the host file for
+// holes inside data clusters when an image looks preallocated (large,
+// sparse clusters); on ext4 the answer for ranges zeroed with fallocate
+// varies from run to run (qemu-io against itself included), while the
+// data and host offsets, still compared, do not.
+func normalizeMap(js string) string {
+	var ext []map[string]any
+	if err := json.Unmarshal([]byte(js), &ext); err != nil {
+		return js
+	}
+	var out []map[string]any
+	for _, e := range ext {
+		if e["data"] == true {
+			e["zero"] = false
+		}
+		if k := len(out); k > 0 {
+			p := out[k-1]
+			same := p["depth"] == e["depth"] && p["present"] == e["present"] && p["zero"] == e["zero"] && p["data"] == e["data"]
+			po, pok := p["offset"].(float64)
+			eo, eok := e["offset"].(float64)
+			contiguous := pok == eok && (!pok || po+p["length"].(float64) == eo)
+			if same && contiguous {
+				p["length"] = p["length"].(float64) + e["length"].(float64)
+				continue
+			}
+		}
+		out = append(out, e)
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
 }
