@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -103,13 +104,7 @@ func (d *Driver) readBitmapsExt(data []byte) error {
 // progName is the name messages carry (goqio, or qemu-io through a link).
 func progName() string {
 	if len(os.Args) > 0 {
-		n := os.Args[0]
-		for i := len(n) - 1; i >= 0; i-- {
-			if n[i] == '/' {
-				return n[i+1:]
-			}
-		}
-		return n
+		return filepath.Base(os.Args[0])
 	}
 	return "goqio"
 }
@@ -193,10 +188,9 @@ func (d *Driver) bitmapTable(e *bitmapInfo) ([]uint64, error) {
 	if err := d.file.ReadAt(b, int64(e.tableOff)); err != nil {
 		return nil, err
 	}
-	t := make([]uint64, e.tableSize)
-	for i := range t {
-		t[i] = binary.BigEndian.Uint64(b[8*i:])
-		if !d.bitmapTableEntryOK(t[i]) {
+	t := decodeU64s(b)
+	for _, x := range t {
+		if !d.bitmapTableEntryOK(x) {
 			return nil, syscall.EINVAL
 		}
 	}
@@ -327,6 +321,9 @@ func isZeroBytes(b []byte) bool {
 // MarkDirty is QEMU's bdrv_set_dirty: the granules of [off, off+n) are set
 // in every enabled bitmap.
 func (d *Driver) MarkDirty(off, n int64) {
+	if len(d.bitmaps) == 0 { // (set at open only): no lock for images without bitmaps
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.markDirtyLocked(off, n)
@@ -535,11 +532,7 @@ func (d *Driver) storeBitmap(bm *dirtyBitmap) error {
 	if err := d.preWriteCheck(0, tbOff, tbSize*8); err != nil {
 		return err
 	}
-	b := make([]byte, tbSize*8)
-	for i, e := range tb {
-		binary.BigEndian.PutUint64(b[8*i:], e)
-	}
-	if err := d.file.WriteAt(b, tbOff, false); err != nil {
+	if err := d.file.WriteAt(encodeU64s(tb), tbOff, false); err != nil {
 		return err
 	}
 	bm.info.tableOff, bm.info.tableSize = uint64(tbOff), uint32(tbSize)
@@ -577,24 +570,13 @@ func (r *refs) checkBitmaps() error {
 	}
 	for _, e := range list {
 		r.inc(int64(e.tableOff), int64(e.tableSize)*8)
-		n := int64(e.tableSize) * 8
-		b := make([]byte, n)
-		if err := d.file.ReadAt(b, int64(e.tableOff)); err != nil {
+		t, err := d.bitmapTable(e)
+		if err != nil {
 			r.res.Corruptions++
 			break
 		}
-		bad := false
-		for i := int64(0); i < n/8; i++ {
-			if !d.bitmapTableEntryOK(binary.BigEndian.Uint64(b[8*i:])) {
-				bad = true
-			}
-		}
-		if bad { // bitmap_table_load fails as a whole
-			r.res.Corruptions++
-			break
-		}
-		for i := int64(0); i < n/8; i++ {
-			if off := int64(binary.BigEndian.Uint64(b[8*i:]) & bmeTableOffMask); off != 0 {
+		for _, x := range t {
+			if off := int64(x & bmeTableOffMask); off != 0 {
 				r.inc(off, d.clusterSize)
 			}
 		}

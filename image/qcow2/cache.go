@@ -63,8 +63,14 @@ func (c *tableCache) drop(off int64) { delete(c.tables, off) }
 
 // flush writes the dirty tables, in offset order.
 func (c *tableCache) flush() error {
+	_, err := c.writeBack()
+	return err
+}
+
+// writeBack is flush, reporting how many of this cache's tables it wrote.
+func (c *tableCache) writeBack() (int, error) {
 	if err := c.flushDependency(); err != nil {
-		return err
+		return 0, err
 	}
 	var offs []int64
 	for off, t := range c.tables {
@@ -73,17 +79,17 @@ func (c *tableCache) flush() error {
 		}
 	}
 	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
-	for _, off := range offs {
+	for i, off := range offs {
 		t := c.tables[off]
 		if err := c.d.preWriteCheck(c.ign, off, c.d.clusterSize); err != nil {
-			return err
+			return i, err
 		}
 		if err := c.d.file.WriteAt(t.buf, off, false); err != nil {
-			return err
+			return i, err
 		}
 		t.dirty = false
 	}
-	return nil
+	return len(offs), nil
 }
 
 // flushDependency writes the cache this one depends on (and syncs the file
@@ -93,15 +99,12 @@ func (c *tableCache) flushDependency() error {
 	if dep == nil {
 		return nil
 	}
-	dirty := false
-	for _, t := range dep.tables {
-		dirty = dirty || t.dirty
-	}
-	if err := dep.flush(); err != nil {
+	wrote, err := dep.writeBack()
+	if err != nil {
 		return err
 	}
 	c.dependsOn = nil
-	if dirty {
+	if wrote > 0 {
 		// as QEMU's qcow2_cache_flush: the dependency is on the disk
 		// before anything that relies on it is written
 		return c.d.file.Flush()

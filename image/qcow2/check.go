@@ -195,14 +195,6 @@ func (r *refs) checkL1(l1off int64, l1 []uint64, frag bool) error {
 	return nil
 }
 
-// cHex is C's %#x: 0 without the prefix.
-func cHex(v uint64) string {
-	if v == 0 {
-		return "0"
-	}
-	return fmt.Sprintf("%#x", v)
-}
-
 // Check is QEMU's qcow2_check_refcounts (and check_oflag_copied): every
 // reference is counted from the metadata and compared with the stored
 // refcounts. Messages about what is found go to w, as qemu-img prints them
@@ -225,12 +217,12 @@ func (d *Driver) calculate(res *CheckResult, w io.Writer, fix CheckMode) (*refs,
 	}
 	for _, sn := range d.snaps {
 		if sn.l1Off&uint64(d.clusterSize-1) != 0 {
-			fmt.Fprintf(w, "ERROR snapshot %s (%s) l1_offset=%s: L1 table is not cluster aligned; snapshot table entry corrupted\n", cstr(sn.id), cstr(sn.name), cHex(sn.l1Off))
+			fmt.Fprintf(w, "ERROR snapshot %s (%s) l1_offset=%s: L1 table is not cluster aligned; snapshot table entry corrupted\n", cstr(sn.id), cstr(sn.name), hx(sn.l1Off))
 			res.Corruptions++
 			continue
 		}
 		if uint64(sn.l1Size) > maxL1Size/8 {
-			fmt.Fprintf(w, "ERROR snapshot %s (%s) l1_size=%s: L1 table is too large; snapshot table entry corrupted\n", cstr(sn.id), cstr(sn.name), cHex(uint64(sn.l1Size)))
+			fmt.Fprintf(w, "ERROR snapshot %s (%s) l1_size=%s: L1 table is too large; snapshot table entry corrupted\n", cstr(sn.id), cstr(sn.name), hx(sn.l1Size))
 			res.Corruptions++
 			continue
 		}
@@ -240,11 +232,7 @@ func (d *Driver) calculate(res *CheckResult, w io.Writer, fix CheckMode) (*refs,
 			res.CheckErrors++
 			return r, err
 		}
-		l1 := make([]uint64, sn.l1Size)
-		for j := range l1 {
-			l1[j] = binary.BigEndian.Uint64(b[8*j:])
-		}
-		if err := r.checkL1(int64(sn.l1Off), l1, false); err != nil {
+		if err := r.checkL1(int64(sn.l1Off), decodeU64s(b), false); err != nil {
 			return r, err
 		}
 	}
@@ -499,10 +487,7 @@ func (d *Driver) rebuildRefcounts(r *refs) error {
 			return err
 		}
 	}
-	buf := make([]byte, len(table)*reftableEntrySize)
-	for i, e := range table {
-		binary.BigEndian.PutUint64(buf[8*i:], e)
-	}
+	buf := encodeU64s(table)
 	if err := d.preWriteCheck(0, tableOff, int64(len(buf))); err != nil {
 		return rebuildErr("ERROR writing reftable", err)
 	}

@@ -78,14 +78,10 @@ func (d *Driver) readCompressedBatch(jobs []compressedJob) error {
 // cluster that holds nothing yet; a cluster that does not compress is
 // written normally.
 func (d *Driver) WriteCompressed(p []byte, off int64) error {
-	if d.opts.ReadOnly {
-		return image.ErrReadOnly
+	if err := d.lockWrite(); err != nil {
+		return err
 	}
-	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.dead {
-		return errNoMedium
-	}
 	if err := d.evict(); err != nil {
 		return err
 	}

@@ -219,6 +219,25 @@ func (t clusterType) String() string {
 	return [...]string{"unallocated", "zero-plain", "zero-alloc", "normal", "compressed", "unallocated-alloc", "invalid"}[t]
 }
 
+// decodeU64s is a table of big-endian 64-bit words (an L1, refcount or
+// bitmap table).
+func decodeU64s(b []byte) []uint64 {
+	t := make([]uint64, len(b)/8)
+	for i := range t {
+		t[i] = binary.BigEndian.Uint64(b[8*i:])
+	}
+	return t
+}
+
+// encodeU64s is the table t as big-endian 64-bit words.
+func encodeU64s(t []uint64) []byte {
+	b := make([]byte, 8*len(t))
+	for i, e := range t {
+		binary.BigEndian.PutUint64(b[8*i:], e)
+	}
+	return b
+}
+
 // Extended L2 entries: 32 subclusters per cluster; the second 64-bit word
 // of an entry is the bitmap, allocation bits 0-31, zero bits 32-63.
 const (

@@ -121,6 +121,21 @@ func (d *Driver) corruption(msg string) error {
 	return &image.CorruptError{What: msg}
 }
 
+// lockWrite takes the image lock for a request that writes, refusing a
+// read-only image and one a fatal corruption made unusable. On success the
+// caller holds d.mu.
+func (d *Driver) lockWrite() error {
+	if d.opts.ReadOnly {
+		return image.ErrReadOnly
+	}
+	d.mu.Lock()
+	if d.dead {
+		d.mu.Unlock()
+		return errNoMedium
+	}
+	return nil
+}
+
 // errNoMedium is what every request gets once a fatal corruption made the
 // image unusable (QEMU sets bs->drv to NULL).
 var errNoMedium = syscall.ENOMEDIUM

@@ -280,9 +280,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		if err := file.ReadAt(b, d.l1Offset); err != nil {
 			return nil, openErr("Could not read L1 table: %s", strerror(err))
 		}
-		for i := range d.l1 {
-			d.l1[i] = binary.BigEndian.Uint64(b[8*i:])
-		}
+		d.l1 = decodeU64s(b)
 	}
 	switch h.CryptMethod {
 	case 0:
@@ -293,14 +291,11 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	}
 	rtBytes := int64(h.RefcountTableClusters) << d.clusterBits
 	d.refTableOffset = int64(h.RefcountTableOffset)
-	d.refTable = make([]uint64, rtBytes/8)
 	b := make([]byte, rtBytes)
 	if err := file.ReadAt(b, d.refTableOffset); err != nil {
 		return nil, openErr("Could not initialize refcount handling: %s", strerror(err))
 	}
-	for i := range d.refTable {
-		d.refTable[i] = binary.BigEndian.Uint64(b[8*i:])
-	}
+	d.refTable = decodeU64s(b)
 	if err := d.readExtensions(int64(h.HeaderLength), extEnd); err != nil {
 		return nil, err
 	}

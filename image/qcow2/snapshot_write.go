@@ -1,7 +1,6 @@
 package qcow2
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -31,10 +30,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 		if err := d.file.ReadAt(b, l1Off); err != nil {
 			return err
 		}
-		l1 = make([]uint64, l1Size)
-		for i := range l1 {
-			l1[i] = binary.BigEndian.Uint64(b[8*i:])
-		}
+		l1 = decodeU64s(b)
 	} else {
 		l1 = d.l1 // the active table, from memory
 	}
@@ -119,11 +115,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 	}()
 	restore()
 	if err == nil && addend >= 0 && modified {
-		buf := make([]byte, l1Size*8)
-		for i, e := range l1 {
-			binary.BigEndian.PutUint64(buf[8*i:], e)
-		}
-		err = d.writeSync(buf, l1Off)
+		err = d.writeSync(encodeU64s(l1), l1Off)
 	}
 	return err
 }
@@ -154,14 +146,10 @@ func leadingDigits(s string) string {
 // the active L1 table copied, every cluster's refcount increased, the
 // snapshot appended to the table.
 func (d *Driver) CreateSnapshot(name string, now time.Time) error {
-	if d.opts.ReadOnly {
-		return image.ErrReadOnly
+	if err := d.lockWrite(); err != nil {
+		return err
 	}
-	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.dead {
-		return errNoMedium
-	}
 	id := d.nextSnapshotID()
 	for _, sn := range d.snaps {
 		if cstr(sn.id) == id {
@@ -179,10 +167,7 @@ func (d *Driver) CreateSnapshot(name string, now time.Time) error {
 		return err
 	}
 	sn.l1Off = uint64(l1Off)
-	buf := make([]byte, l1Size*8)
-	for i, e := range d.l1 {
-		binary.BigEndian.PutUint64(buf[8*i:], e)
-	}
+	buf := encodeU64s(d.l1)
 	if err := d.preWriteCheck(0, l1Off, l1Size*8); err != nil {
 		return err
 	}
@@ -228,14 +213,10 @@ func (d *Driver) SnapshotByName(name string) (string, bool) {
 // table, the refcounts it held dropped, its L1 table freed, the active
 // COPIED flags updated.
 func (d *Driver) DeleteSnapshot(id, name string) error {
-	if d.opts.ReadOnly {
-		return image.ErrReadOnly
+	if err := d.lockWrite(); err != nil {
+		return err
 	}
-	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.dead {
-		return errNoMedium
-	}
 	i := d.findSnapshot(id, name)
 	if i < 0 {
 		return ErrSnapshotNotFound
@@ -311,9 +292,7 @@ func (d *Driver) ApplySnapshot(idOrName string) error {
 	}
 	// the old references, from the in-memory (old) active table
 	err := d.updateSnapshotRefcount(d.l1Offset, int64(len(d.l1)), -1)
-	for i := range d.l1 {
-		d.l1[i] = binary.BigEndian.Uint64(snL1[8*i:])
-	}
+	copy(d.l1, decodeU64s(snL1))
 	if err != nil {
 		return err
 	}

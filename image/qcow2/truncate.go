@@ -183,11 +183,7 @@ func (d *Driver) shrinkReftable() error {
 			tmp[i] = e
 		}
 	}
-	buf := make([]byte, len(tmp)*8)
-	for i, e := range tmp {
-		binary.BigEndian.PutUint64(buf[8*i:], e)
-	}
-	if err := d.writeSync(buf, d.refTableOffset); err != nil {
+	if err := d.writeSync(encodeU64s(tmp), d.refTableOffset); err != nil {
 		return err
 	}
 	for i, e := range d.refTable {

@@ -1,7 +1,5 @@
 package qcow2
 
-import "github.com/goqio/goqio/image"
-
 // vmStateOffset is where the VM state area starts: past the guest data, at
 // the first L1 entry the disk does not use (QEMU's qcow2_vm_state_offset).
 func (d *Driver) vmStateOffset() int64 {
@@ -24,14 +22,10 @@ func (d *Driver) ReadVMState(p []byte, pos int64) error {
 // WriteVMState writes the VM state area (qemu-io write -b), allocating
 // clusters there as guest writes do.
 func (d *Driver) WriteVMState(p []byte, pos int64) error {
-	if d.opts.ReadOnly {
-		return image.ErrReadOnly
+	if err := d.lockWrite(); err != nil {
+		return err
 	}
-	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.dead {
-		return errNoMedium
-	}
 	if err := d.evict(); err != nil {
 		return err
 	}

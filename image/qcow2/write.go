@@ -129,14 +129,10 @@ func (d *Driver) needsNewAlloc(entry uint64) bool {
 // WriteAt writes guest data, allocating clusters and copying on write as
 // QEMU's qcow2_co_pwritev_part does.
 func (d *Driver) WriteAt(p []byte, off int64) (int, error) {
-	if d.opts.ReadOnly {
-		return 0, image.ErrReadOnly
+	if err := d.lockWrite(); err != nil {
+		return 0, err
 	}
-	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.dead {
-		return 0, errNoMedium
-	}
 	if err := d.evict(); err != nil {
 		return 0, err
 	}
@@ -714,10 +710,7 @@ func (d *Driver) growL1(minSize int64, exact bool) error {
 	if err := d.rbc.flush(); err != nil {
 		return err
 	}
-	buf := make([]byte, size2)
-	for i, e := range newL1 {
-		binary.BigEndian.PutUint64(buf[8*i:], e)
-	}
+	buf := encodeU64s(newL1)
 	if err := d.preWriteCheck(0, newOff, size2); err != nil {
 		return err
 	}

@@ -21,14 +21,10 @@ func (d *Driver) SupportedZeroFlags() image.ZeroFlags {
 // writes real zeroes. The zeroes are recorded in this image (zero flags),
 // never inferred from the backing file.
 func (d *Driver) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
-	if d.opts.ReadOnly {
-		return image.ErrReadOnly
+	if err := d.lockWrite(); err != nil {
+		return err
 	}
-	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.dead {
-		return errNoMedium
-	}
 	if err := d.evict(); err != nil {
 		return err
 	}
@@ -225,14 +221,10 @@ func (d *Driver) zeroInL2(off, nb int64, flags image.ZeroFlags) (int64, error) {
 // Discard is QEMU's qcow2_co_pdiscard: whole clusters only (and the
 // partial last cluster of an image whose size is not cluster aligned).
 func (d *Driver) Discard(off, n int64) error {
-	if d.opts.ReadOnly {
-		return image.ErrReadOnly
+	if err := d.lockWrite(); err != nil {
+		return err
 	}
-	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.dead {
-		return errNoMedium
-	}
 	if d.hdr.Version < 3 && d.backing != nil {
 		d.trace("qcow2 pdiscard off=%#x size=%#x -> v2 image with a backing file: ignored", off, n)
 		return image.ErrNotSupported
