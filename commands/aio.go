@@ -191,15 +191,8 @@ func runAioWrite(s *Session, argv []string) error {
 		}
 		elapsed := s.Now().Sub(start)
 		return func() {
-			if err != nil {
-				s.printf("aio_write failed: %s\n", Strerror(err))
-				return
-			}
-			if !quiet && s.JSON {
-				s.reportJSON("aio_write", elapsed, offset, total, nil, nil)
-			} else if !quiet {
-				s.printReport("wrote", elapsed, offset, total, total, 1, machine)
-			}
+			// a completion does not fail the command that submitted it
+			s.writeDone("aio_write", "wrote", err, elapsed, offset, total, quiet, machine)
 		}
 	})
 	return nil

@@ -56,15 +56,5 @@ func runDiscard(s *Session, argv []string) error {
 	}
 	start := s.Now()
 	err = s.disk.Discard(offset, count)
-	d := s.elapsed(start)
-	if err != nil {
-		s.printf("discard failed: %s\n", Strerror(err))
-		return ErrFailed
-	}
-	if !quiet && s.JSON {
-		s.reportJSON("discard", d, offset, count, nil, nil)
-	} else if !quiet {
-		s.printReport("discard", d, offset, count, count, 1, machine)
-	}
-	return nil
+	return s.writeDone("discard", "discard", err, s.elapsed(start), offset, count, quiet, machine)
 }

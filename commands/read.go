@@ -164,6 +164,22 @@ type readOutcome struct {
 	buf              []byte // the data, dumped with -v
 }
 
+// writeDone prints what qemu-io prints when a write, writev, discard or
+// aio_write (op) ends: the failure, or, unless quiet, the JSON or text
+// report (verb "wrote" or "discard"). It returns ErrFailed on failure.
+func (s *Session) writeDone(op, verb string, err error, d time.Duration, offset, count int64, quiet, machine bool) error {
+	if err != nil {
+		s.printf("%s failed: %s\n", op, Strerror(err))
+		return ErrFailed
+	}
+	if !quiet && s.JSON {
+		s.reportJSON(op, d, offset, count, nil, nil)
+	} else if !quiet {
+		s.printReport(verb, d, offset, count, count, 1, machine)
+	}
+	return nil
+}
+
 // readDone prints what qemu-io prints after a read: the pattern verdict,
 // then, unless quiet, the report (JSON, or the -v dump and the text
 // report). It returns ErrFailed when the pattern did not match.

@@ -129,17 +129,7 @@ func runWrite(s *Session, argv []string) error {
 	if count >= streamMin && !zflag && !sflag && !bflag && !cflag {
 		start := s.Now()
 		err := streamWrite(s.disk, pattern, offset, count, fua)
-		d := s.elapsed(start)
-		if err != nil {
-			s.printf("write failed: %s\n", Strerror(err))
-			return ErrFailed
-		}
-		if !quiet && s.JSON {
-			s.reportJSON("write", d, offset, count, nil, nil)
-		} else if !quiet {
-			s.printReport("wrote", d, offset, count, count, 1, machine)
-		}
-		return nil
+		return s.writeDone("write", "wrote", err, s.elapsed(start), offset, count, quiet, machine)
 	}
 	var buf []byte
 	if !zflag {
@@ -170,17 +160,7 @@ func runWrite(s *Session, argv []string) error {
 	default:
 		err = s.disk.WriteAt(buf, offset, fua)
 	}
-	d := s.elapsed(start)
-	if err != nil {
-		s.printf("write failed: %s\n", Strerror(err))
-		return ErrFailed
-	}
-	if !quiet && s.JSON {
-		s.reportJSON("write", d, offset, count, nil, nil)
-	} else if !quiet {
-		s.printReport("wrote", d, offset, count, count, 1, machine)
-	}
-	return nil
+	return s.writeDone("write", "wrote", err, s.elapsed(start), offset, count, quiet, machine)
 }
 
 func b2i(b bool) int {

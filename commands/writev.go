@@ -64,15 +64,5 @@ func runWritev(s *Session, argv []string) error {
 	buf := newBuf(total, pattern)
 	start := s.Now()
 	err = s.disk.WriteAt(buf, offset, fua)
-	d := s.elapsed(start)
-	if err != nil {
-		s.printf("writev failed: %s\n", Strerror(err))
-		return ErrFailed
-	}
-	if !quiet && s.JSON {
-		s.reportJSON("writev", d, offset, total, nil, nil)
-	} else if !quiet {
-		s.printReport("wrote", d, offset, total, total, 1, machine)
-	}
-	return nil
+	return s.writeDone("writev", "wrote", err, s.elapsed(start), offset, total, quiet, machine)
 }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/formats"
 	"github.com/goqio/goqio/image/qcow2"
 )
@@ -27,12 +28,8 @@ func Size(v uint64) string {
 // List prints the snapshot table of the image at path; it returns
 // qemu-img's exit code.
 func List(prog, path, format string, out, errw io.Writer) int {
-	if format == "" {
-		format = "qcow2"
-	}
-	disk, err := formats.Open(path, formats.Options{Format: format, ReadOnly: true})
-	if err != nil {
-		fmt.Fprintf(errw, "%s: Could not open '%s': %v\n", prog, path, err)
+	disk := open(prog, path, format, true, errw)
+	if disk == nil {
 		return 1
 	}
 	defer disk.Close()
@@ -67,12 +64,8 @@ func List(prog, path, format string, out, errw io.Writer) int {
 // name of the image at path, as qemu-img snapshot -c/-a/-d do; it returns
 // qemu-img's exit code.
 func Modify(prog, op, name, path, format string, errw io.Writer) int {
-	if format == "" {
-		format = "qcow2"
-	}
-	disk, err := formats.Open(path, formats.Options{Format: format})
-	if err != nil {
-		fmt.Fprintf(errw, "%s: Could not open '%s': %v\n", prog, path, err)
+	disk := open(prog, path, format, false, errw)
+	if disk == nil {
 		return 1
 	}
 	defer disk.Close()
@@ -86,13 +79,13 @@ func Modify(prog, op, name, path, format string, errw io.Writer) int {
 	switch op {
 	case "c":
 		if err := d.CreateSnapshot(name, time.Now()); err != nil {
-			errno := errnoOf(err)
+			errno := image.Errno(err)
 			fmt.Fprintf(errw, "%s: Could not create snapshot '%s': %d (%s)\n", prog, name, -int(errno), formats.Strerror(errno))
 			return 1
 		}
 	case "a":
 		if err := d.ApplySnapshot(name); err != nil {
-			errno := errnoOf(err)
+			errno := image.Errno(err)
 			if errors.Is(err, qcow2.ErrSnapshotNotFound) {
 				errno = syscall.ENOENT
 			}
@@ -113,14 +106,16 @@ func Modify(prog, op, name, path, format string, errw io.Writer) int {
 	return 0
 }
 
-func errnoOf(err error) syscall.Errno {
-	var e syscall.Errno
-	if errors.As(err, &e) {
-		return e
+// open opens the image at path (as qcow2 when no format is given), or
+// says why not as qemu-img does and returns nil.
+func open(prog, path, format string, readOnly bool, errw io.Writer) *image.Disk {
+	if format == "" {
+		format = "qcow2"
 	}
-	var ie interface{ Errno() syscall.Errno }
-	if errors.As(err, &ie) {
-		return ie.Errno()
+	disk, err := formats.Open(path, formats.Options{Format: format, ReadOnly: readOnly})
+	if err != nil {
+		fmt.Fprintf(errw, "%s: Could not open '%s': %v\n", prog, path, err)
+		return nil
 	}
-	return syscall.EIO
+	return disk
 }

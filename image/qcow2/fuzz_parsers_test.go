@@ -78,9 +78,7 @@ func exercise(t *testing.T, p string, limit time.Duration) {
 	if raceEnabled {
 		limit *= 10 // the race detector slows this ~10x
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	within(t, limit, func() {
 		d, err := Open(p, Options{})
 		if err != nil {
 			if d, err = Open(p, Options{ReadOnly: true}); err != nil {
@@ -106,12 +104,7 @@ func exercise(t *testing.T, p string, limit time.Duration) {
 			c.Check(io.Discard, fix)
 			c.Close()
 		}
-	}()
-	select {
-	case <-done:
-	case <-time.After(limit):
-		t.Fatalf("opening, using and checking the image took more than %v", limit)
-	}
+	}, "opening, using and checking the image took more than %v", limit)
 }
 
 // withPatch writes valid with b copied at off (and the file grown to hold

@@ -278,16 +278,11 @@ func FuzzOpen(f *testing.F) {
 	addImageSeeds(f)
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if len(b) > 1<<20 {
+		p, ok := fuzzImage(t, dir, b)
+		if !ok {
 			return
 		}
-		p := filepath.Join(dir, "fuzz.qcow2")
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
+		within(t, 3*time.Second, func() {
 			d, err := Open(p, Options{ReadOnly: true})
 			if err != nil {
 				return
@@ -299,12 +294,7 @@ func FuzzOpen(f *testing.F) {
 				d.ReadAt(buf[:min(4096, d.Size()-off)], off)
 				d.BlockStatus(off, 1<<20, true)
 			}
-		}()
-		select {
-		case <-done:
-		case <-time.After(3 * time.Second):
-			t.Fatalf("opening and reading a %d-byte image took more than 3 s", len(b))
-		}
+		}, "opening and reading a %d-byte image took more than 3 s", len(b))
 	})
 }
 
@@ -316,16 +306,11 @@ func FuzzCheck(f *testing.F) {
 	addImageSeeds(f)
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if len(b) > 1<<20 {
+		p, ok := fuzzImage(t, dir, b)
+		if !ok {
 			return
 		}
-		p := filepath.Join(dir, "fuzz.qcow2")
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
+		within(t, 5*time.Second, func() {
 			for _, fix := range []CheckMode{0, FixLeaks | FixErrors, 0} {
 				d, err := OpenForCheck(p, fix != 0)
 				if err != nil {
@@ -334,14 +319,38 @@ func FuzzCheck(f *testing.F) {
 				d.Check(io.Discard, fix)
 				d.Close()
 			}
-		}()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("checking a %d-byte image took more than 5 s", len(b))
-		}
+		}, "checking a %d-byte image took more than 5 s", len(b))
 		if st, err := os.Stat(p); err == nil && st.Size() > int64(len(b))*4+(64<<20) {
 			t.Fatalf("repair grew a %d-byte image to %d bytes", len(b), st.Size())
 		}
 	})
+}
+
+// fuzzImage writes a fuzz input of at most 1 MiB as dir/fuzz.qcow2; larger
+// ones are skipped.
+func fuzzImage(t *testing.T, dir string, b []byte) (string, bool) {
+	if len(b) > 1<<20 {
+		return "", false
+	}
+	p := filepath.Join(dir, "fuzz.qcow2")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p, true
+}
+
+// within runs f and fails t with the message when f takes longer than
+// limit (f keeps running; the process ends soon after).
+func within(t *testing.T, limit time.Duration, f func(), format string, a ...any) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(limit):
+		t.Fatalf(format, a...)
+	}
 }

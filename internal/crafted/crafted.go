@@ -25,6 +25,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/goqio/goqio/image/qcow2"
@@ -53,27 +54,10 @@ func rd64(b []byte, off int) uint64    { return binary.BigEndian.Uint64(b[off:])
 // `qemu-img create -f qcow2 t.qcow2 4M` and `qemu-io -c 'write -P 1 0 192k'`
 // make it (the reliability tests check that the bytes are the same).
 func Base() ([]byte, error) {
-	dir, err := os.MkdirTemp("", "goqio-crafted-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	p := filepath.Join(dir, "t.qcow2")
-	if err := qcow2.Create(p, qcow2.CreateOptions{Size: 4 << 20, ClusterSize: 65536, Version: 3, RefcountBits: 16}); err != nil {
-		return nil, err
-	}
-	d, err := qcow2.Open(p, qcow2.Options{})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := d.WriteAt(bytes.Repeat([]byte{1}, 192<<10), 0); err != nil {
-		d.Close()
-		return nil, err
-	}
-	if err := d.Close(); err != nil {
-		return nil, err
-	}
-	return os.ReadFile(p)
+	return makeImage(false, func(d *qcow2.Driver) error {
+		_, err := d.WriteAt(bytes.Repeat([]byte{1}, 192<<10), 0)
+		return err
+	})
 }
 
 // BaseExt makes the valid image with extended L2 entries that the ext
@@ -82,24 +66,38 @@ func Base() ([]byte, error) {
 // make it: L2 table at 0x40000 (16-byte entries), data cluster 0x50000
 // with subclusters 0-1 allocated, a compressed cluster at 0x60000.
 func BaseExt() ([]byte, error) {
+	b, err := baseExt()
+	return bytes.Clone(b), err
+}
+
+// baseExt is made once: every ext mutation starts from it.
+var baseExt = sync.OnceValues(func() ([]byte, error) {
+	return makeImage(true, func(d *qcow2.Driver) error {
+		if _, err := d.WriteAt(bytes.Repeat([]byte{1}, 4096), 0); err != nil {
+			return err
+		}
+		return d.WriteCompressed(bytes.Repeat([]byte{2}, 65536), 65536)
+	})
+})
+
+// makeImage creates a 4 MiB qcow2 image (64 KiB clusters, with extended
+// L2 entries when asked) with goqio's own code, lets fill write to it,
+// and returns the file.
+func makeImage(extL2 bool, fill func(*qcow2.Driver) error) ([]byte, error) {
 	dir, err := os.MkdirTemp("", "goqio-crafted-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	p := filepath.Join(dir, "t.qcow2")
-	if err := qcow2.Create(p, qcow2.CreateOptions{Size: 4 << 20, ClusterSize: 65536, Version: 3, RefcountBits: 16, ExtendedL2: true}); err != nil {
+	if err := qcow2.Create(p, qcow2.CreateOptions{Size: 4 << 20, ClusterSize: 65536, Version: 3, RefcountBits: 16, ExtendedL2: extL2}); err != nil {
 		return nil, err
 	}
 	d, err := qcow2.Open(p, qcow2.Options{})
 	if err != nil {
 		return nil, err
 	}
-	if _, err := d.WriteAt(bytes.Repeat([]byte{1}, 4096), 0); err != nil {
-		d.Close()
-		return nil, err
-	}
-	if err := d.WriteCompressed(bytes.Repeat([]byte{2}, 65536), 65536); err != nil {
+	if err := fill(d); err != nil {
 		d.Close()
 		return nil, err
 	}
