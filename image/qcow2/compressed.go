@@ -121,11 +121,7 @@ func (d *Driver) writeCompressedCluster(p []byte, off int64) error {
 	if !ok {
 		return d.writeLocked(p, off)
 	}
-	l2off, err := d.getClusterTable(off)
-	if err != nil {
-		return err
-	}
-	b, err := d.l2c.get(l2off)
+	l2off, b, err := d.clusterTable(off)
 	if err != nil {
 		return err
 	}

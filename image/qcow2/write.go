@@ -299,11 +299,7 @@ func (d *Driver) linkL2(m *l2Meta, merged bool) error {
 			return err
 		}
 	}
-	l2off, err := d.getClusterTable(m.guest)
-	if err != nil {
-		return err
-	}
-	b, err := d.l2c.get(l2off)
+	l2off, b, err := d.clusterTable(m.guest)
 	if err != nil {
 		return err
 	}
@@ -430,11 +426,7 @@ func (d *Driver) countSingleWriteClusters(nb int64, b []byte, i0 int64, newAlloc
 // handleCopied is QEMU's handle_copied: use clusters already ours.
 func (d *Driver) handleCopied(off int64, host *int64, n *int64, metas *[]*l2Meta) (bool, error) {
 	nb := d.clustersInRequest(off, *n)
-	l2off, err := d.getClusterTable(off)
-	if err != nil {
-		return false, err
-	}
-	b, err := d.l2c.get(l2off)
+	_, b, err := d.clusterTable(off)
 	if err != nil {
 		return false, err
 	}
@@ -468,11 +460,7 @@ func (d *Driver) handleCopied(off int64, host *int64, n *int64, metas *[]*l2Meta
 // set, to extend a contiguous run).
 func (d *Driver) handleAlloc(off int64, host *int64, n *int64, metas *[]*l2Meta) (bool, error) {
 	nb := d.clustersInRequest(off, *n)
-	l2off, err := d.getClusterTable(off)
-	if err != nil {
-		return false, err
-	}
-	b, err := d.l2c.get(l2off)
+	l2off, b, err := d.clusterTable(off)
 	if err != nil {
 		return false, err
 	}
@@ -602,6 +590,17 @@ func (d *Driver) calculateL2Meta(hostCluster, off, n int64, b []byte, metas *[]*
 		cowEnd:      [2]int64{cowEndFrom, cowEndTo - cowEndFrom},
 	})
 	return nil
+}
+
+// clusterTable is getClusterTable with the table itself, as QEMU's
+// get_cluster_table hands it out.
+func (d *Driver) clusterTable(off int64) (int64, []byte, error) {
+	l2off, err := d.getClusterTable(off)
+	if err != nil {
+		return 0, nil, err
+	}
+	b, err := d.l2c.get(l2off)
+	return l2off, b, err
 }
 
 // getClusterTable is QEMU's get_cluster_table: the offset of the L2 table

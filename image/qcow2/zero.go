@@ -154,11 +154,7 @@ func (d *Driver) zeroize(off, n int64, flags image.ZeroFlags) error {
 // clear the allocation bits) of nb subclusters of one cluster, starting at
 // off. A compressed cluster cannot be zeroed in part: ENOTSUP.
 func (d *Driver) zeroL2Subclusters(off, nb int64) error {
-	l2off, err := d.getClusterTable(off)
-	if err != nil {
-		return err
-	}
-	b, err := d.l2c.get(l2off)
+	l2off, b, err := d.clusterTable(off)
 	if err != nil {
 		return err
 	}
@@ -181,11 +177,7 @@ func (d *Driver) zeroL2Subclusters(off, nb int64) error {
 // clusters of one L2 table, leaving unchanged entries alone; with
 // ZeroMayUnmap (and always for compressed clusters) free the data.
 func (d *Driver) zeroInL2(off, nb int64, flags image.ZeroFlags) (int64, error) {
-	l2off, err := d.getClusterTable(off)
-	if err != nil {
-		return 0, err
-	}
-	b, err := d.l2c.get(l2off)
+	l2off, b, err := d.clusterTable(off)
 	if err != nil {
 		return 0, err
 	}
@@ -261,11 +253,7 @@ func (d *Driver) clusterDiscard(off, n int64, typ discardType, full bool) error 
 // (discarded data must read back as zeroes), v2 unallocated ones; clusters
 // that already read as zero without a backing file are left alone.
 func (d *Driver) discardInL2(off, nb int64, typ discardType, full bool) (int64, error) {
-	l2off, err := d.getClusterTable(off)
-	if err != nil {
-		return 0, err
-	}
-	b, err := d.l2c.get(l2off)
+	l2off, b, err := d.clusterTable(off)
 	if err != nil {
 		return 0, err
 	}
