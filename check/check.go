@@ -13,7 +13,7 @@ import (
 
 	"github.com/goqio/goqio/image/formats"
 	"github.com/goqio/goqio/image/qcow2"
-	"github.com/goqio/goqio/internal/qdict"
+	"github.com/goqio/goqio/image/qdict"
 )
 
 // Request is one check.

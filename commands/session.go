@@ -64,6 +64,9 @@ type Session struct {
 	curName  string
 	curFlags OpenFlags
 	curOpts  map[string]string
+	// graph holds the nodes of the session's images: node-names are
+	// known across opens, as in QEMU
+	graph *formats.Graph
 }
 
 // NewSession makes a session writing to out and errw. prog is argv[0]; its
@@ -238,6 +241,9 @@ func (s *Session) Open(name string, f OpenFlags, opts map[string]string) error {
 			return ErrFailed
 		}
 	}
+	if s.graph == nil {
+		s.graph = formats.NewGraph(formats.Env{Prog: s.Prog})
+	}
 	o := formats.Options{
 		ReadOnly:     f.ReadOnly,
 		Direct:       f.NoCache,
@@ -247,7 +253,10 @@ func (s *Session) Open(name string, f OpenFlags, opts map[string]string) error {
 		NativeAIO:    f.NativeAIO,
 		Snapshot:     f.Snapshot,
 		ForceShare:   f.ForceShare,
+		CopyOnRead:   f.CopyOnRead,
 		Warn:         func(m string) { fmt.Fprintln(s.Err, m) },
+		WarnReport:   s.warn,
+		Graph:        s.graph,
 	}
 	if s.TraceZero {
 		o.Trace = func(m string) { fmt.Fprintf(s.Err, "%s-trace: %s\n", s.Prog, m) }
@@ -255,18 +264,16 @@ func (s *Session) Open(name string, f OpenFlags, opts map[string]string) error {
 	if len(opts) > 0 {
 		o.Options = map[string]string{}
 		for k, v := range opts {
-			if k != "force-share" {
-				o.Options[k] = v
-			}
+			o.Options[k] = v
 		}
-	}
-	if f.ForceShare && !f.ReadOnly {
-		s.reportOpenErr(name, "force-share=on can only be used with read-only images")
-		return ErrFailed
 	}
 	d, err := formats.Open(name, o)
 	if err != nil {
 		s.reportOpenErr(name, err.Error())
+		var fe *formats.Error
+		if errors.As(err, &fe) && fe.Hint != "" {
+			fmt.Fprint(s.Err, fe.Hint)
+		}
 		return ErrFailed
 	}
 	s.disk = d

@@ -27,6 +27,13 @@ type Options struct {
 	// Trace, when set, receives a line for every piece a zero write or
 	// discard becomes and for every fallback to explicit zeroes.
 	Trace func(string)
+	// DetectZeroes turns data writes of zeroes into zero writes.
+	DetectZeroes DetectZeroes
+	// CopyOnRead copies data read from a backing file into this layer.
+	CopyOnRead bool
+	// OnClose, when set, runs after the driver is closed (the block
+	// graph closes the node's children there).
+	OnClose func() error
 }
 
 // Disk is the generic block layer in front of one driver: it checks bounds,
@@ -601,7 +608,21 @@ func (d *Disk) Close() error {
 	d.closed = true
 	d.serial.Lock()
 	defer d.serial.Unlock()
-	return d.drv.Close()
+	err := d.drv.Close()
+	if d.opts.OnClose != nil {
+		if cerr := d.opts.OnClose(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// SetWriteThrough turns the write cache off (every write followed by a
+// flush) or on, as QEMU's blk_set_enable_write_cache.
+func (d *Disk) SetWriteThrough(on bool) {
+	d.mu.Lock()
+	d.opts.WriteThrough = on
+	d.mu.Unlock()
 }
 
 // MaxRequest is the largest data request qemu-io accepts (BDRV_REQUEST_MAX_BYTES).

@@ -933,3 +933,25 @@ var (
 	_ image.Backed        = (*Driver)(nil)
 	_ image.Infoer        = (*Driver)(nil)
 )
+
+// OpenOn opens a qcow2 image stored in file, a node opened by the caller
+// (the block graph's "file" child); name is the image's name in messages.
+// The backing file is not opened: the caller opens the one BackingFile
+// names and hands it over with SetBacking, as QEMU's block layer does
+// after the format driver's open. Closing the driver closes file.
+func OpenOn(file *image.Disk, name string, opts Options) (*Driver, error) {
+	opts.OpenBacking = nil
+	return openOn(file, name, opts)
+}
+
+// BackingFile returns the backing file name and format the image header
+// names ("" when none).
+func (d *Driver) BackingFile() (name, format string) { return d.backingFile, d.backingFmt }
+
+// SetBacking attaches the backing image (QEMU's bdrv_set_backing_hd).
+func (d *Driver) SetBacking(b *image.Disk) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.backing = b
+	return nil
+}

@@ -652,3 +652,33 @@ func strerr(err error) string {
 	}
 	return string(s[0]-'a'+'A') + s[1:]
 }
+
+// SetLock takes QEMU's image locks for l on the open file, as QEMU does
+// when a parent node attaches the file with its permissions. It replaces
+// the locks taken before (the lock bytes not in l are released).
+func (d *Driver) SetLock(l Lock) error {
+	fd := int(d.f.Fd())
+	for i := 0; i < len(permNames); i++ {
+		if l.Perm&(1<<i) == 0 {
+			ofd(fd, unix.F_OFD_SETLK, unix.F_UNLCK, int64(lockPermBase+i))
+		}
+		if l.Unshared&(1<<i) == 0 {
+			ofd(fd, unix.F_OFD_SETLK, unix.F_UNLCK, int64(lockSharedBase+i))
+		}
+	}
+	if err := applyLock(fd, l, d.name); err != nil {
+		return err
+	}
+	d.opts.Lock = &l
+	return nil
+}
+
+// SetProbed marks the image as one whose format was guessed (see
+// Options.Probed); probeHeader says whether a block 0 looks like another
+// format.
+func (d *Driver) SetProbed(probeHeader func(block0 []byte) bool) {
+	d.opts.Probed, d.opts.ProbeHeader = true, probeHeader
+	if d.align < 512 {
+		d.align = 512
+	}
+}

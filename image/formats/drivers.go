@@ -1,0 +1,375 @@
+package formats
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2"
+	"github.com/goqio/goqio/image/qdict"
+	"github.com/goqio/goqio/image/raw"
+)
+
+func init() {
+	// QEMU's registration order decides ties in probing; every format
+	// but raw scores 100 on its magic, raw 1 on anything.
+	Register(&BlockDriver{Name: "file", Protocol: "file", FileOpen: true, NeedsFilename: true,
+		ParseFilename: stripPrefix("file:"), Open: openFile})
+	Register(&BlockDriver{Name: "host_device", Protocol: "host_device", FileOpen: true, NeedsFilename: true,
+		ParseFilename: stripPrefix("host_device:"), Open: openFile})
+	Register(&BlockDriver{Name: "raw", IsFormat: true, Probe: func([]byte, string) int { return 1 }, Open: openRawFormat})
+	Register(&BlockDriver{Name: "qcow2", IsFormat: true, SupportsBacking: true, Probe: probeQcow2, Open: openQcow2})
+	Register(&BlockDriver{Name: "null-co", Protocol: "null-co", FileOpen: true,
+		ParseFilename: onlyFilename("null-co://"), Open: openNull})
+	Register(&BlockDriver{Name: "null-aio", Protocol: "null-aio", FileOpen: true,
+		ParseFilename: onlyFilename("null-aio://"), Open: openNull})
+	for _, u := range []struct {
+		name  string
+		probe func([]byte, string) int
+	}{
+		{"qcow", probeQcow}, {"qed", magicProbe("QED\x00")}, {"vmdk", probeVmdk},
+		{"vpc", magicProbe("conectix")}, {"vhdx", magicProbe("vhdxfile")}, {"luks", magicProbe("LUKS\xba\xbe")},
+		{"vdi", probeVdi}, {"parallels", probeParallels}, {"bochs", nil}, {"cloop", nil}, {"dmg", nil},
+		{"blkdebug", nil}, {"blkverify", nil}, {"blklogwrites", nil}, {"copy-on-read", nil},
+		{"compress", nil}, {"preallocate", nil}, {"throttle", nil}, {"quorum", nil},
+		{"copy-before-write", nil}, {"snapshot-access", nil},
+	} {
+		Register(unimplemented(u.name, u.probe, false))
+	}
+	for _, p := range []string{"nbd", "nbd+unix", "nbd+tcp"} {
+		_ = p
+	}
+	Register(unimplemented("nbd", nil, true))
+}
+
+// stripPrefix is bdrv_parse_filename_strip_prefix.
+func stripPrefix(prefix string) func(string, *qdict.Dict) error {
+	return func(filename string, opts *qdict.Dict) error {
+		if rest, ok := strings.CutPrefix(filename, prefix); ok {
+			if pathHasProtocol(rest) {
+				rest = "./" + rest
+			}
+			opts.Put("filename", rest)
+		}
+		return nil
+	}
+}
+
+func onlyFilename(name string) func(string, *qdict.Dict) error {
+	return func(filename string, opts *qdict.Dict) error {
+		if filename != name {
+			return errorf(nil, "The only allowed filename for this driver is '%s'", name)
+		}
+		return nil
+	}
+}
+
+type fileIdent struct{ dev, ino uint64 }
+
+var fileOpts = []OptDesc{
+	{"filename", OptString}, {"aio", OptString}, {"aio-max-batch", OptNumber}, {"locking", OptString},
+	{"pr-manager", OptString}, {"drop-cache", OptBool}, {"x-check-cache-dropped", OptBool},
+}
+
+// openFile is file-posix's raw_open_common for the file and host_device
+// drivers. The image locks are taken when a parent attaches the node
+// (attachLock), as QEMU applies them with the parents' permissions.
+func openFile(g *Graph, n *Node, opts *qdict.Dict) error {
+	o, err := Absorb(fileOpts, opts)
+	if err != nil {
+		return err
+	}
+	filename, _ := o.Str("filename")
+	aio := "threads"
+	if n.Flags&FlagNativeAIO != 0 {
+		aio = "native"
+	}
+	if v, ok := o.Str("aio"); ok {
+		switch v {
+		case "threads", "native", "io_uring":
+			aio = v
+		default:
+			return errorf(nil, "invalid parameter value: %s", v)
+		}
+	}
+	locking := "auto"
+	if v, ok := o.Str("locking"); ok {
+		switch v {
+		case "on", "off", "auto":
+			locking = v
+		default:
+			return errorf(nil, "invalid parameter value: %s", v)
+		}
+	}
+	if v, ok := o.Str("pr-manager"); ok {
+		return errorf(nil, "No persistent reservation manager with id '%s'", v)
+	}
+	ro := n.Flags&FlagRDWR == 0
+	d, err := raw.Open(filename, raw.Options{ReadOnly: ro, Direct: n.Flags&FlagNoCache != 0, NoFlush: n.Flags&FlagNoFlush != 0})
+	if err != nil {
+		if e, ok := err.(*os.PathError); ok && e.Err == syscall.EROFS {
+			err = syscall.EACCES
+		}
+		return err
+	}
+	if aio == "native" && n.Flags&FlagNoCache == 0 {
+		d.Close()
+		return errorf(nil, "aio=native was specified, but it requires cache.direct=on, which was not specified.")
+	}
+	if st, err := os.Stat(filename); err == nil {
+		if s, ok := st.Sys().(*syscall.Stat_t); ok {
+			n.ident = fileIdent{uint64(s.Dev), s.Ino}
+		}
+		if n.Drv.Name == "file" && !st.Mode().IsRegular() {
+			d.Close()
+			return errorf(nil, "'file' driver requires '%s' to be a regular file", filename)
+		}
+	}
+	n.noLock = locking == "off"
+	if n.Flags&FlagTemporary != 0 {
+		n.OnClose(func() error { os.Remove(filename); return nil })
+	}
+	n.Impl = fileNode{d}
+	return nil
+}
+
+// fileNode is the raw driver as QEMU's "file" protocol driver: the same
+// I/O, another name in info.
+type fileNode struct{ *raw.Driver }
+
+func (f fileNode) Info() (image.Info, error) {
+	return image.Info{FormatName: "file", ProtocolName: "file"}, nil
+}
+
+// rawOf returns the raw driver of a file node, or nil.
+func rawOf(n *Node) *raw.Driver {
+	if f, ok := n.Impl.(fileNode); ok {
+		return f.Driver
+	}
+	return nil
+}
+
+// attachLock takes the image locks of a file node for a parent's
+// permissions (QEMU's raw_check_perm/raw_set_perm).
+func attachLock(file *Node, l raw.Lock) error {
+	d := rawOf(file)
+	if d == nil || file.noLock {
+		return nil
+	}
+	return d.SetLock(l)
+}
+
+var rawOpts = []OptDesc{{"offset", OptSize}, {"size", OptSize}}
+
+// rawShared is the file node's raw driver seen through the raw format
+// node: the same I/O (goqio's raw driver is both); the file node closes it.
+type rawShared struct{ *raw.Driver }
+
+func (rawShared) Close() error { return nil }
+
+// openRawFormat is raw-format.c's raw_open.
+func openRawFormat(g *Graph, n *Node, opts *qdict.Dict) error {
+	o, err := Absorb(rawOpts, opts)
+	if err != nil {
+		return err
+	}
+	offset := int64(o.Num("offset", 0))
+	hasSize := o.Has("size")
+	size := int64(o.Num("size", 0))
+	role := RoleFiltered | RolePrimary
+	if offset != 0 || hasSize {
+		role = RoleData | RolePrimary
+	}
+	file, err := g.OpenChild(opts, "file", n, role, false)
+	if err != nil {
+		return err
+	}
+	l := raw.Lock{Perm: raw.PermConsistentRead}
+	if n.Flags&FlagRDWR != 0 {
+		l.Perm |= raw.PermWrite
+	}
+	if err := attachLock(file, l); err != nil {
+		return errorf(err, "%v", err)
+	}
+	if n.Probed && n.Flags&FlagRDWR != 0 && g.Env.Print != nil {
+		g.Env.Print(fmt.Sprintf("WARNING: Image format was not specified for '%s' and probing guessed raw.\n"+
+			"         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"+
+			"         Specify the 'raw' format explicitly to remove the restrictions.", file.Filename))
+	}
+	realSize := file.Disk.Size()
+	if offset > realSize || offset < 0 {
+		return errorf(nil, "Offset (%d) cannot be greater than size of image (%d)", uint64(offset), realSize)
+	}
+	if hasSize && (realSize-offset < size || size < 0) {
+		return errorf(nil, "The sum of offset (%d) and size (%d) has to be smaller or equal to the  actual size of the containing file (%d)", 0, 0, realSize)
+	}
+	if size%512 != 0 {
+		return errorf(nil, "Specified size is not multiple of %d", 512)
+	}
+	if !hasSize {
+		size = realSize - offset
+	}
+	n.ident = file.ident
+	if d := rawOf(file); d != nil && offset == 0 && !hasSize {
+		if n.Probed {
+			d.SetProbed(func(b []byte) bool { return Probe(b) != "raw" })
+		}
+		n.Impl = rawShared{d}
+		return nil
+	}
+	n.Impl = &window{file: file.Disk, off: offset, size: size}
+	return nil
+}
+
+var qcow2Opts = []OptDesc{
+	{"lazy-refcounts", OptBool}, {"pass-discard-request", OptBool}, {"pass-discard-snapshot", OptBool},
+	{"pass-discard-other", OptBool}, {"overlap-check", OptString}, {"overlap-check.template", OptString},
+	{"overlap-check.main-header", OptBool}, {"overlap-check.active-l1", OptBool},
+	{"overlap-check.active-l2", OptBool}, {"overlap-check.refcount-table", OptBool},
+	{"overlap-check.refcount-block", OptBool}, {"overlap-check.snapshot-table", OptBool},
+	{"overlap-check.inactive-l1", OptBool}, {"overlap-check.inactive-l2", OptBool},
+	{"overlap-check.bitmap-directory", OptBool}, {"cache-size", OptSize}, {"l2-cache-size", OptSize},
+	{"l2-cache-entry-size", OptSize}, {"refcount-cache-size", OptSize}, {"cache-clean-interval", OptNumber},
+}
+
+// openQcow2 is qcow2_open: the file child, its locks, the image.
+func openQcow2(g *Graph, n *Node, opts *qdict.Dict) error {
+	file, err := g.OpenChild(opts, "file", n, RoleImage, false)
+	if err != nil {
+		return err
+	}
+	rw := n.Flags&FlagRDWR != 0
+	l := raw.Lock{Perm: raw.PermConsistentRead}
+	if rw {
+		l.Perm |= raw.PermWrite | raw.PermResize
+	}
+	if !n.ForceShare {
+		l.Unshared = raw.PermWrite | raw.PermResize
+	}
+	if err := attachLock(file, l); err != nil {
+		return errorf(err, "%v", err)
+	}
+	n.ident = file.ident
+	depth := 0
+	for p := n.cowParent; p != nil; p = p.cowParent {
+		if p.ident == n.ident && n.ident != (fileIdent{}) {
+			return errorf(nil, "Backing file loop: '%s' is its own backing file (directly or through others)", file.Filename)
+		}
+		depth++
+	}
+	if depth >= MaxChainDepth {
+		return errorf(nil, "Backing chain deeper than %d images", MaxChainDepth)
+	}
+	if _, err := Absorb(qcow2Opts, opts); err != nil {
+		return err
+	}
+	qo := qcow2.Options{ReadOnly: !rw, Direct: n.Flags&FlagNoCache != 0, NoFlush: n.Flags&FlagNoFlush != 0,
+		Unmap: n.Flags&FlagUnmap != 0, ForceShare: n.ForceShare, Check: n.Flags&FlagCheck != 0}
+	if n.parent == nil {
+		qo.Trace = g.Env.Trace
+	}
+	d, err := qcow2.OpenOn(file.Disk, file.Filename, qo)
+	if err != nil {
+		var pe *os.PathError
+		if asPathError(err, &pe) {
+			return openErr(file.Filename, err)
+		}
+		return &Error{Msg: err.Error(), Err: err}
+	}
+	n.BackingFile, n.BackingFormat = d.BackingFile()
+	n.Impl = d
+	return nil
+}
+
+var nullOpts = []OptDesc{{"size", OptSize}, {"latency-ns", OptNumber}, {"read-zeroes", OptBool}}
+
+// openNull is null.c's null_file_open.
+func openNull(g *Graph, n *Node, opts *qdict.Dict) error {
+	o, err := Absorb(nullOpts, opts)
+	if err != nil {
+		return err
+	}
+	lat := o.Num("latency-ns", 0)
+	if int64(lat) < 0 {
+		return errorf(nil, "latency-ns is invalid")
+	}
+	n.Impl = &nullDriver{size: int64(o.Num("size", 1<<30)), zeroes: o.Bool("read-zeroes", false), latency: int64(lat)}
+	return nil
+}
+
+// window is the raw format with offset and size: a part of its file.
+type window struct {
+	file       *image.Disk
+	off, size  int64
+	readOnlyFn func() bool
+}
+
+func (w *window) ReadAt(p []byte, off int64) (int, error) {
+	if err := w.file.ReadAt(p, w.off+off); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (w *window) WriteAt(p []byte, off int64) (int, error) {
+	if err := w.file.WriteAt(p, w.off+off, false); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (w *window) Size() int64          { return w.size }
+func (w *window) Limits() image.Limits { return image.Limits{RequestAlignment: 1} }
+func (w *window) Flush() error         { return w.file.Flush() }
+func (w *window) Close() error         { return nil }
+
+func (w *window) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
+	return w.file.WriteZeroes(w.off+off, n, flags, false)
+}
+func (w *window) SupportedZeroFlags() image.ZeroFlags { return image.ZeroMayUnmap | image.ZeroNoFallback }
+func (w *window) Discard(off, n int64) error          { return w.file.Discard(w.off+off, n) }
+
+func (w *window) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) {
+	e, _, err := image.BlockStatusAbove(w.file, w.off+off, n, wantZero)
+	if err != nil {
+		return e, err
+	}
+	if e.Status&image.StatusOffsetValid == 0 {
+		e.Offset = w.off + off
+	}
+	e.Status |= image.StatusOffsetValid
+	e.Status &^= image.StatusAllocated | image.StatusEOF
+	return e, nil
+}
+
+func (w *window) Info() (image.Info, error) { return image.Info{FormatName: "raw"}, nil }
+
+// nullDriver is QEMU's null-co/null-aio: reads leave the buffer (or zero
+// it with read-zeroes), writes go nowhere.
+type nullDriver struct {
+	size    int64
+	zeroes  bool
+	latency int64
+}
+
+func (d *nullDriver) ReadAt(p []byte, off int64) (int, error) {
+	if d.zeroes {
+		clear(p)
+	}
+	return len(p), nil
+}
+func (d *nullDriver) WriteAt(p []byte, off int64) (int, error) { return len(p), nil }
+func (d *nullDriver) Size() int64                              { return d.size }
+func (d *nullDriver) Limits() image.Limits                     { return image.Limits{RequestAlignment: 1} }
+func (d *nullDriver) Flush() error                             { return nil }
+func (d *nullDriver) Close() error                             { return nil }
+func (d *nullDriver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) {
+	st := image.StatusData | image.StatusOffsetValid
+	if d.zeroes {
+		st = image.StatusZero | image.StatusOffsetValid
+	}
+	return image.Extent{Status: st, Len: n, Offset: off}, nil
+}
+func (d *nullDriver) Info() (image.Info, error) { return image.Info{FormatName: "null-co"}, nil }
