@@ -328,8 +328,10 @@ func (w *window) Close() error         { return nil }
 func (w *window) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
 	return w.file.WriteZeroes(w.off+off, n, flags, false)
 }
-func (w *window) SupportedZeroFlags() image.ZeroFlags { return image.ZeroMayUnmap | image.ZeroNoFallback }
-func (w *window) Discard(off, n int64) error          { return w.file.Discard(w.off+off, n) }
+func (w *window) SupportedZeroFlags() image.ZeroFlags {
+	return image.ZeroMayUnmap | image.ZeroNoFallback
+}
+func (w *window) Discard(off, n int64) error { return w.file.Discard(w.off+off, n) }
 
 func (w *window) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) {
 	e, _, err := image.BlockStatusAbove(w.file, w.off+off, n, wantZero)

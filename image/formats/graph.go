@@ -81,7 +81,7 @@ type Node struct {
 	// file), for backing-loop detection
 	ident fileIdent
 	// noLock: the file node was opened with locking=off
-	noLock bool
+	noLock  bool
 	closers []func() error
 }
 
