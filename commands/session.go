@@ -247,6 +247,7 @@ func (s *Session) Open(name string, f OpenFlags, opts map[string]string) error {
 		NativeAIO:    f.NativeAIO,
 		Snapshot:     f.Snapshot,
 		ForceShare:   f.ForceShare,
+		CopyOnRead:   f.CopyOnRead,
 		Warn:         func(m string) { fmt.Fprintln(s.Err, m) },
 	}
 	if s.TraceZero {

@@ -43,6 +43,9 @@ type Options struct {
 	// Check opens the top image for checking (qemu-img check's
 	// BDRV_O_CHECK): a corrupt or dirty image opens, unrepaired.
 	Check bool
+	// CopyOnRead makes reads of the top image copy what they read from
+	// its backing chain into it (qemu-io -C); QEMU clears it for children.
+	CopyOnRead bool
 	// Trace receives goqio's request trace (goqio -T zero), or is nil.
 	Trace func(string)
 	// Warn receives warnings QEMU prints on stderr while opening, without
@@ -134,9 +137,15 @@ func openSnapshot(path string, o Options) (*image.Disk, error) {
 	bo := o
 	bo.Snapshot = false
 	bo.ReadOnly = true
+	bo.CopyOnRead = false // for the overlay only
+	bo.Unmap = true       // bdrv_backing_options: discard=unmap unless given
 	base, err := open(path, bo, nil)
 	if err != nil {
 		return nil, err
+	}
+	if o.CopyOnRead && o.ReadOnly {
+		base.Close()
+		return nil, errorf(nil, "%s", errCopyOnReadRO)
 	}
 	dir := os.Getenv("TMPDIR")
 	if dir == "" {
@@ -163,7 +172,28 @@ func openSnapshot(path string, o Options) (*image.Disk, error) {
 		base.Close()
 		return nil, &Error{Msg: err.Error(), Err: err}
 	}
-	return image.New(drv, tmp, image.Options{Unmap: o.Unmap, WriteThrough: o.WriteThrough, Trace: o.Trace}), nil
+	return image.New(drv, tmp, image.Options{Unmap: o.Unmap, WriteThrough: o.WriteThrough, Trace: o.Trace,
+		CopyOnRead: o.CopyOnRead}), nil
+}
+
+const errCopyOnReadRO = "Can't use copy-on-read on read-only device"
+
+// nodeOptions are the generic options bdrv_open_common takes from the
+// options of a node before its driver opens: copy-on-read (refused on a
+// read-only node) and detect-zeroes (dz, when given), checked in QEMU's
+// order.
+func nodeOptions(o Options, dz *string) (image.DetectZeroes, error) {
+	if o.CopyOnRead && o.ReadOnly {
+		return 0, errorf(nil, "%s", errCopyOnReadRO)
+	}
+	if dz == nil {
+		return image.DetectZeroesOff, nil
+	}
+	z, err := image.ParseDetectZeroes(*dz, o.Unmap)
+	if err != nil {
+		return 0, errorf(nil, "%s", err.Error())
+	}
+	return z, nil
 }
 
 // chainFile identifies a file of a backing chain.
@@ -184,6 +214,15 @@ func open(path string, o Options, chain []chainFile) (*image.Disk, error) {
 	}
 	if v, ok := opts["file"]; ok {
 		return nil, errorf(nil, "Cannot find device='%s' nor node-name='%s'", v, v)
+	}
+	// detect-zeroes applies to the node it is given for: the top one
+	var dz *string
+	if v, ok := opts["detect-zeroes"]; ok && len(chain) == 0 {
+		dz = &v
+		delete(opts, "detect-zeroes")
+	}
+	if len(chain) > 0 {
+		o.CopyOnRead = false
 	}
 	if v, ok := opts["file.filename"]; ok && path == "" {
 		path = v
@@ -226,6 +265,15 @@ func open(path string, o Options, chain []chainFile) (*image.Disk, error) {
 	}
 	switch format {
 	case "raw", "file":
+		var zeroes image.DetectZeroes
+		if format == "file" {
+			// the protocol node's own options come before its file opens
+			z, err := nodeOptions(o, dz)
+			if err != nil {
+				return nil, err
+			}
+			zeroes = z
+		}
 		lock := &raw.Lock{Perm: raw.PermConsistentRead}
 		if !o.ReadOnly {
 			lock.Perm |= raw.PermWrite
@@ -236,6 +284,14 @@ func open(path string, o Options, chain []chainFile) (*image.Disk, error) {
 		if err != nil {
 			return nil, openErr(path, err)
 		}
+		if format == "raw" {
+			z, err := nodeOptions(o, dz)
+			if err != nil {
+				drv.Close()
+				return nil, err
+			}
+			zeroes = z
+		}
 		for k := range opts {
 			drv.Close()
 			return nil, errorf(nil, "Block format '%s' does not support the option '%s'", format, k)
@@ -244,7 +300,8 @@ func open(path string, o Options, chain []chainFile) (*image.Disk, error) {
 		if format == "file" {
 			d = fileDriver{drv}
 		}
-		return image.New(d, path, image.Options{ReadOnly: o.ReadOnly, Unmap: o.Unmap, WriteThrough: o.WriteThrough, Trace: o.Trace}), nil
+		return image.New(d, path, image.Options{ReadOnly: o.ReadOnly, Unmap: o.Unmap, WriteThrough: o.WriteThrough, Trace: o.Trace,
+			DetectZeroes: zeroes, CopyOnRead: o.CopyOnRead, RawFormat: format == "raw"}), nil
 	case "qcow2":
 		for k := range opts {
 			return nil, errorf(nil, "Block format 'qcow2' does not support the option '%s'", k)
@@ -252,6 +309,10 @@ func open(path string, o Options, chain []chainFile) (*image.Disk, error) {
 		var st syscall.Stat_t
 		if err := syscall.Stat(path, &st); err != nil {
 			return nil, openErr(path, err)
+		}
+		zeroes, err := nodeOptions(o, dz)
+		if err != nil {
+			return nil, err
 		}
 		me := chainFile{uint64(st.Dev), st.Ino}
 		if len(chain) > 0 && !o.ForceShare {
@@ -288,7 +349,8 @@ func open(path string, o Options, chain []chainFile) (*image.Disk, error) {
 			}
 			return nil, &Error{Msg: err.Error(), Err: err}
 		}
-		return image.New(drv, path, image.Options{ReadOnly: o.ReadOnly, Unmap: o.Unmap, WriteThrough: o.WriteThrough, Trace: o.Trace}), nil
+		return image.New(drv, path, image.Options{ReadOnly: o.ReadOnly, Unmap: o.Unmap, WriteThrough: o.WriteThrough, Trace: o.Trace,
+			DetectZeroes: zeroes, CopyOnRead: o.CopyOnRead}), nil
 	}
 	return nil, errorf(nil, "Unsupported image format '%s': goqio does not implement it yet", format)
 }
