@@ -52,6 +52,17 @@ func streamRead(d *image.Disk, offset, count int64, pattern byte, patOff, patCou
 	if offset < 0 || offset > d.Size() || d.Size()-offset < count {
 		return false, image.ErrOutOfRange
 	}
+	if d.CopyOnRead() {
+		// copy-on-read walks the request in runs of its own (up to 16 MiB
+		// from where each starts) and decides per run between a zero write
+		// and data: chunks would cut the runs elsewhere, so the request is
+		// read whole, into one buffer as qemu-io's
+		buf := make([]byte, count)
+		if err := d.ReadAt(buf, offset); err != nil {
+			return false, err
+		}
+		return allBytes(buf[patOff:patOff+patCount], pattern), nil
+	}
 	buf := make([]byte, streamChunk+streamAlign)
 	ok := true
 	err := chunks(offset, count, func(off, n int64, last bool) error {

@@ -156,7 +156,7 @@ func runWrite(s *Session, argv []string) error {
 		}
 		err = s.disk.WriteZeroes(offset, count, flags, fua)
 	case cflag:
-		err = s.writeCompressed(buf, offset)
+		err = s.writeCompressed(buf, offset, fua)
 	default:
 		err = s.disk.WriteAt(buf, offset, fua)
 	}
@@ -170,10 +170,13 @@ func b2i(b bool) int {
 	return 0
 }
 
-func (s *Session) writeCompressed(buf []byte, offset int64) error {
+func (s *Session) writeCompressed(buf []byte, offset int64, fua bool) error {
 	d := s.disk
 	if offset < 0 || offset > d.Size() || d.Size()-offset < int64(len(buf)) {
 		return image.ErrOutOfRange
+	}
+	if done, err := d.DetectZeroWrite(buf, offset, fua); done {
+		return err
 	}
 	c, ok := d.Driver().(Compressor)
 	if !ok {

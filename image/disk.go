@@ -20,17 +20,29 @@ type Options struct {
 	ReadOnly     bool // refuse every write (QEMU without BDRV_O_RDWR)
 	Unmap        bool // discards reach the driver (QEMU's BDRV_O_UNMAP, -d on|unmap)
 	WriteThrough bool // every write is followed by a flush (cache=writethrough|directsync)
+	// RawFormat marks the Disk of a raw image: it stands for QEMU's raw
+	// format node (request alignment 1), which holds the node's options,
+	// over the file node whose alignment the driver declares. detect-zeroes
+	// then tests the caller's buffer before any padding, and the zero
+	// write it becomes is padded as write -z is, with no test of the
+	// padded blocks (the file node has no detect-zeroes).
+	RawFormat bool
 	// Grow marks the Disk of an image file under a format driver: requests
 	// past the end are allowed (writes extend the file, reads return zeroes),
 	// as for QEMU's protocol nodes.
 	Grow bool
-	// Trace, when set, receives a line for every piece a zero write or
-	// discard becomes and for every fallback to explicit zeroes.
-	Trace func(string)
-	// DetectZeroes turns data writes of zeroes into zero writes.
+	// DetectZeroes is QEMU's detect-zeroes: a data write whose buffer is all
+	// zeroes becomes a zero write (with DetectZeroesUnmap one that may
+	// unmap; that mode needs Unmap, see ParseDetectZeroes).
 	DetectZeroes DetectZeroes
-	// CopyOnRead copies data read from a backing file into this layer.
+	// CopyOnRead is QEMU's copy-on-read (qemu-io -C, BDRV_O_COPY_ON_READ):
+	// every read copies the clusters it touches that this layer does not
+	// store into this layer. It needs a writable Disk.
 	CopyOnRead bool
+	// Trace, when set, receives a line for every piece a zero write or
+	// discard becomes, for every fallback to explicit zeroes, for every data
+	// write detect-zeroes turns into a zero write and for every copy-on-read.
+	Trace func(string)
 	// OnClose, when set, runs after the driver is closed (the block
 	// graph closes the node's children there).
 	OnClose func() error
@@ -54,11 +66,23 @@ type Disk struct {
 
 	mu     sync.Mutex
 	closed bool
+
+	// clusterSize is the driver's cluster size (QEMU's bdrv_get_info), the
+	// granularity of copy-on-read; 0 when unknown. Set only with CopyOnRead.
+	clusterSize int64
 }
 
 // New wraps drv. name is the file name as the user gave it, used in messages.
 func New(drv Driver, name string, opts Options) *Disk {
-	return &Disk{drv: drv, name: name, opts: opts}
+	d := &Disk{drv: drv, name: name, opts: opts}
+	if opts.CopyOnRead {
+		if inf, ok := drv.(Infoer); ok {
+			if i, err := inf.Info(); err == nil {
+				d.clusterSize = i.ClusterSize
+			}
+		}
+	}
+	return d
 }
 
 // Driver returns the driver behind d.
@@ -72,6 +96,9 @@ func (d *Disk) WriteThrough() bool { return d.opts.WriteThrough }
 
 // ReadOnly reports whether d refuses writes.
 func (d *Disk) ReadOnly() bool { return d.opts.ReadOnly }
+
+// CopyOnRead reports whether reads copy what they read into this layer.
+func (d *Disk) CopyOnRead() bool { return d.opts.CopyOnRead }
 
 // Size returns the guest-visible length.
 func (d *Disk) Size() int64 { return d.drv.Size() }
@@ -133,6 +160,9 @@ func (d *Disk) ReadAt(p []byte, off int64) error {
 	n := int64(len(p))
 	if err := d.checkRange(off, n); err != nil {
 		return err
+	}
+	if d.opts.CopyOnRead {
+		return d.readCopyOnRead(p, off)
 	}
 	if n == 0 {
 		return nil
@@ -206,6 +236,8 @@ func (d *Disk) writeAligned(p []byte, off int64, lim Limits) error {
 // WriteAt writes p at off. fua asks for the data to be durable when WriteAt
 // returns (qemu-io write -f); a write-through Disk always does so. Unaligned
 // requests are padded with read-modify-write of the head and tail blocks.
+// With DetectZeroes, a request (padding included) that is all zeroes is
+// written as a zero write instead.
 func (d *Disk) WriteAt(p []byte, off int64, fua bool) error {
 	n := int64(len(p))
 	if err := d.checkWrite(off, n); err != nil {
@@ -215,22 +247,31 @@ func (d *Disk) WriteAt(p []byte, off int64, fua bool) error {
 		return nil
 	}
 	d.markDirty(off, n)
+	fua = fua || d.opts.WriteThrough
 	lim := d.Limits()
+	if d.opts.RawFormat {
+		// detect-zeroes belongs to the raw format node, whose requests are
+		// not padded: the file node pads the zero write it becomes
+		if zf, ok := d.detectZeroes([][]byte{p}); ok {
+			d.trace("detect-zeroes: write off=%#x size=%#x became a zero write flags=%s", off, n, zf)
+			return d.zeroWrite(off, n, zf, fua, lim)
+		}
+	}
 	pad := blkalign.Pad(off, n, lim.RequestAlignment)
-	var err error
 	if !pad.Needed() {
 		d.serial.RLock()
-		err = d.writeAligned(p, off, lim)
-		d.serial.RUnlock()
-	} else {
-		d.serial.Lock()
-		err = d.writePadded(p, pad, lim)
-		d.serial.Unlock()
+		defer d.serial.RUnlock()
+		return d.writeData([][]byte{p}, off, 0, fua, lim)
 	}
+	d.serial.Lock()
+	defer d.serial.Unlock()
+	r, err := d.rmwRead(pad, lim)
 	if err != nil {
 		return err
 	}
-	return d.afterWrite(fua)
+	head := r.buf[:pad.Head]
+	tail := r.tailBuf[lim.RequestAlignment-pad.Tail:]
+	return d.writeData(nonEmpty(head, p, tail), pad.Start(), 0, fua, lim)
 }
 
 // markDirty tells a driver with dirty bitmaps about a write request. QEMU
@@ -246,13 +287,6 @@ func (d *Disk) trace(format string, a ...any) {
 	if d.opts.Trace != nil {
 		d.opts.Trace(fmt.Sprintf(format, a...))
 	}
-}
-
-func (d *Disk) afterWrite(fua bool) error {
-	if fua || d.opts.WriteThrough {
-		return d.drv.Flush()
-	}
-	return nil
 }
 
 // rmw holds the padding blocks of an unaligned write, read as QEMU's
@@ -293,23 +327,39 @@ func (d *Disk) rmwRead(pad blkalign.Padding, lim Limits) (rmw, error) {
 	return r, nil
 }
 
-// writePadded is the read-modify-write of an unaligned data write: the
-// padding blocks are read, then the padded range is written as one request
-// made of the head padding, p and the tail padding.
-func (d *Disk) writePadded(p []byte, pad blkalign.Padding, lim Limits) error {
-	align := lim.RequestAlignment
-	r, err := d.rmwRead(pad, lim)
+// writeData is QEMU's bdrv_aligned_pwritev for a data request already
+// aligned to the request alignment, given as consecutive buffers (the head
+// padding, the caller's data, the tail padding). With detect-zeroes, when
+// the driver can zero and every byte is zero, the request becomes a zero
+// write of the same range (flags, plus ZeroMayUnmap for unmap; flags are
+// those of the zero write this data write is part of, if any). Otherwise the
+// buffers are written as one request (vectored when the driver can and the
+// request fits its max transfer) and, with fua, flushed.
+func (d *Disk) writeData(bufs [][]byte, off int64, flags ZeroFlags, fua bool, lim Limits) error {
+	var n int64
+	for _, b := range bufs {
+		n += int64(len(b))
+	}
+	if zf, ok := d.detectZeroes(bufs); ok && !d.opts.RawFormat {
+		d.trace("detect-zeroes: write off=%#x size=%#x became a zero write flags=%s", off, n, flags|zf)
+		return d.zeroAligned(off, n, flags|zf, fua, lim)
+	}
+	var err error
+	if len(bufs) == 1 {
+		err = d.writeAligned(bufs[0], off, lim)
+	} else if v, ok := d.drv.(VectorIO); ok && (lim.MaxTransfer == 0 || n <= lim.MaxTransfer) {
+		err = v.WritevAt(bufs, off)
+	} else {
+		buf := make([]byte, 0, n)
+		for _, b := range bufs {
+			buf = append(buf, b...)
+		}
+		err = d.writeAligned(buf, off, lim)
+	}
 	if err != nil {
 		return err
 	}
-	head := r.buf[:pad.Head]
-	tail := r.tailBuf[align-pad.Tail:]
-	if v, ok := d.drv.(VectorIO); ok && (lim.MaxTransfer == 0 || pad.Length() <= lim.MaxTransfer) {
-		return v.WritevAt(nonEmpty(head, p, tail), pad.Start())
-	}
-	buf := make([]byte, 0, pad.Length())
-	buf = append(append(append(buf, head...), p...), tail...)
-	return d.writeAligned(buf, pad.Start(), lim)
+	return d.flushIf(fua)
 }
 
 // WriteZeroes makes [off, off+n) read as zeroes, as QEMU's
@@ -336,8 +386,13 @@ func (d *Disk) WriteZeroes(off, n int64, flags ZeroFlags, fua bool) error {
 	// Write-through makes every request FUA; QEMU emulates FUA with a flush
 	// after each sub-request (the head block, the zeroed middle, the tail
 	// block), and the file system's allocation can depend on that order.
-	fua = fua || d.opts.WriteThrough
-	pad := blkalign.Pad(off, n, ra)
+	return d.zeroWrite(off, n, flags, fua || d.opts.WriteThrough, lim)
+}
+
+// zeroWrite is QEMU's bdrv_co_do_zero_pwritev: a zero write padded to the
+// request alignment by zeroPadded when it is not aligned.
+func (d *Disk) zeroWrite(off, n int64, flags ZeroFlags, fua bool, lim Limits) error {
+	pad := blkalign.Pad(off, n, lim.RequestAlignment)
 	if !pad.Needed() {
 		d.serial.RLock()
 		defer d.serial.RUnlock()
@@ -357,8 +412,9 @@ func (d *Disk) flushIf(fua bool) error {
 }
 
 // zeroPadded is QEMU's bdrv_co_do_zero_pwritev: the partial head and tail
-// blocks are read, zeroed where covered and written as data; the aligned
-// middle becomes a zero write.
+// blocks are read, zeroed where covered and written as data (which
+// detect-zeroes turns into zero writes when the whole block is then zero);
+// the aligned middle becomes a zero write.
 func (d *Disk) zeroPadded(pad blkalign.Padding, flags ZeroFlags, fua bool, lim Limits) error {
 	align := lim.RequestAlignment
 	off, n := pad.Off, pad.Len
@@ -374,10 +430,7 @@ func (d *Disk) zeroPadded(pad blkalign.Padding, flags ZeroFlags, fua bool, lim L
 		if merge {
 			wl = bufLen
 		}
-		if err := d.writeAligned(buf[:wl], pad.Start(), lim); err != nil {
-			return err
-		}
-		if err := d.flushIf(fua); err != nil {
+		if err := d.writeData([][]byte{buf[:wl]}, pad.Start(), flags, fua, lim); err != nil {
 			return err
 		}
 		if merge {
@@ -395,10 +448,7 @@ func (d *Disk) zeroPadded(pad blkalign.Padding, flags ZeroFlags, fua bool, lim L
 		n -= mid
 	}
 	if n > 0 {
-		if err := d.writeAligned(tailBuf, off, lim); err != nil {
-			return err
-		}
-		return d.flushIf(fua)
+		return d.writeData([][]byte{tailBuf}, off, flags, fua, lim)
 	}
 	return nil
 }

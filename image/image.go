@@ -185,12 +185,3 @@ type Infoer interface {
 	Info() (Info, error)
 }
 
-// DetectZeroes is QEMU's detect-zeroes option of a node: what a data write
-// whose buffer is all zeroes becomes.
-type DetectZeroes uint8
-
-const (
-	DetectZeroesOff   DetectZeroes = iota
-	DetectZeroesOn                 // a zero write
-	DetectZeroesUnmap              // a zero write that may unmap
-)

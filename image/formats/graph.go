@@ -503,6 +503,9 @@ func (g *Graph) finish(bs *Node, parent *Node) error {
 	if parent == nil {
 		o.Trace = g.Env.Trace // the trace shows what the top node's requests become
 	}
+	if _, ok := bs.Impl.(rawShared); ok {
+		o.RawFormat = true // one Disk for the raw node and its file node
+	}
 	bs.Disk = image.New(bs.Impl, bs.Filename, o)
 	return nil
 }
@@ -607,19 +610,11 @@ func (g *Graph) openCommon(bs *Node, file *Node, options *qdict.Dict) error {
 		}
 	}
 	if dz, ok := opts.Str("detect-zeroes"); ok {
-		switch dz {
-		case "off":
-			bs.DetectZeroes = image.DetectZeroesOff
-		case "on":
-			bs.DetectZeroes = image.DetectZeroesOn
-		case "unmap":
-			if bs.Flags&FlagUnmap == 0 {
-				return errorf(nil, "setting detect-zeroes to unmap is not allowed without setting discard operation to unmap")
-			}
-			bs.DetectZeroes = image.DetectZeroesUnmap
-		default:
-			return errorf(nil, "invalid parameter value: %s", dz)
+		z, err := image.ParseDetectZeroes(dz, bs.Flags&FlagUnmap != 0)
+		if err != nil {
+			return errorf(nil, "%v", err)
 		}
+		bs.DetectZeroes = z
 	}
 	if hasFilename {
 		bs.Filename = filename

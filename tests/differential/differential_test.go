@@ -56,6 +56,9 @@ type Case struct {
 	// Compress rewrites img, after Setup, with qemu-img convert -c (same
 	// create options), so that its clusters are compressed by QEMU.
 	Compress bool
+	// CompareCheck compares qemu-img check's output and exit code for
+	// both images (before Detach), beyond requiring goqio's to be clean.
+	CompareCheck bool
 }
 
 func (c Case) format() string {
@@ -106,7 +109,7 @@ func (tl tools) run(t *testing.T, c Case) {
 	}
 	type result struct{ out, err string }
 	var res [2]result
-	var maps [2]string
+	var maps, checks [2]string
 	dirs := [2]string{filepath.Join(top, "qemu"), filepath.Join(top, "goqio")}
 	for i, prog := range []string{tl.qemuIO, link} {
 		d := dirs[i]
@@ -144,6 +147,10 @@ func (tl tools) run(t *testing.T, c Case) {
 		res[i] = result{filter(o) + fmt.Sprintf("[exit %d]\n", rc), filter(e)}
 		maps[i], _, _ = sh(t, d, "", tl.qemuImg, "map", "--output=json", "-f", c.format(), "img")
 		maps[i] = normalizeMap(maps[i])
+		if c.CompareCheck {
+			o, e, rc := sh(t, d, "", tl.qemuImg, "check", "-f", c.format(), "img")
+			checks[i] = fmt.Sprintf("%s%s[exit %d]", o, e, rc)
+		}
 		if c.Detach {
 			if _, e, rc := sh(t, d, "", tl.qemuImg, "rebase", "-u", "-b", "", "-f", c.format(), "img"); rc != 0 {
 				t.Fatalf("rebase: %s", e)
@@ -167,6 +174,9 @@ func (tl tools) run(t *testing.T, c Case) {
 	if _, e, rc := sh(t, top, "", tl.qemuImg, "compare", "-q", "-f", c.format(), "-F", c.format(),
 		filepath.Join(dirs[0], "img"), filepath.Join(dirs[1], "img")); rc != 0 {
 		t.Errorf("args %q: images differ (qemu-img compare exit %d %s)", c.Args, rc, e)
+	}
+	if checks[0] != checks[1] {
+		t.Errorf("args %q: qemu-img check differs:\nqemu-io's image:\n%s\ngoqio's image:\n%s", c.Args, checks[0], checks[1])
 	}
 	if maps[0] != maps[1] {
 		t.Errorf("args %q: maps differ:\nqemu-io: %s\ngoqio:   %s", c.Args, maps[0], maps[1])
