@@ -184,4 +184,3 @@ type KeyValue struct {
 type Infoer interface {
 	Info() (Info, error)
 }
-
