@@ -1,40 +1,21 @@
 package commands
 
 import (
-	"fmt"
 	"strings"
+
+	"github.com/goqio/goqio/image/formats"
+	"github.com/goqio/goqio/image/qdict"
 )
 
-// reopenable are the options reopen -o may change, per format; any other
-// is QEMU's "Cannot change the option".
-var reopenable = map[string]bool{
-	"read-only": true, "cache.direct": true, "cache.no-flush": true, "discard": true,
-	"detect-zeroes": true, "auto-read-only": true,
-}
-
-var reopenableQcow2 = map[string]bool{
-	"lazy-refcounts": true, "pass-discard-request": true, "pass-discard-snapshot": true,
-	"pass-discard-other": true, "overlap-check": true, "cache-size": true, "l2-cache-size": true,
-	"l2-cache-entry-size": true, "refcount-cache-size": true, "cache-clean-interval": true,
-}
-
-func onOff(v string) (bool, bool) {
-	switch v {
-	case "on", "true", "yes":
-		return true, true
-	case "off", "false", "no":
-		return false, true
-	}
-	return false, false
-}
-
-// runReopen is qemu-io's reopen: the open image is opened again with new
-// flags. Like qemu-io it reports a failed reopen but does not fail; the
-// image stays open as it was.
+// runReopen is qemu-io's reopen_f: the options are checked through the
+// whole graph as QEMU's bdrv_reopen_prepare checks them; then goqio opens
+// the graph again with them (QEMU changes the nodes in place; the image
+// reaches the file in between, as at a close). On failure the image stays
+// open as it was.
 func runReopen(s *Session, argv []string) error {
 	f := s.curFlags
 	hasRW, hasCache := false, false
-	opts := map[string]string{}
+	var optList []string
 	g := s.getopt(argv, reopenCmd.Opts)
 	for {
 		c, arg := g.Next()
@@ -49,14 +30,11 @@ func runReopen(s *Session, argv []string) error {
 			}
 			hasCache = true
 		case 'o':
-			o, err := ParseOptions(arg, "", s.warn)
-			if err != nil {
+			if _, err := ParseOptions(arg, "", s.warn); err != nil {
 				s.errorf("%v", err)
 				return ErrFailed
 			}
-			for k, v := range o {
-				opts[k] = v
-			}
+			optList = append(optList, arg)
 		case 'r', 'w':
 			if hasRW {
 				s.errorf("Only one -r/-w option may be given")
@@ -71,68 +49,115 @@ func runReopen(s *Session, argv []string) error {
 	if len(g.Operands()) != 0 {
 		return s.usage(reopenCmd)
 	}
-	if v, ok := opts["read-only"]; ok {
+	opts := qdict.New()
+	for _, arg := range optList {
+		for _, kv := range parseOptionList(arg) {
+			opts.Put(kv[0], kv[1])
+		}
+	}
+	if opts.Has("read-only") {
 		if hasRW {
 			s.errorf("Cannot set both -r/-w and 'read-only'")
 			return ErrFailed
 		}
-		if b, ok := onOff(v); ok {
-			f.ReadOnly = b
-		}
+	} else {
+		opts.Put("read-only", f.ReadOnly)
 	}
-	_, direct := opts["cache.direct"]
-	_, noflush := opts["cache.no-flush"]
-	if direct || noflush {
+	if opts.Has("cache.direct") || opts.Has("cache.no-flush") {
 		if hasCache {
 			s.errorf("Cannot set both -c and the cache options")
 			return ErrFailed
 		}
-		if b, ok := onOff(opts["cache.direct"]); ok {
-			f.NoCache = b
-		}
-		if b, ok := onOff(opts["cache.no-flush"]); ok {
-			f.NoFlush = b
-		}
-	}
-	info, _ := s.disk.Info()
-	for k := range opts {
-		if !reopenable[k] && !(info.FormatName == "qcow2" && reopenableQcow2[k]) {
-			s.errorf("Cannot change the option '%s'", k)
-			return nil
-		}
-	}
-	if v, ok := opts["discard"]; ok && !ParseDiscard(v, &f) {
-		s.errorf("Invalid discard option: %s", v)
-		return nil
+	} else {
+		opts.Put("cache.direct", f.NoCache)
+		opts.Put("cache.no-flush", f.NoFlush)
 	}
 	if s.curFlags.Snapshot {
 		s.errorf("goqio cannot reopen a temporary snapshot overlay yet")
-		return nil
+		return ErrFailed
+	}
+	r, err := s.graph.ReopenOptions(s.node, opts)
+	if err != nil {
+		s.errorf("%v", err)
+		return ErrFailed
+	}
+	newRO := r.Flags&formats.FlagRDWR == 0
+	// qemu-io drops its write permission for -r only: a read-only=on
+	// option meets the BlockBackend's write permission (bdrv_node_refresh_perm)
+	if newRO && !(hasRW && f.ReadOnly) && !s.disk.ReadOnly() {
+		s.errorf("Read-only block node '%s' cannot support read-write users", s.node.NodeName)
+		return ErrFailed
 	}
 	s.drain()
-	old, oldFlags := s.disk, s.curFlags
-	name, curOpts := s.curName, s.curOpts
-	old.Close()
-	s.disk = nil
-	var errs strings.Builder
-	saved := s.Err
-	s.Err = &errs
-	err := s.Open(name, f, curOpts)
-	s.Err = saved
-	if err != nil {
-		// report QEMU's reason without the "can't open device" part, and
-		// go back to the image as it was
-		msg := errs.String()
-		if i := strings.Index(msg, ": "+"can't open device "); i >= 0 {
-			msg = msg[i+2:]
-		}
-		if j := strings.Index(msg, name+": "); j >= 0 {
-			msg = msg[j+len(name)+2:]
-		}
-		fmt.Fprintf(s.Err, "%s: %s", s.Prog, msg)
-		if s.Open(name, oldFlags, curOpts) != nil {
-			s.errorf("could not reopen '%s' as it was; no image is open", name)
-		}
+	old := s.curFlags
+	nf := f
+	nf.ReadOnly = newRO
+	nf.NoCache = r.Flags&formats.FlagNoCache != 0
+	nf.NoFlush = r.Flags&formats.FlagNoFlush != 0
+	nf.Unmap = r.Flags&formats.FlagUnmap != 0
+	s.node.Close()
+	s.disk, s.node = nil, nil
+	open := func(d *qdict.Dict, fl OpenFlags) (*formats.Node, error) {
+		o := s.openOptions(fl)
+		o.Dict = d
+		o.ForceShare = false // in the options already
+		return formats.OpenNode("", o)
 	}
+	n, err := open(r.New, nf)
+	if err != nil {
+		s.errorf("%v", err)
+		if n2, err2 := open(r.Old, old); err2 == nil {
+			s.disk, s.node = n2.Disk, n2
+		} else {
+			s.errorf("could not reopen '%s' as it was; no image is open", s.curName)
+		}
+		return ErrFailed
+	}
+	formats.RestoreExplicit(n, r.Explicit)
+	s.disk, s.node = n.Disk, n
+	s.curFlags = nf
 	return nil
+}
+
+// parseOptionList is ParseOptions keeping the order of the keys (QemuOpts
+// keep a list; the last of a key wins).
+func parseOptionList(s string) [][2]string {
+	var out [][2]string
+	for _, part := range splitOpts(s) {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			v = "on"
+			if strings.HasPrefix(k, "no") {
+				k, v = k[2:], "off"
+			}
+		}
+		if k == "" {
+			continue
+		}
+		out = append(out, [2]string{k, v})
+	}
+	return out
+}
+
+// splitOpts splits a QemuOpts string at commas (",," is a comma).
+func splitOpts(s string) []string {
+	var parts []string
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == ',' {
+			if i+1 < len(s) && s[i+1] == ',' {
+				b.WriteByte(',')
+				i++
+				continue
+			}
+			parts = append(parts, b.String())
+			b.Reset()
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	if b.Len() > 0 {
+		parts = append(parts, b.String())
+	}
+	return parts
 }

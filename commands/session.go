@@ -58,6 +58,7 @@ type Session struct {
 	TraceZero bool
 
 	disk *image.Disk
+	node *formats.Node // the top node of the open image
 	quit bool
 	aio  aioQueue
 	// how the open image was opened, for reopen
@@ -241,6 +242,29 @@ func (s *Session) Open(name string, f OpenFlags, opts map[string]string) error {
 			return ErrFailed
 		}
 	}
+	o := s.openOptions(f)
+	if len(opts) > 0 {
+		o.Options = map[string]string{}
+		for k, v := range opts {
+			o.Options[k] = v
+		}
+	}
+	n, err := formats.OpenNode(name, o)
+	if err != nil {
+		s.reportOpenErr(name, err.Error())
+		var fe *formats.Error
+		if errors.As(err, &fe) && fe.Hint != "" {
+			fmt.Fprint(s.Err, fe.Hint)
+		}
+		return ErrFailed
+	}
+	s.disk, s.node = n.Disk, n
+	s.curName, s.curFlags, s.curOpts = name, f, opts
+	return nil
+}
+
+// openOptions are the options of an open with flags f.
+func (s *Session) openOptions(f OpenFlags) formats.Options {
 	if s.graph == nil {
 		s.graph = formats.NewGraph(formats.Env{Prog: s.Prog})
 	}
@@ -261,24 +285,7 @@ func (s *Session) Open(name string, f OpenFlags, opts map[string]string) error {
 	if s.TraceZero {
 		o.Trace = func(m string) { fmt.Fprintf(s.Err, "%s-trace: %s\n", s.Prog, m) }
 	}
-	if len(opts) > 0 {
-		o.Options = map[string]string{}
-		for k, v := range opts {
-			o.Options[k] = v
-		}
-	}
-	d, err := formats.Open(name, o)
-	if err != nil {
-		s.reportOpenErr(name, err.Error())
-		var fe *formats.Error
-		if errors.As(err, &fe) && fe.Hint != "" {
-			fmt.Fprint(s.Err, fe.Hint)
-		}
-		return ErrFailed
-	}
-	s.disk = d
-	s.curName, s.curFlags, s.curOpts = name, f, opts
-	return nil
+	return o
 }
 
 func (s *Session) reportOpenErr(name, msg string) {
@@ -295,8 +302,8 @@ func (s *Session) Close() error {
 	if s.disk == nil {
 		return nil
 	}
-	err := s.disk.Close()
-	s.disk = nil
+	err := s.node.Close()
+	s.disk, s.node = nil, nil
 	return err
 }
 

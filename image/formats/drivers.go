@@ -16,15 +16,15 @@ func init() {
 	// QEMU's registration order decides ties in probing; every format
 	// but raw scores 100 on its magic, raw 1 on anything.
 	Register(&BlockDriver{Name: "file", Protocol: "file", FileOpen: true, NeedsFilename: true,
-		ParseFilename: stripPrefix("file:"), Open: openFile})
+		ParseFilename: stripPrefix("file:"), Open: openFile, ReopenPrepare: reopenFile})
 	Register(&BlockDriver{Name: "host_device", Protocol: "host_device", FileOpen: true, NeedsFilename: true,
-		ParseFilename: stripPrefix("host_device:"), Open: openFile})
-	Register(&BlockDriver{Name: "raw", IsFormat: true, Probe: func([]byte, string) int { return 1 }, Open: openRawFormat})
-	Register(&BlockDriver{Name: "qcow2", IsFormat: true, SupportsBacking: true, Probe: probeQcow2, Open: openQcow2})
+		ParseFilename: stripPrefix("host_device:"), Open: openFile, ReopenPrepare: reopenFile})
+	Register(&BlockDriver{Name: "raw", IsFormat: true, Probe: func([]byte, string) int { return 1 }, Open: openRawFormat, ReopenPrepare: reopenRaw})
+	Register(&BlockDriver{Name: "qcow2", IsFormat: true, SupportsBacking: true, Probe: probeQcow2, Open: openQcow2, ReopenPrepare: reopenQcow2})
 	Register(&BlockDriver{Name: "null-co", Protocol: "null-co", FileOpen: true,
-		ParseFilename: onlyFilename("null-co://"), Open: openNull})
+		ParseFilename: onlyFilename("null-co://"), Open: openNull, ReopenPrepare: reopenNull})
 	Register(&BlockDriver{Name: "null-aio", Protocol: "null-aio", FileOpen: true,
-		ParseFilename: onlyFilename("null-aio://"), Open: openNull})
+		ParseFilename: onlyFilename("null-aio://"), Open: openNull, ReopenPrepare: reopenNull})
 	for _, u := range []struct {
 		name  string
 		probe func([]byte, string) int
@@ -223,17 +223,6 @@ func openRawFormat(g *Graph, n *Node, opts *qdict.Dict) error {
 	return nil
 }
 
-var qcow2Opts = []OptDesc{
-	{"lazy-refcounts", OptBool}, {"pass-discard-request", OptBool}, {"pass-discard-snapshot", OptBool},
-	{"pass-discard-other", OptBool}, {"overlap-check", OptString}, {"overlap-check.template", OptString},
-	{"overlap-check.main-header", OptBool}, {"overlap-check.active-l1", OptBool},
-	{"overlap-check.active-l2", OptBool}, {"overlap-check.refcount-table", OptBool},
-	{"overlap-check.refcount-block", OptBool}, {"overlap-check.snapshot-table", OptBool},
-	{"overlap-check.inactive-l1", OptBool}, {"overlap-check.inactive-l2", OptBool},
-	{"overlap-check.bitmap-directory", OptBool}, {"cache-size", OptSize}, {"l2-cache-size", OptSize},
-	{"l2-cache-entry-size", OptSize}, {"refcount-cache-size", OptSize}, {"cache-clean-interval", OptNumber},
-}
-
 // openQcow2 is qcow2_open: the file child, its locks, the image.
 func openQcow2(g *Graph, n *Node, opts *qdict.Dict) error {
 	file, err := g.OpenChild(opts, "file", n, RoleImage, false)
@@ -262,10 +251,11 @@ func openQcow2(g *Graph, n *Node, opts *qdict.Dict) error {
 	if depth >= MaxChainDepth {
 		return errorf(nil, "Backing chain deeper than %d images", MaxChainDepth)
 	}
-	if _, err := Absorb(qcow2Opts, opts); err != nil {
+	ro, err := qcow2RuntimeOptions(n, opts, n.Flags)
+	if err != nil {
 		return err
 	}
-	qo := qcow2.Options{ReadOnly: !rw, Direct: n.Flags&FlagNoCache != 0, NoFlush: n.Flags&FlagNoFlush != 0,
+	qo := qcow2.Options{Runtime: ro, ReadOnly: !rw, Direct: n.Flags&FlagNoCache != 0, NoFlush: n.Flags&FlagNoFlush != 0,
 		Unmap: n.Flags&FlagUnmap != 0, ForceShare: n.ForceShare, Check: n.Flags&FlagCheck != 0}
 	if n.parent == nil {
 		qo.Trace = g.Env.Trace

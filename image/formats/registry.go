@@ -31,6 +31,9 @@ type BlockDriver struct {
 	// Open consumes the driver's options from opts, opens the node's
 	// children through g.OpenChild and sets n.Impl.
 	Open func(g *Graph, n *Node, opts *qdict.Dict) error
+	// ReopenPrepare checks the node's new options (consuming those it
+	// can change) for a reopen with flags; nil: the driver cannot reopen.
+	ReopenPrepare func(n *Node, opts *qdict.Dict, flags Flags) error
 }
 
 var registry []*BlockDriver

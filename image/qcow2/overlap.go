@@ -31,6 +31,7 @@ func (d *Driver) checkOverlap(ign int, off, n int64) int {
 	if n == 0 {
 		return 0
 	}
+	ign |= ^d.rt.overlap // the checks overlap-check leaves out
 	if ign&olMainHeader == 0 && off < d.clusterSize {
 		return olMainHeader
 	}

@@ -78,6 +78,9 @@ type Options struct {
 	// Trace, when set, receives one line for every decision the driver
 	// takes on a zero write or discard (goqio -T zero).
 	Trace func(string)
+	// Runtime are the runtime options (cache sizes, lazy-refcounts,
+	// overlap-check, pass-discard-*), QEMU's defaults when unset.
+	Runtime RuntimeOptions
 }
 
 // Driver is an open qcow2 image.
@@ -89,8 +92,9 @@ type Driver struct {
 	mu sync.Mutex
 
 	hdr           Header
-	unknownFields []byte      // header bytes between 112 and header_length
-	exts          []extension // unknown extensions, kept
+	rt            runtimeState // what the runtime options decided
+	unknownFields []byte       // header bytes between 112 and header_length
+	exts          []extension  // unknown extensions, kept
 	features      []feature
 	backingFile   string // as stored in the image
 	backingFmt    string
@@ -296,6 +300,11 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		return nil, openErr("Could not initialize refcount handling: %s", strerror(err))
 	}
 	d.refTable = decodeU64s(b)
+	rt, err := d.prepareRuntime(opts.Runtime, opts.Unmap)
+	if err != nil {
+		return nil, openErr("%s", err.Error())
+	}
+	d.rt = rt
 	if err := d.readExtensions(int64(h.HeaderLength), extEnd); err != nil {
 		return nil, err
 	}
@@ -315,8 +324,15 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		d.snaps, d.snapshotsSize = snaps, size
 	}
 	d.updateMaxRefTableIndex()
-	d.rbc = newTableCache(d, max(16, int((8<<20)>>d.clusterBits)))
-	d.l2c = newTableCache(d, max(16, int((32<<20)>>d.clusterBits)))
+	rbMax, l2Max := max(16, int((8<<20)>>d.clusterBits)), max(16, int((32<<20)>>d.clusterBits))
+	if r := opts.Runtime; r.CacheSize != nil || r.RefcountCacheSize != nil {
+		rbMax = rt.refcountTables
+	}
+	if r := opts.Runtime; r.CacheSize != nil || r.L2CacheSize != nil || r.L2CacheEntrySize != nil {
+		l2Max = rt.l2Tables
+	}
+	d.rbc = newTableCache(d, rbMax)
+	d.l2c = newTableCache(d, l2Max)
 	d.rbc.ign, d.l2c.ign = olRefcountBlock, olActiveL2
 	// backing file name
 	if h.BackingFileOffset != 0 {
@@ -780,7 +796,7 @@ func (d *Driver) flushLocked() error {
 // lazyRefcounts reports whether refcount updates may lag behind (the
 // lazy_refcounts compatible feature, version 3 only).
 func (d *Driver) lazyRefcounts() bool {
-	return d.hdr.Version >= 3 && d.hdr.CompatibleFeatures&compatLazyRefcounts != 0
+	return d.hdr.Version >= 3 && d.rt.lazy
 }
 
 // needAccurateRefcounts is QEMU's qcow2_need_accurate_refcounts: false

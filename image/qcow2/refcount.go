@@ -263,10 +263,14 @@ func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool,
 
 func (d *Driver) discardPassthrough(typ discardType) bool {
 	switch typ {
-	case discardAlways, discardSnapshot:
+	case discardAlways:
 		return true
+	case discardSnapshot:
+		return d.rt.passSnapshot
 	case discardRequest:
-		return d.opts.Unmap
+		return d.rt.passRequest
+	case discardOther:
+		return d.rt.passOther
 	}
 	return false
 }
