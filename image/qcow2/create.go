@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"syscall"
 
@@ -113,10 +114,8 @@ func Create(path string, o CreateOptions) error {
 	}
 	rt := make([]byte, 2*cs)
 	putU64(rt, uint64(2*cs))
-	if _, err := f.WriteAt(hbuf, 0); err == nil {
-		_, err = f.WriteAt(rt, cs)
-	}
-	if cerr := f.Close(); err == nil {
+	err = writeBootstrap(f, hbuf, rt, cs)
+	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
@@ -180,6 +179,18 @@ func Create(path string, o CreateOptions) error {
 	}
 	defer g.Close()
 	return g.Sync()
+}
+
+// writeBootstrap writes the minimal header cluster and the refcount table
+// with its one refcount block, with qcow2_co_create's messages.
+func writeBootstrap(w io.WriterAt, hbuf, rt []byte, cs int64) error {
+	if _, err := w.WriteAt(hbuf, 0); err != nil {
+		return fmt.Errorf("Could not write qcow2 header: %s", strerror(err))
+	}
+	if _, err := w.WriteAt(rt, cs); err != nil {
+		return fmt.Errorf("Could not write refcount table: %s", strerror(err))
+	}
+	return nil
 }
 
 func putU32(b []byte, v uint32) {
