@@ -77,7 +77,8 @@ func Run(r Request, out, errw io.Writer) int {
 	}
 	// the whole chain is opened, as qemu-img check opens it (a missing
 	// or locked backing file fails the check)
-	disk, err := formats.Open(r.File, formats.Options{Format: "qcow2", ReadOnly: mode == 0, Check: true})
+	disk, err := formats.Open(r.File, formats.Options{Format: "qcow2", ReadOnly: mode == 0, Check: true,
+		Stderr: errw, Prog: r.Prog})
 	if err != nil {
 		return fail("Could not open '%s': %v", r.File, err)
 	}

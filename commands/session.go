@@ -248,6 +248,8 @@ func (s *Session) Open(name string, f OpenFlags, opts map[string]string) error {
 		Snapshot:     f.Snapshot,
 		ForceShare:   f.ForceShare,
 		Warn:         func(m string) { fmt.Fprintln(s.Err, m) },
+		Stderr:       s.Err,
+		Prog:         s.Prog,
 	}
 	if s.TraceZero {
 		o.Trace = func(m string) { fmt.Fprintf(s.Err, "%s-trace: %s\n", s.Prog, m) }

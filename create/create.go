@@ -24,6 +24,10 @@ type Request struct {
 	Backing    string            // -b
 	BackingFmt string            // -F
 	Quiet      bool
+	// Stderr and Prog are for what opening the backing file prints on
+	// stderr (formats.Options); nil drops it.
+	Stderr io.Writer
+	Prog   string
 }
 
 // Error is a creation failure with qemu-img's text (without "qemu-img: ").
@@ -175,7 +179,7 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 		}
 		if r.BackingFmt == "" {
 			fmtName := "raw"
-			if d, err := formats.Open(bpath, formats.Options{ReadOnly: true}); err == nil {
+			if d, err := formats.Open(bpath, formats.Options{ReadOnly: true, Stderr: r.Stderr, Prog: r.Prog}); err == nil {
 				if info, _ := d.Info(); info.FormatName != "" {
 					fmtName = info.FormatName
 				}
@@ -184,7 +188,7 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 			return fail(r.File, "Backing file specified without backing format\nDetected format of %s.", fmtName)
 		}
 		if r.Size < 0 {
-			d, err := formats.Open(bpath, formats.Options{Format: r.BackingFmt, ReadOnly: true})
+			d, err := formats.Open(bpath, formats.Options{Format: r.BackingFmt, ReadOnly: true, Stderr: r.Stderr, Prog: r.Prog})
 			if err != nil {
 				return fail(r.File, "%v\nCould not open backing image.", err)
 			}

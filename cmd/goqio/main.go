@@ -172,7 +172,7 @@ func createAction(c *cli.Context) error {
 		}
 	}
 	req := create.Request{Format: c.String("f"), File: c.Args().Get(0), Size: -1, Options: opts, Quiet: c.Bool("q"),
-		Backing: c.String("b"), BackingFmt: c.String("F")}
+		Backing: c.String("b"), BackingFmt: c.String("F"), Stderr: os.Stderr, Prog: prog}
 	if c.NArg() == 2 {
 		n, err := commands.ParseSize(c.Args().Get(1))
 		if err != nil {

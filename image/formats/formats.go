@@ -48,6 +48,11 @@ type Options struct {
 	// Warn receives warnings QEMU prints on stderr while opening, without
 	// a trailing newline (e.g. the probed-raw warning).
 	Warn func(string)
+	// Stderr and Prog go to the qcow2 driver (qcow2.Options), which prints
+	// what QEMU's prints on stderr byte for byte, some of it without a
+	// newline; Prog is the program name its messages begin with.
+	Stderr io.Writer
+	Prog   string
 }
 
 // Error is an open failure; its text is what QEMU prints after
@@ -156,7 +161,7 @@ func openSnapshot(path string, o Options) (*image.Disk, error) {
 		return nil, errorf(err, "Could not create temporary overlay '%s': %v", tmp, err)
 	}
 	qo := qcow2.Options{Direct: o.Direct, NoFlush: o.NoFlush, Unmap: o.Unmap, Trace: o.Trace,
-		Backing: base, RemoveOnClose: true}
+		Backing: base, RemoveOnClose: true, Stderr: o.Stderr, Prog: o.Prog}
 	drv, err := qcow2.Open(tmp, qo)
 	if err != nil {
 		os.Remove(tmp)
@@ -275,9 +280,10 @@ func open(path string, o Options, chain []chainFile) (*image.Disk, error) {
 		}
 		chain = append(chain, me)
 		qo := qcow2.Options{ReadOnly: o.ReadOnly, Direct: o.Direct, NoFlush: o.NoFlush, Unmap: o.Unmap, Trace: o.Trace,
-			ForceShare: o.ForceShare, Check: o.Check,
+			ForceShare: o.ForceShare, Check: o.Check, Stderr: o.Stderr, Prog: o.Prog,
 			OpenBacking: func(name, format string) (*image.Disk, error) {
-				bo := Options{Format: format, ReadOnly: true, Direct: o.Direct, NoFlush: o.NoFlush, ForceShare: o.ForceShare}
+				bo := Options{Format: format, ReadOnly: true, Direct: o.Direct, NoFlush: o.NoFlush, ForceShare: o.ForceShare,
+					Stderr: o.Stderr, Prog: o.Prog}
 				return open(name, bo, chain)
 			}}
 		drv, err := qcow2.Open(path, qo)

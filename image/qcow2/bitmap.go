@@ -3,8 +3,6 @@ package qcow2
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
-	"path/filepath"
 	"syscall"
 )
 
@@ -70,11 +68,12 @@ func (d *Driver) readBitmapsExt(data []byte) error {
 	if d.hdr.AutoclearFeatures&autoclearBitmaps == 0 {
 		// a program without bitmap support changed the image
 		if d.hdr.Version < 3 {
-			fmt.Fprintf(os.Stderr, "%s: warning: This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent\n", progName())
+			d.warn("This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent")
 		} else {
-			fmt.Fprintf(os.Stderr, "%s: warning: a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent\n", progName())
+			d.warn("a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent")
 		}
-		fmt.Fprint(os.Stderr, "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.")
+		// error_printf: no newline
+		fmt.Fprint(d.stderr(), "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.")
 		// a read-write open rewrites the header without the extension
 		d.staleBitmapsExt = true
 		return nil
@@ -99,14 +98,6 @@ func (d *Driver) readBitmapsExt(data []byte) error {
 	}
 	d.nbBitmaps, d.bitmapDirSize, d.bitmapDirOff = nb, size, off
 	return nil
-}
-
-// progName is the name messages carry (goqio, or qemu-io through a link).
-func progName() string {
-	if len(os.Args) > 0 {
-		return filepath.Base(os.Args[0])
-	}
-	return "goqio"
 }
 
 // bitmapList is QEMU's bitmap_list_load: the directory, every entry checked.

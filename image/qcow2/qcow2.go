@@ -44,6 +44,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,6 +79,13 @@ type Options struct {
 	// Trace, when set, receives one line for every decision the driver
 	// takes on a zero write or discard (goqio -T zero).
 	Trace func(string)
+	// Stderr receives, byte for byte, what QEMU's qcow2 driver prints on
+	// its stderr: warnings, corruption reports, the repair of a dirty image.
+	// nil drops them. The driver never writes to the process's stderr.
+	Stderr io.Writer
+	// Prog is the program name that QEMU's error_report and warn_report
+	// messages begin with ("qemu-io: ..."); "" prints them without it.
+	Prog string
 }
 
 // Driver is an open qcow2 image.
@@ -332,7 +340,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	}
 	if h.IncompatibleFeatures&incompatDirty != 0 && !opts.ReadOnly && !opts.Check {
 		// QEMU repairs a dirty image (lazy refcounts) on a read-write open
-		res, err := d.checkLocked(os.Stderr, FixLeaks|FixErrors)
+		res, err := d.checkLocked(d.stderr(), FixLeaks|FixErrors)
 		if err == nil && res.CheckErrors != 0 {
 			err = syscall.EIO
 		}
@@ -374,6 +382,32 @@ type openError struct {
 
 func (e *openError) Error() string        { return e.msg }
 func (e *openError) Errno() syscall.Errno { return e.errno }
+
+// stderr is where the driver prints what QEMU prints on stderr.
+func (d *Driver) stderr() io.Writer {
+	if d.opts.Stderr != nil {
+		return d.opts.Stderr
+	}
+	return io.Discard
+}
+
+// progPrefix is the "PROG: " that error_report and warn_report put first.
+func (d *Driver) progPrefix() string {
+	if d.opts.Prog == "" {
+		return ""
+	}
+	return d.opts.Prog + ": "
+}
+
+// report is QEMU's error_report: the program name, the message, a newline.
+func (d *Driver) report(format string, a ...any) {
+	fmt.Fprintf(d.stderr(), "%s%s\n", d.progPrefix(), fmt.Sprintf(format, a...))
+}
+
+// warn is QEMU's warn_report.
+func (d *Driver) warn(format string, a ...any) {
+	fmt.Fprintf(d.stderr(), "%swarning: %s\n", d.progPrefix(), fmt.Sprintf(format, a...))
+}
 
 func strerror(err error) string {
 	s := image.Errno(err).Error()
@@ -833,7 +867,7 @@ func (d *Driver) Close() error {
 	d.mu.Lock()
 	if !d.opts.ReadOnly && !d.dead {
 		if berr := d.storeBitmaps(); berr != nil {
-			fmt.Fprintf(os.Stderr, "%s: Lost persistent bitmaps during inactivation of node '%s': %s\n", progName(), d.name, strerror(berr))
+			d.report("Lost persistent bitmaps during inactivation of node '%s': %s", d.name, strerror(berr))
 		}
 	}
 	err := d.flushLocked()

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"syscall"
 )
 
@@ -170,7 +169,7 @@ func (d *Driver) freeClusters(off, size int64, typ discardType) {
 		if err == errAgain {
 			err = syscall.EAGAIN
 		}
-		fmt.Fprintf(os.Stderr, "qcow2_free_clusters failed: %s\n", strerror(err))
+		fmt.Fprintf(d.stderr(), "qcow2_free_clusters failed: %s\n", strerror(err))
 	}
 }
 

@@ -174,7 +174,7 @@ func (d *Driver) checkSnapshotTable(res *CheckResult, fix CheckMode, w io.Writer
 	}
 	if err := d.validateTable(off, uint64(nb), 40, 40*maxSnapshots, "snapshot table"); err != nil {
 		res.CheckErrors++
-		fmt.Fprintf(w, "%s: ERROR %v\n", progName(), err)
+		fmt.Fprintf(w, "%sERROR %v\n", d.progPrefix(), err)
 		if nb > maxSnapshots {
 			fmt.Fprintf(w, "You can force-remove all %d overhanging snapshots with qemu-img check -r all\n", nb-maxSnapshots)
 		}
@@ -186,7 +186,7 @@ func (d *Driver) checkSnapshotTable(res *CheckResult, fix CheckMode, w io.Writer
 	snaps, size, dropped, red, err := d.readSnapshotTable(int64(off), nb, fix&FixErrors != 0, w)
 	if err != nil {
 		res.CheckErrors++
-		fmt.Fprintf(w, "%s: ERROR failed to read the snapshot table: %v\n", progName(), err)
+		fmt.Fprintf(w, "%sERROR failed to read the snapshot table: %v\n", d.progPrefix(), err)
 		var se *snapTableError
 		if errors.As(err, &se) {
 			fmt.Fprint(w, se.hint)
