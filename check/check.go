@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/formats"
 	"github.com/goqio/goqio/image/qcow2"
 	"github.com/goqio/goqio/internal/qdict"
@@ -45,7 +46,7 @@ func Run(r Request, out, errw io.Writer) int {
 	if format == "" {
 		f, err := os.Open(r.File)
 		if err != nil {
-			return fail("Could not open '%s': Could not open '%s': %s", r.File, r.File, formats.Strerror(errnoOf(err)))
+			return fail("Could not open '%s': Could not open '%s': %s", r.File, r.File, image.StrerrorOf(err))
 		}
 		head := make([]byte, 512)
 		n, _ := io.ReadFull(f, head)
@@ -108,7 +109,7 @@ func Run(r Request, out, errw io.Writer) int {
 			if errors.As(err, &rb) {
 				fmt.Fprintf(errw, "%s: %v\n", r.Prog, rb)
 			}
-			fmt.Fprintf(errw, "%s: Check failed: %s\n", r.Prog, formats.Strerror(errnoOf(err)))
+			fmt.Fprintf(errw, "%s: Check failed: %s\n", r.Prog, image.StrerrorOf(err))
 		} else {
 			fmt.Fprintf(errw, "%s: Check failed\n", r.Prog)
 		}
@@ -121,14 +122,6 @@ func Run(r Request, out, errw io.Writer) int {
 		return 3
 	}
 	return 0
-}
-
-func errnoOf(err error) syscall.Errno {
-	var e syscall.Errno
-	if errors.As(err, &e) {
-		return e
-	}
-	return syscall.EIO
 }
 
 // printHuman is qemu-img's dump_human_image_check.

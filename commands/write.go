@@ -113,8 +113,8 @@ func runWrite(s *Session, argv []string) error {
 		s.printCvtnumErr(err, args[1])
 		return ErrFailed
 	}
-	if count > maxRequest && !noFallback {
-		s.printf("length cannot exceed %d without -n, given %s\n", maxRequest, args[1])
+	if count > image.MaxRequest && !noFallback {
+		s.printf("length cannot exceed %d without -n, given %s\n", image.MaxRequest, args[1])
 		return ErrFailed
 	}
 	if (bflag || cflag) && !s.sectorAligned(offset, count) {

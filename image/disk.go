@@ -12,8 +12,9 @@ import (
 // zero-write fallback issues at once, and the default max transfer.
 const maxBounce = 16 << 20
 
-// maxRequest is QEMU's BDRV_REQUEST_MAX_BYTES: the largest data request.
-const maxRequest = 2147483136
+// MaxRequest is QEMU's BDRV_REQUEST_MAX_BYTES, INT_MAX aligned down to
+// whole sectors: the largest data request (qemu-io refuses longer ones).
+const MaxRequest = (1<<31 - 1) &^ 511
 
 // Options are the open flags of a Disk that the generic layer acts on.
 type Options struct {
@@ -677,6 +678,3 @@ func (d *Disk) Close() error {
 	defer d.serial.Unlock()
 	return d.drv.Close()
 }
-
-// MaxRequest is the largest data request qemu-io accepts (BDRV_REQUEST_MAX_BYTES).
-const MaxRequest = maxRequest

@@ -69,23 +69,8 @@ func errorf(err error, format string, a ...any) *Error {
 	return &Error{Msg: fmt.Sprintf(format, a...), Err: err}
 }
 
-// Strerror is glibc's strerror text for errno e.
-func Strerror(e syscall.Errno) string {
-	if s, ok := strerrors[e]; ok {
-		return s
-	}
-	s := e.Error()
-	if s == "" {
-		return fmt.Sprintf("Unknown error %d", int(e))
-	}
-	return strings.ToUpper(s[:1]) + s[1:]
-}
-
-// strerrors holds the texts where glibc differs from Go by more than the
-// capital letter.
-var strerrors = map[syscall.Errno]string{
-	syscall.EOPNOTSUPP: "Operation not supported",
-}
+// Strerror is glibc's strerror text for errno e (image.Strerror).
+func Strerror(e syscall.Errno) string { return image.Strerror(e) }
 
 // probeSize is how much of the file probing looks at (QEMU's BLOCK_PROBE_BUF_SIZE).
 const probeSize = 512

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"syscall"
+
+	"github.com/goqio/goqio/image"
 )
 
 // Persistent dirty bitmaps (the bitmaps header extension), kept as QEMU
@@ -110,11 +112,11 @@ func (d *Driver) bitmapList() ([]*bitmapInfo, error) {
 		return nil, fmt.Errorf("Requested bitmap directory size is too big")
 	}
 	if int64(d.bitmapDirOff) < 0 {
-		return nil, fmt.Errorf("Failed to read bitmap directory: %s", strerror(syscall.EINVAL))
+		return nil, fmt.Errorf("Failed to read bitmap directory: %s", image.StrerrorOf(syscall.EINVAL))
 	}
 	dir := make([]byte, size) // (past the end of the file it reads zeroes)
 	if err := d.file.ReadAt(dir, int64(d.bitmapDirOff)); err != nil {
-		return nil, fmt.Errorf("Failed to read bitmap directory: %s", strerror(err))
+		return nil, fmt.Errorf("Failed to read bitmap directory: %s", image.StrerrorOf(err))
 	}
 	var list []*bitmapInfo
 	pos := int64(0)
@@ -217,13 +219,13 @@ func (d *Driver) loadBitmaps() (bool, error) {
 		bm := &dirtyBitmap{info: e, chunks: map[int64]*bmChunk{}, readOnly: !canWrite}
 		t, err := d.bitmapTable(e)
 		if err != nil {
-			return false, openErr("Could not read bitmap_table table from image for bitmap '%s': %s", e.name, strerror(err))
+			return false, openErr("Could not read bitmap_table table from image for bitmap '%s': %s", e.name, image.StrerrorOf(err))
 		}
 		if e.flags&bmeFlagInUse != 0 {
 			bm.inconsistent = true // its data is unusable
 		} else {
 			if err := d.loadBitmapData(bm, t); err != nil {
-				return false, openErr("Could not read bitmap '%s' from image: %s", e.name, strerror(err))
+				return false, openErr("Could not read bitmap '%s' from image: %s", e.name, image.StrerrorOf(err))
 			}
 			e.flags |= bmeFlagInUse
 			update = true
@@ -233,7 +235,7 @@ func (d *Driver) loadBitmaps() (bool, error) {
 	}
 	if update && canWrite {
 		if err := d.updateBitmapDirInPlace(list); err != nil {
-			return false, openErr("Can't update bitmap directory: %s", strerror(err))
+			return false, openErr("Can't update bitmap directory: %s", image.StrerrorOf(err))
 		}
 		return true, nil
 	}

@@ -87,7 +87,7 @@ func Create(path string, o CreateOptions) error {
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_CLOEXEC, 0o644)
 	if err != nil {
-		return fmt.Errorf("Could not create '%s': %s", path, strerror(err))
+		return fmt.Errorf("Could not create '%s': %s", path, image.StrerrorOf(err))
 	}
 	h := Header{
 		Version:               uint32(o.Version),
@@ -189,10 +189,10 @@ func Create(path string, o CreateOptions) error {
 // with its one refcount block, with qcow2_co_create's messages.
 func writeBootstrap(w io.WriterAt, hbuf, rt []byte, cs int64) error {
 	if _, err := w.WriteAt(hbuf, 0); err != nil {
-		return fmt.Errorf("Could not write qcow2 header: %s", strerror(err))
+		return fmt.Errorf("Could not write qcow2 header: %s", image.StrerrorOf(err))
 	}
 	if _, err := w.WriteAt(rt, cs); err != nil {
-		return fmt.Errorf("Could not write refcount table: %s", strerror(err))
+		return fmt.Errorf("Could not write refcount table: %s", image.StrerrorOf(err))
 	}
 	return nil
 }

@@ -179,7 +179,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	d := &Driver{file: file, name: path, opts: opts}
 	buf := make([]byte, headerSize)
 	if err := file.ReadAt(buf[:min(int64(len(buf)), max(file.Size(), 0))], 0); err != nil {
-		return nil, openErr("Could not read qcow2 header: %s", strerror(err))
+		return nil, openErr("Could not read qcow2 header: %s", image.StrerrorOf(err))
 	}
 	h, err := parseHeader(buf)
 	if err != nil {
@@ -206,7 +206,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		if h.HeaderLength > headerSize {
 			d.unknownFields = make([]byte, h.HeaderLength-headerSize)
 			if err := file.ReadAt(d.unknownFields, headerSize); err != nil {
-				return nil, openErr("Could not read unknown qcow2 header fields: %s", strerror(err))
+				return nil, openErr("Could not read unknown qcow2 header fields: %s", image.StrerrorOf(err))
 			}
 		}
 	}
@@ -275,7 +275,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		return nil, err
 	}
 	shift := d.clusterBits + d.l2Bits
-	if need := (h.Size + 1<<shift - 1) >> shift; h.Size > 1<<63-1 || need > 1<<31-1 {
+	if need := (h.Size + 1<<shift - 1) >> shift; h.Size > 1<<63-1 || need > intMax {
 		return nil, openErr("Image is too big")
 	} else if uint64(h.L1Size) < need {
 		return nil, openErr("L1 table is too small")
@@ -286,7 +286,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	if h.L1Size > 0 {
 		b := make([]byte, int64(h.L1Size)*8)
 		if err := file.ReadAt(b, d.l1Offset); err != nil {
-			return nil, openErr("Could not read L1 table: %s", strerror(err))
+			return nil, openErr("Could not read L1 table: %s", image.StrerrorOf(err))
 		}
 		d.l1 = decodeU64s(b)
 	}
@@ -301,7 +301,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	d.refTableOffset = int64(h.RefcountTableOffset)
 	b := make([]byte, rtBytes)
 	if err := file.ReadAt(b, d.refTableOffset); err != nil {
-		return nil, openErr("Could not initialize refcount handling: %s", strerror(err))
+		return nil, openErr("Could not initialize refcount handling: %s", image.StrerrorOf(err))
 	}
 	d.refTable = decodeU64s(b)
 	if err := d.readExtensions(int64(h.HeaderLength), extEnd); err != nil {
@@ -334,7 +334,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		}
 		b := make([]byte, n)
 		if err := file.ReadAt(b, int64(h.BackingFileOffset)); err != nil {
-			return nil, openErr("Could not read backing file name: %s", strerror(err))
+			return nil, openErr("Could not read backing file name: %s", image.StrerrorOf(err))
 		}
 		d.backingFile = string(b)
 	}
@@ -345,7 +345,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 			err = syscall.EIO
 		}
 		if err != nil {
-			return nil, openErr("Could not repair dirty image: %s", strerror(err))
+			return nil, openErr("Could not repair dirty image: %s", image.StrerrorOf(err))
 		}
 	}
 	// autoclear bits this code does not maintain are cleared on a read-write
@@ -407,11 +407,6 @@ func (d *Driver) report(format string, a ...any) {
 // warn is QEMU's warn_report.
 func (d *Driver) warn(format string, a ...any) {
 	fmt.Fprintf(d.stderr(), "%swarning: %s\n", d.progPrefix(), fmt.Sprintf(format, a...))
-}
-
-func strerror(err error) string {
-	s := image.Errno(err).Error()
-	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 // resolveBacking is QEMU's bdrv_get_full_backing_filename for plain paths:
@@ -713,7 +708,7 @@ func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) 
 	if err := d.evict(); err != nil {
 		return image.Extent{}, err
 	}
-	typ, host, run, err := d.hostRun(off, min(n, 1<<31-1))
+	typ, host, run, err := d.hostRun(off, min(n, intMax))
 	if err != nil {
 		return image.Extent{}, err
 	}
@@ -867,7 +862,7 @@ func (d *Driver) Close() error {
 	d.mu.Lock()
 	if !d.opts.ReadOnly && !d.dead {
 		if berr := d.storeBitmaps(); berr != nil {
-			d.report("Lost persistent bitmaps during inactivation of node '%s': %s", d.name, strerror(berr))
+			d.report("Lost persistent bitmaps during inactivation of node '%s': %s", d.name, image.StrerrorOf(berr))
 		}
 	}
 	err := d.flushLocked()

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+
+	"github.com/goqio/goqio/image"
 )
 
 // errAgain is QEMU's -EAGAIN from alloc_refcount_block: a new refcount
@@ -169,7 +171,7 @@ func (d *Driver) freeClusters(off, size int64, typ discardType) {
 		if err == errAgain {
 			err = syscall.EAGAIN
 		}
-		fmt.Fprintf(d.stderr(), "qcow2_free_clusters failed: %s\n", strerror(err))
+		fmt.Fprintf(d.stderr(), "qcow2_free_clusters failed: %s\n", image.StrerrorOf(err))
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"syscall"
+
+	"github.com/goqio/goqio/image"
 )
 
 // Snapshot is one entry of the internal snapshot table.
@@ -145,7 +147,7 @@ func (d *Driver) readSnapshotTable(off int64, nb uint32, repair bool, w io.Write
 		sn.name = string(read(nameLen, off))
 		off += nameLen
 		tableLen += 40 + int64(sn.extraSize) + idLen + nameLen
-		if tableLen > maxSnapshotsSize || off-start > 1<<31-1 {
+		if tableLen > maxSnapshotsSize || off-start > intMax {
 			if !repair {
 				return nil, 0, 0, 0, &snapTableError{"Snapshot table is too big",
 					fmt.Sprintf("You can force-remove all %d overhanging snapshots with qemu-img check -r all\n", nb-i), syscall.EFBIG}
@@ -202,7 +204,7 @@ func (d *Driver) checkSnapshotTable(res *CheckResult, fix CheckMode, w io.Writer
 		binary.BigEndian.PutUint32(b[:], uint32(len(snaps)))
 		if err := d.writeSync(b[:], 60); err != nil {
 			res.CheckErrors++
-			fmt.Fprintf(w, "ERROR failed to update the snapshot count in the image header: %s\n", strerror(err))
+			fmt.Fprintf(w, "ERROR failed to update the snapshot count in the image header: %s\n", image.StrerrorOf(err))
 			return err
 		}
 		d.hdr.NbSnapshots = uint32(len(snaps))
