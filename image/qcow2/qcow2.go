@@ -136,7 +136,6 @@ type Driver struct {
 	l2c, rbc         *tableCache
 	discards         [][2]int64
 	cacheDiscards    bool // discards of freed clusters wait for the end of the operation
-	corrupt          bool
 	// freeByteOffset is where the next compressed cluster may start inside
 	// a partly used cluster (QEMU\'s free_byte_offset), 0 when none.
 	freeByteOffset  int64
@@ -509,26 +508,6 @@ func (d *Driver) File() *image.Disk { return d.file }
 
 // Backing returns the backing image or nil.
 func (d *Driver) Backing() *image.Disk { return d.backing }
-
-// l2Entry returns the L2 entry for guest offset off (0 if no L2 table).
-func (d *Driver) l2Entry(off int64) (uint64, error) {
-	l1i := off >> (d.clusterBits + d.l2Bits)
-	if l1i >= int64(len(d.l1)) {
-		return 0, nil
-	}
-	l2off := int64(d.l1[l1i] & l1eOffsetMask)
-	if l2off == 0 {
-		return 0, nil
-	}
-	if l2off&(d.clusterSize-1) != 0 {
-		return 0, d.corruption(fmt.Sprintf("L2 table offset %s unaligned (L1 index: %s)", hx(l2off), hx(l1i)))
-	}
-	b, err := d.l2c.get(l2off)
-	if err != nil {
-		return 0, err
-	}
-	return d.getEntry(b, (off>>d.clusterBits)&(d.l2Size-1)), nil
-}
 
 // hostRun is QEMU's qcow2_get_host_offset: the (subcluster) type at off,
 // its host offset (for normal, zero-alloc and unallocated-alloc ones; the
