@@ -260,6 +260,7 @@ func openQcow2(g *Graph, n *Node, opts *qdict.Dict) error {
 	if n.parent == nil {
 		qo.Trace = g.Env.Trace
 	}
+	qo.Stderr, qo.Prog = g.Env.Stderr, g.Env.Prog
 	d, err := qcow2.OpenOn(file.Disk, file.Filename, qo)
 	if err != nil {
 		var pe *os.PathError

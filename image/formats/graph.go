@@ -3,6 +3,7 @@ package formats
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -152,6 +153,9 @@ type Env struct {
 	Trace func(string)
 	// Prog is the program name, for messages that carry it.
 	Prog string
+	// Stderr receives what drivers print on stderr as QEMU's do (byte
+	// for byte, some of it without a newline), or is nil.
+	Stderr io.Writer
 	// WriteThrough: the top node flushes after every write (the
 	// BlockBackend's write cache disabled).
 	WriteThrough bool
