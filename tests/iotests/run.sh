@@ -290,7 +290,7 @@ for fmt in ${formats//,/ }; do
       *) failed+=("$t"); [[ -n ${exp[$t]:-} ]] && regressions+=("$t");;
     esac
   done
-  for t in "${absent[@]}"; do [[ -n ${exp[$t]:-} ]] && regressions+=("$t"); done
+  for t in "${absent[@]}"; do [[ -n ${exp[$t]:-} ]] && regressions+=("$t") why[$t]="not in this suite"; done
 
   secs="${took[1]}s"; ((attempt == 2)) && secs+="; ${#again[@]} retried in ${took[2]}s"
   echo "iotests $fmt: ${#passed[@]} passed, ${#failed[@]} failed, ${#skipped[@]} skipped ($label; $secs)"
@@ -305,7 +305,7 @@ for fmt in ${formats//,/ }; do
     for t in "${regressions[@]:0:5}"; do
       bad=$work/logs/$fmt-$attempt/$t.out.bad ref=$(reference "$t" "$fmt")
       if [[ -f $bad && -n $ref ]]; then
-        echo "  --- $t: diff of the expected output and goqio's run (first 60 lines)"
+        echo "  --- $t: diff of the expected output and this run's (first 60 lines)"
         diff -u "$ref" "$bad" | head -60 | sed 's/^/    /'
       else
         echo "  --- $t: ${why[$t]:-no output kept (see the logs)}"
