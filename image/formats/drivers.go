@@ -292,9 +292,8 @@ func openNull(g *Graph, n *Node, opts *qdict.Dict) error {
 
 // window is the raw format with offset and size: a part of its file.
 type window struct {
-	file       *image.Disk
-	off, size  int64
-	readOnlyFn func() bool
+	file      *image.Disk
+	off, size int64
 }
 
 func (w *window) ReadAt(p []byte, off int64) (int, error) {

@@ -645,14 +645,6 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 	return nil
 }
 
-func strerr(err error) string {
-	s := image.Errno(err).Error()
-	if s == "" {
-		return err.Error()
-	}
-	return string(s[0]-'a'+'A') + s[1:]
-}
-
 // SetLock takes QEMU's image locks for l on the open file, as QEMU does
 // when a parent node attaches the file with its permissions. It replaces
 // the locks taken before (the lock bytes not in l are released).
