@@ -406,6 +406,7 @@ func (d *nullDriver) BlockStatus(off, n int64, wantZero bool) (image.Extent, err
 	}
 	return image.Extent{Status: st, Len: n, Offset: off}, nil
 }
+
 // Info: null has no bdrv_get_info; qemu-io prints both names and fails.
 func (d *nullDriver) Info() (image.Info, error) {
 	return image.Info{FormatName: d.name, ProtocolName: d.name}, image.ErrNotSupported
