@@ -23,7 +23,7 @@ func init() {
 	Register(&BlockDriver{Name: "host_cdrom", Protocol: "host_cdrom", FileOpen: true, NeedsFilename: true,
 		ParseFilename: stripPrefix("host_cdrom:"), Open: openFile, ReopenPrepare: reopenFile})
 	Register(&BlockDriver{Name: "raw", IsFormat: true, Probe: func([]byte, string) int { return 1 }, Open: openRawFormat, ReopenPrepare: reopenRaw})
-	Register(&BlockDriver{Name: "qcow2", IsFormat: true, SupportsBacking: true, Probe: probeQcow2, Open: openQcow2, ReopenPrepare: reopenQcow2})
+	Register(&BlockDriver{Name: "qcow2", IsFormat: true, SupportsBacking: true, Probe: probeQcow2, Open: openQcow2, ReopenPrepare: reopenQcow2, JoinOptions: joinQcow2})
 	Register(&BlockDriver{Name: "null-co", Protocol: "null-co", FileOpen: true,
 		ParseFilename: onlyFilename("null-co://"), Open: openNull, ReopenPrepare: reopenNull})
 	Register(&BlockDriver{Name: "null-aio", Protocol: "null-aio", FileOpen: true,

@@ -464,7 +464,11 @@ func (d *Driver) readExtensions(start, end int64) error {
 		return openErr("qcow2_read_extension: ERROR: pread fail from offset %d", start)
 	}
 	off := int64(0)
-	for off+8 <= int64(len(buf)) {
+	for off < int64(len(buf)) {
+		if off+8 > int64(len(buf)) {
+			// QEMU reads the extension header past the end, then refuses it
+			return openErr("Header extension too large")
+		}
 		typ := binary.BigEndian.Uint32(buf[off:])
 		n := int64(binary.BigEndian.Uint32(buf[off+4:]))
 		off += 8
