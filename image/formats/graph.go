@@ -164,9 +164,15 @@ type Env struct {
 // Graph is a set of nodes that can refer to each other by node-name, as
 // QEMU's global node list. A qemu-io session keeps one for its lifetime.
 type Graph struct {
-	Env     Env
-	nodes   map[string]*Node
-	counter int
+	Env Env
+	// Reopening is set while a reopen opens the graph again: what QEMU
+	// checks only at a first open (force-share on a read-write node) is
+	// not checked again.
+	Reopening bool
+	nodes     map[string]*Node
+	counter   int
+	// Objects are the --object definitions (secrets, throttle groups).
+	Objects Objects
 }
 
 // NewGraph returns an empty graph.
@@ -583,7 +589,7 @@ func (g *Graph) openCommon(bs *Node, file *Node, options *qdict.Dict) error {
 	name, _ := opts.Str("driver")
 	drv := FindFormat(name)
 	bs.ForceShare = opts.Bool("force-share", false)
-	if bs.ForceShare && bs.Flags&FlagRDWR != 0 {
+	if bs.ForceShare && bs.Flags&FlagRDWR != 0 && !g.Reopening {
 		return errorf(nil, "force-share=on can only be used with read-only images")
 	}
 	var filename string

@@ -188,8 +188,9 @@ func (g *Graph) reopenPrepare(e *reopenEntry) error {
 			return errorf(nil, "%v", err)
 		}
 	}
-	// node-name and driver must stay as they are: back into the dictionary
-	for _, k := range []string{"node-name", "driver"} {
+	// node-name, driver and force-share must stay as they are: back into
+	// the dictionary, as texts, to be compared with the old values
+	for _, k := range []string{"node-name", "driver", "force-share"} {
 		if v, ok := o.Str(k); ok {
 			options.Put(k, v)
 		}

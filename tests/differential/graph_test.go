@@ -153,3 +153,35 @@ func TestReopenOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestObjectsAndTrace: --object definitions (their errors, help texts,
+// secrets from data and files) and -T with an event that does not exist,
+// compared with the real qemu-io.
+func TestObjectsAndTrace(t *testing.T) {
+	tl := setup(t)
+	var cases []Case
+	for _, o := range []string{
+		"help", "secret", "secret,id=s0", "secret,id=s0,data=x,format=base64", "secret,id=s0,data=x,format=hex",
+		"secret,id=s0,file=nonexist", "secret,id=s0,data=x,file=img", "secret,id=s0,file=img", "secret,id=s0,data=x,iv=abc",
+		"secret,id=s0,data=x,keyid=k", "secret,id=s0,data=x,bogus=1", "secret,id=0bad,data=x",
+		"throttle-group,id=t0,x-iops-total=abc", "throttle-group,id=t0,x-iops-total=100", "throttle-group",
+		"secret,help", "throttle-group,help", "qom-type=secret,id=s1,data=y", "id=s1", "main-loop,id=m", "bogus",
+		"tls-creds-x509,id=t",
+	} {
+		cases = append(cases, Case{Size: "1M", Args: []string{"--object", o, "-c", "length", "img"}})
+	}
+	cases = append(cases,
+		Case{Size: "1M", Args: []string{"--object", "secret,id=a,data=x", "--object", "secret,id=a,data=y", "-c", "length", "img"}},
+		Case{Size: "1M", Args: []string{"--object", "secret,id=a,data=x", "--object", "secret,id=b,data=y,keyid=a", "-c", "length", "img"}},
+		Case{Size: "1M", Args: []string{"-T", "bogus", "-c", "length", "img"}},
+		Case{Size: "1M", Args: []string{"-T", "enable=nothing_here", "-c", "length", "img"}},
+		Case{Size: "1M", Args: []string{"-T", "-nothing", "-c", "length", "img"}},
+	)
+	for i, c := range cases {
+		c := c
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			tl.run(t, c)
+		})
+	}
+}
