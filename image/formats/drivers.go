@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/qcow2"
@@ -120,6 +121,14 @@ func openFile(g *Graph, n *Node, opts *qdict.Dict) error {
 		}
 	}
 	d, err := raw.Open(filename, raw.Options{ReadOnly: ro, Direct: n.Flags&FlagNoCache != 0, NoFlush: n.Flags&FlagNoFlush != 0})
+	if err != nil && !ro && n.Flags&FlagAutoRdonly != 0 && (errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EROFS)) {
+		// bdrv_apply_auto_read_only: a file that cannot be written is
+		// opened read-only when auto-read-only allows it
+		d, err = raw.Open(filename, raw.Options{ReadOnly: true, Direct: n.Flags&FlagNoCache != 0, NoFlush: n.Flags&FlagNoFlush != 0})
+		if err == nil {
+			n.Flags &^= FlagRDWR
+		}
+	}
 	if err != nil {
 		if e, ok := err.(*os.PathError); ok && e.Err == syscall.EROFS {
 			err = syscall.EACCES
@@ -388,13 +397,21 @@ type nullDriver struct {
 	latency int64
 }
 
+// wait is null_co_common: each request takes latency-ns.
+func (d *nullDriver) wait() {
+	if d.latency > 0 {
+		time.Sleep(time.Duration(d.latency))
+	}
+}
+
 func (d *nullDriver) ReadAt(p []byte, off int64) (int, error) {
+	d.wait()
 	if d.zeroes {
 		clear(p)
 	}
 	return len(p), nil
 }
-func (d *nullDriver) WriteAt(p []byte, off int64) (int, error) { return len(p), nil }
+func (d *nullDriver) WriteAt(p []byte, off int64) (int, error) { d.wait(); return len(p), nil }
 func (d *nullDriver) Size() int64                              { return d.size }
 func (d *nullDriver) Limits() image.Limits                     { return image.Limits{RequestAlignment: 1} }
 func (d *nullDriver) Flush() error                             { return nil }
