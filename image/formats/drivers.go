@@ -260,7 +260,9 @@ func openQcow2(g *Graph, n *Node, opts *qdict.Dict) error {
 	n.ident = file.ident
 	depth := 0
 	for p := n.cowParent; p != nil; p = p.cowParent {
-		if p.ident == n.ident && n.ident != (fileIdent{}) {
+		// QEMU hangs on a loop of backing file names; references and
+		// explicit options make a cycle its attach check refuses
+		if n.implicitBacking && p.ident == n.ident && n.ident != (fileIdent{}) {
 			return errorf(nil, "Backing file loop: '%s' is its own backing file (directly or through others)", file.Filename)
 		}
 		depth++
