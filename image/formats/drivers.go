@@ -211,6 +211,7 @@ func openRawFormat(g *Graph, n *Node, opts *qdict.Dict) error {
 		return errorf(err, "%v", err)
 	}
 	if n.Probed && n.Flags&FlagRDWR != 0 && g.Env.Print != nil {
+		file.refreshFilename()
 		g.Env.Print(fmt.Sprintf("WARNING: Image format was not specified for '%s' and probing guessed raw.\n"+
 			"         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"+
 			"         Specify the 'raw' format explicitly to remove the restrictions.", file.Filename))
@@ -289,6 +290,7 @@ func openQcow2(g *Graph, n *Node, opts *qdict.Dict) error {
 		return &Error{Msg: err.Error(), Err: err}
 	}
 	n.BackingFile, n.BackingFormat = d.BackingFile()
+	n.autoBackingFile = n.BackingFile
 	n.Impl = d
 	return nil
 }
@@ -300,19 +302,6 @@ func openNull(g *Graph, n *Node, opts *qdict.Dict) error {
 	o, err := Absorb(nullOpts, opts)
 	if err != nil {
 		return err
-	}
-	// null_refresh_filename: "null-co://" while no other option is set
-	plain := true
-	for _, k := range n.Options.Keys() {
-		switch k {
-		case "filename", "driver", "latency-ns", "cache.direct", "cache.no-flush", "read-only",
-			"auto-read-only", "discard", "force-share", "detect-zeroes", "node-name":
-		default:
-			plain = false
-		}
-	}
-	if plain && n.Filename == "" {
-		n.Filename = n.Drv.Name + "://"
 	}
 	lat := o.Num("latency-ns", 0)
 	if int64(lat) < 0 {

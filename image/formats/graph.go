@@ -86,6 +86,12 @@ type Node struct {
 	// implicitBacking: a backing file opened from the name in its parent
 	// image, not from options
 	implicitBacking bool
+	// FullOptions are the options that open this node's tree again
+	// (full_open_options, made by refreshFilename).
+	FullOptions *qdict.Dict
+	// exactFilename and autoBackingFile are QEMU's exact_filename and
+	// auto_backing_file
+	exactFilename, autoBackingFile string
 	closers         []func() error
 }
 
@@ -630,6 +636,7 @@ func (g *Graph) openCommon(bs *Node, file *Node, options *qdict.Dict) error {
 	var filename string
 	hasFilename := false
 	if file != nil {
+		file.refreshFilename()
 		filename, hasFilename = file.Filename, true
 	} else {
 		filename, hasFilename = options.Str("filename")
@@ -664,6 +671,7 @@ func (g *Graph) openCommon(bs *Node, file *Node, options *qdict.Dict) error {
 	if hasFilename {
 		bs.Filename = filename
 	}
+	bs.exactFilename = bs.Filename
 	nodeName, hasNodeName := opts.Str("node-name")
 	if err := g.assignNodeName(bs, nodeName, hasNodeName); err != nil {
 		return err
@@ -725,21 +733,36 @@ func (g *Graph) assignNodeName(bs *Node, name string, given bool) error {
 	return nil
 }
 
-// fullBackingFilename is bdrv_get_full_backing_filename.
+// fullBackingFilename is bdrv_get_full_backing_filename: a relative name
+// is relative to the directory of the node's file (bdrv_dirname).
 func fullBackingFilename(bs *Node) (string, error) {
 	b := bs.BackingFile
 	if b == "" || pathHasProtocol(b) || filepath.IsAbs(b) {
 		return b, nil
 	}
-	base := bs.Filename
-	if base == "" || strings.HasPrefix(base, "json:") {
-		return "", errorf(nil, "Cannot use relative backing file names for '%s'", base)
+	dir, err := dirname(bs)
+	if err != nil {
+		return "", err
 	}
-	i := strings.LastIndex(base, "/")
-	if i < 0 {
-		return b, nil
+	return dir + b, nil
+}
+
+// dirname is bdrv_dirname: the directory of the primary child's exact
+// filename, with its slash ("" for none).
+func dirname(n *Node) (string, error) {
+	for _, c := range n.Children {
+		if c.Role&RolePrimary != 0 {
+			return dirname(c.Node)
+		}
 	}
-	return base[:i+1] + b, nil
+	n.refreshFilename()
+	if n.exactFilename != "" {
+		if i := strings.LastIndex(n.exactFilename, "/"); i >= 0 {
+			return n.exactFilename[:i+1], nil
+		}
+		return "", nil
+	}
+	return "", errorf(nil, "Cannot generate a base directory for %s nodes", n.Drv.Name)
 }
 
 // BackingSetter is implemented by format drivers that take a backing file
@@ -770,6 +793,10 @@ func (g *Graph) openBackingFile(bs *Node, parentOptions *qdict.Dict, key string)
 	if !bs.Drv.SupportsBacking {
 		return errorf(nil, "Driver doesn't support backing files")
 	}
+	implicitBacking := false
+	if reference == "" && !options.Has("file.filename") && options.Len() == 0 {
+		implicitBacking = bs.autoBackingFile == bs.BackingFile
+	}
 	if reference == "" && bs.BackingFormat != "" && !options.Has("driver") {
 		options.Put("driver", bs.BackingFormat)
 	}
@@ -784,6 +811,10 @@ func (g *Graph) openBackingFile(bs *Node, parentOptions *qdict.Dict, key string)
 	if err != nil {
 		bs.Flags |= FlagNoBacking
 		return prepend(err, "Could not open backing file: ")
+	}
+	b.refreshFilename()
+	if implicitBacking {
+		bs.autoBackingFile = b.Filename
 	}
 	bs.Children = append(bs.Children, &Child{Name: key, Role: RoleCOW, Node: b})
 	if s, ok := bs.Impl.(BackingSetter); ok {

@@ -96,6 +96,9 @@ func TestGraphOptions(t *testing.T) {
 		"json:{'driver':'raw','file':{'driver':'null-co','size':'1M'}}",
 		"json:{'driver':'raw','offset':4096,'size':8192,'file':{'driver':'null-co','size':'1M'}}",
 		"json:{'driver':'null-co','latency-ns':1000}",
+		"json:{'file':{'driver':'null-co','size':'1M'}}", "json:{'file':{'driver':'null-co','read-zeroes':true,'size':1048576}}",
+		"json:{'file':{'driver':'null-co','latency-ns':5}}", "json:{'file':{'driver':'raw','offset':512,'file':{'driver':'null-co'}}}",
+		"json:{'file':{'driver':'file','filename':'img','locking':'off'}}", "json:{'file':{'filename':'img','x':'\\u00e9\\n'}}",
 	} {
 		cases = append(cases, r(append(cmds(nil, "read 0 4k", "write 0 4k", "map", "info", "length", "write -z 0 4k", "truncate 1G", "length"), n)...),
 			r(append(cmds(nil, "read -v 0 16", "alloc 0 64k", "discard 0 64k", "flush"), n)...))

@@ -1,0 +1,195 @@
+package formats
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/goqio/goqio/image/qdict"
+)
+
+// strongOptions are each driver's strong_runtime_opts: options that change
+// what a node reads, so that a plain filename cannot stand for it (a name
+// ending in '.' covers every key under it).
+var strongOptions = map[string][]string{
+	"raw":      {"offset", "size"},
+	"null-co":  {"size", "read-zeroes"},
+	"null-aio": {"size", "read-zeroes"},
+	"qcow2":    {"encrypt.key-secret"},
+}
+
+// refreshFilename is bdrv_refresh_filename: the node's filename is its
+// exact filename when one opens the same tree, else json:{...} of the
+// options that do (full_open_options).
+func (n *Node) refreshFilename() {
+	if n.Drv == nil {
+		return
+	}
+	for _, c := range n.Children {
+		c.Node.refreshFilename()
+	}
+	backingOverridden := false
+	if b := n.Child("backing"); b != nil {
+		backingOverridden = n.autoBackingFile != b.Filename
+	} else {
+		backingOverridden = n.autoBackingFile != ""
+	}
+	opts := qdict.New()
+	gen := n.appendStrong(opts) || backingOverridden
+	for _, c := range n.Children {
+		if c.Name == "backing" && !backingOverridden {
+			continue
+		}
+		opts.Put(c.Name, c.Node.FullOptions)
+	}
+	if backingOverridden && n.Child("backing") == nil {
+		opts.Put("backing", qdict.Null{})
+	}
+	n.FullOptions = opts
+	var primary *Node
+	for _, c := range n.Children {
+		if c.Role&RolePrimary != 0 || (c.Name == "file" && c.Role&(RoleFiltered|RoleData) != 0) {
+			primary = c.Node
+			break
+		}
+	}
+	switch {
+	case n.Drv.Name == "null-co" || n.Drv.Name == "null-aio":
+		n.exactFilename = ""
+		plain := true
+		for _, k := range opts.Keys() {
+			if k != "filename" && k != "driver" && k != "latency-ns" {
+				plain = false
+			}
+		}
+		if plain {
+			n.exactFilename = n.Drv.Name + "://"
+		}
+	case primary != nil:
+		n.exactFilename = ""
+		if primary.exactFilename != "" && primary.Drv.FileOpen && !n.Drv.IsFilter && !gen {
+			n.exactFilename = primary.exactFilename
+		}
+	}
+	if n.exactFilename != "" {
+		n.Filename = n.exactFilename
+	} else {
+		n.Filename = "json:" + ToJSON(opts)
+	}
+}
+
+// appendStrong is append_strong_runtime_options: driver, filename and
+// the driver's strong options, and whether any but the first two is set.
+func (n *Node) appendStrong(d *qdict.Dict) bool {
+	found := false
+	names := append([]string{"driver", "filename"}, strongOptions[n.Drv.Name]...)
+	for _, name := range names {
+		given := false
+		if !strings.HasSuffix(name, ".") {
+			v := n.Options.Get(name)
+			if v == nil {
+				continue
+			}
+			d.Put(name, v)
+			given = true
+		} else {
+			for _, k := range n.Options.Keys() {
+				if strings.HasPrefix(k, name) {
+					d.Put(k, n.Options.Get(k))
+					given = true
+				}
+			}
+		}
+		if given && name != "driver" && name != "filename" {
+			found = true
+		}
+	}
+	if !d.Has("driver") {
+		d.Put("driver", n.Drv.Name)
+	}
+	return found
+}
+
+// ToJSON is qobject_to_json: a dictionary in its iteration order, with
+// QEMU's separators and escapes.
+func ToJSON(v any) string {
+	var b strings.Builder
+	writeJSON(&b, v)
+	return b.String()
+}
+
+func writeJSON(b *strings.Builder, v any) {
+	switch x := v.(type) {
+	case *qdict.Dict:
+		b.WriteString("{")
+		for i, k := range x.Keys() {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			writeJSONString(b, k)
+			b.WriteString(": ")
+			writeJSON(b, x.Get(k))
+		}
+		b.WriteString("}")
+	case *qdict.List:
+		b.WriteString("[")
+		for i, e := range x.Items {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			writeJSON(b, e)
+		}
+		b.WriteString("]")
+	case string:
+		writeJSONString(b, x)
+	case bool:
+		b.WriteString(strconv.FormatBool(x))
+	case int64:
+		b.WriteString(strconv.FormatInt(x, 10))
+	case uint64:
+		b.WriteString(strconv.FormatUint(x, 10))
+	case float64:
+		b.WriteString(strconv.FormatFloat(x, 'g', 17, 64))
+	case qdict.Null, nil:
+		b.WriteString("null")
+	default:
+		fmt.Fprintf(b, "%v", x)
+	}
+}
+
+// writeJSONString is json-writer.c's quoted_str: short escapes, \uXXXX
+// for control and non-ASCII characters (surrogate pairs beyond the BMP).
+func writeJSONString(b *strings.Builder, s string) {
+	b.WriteByte('"')
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		s = s[n:]
+		switch r {
+		case '"':
+			b.WriteString(`\"`)
+		case '\\':
+			b.WriteString(`\\`)
+		case '\b':
+			b.WriteString(`\b`)
+		case '\f':
+			b.WriteString(`\f`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		default:
+			switch {
+			case r > 0xFFFF:
+				fmt.Fprintf(b, `\u%04X\u%04X`, 0xD800+((r-0x10000)>>10), 0xDC00+((r-0x10000)&0x3FF))
+			case r < 0x20 || r >= 0x7F:
+				fmt.Fprintf(b, `\u%04X`, r)
+			default:
+				b.WriteRune(r)
+			}
+		}
+	}
+	b.WriteByte('"')
+}
