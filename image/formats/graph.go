@@ -92,7 +92,7 @@ type Node struct {
 	// exactFilename and autoBackingFile are QEMU's exact_filename and
 	// auto_backing_file
 	exactFilename, autoBackingFile string
-	closers         []func() error
+	closers                        []func() error
 }
 
 // Child returns the child named name, or nil.
