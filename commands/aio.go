@@ -2,6 +2,7 @@ package commands
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/goqio/goqio/image"
@@ -12,26 +13,38 @@ import (
 // (aio_flush, sleep, close, exit), which is when qemu-io's event loop runs
 // their callbacks. A report prints to the session's stdout.
 type aioQueue struct {
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	done []func()
+	wg      sync.WaitGroup
+	running atomic.Int64 // requests not yet completed
+	mu      sync.Mutex
+	done    []func()
 }
 
 // submit runs req in a goroutine; req returns the completion report.
 func (q *aioQueue) submit(req func() func()) {
 	q.wg.Add(1)
+	q.running.Add(1)
 	go func() {
 		defer q.wg.Done()
 		report := req()
 		q.mu.Lock()
 		q.done = append(q.done, report)
 		q.mu.Unlock()
+		q.running.Add(-1)
 	}()
+}
+
+// submitAio submits req and, with blkdebug breakpoints set, lets it run
+// until it completes or is suspended (see settle).
+func (s *Session) submitAio(req func() func()) {
+	s.aio.submit(req)
+	s.settle()
 }
 
 // drain waits for every request and prints their reports.
 func (s *Session) drain() {
+	s.waitSuspended()
 	s.aio.wg.Wait()
+	s.flushDebug()
 	s.aio.mu.Lock()
 	done := s.aio.done
 	s.aio.done = nil
@@ -96,7 +109,7 @@ func runAioRead(s *Session, argv []string) error {
 	buf := newBuf(total, 0xab)
 	d := s.disk
 	start := s.Now()
-	s.aio.submit(func() func() {
+	s.submitAio(func() func() {
 		err := d.ReadAt(buf, offset)
 		elapsed := s.Now().Sub(start)
 		return func() {
@@ -178,7 +191,7 @@ func runAioWrite(s *Session, argv []string) error {
 	}
 	d := s.disk
 	start := s.Now()
-	s.aio.submit(func() func() {
+	s.submitAio(func() func() {
 		var err error
 		if zflag {
 			var flags image.ZeroFlags

@@ -2,14 +2,20 @@ package commands
 
 import (
 	"os"
+	"sync"
+	"time"
+
+	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/formats"
 	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// The blkdebug commands. goqio has no blkdebug driver, so, as qemu-io on an
-// image without blkdebug, they fail with "Operation not supported".
+// The blkdebug commands: they act on the first blkdebug node below the
+// image (QEMU's bdrv_find_debug_node); without one they fail with
+// "Operation not supported" as qemu-io's do.
 var (
 	breakCmd = &Command{Name: "break", ArgMin: 2, ArgMax: 2, Args: str("event tag"),
 		OneLine: "sets a breakpoint on event and tags the stopped request as tag"}
@@ -37,22 +43,63 @@ var (
 
 func init() {
 	breakCmd.Run = func(s *Session, argv []string) error {
-		s.printf("Could not set breakpoint: %s\n", "Operation not supported")
-		return ErrFailed
+		bd := s.debugNode()
+		err := error(unix.ENOTSUP)
+		if bd != nil {
+			err = bd.Breakpoint(argv[1], argv[2])
+		}
+		if err != nil {
+			s.printf("Could not set breakpoint: %s\n", image.StrerrorOf(err))
+			return ErrFailed
+		}
+		return nil
 	}
 	removeBreakCmd.Run = func(s *Session, argv []string) error {
-		s.printf("Could not remove breakpoint %s: %s\n", argv[1], "Operation not supported")
-		return ErrFailed
+		bd := s.debugNode()
+		err := error(unix.ENOTSUP)
+		if bd != nil {
+			err = bd.RemoveBreakpoint(argv[1])
+			s.settle()
+		}
+		if err != nil {
+			s.printf("Could not remove breakpoint %s: %s\n", argv[1], image.StrerrorOf(err))
+			return ErrFailed
+		}
+		return nil
 	}
 	resumeCmd.Run = func(s *Session, argv []string) error {
-		s.printf("Could not resume request: %s\n", "Operation not supported")
-		return ErrFailed
+		bd := s.debugNode()
+		err := error(unix.ENOTSUP)
+		if bd != nil {
+			err = bd.Resume(argv[1])
+			s.settle()
+		}
+		if err != nil {
+			s.printf("Could not resume request: %s\n", image.StrerrorOf(err))
+			return ErrFailed
+		}
+		return nil
 	}
-	// qemu-io waits forever here when the image has no blkdebug layer;
-	// goqio says why it cannot wait instead of hanging.
+	// qemu-io runs its event loop until a request is suspended with the
+	// tag, forever if none ever is; goqio says why it cannot wait instead
+	// of hanging.
 	waitBreakCmd.Run = func(s *Session, argv []string) error {
-		s.errorf("cannot wait for breakpoint %s: no blkdebug layer: Operation not supported", argv[1])
-		return ErrFailed
+		bd := s.debugNode()
+		if bd == nil {
+			s.errorf("cannot wait for breakpoint %s: no blkdebug layer: Operation not supported", argv[1])
+			return ErrFailed
+		}
+		deadline := time.Now().Add(waitBreakTimeout)
+		for !bd.IsSuspended(argv[1]) {
+			if s.aio.running.Load() <= int64(len(bd.Suspended())) || time.Now().After(deadline) {
+				s.flushDebug()
+				s.errorf("cannot wait for breakpoint %s: no request can reach it (qemu-io would wait forever)", argv[1])
+				return ErrFailed
+			}
+			time.Sleep(time.Millisecond)
+		}
+		s.flushDebug()
+		return nil
 	}
 	abortCmd.Run = func(s *Session, argv []string) error {
 		// abort(3) does not flush stdio: what stdout holds is lost.
@@ -99,4 +146,108 @@ func RaiseDefault(sig unix.Signal) {
 	set.Val[(sig-1)/64] |= 1 << ((uint(sig) - 1) % 64)
 	unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_UNBLOCK, uintptr(unsafe.Pointer(&set)), 0, 8, 0, 0)
 	unix.Tgkill(os.Getpid(), unix.Gettid(), sig)
+}
+
+// waitBreakTimeout bounds wait_break while requests are still running
+// (they may be blocked behind a suspended one).
+const waitBreakTimeout = 5 * time.Second
+
+// settleTimeout bounds how long a command waits for the requests it let
+// go (aio submissions, resume) to complete or reach a breakpoint, so that
+// blkdebug's messages come where qemu-io prints them.
+const settleTimeout = 200 * time.Millisecond
+
+// debugger is a blkdebug node as the commands use it.
+type debugger interface {
+	Breakpoint(event, tag string) error
+	RemoveBreakpoint(tag string) error
+	Resume(tag string) error
+	IsSuspended(tag string) bool
+	Suspended() []string
+	HasBreakpoints() bool
+	ResumeAll()
+	SetPrinter(func(string))
+}
+
+// debugMsgs holds blkdebug's stdout messages until the main goroutine
+// writes them (Output is not safe for concurrent use).
+type debugMsgs struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+// debugNode is bdrv_find_debug_node: the first blkdebug node on the path of
+// primary children from the top, or nil.
+func (s *Session) debugNode() debugger {
+	n := s.node
+	for n != nil {
+		if d, ok := n.Impl.(debugger); ok {
+			d.SetPrinter(func(m string) {
+				s.dbg.mu.Lock()
+				s.dbg.msgs = append(s.dbg.msgs, m)
+				s.dbg.mu.Unlock()
+			})
+			return d
+		}
+		n = primaryChild(n)
+	}
+	return nil
+}
+
+func primaryChild(n *formats.Node) *formats.Node {
+	for _, c := range n.Children {
+		if c.Role&formats.RolePrimary != 0 {
+			return c.Node
+		}
+	}
+	return nil
+}
+
+// flushDebug writes blkdebug's pending messages to stdout.
+func (s *Session) flushDebug() {
+	s.dbg.mu.Lock()
+	m := s.dbg.msgs
+	s.dbg.msgs = nil
+	s.dbg.mu.Unlock()
+	for _, x := range m {
+		s.printf("%s", x)
+	}
+}
+
+// settle waits (a bounded time) until every running request is suspended
+// or done, then prints blkdebug's messages: qemu-io runs a request until
+// it yields before the command returns.
+func (s *Session) settle() {
+	bd := s.debugNode()
+	if bd == nil {
+		return
+	}
+	deadline := time.Now().Add(settleTimeout)
+	for s.aio.running.Load() > int64(len(bd.Suspended())) && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Microsecond)
+	}
+	s.flushDebug()
+}
+
+// waitSuspended refuses to wait forever for requests suspended at a
+// breakpoint (qemu-io would hang draining them): once only suspended
+// requests remain, they are resumed with a message.
+func (s *Session) waitSuspended() {
+	bd := s.debugNode()
+	if bd == nil {
+		return
+	}
+	for {
+		running := s.aio.running.Load()
+		if running == 0 {
+			return
+		}
+		tags := bd.Suspended()
+		if int64(len(tags)) >= running {
+			s.flushDebug()
+			s.errorf("requests still suspended at breakpoints (qemu-io would wait forever): resuming %q", tags)
+			bd.ResumeAll()
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

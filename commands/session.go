@@ -68,6 +68,8 @@ type Session struct {
 	// graph holds the nodes of the session's images: node-names are
 	// known across opens, as in QEMU
 	graph *formats.Graph
+	// dbg holds blkdebug's messages for stdout
+	dbg debugMsgs
 }
 
 // NewSession makes a session writing to out and errw. prog is argv[0]; its

@@ -313,17 +313,31 @@ func (d *Disk) rmwRead(pad blkalign.Padding, lim Limits) (rmw, error) {
 		if r.merge {
 			rl = bufLen
 		}
+		if pad.Head != 0 {
+			d.DebugEvent("pwritev_rmw_head")
+		}
+		if r.merge && pad.Tail != 0 {
+			d.DebugEvent("pwritev_rmw_tail")
+		}
 		if err := d.readAligned(r.buf[:rl], pad.Start(), lim); err != nil {
 			return r, err
+		}
+		if pad.Head != 0 {
+			d.DebugEvent("pwritev_rmw_after_head")
+		}
+		if r.merge && pad.Tail != 0 {
+			d.DebugEvent("pwritev_rmw_after_tail")
 		}
 		if r.merge {
 			return r, nil
 		}
 	}
 	if pad.Tail != 0 {
+		d.DebugEvent("pwritev_rmw_tail")
 		if err := d.readAligned(r.tailBuf, pad.Off+pad.Len+pad.Tail-align, lim); err != nil {
 			return r, err
 		}
+		d.DebugEvent("pwritev_rmw_after_tail")
 	}
 	return r, nil
 }
@@ -343,8 +357,10 @@ func (d *Disk) writeData(bufs [][]byte, off int64, flags ZeroFlags, fua bool, li
 	}
 	if zf, ok := d.detectZeroes(bufs); ok && !d.opts.RawFormat {
 		d.trace("detect-zeroes: write off=%#x size=%#x became a zero write flags=%s", off, n, flags|zf)
-		return d.zeroAligned(off, n, flags|zf, fua, lim)
+		return d.zeroRequest(off, n, flags|zf, fua, lim)
 	}
+	d.DebugEvent("pwritev")
+	defer d.DebugEvent("pwritev_done")
 	var err error
 	if len(bufs) == 1 {
 		err = d.writeAligned(bufs[0], off, lim)
@@ -397,7 +413,7 @@ func (d *Disk) zeroWrite(off, n int64, flags ZeroFlags, fua bool, lim Limits) er
 	if !pad.Needed() {
 		d.serial.RLock()
 		defer d.serial.RUnlock()
-		return d.zeroAligned(off, n, flags, fua, lim)
+		return d.zeroRequest(off, n, flags, fua, lim)
 	}
 	d.serial.Lock()
 	defer d.serial.Unlock()
@@ -442,7 +458,7 @@ func (d *Disk) zeroPadded(pad blkalign.Padding, flags ZeroFlags, fua bool, lim L
 	}
 	if n >= align {
 		mid := blkalign.AlignDown(n, align)
-		if err := d.zeroAligned(off, mid, flags, fua, lim); err != nil {
+		if err := d.zeroRequest(off, mid, flags, fua, lim); err != nil {
 			return err
 		}
 		off += mid
@@ -452,6 +468,29 @@ func (d *Disk) zeroPadded(pad blkalign.Padding, flags ZeroFlags, fua bool, lim L
 		return d.writeData([][]byte{tailBuf}, off, flags, fua, lim)
 	}
 	return nil
+}
+
+// zeroRequest is the zero write of QEMU's bdrv_aligned_pwritev: its
+// debug events around zeroAligned.
+func (d *Disk) zeroRequest(off, n int64, flags ZeroFlags, fua bool, lim Limits) error {
+	d.DebugEvent("pwritev_zero")
+	defer d.DebugEvent("pwritev_done")
+	return d.zeroAligned(off, n, flags, fua, lim)
+}
+
+// DebugEventer is implemented by drivers that react to QEMU's blkdebug
+// events (BLKDBG_EVENT): the blkdebug filter. ev is a BlkdebugEvent name.
+type DebugEventer interface {
+	DebugEvent(ev string)
+}
+
+// DebugEvent signals a blkdebug event to d's driver (QEMU's
+// bdrv_debug_event): drivers call it on their file at the points where
+// QEMU's do, and Disk on itself where QEMU's block/io.c does.
+func (d *Disk) DebugEvent(ev string) {
+	if x, ok := d.drv.(DebugEventer); ok {
+		x.DebugEvent(ev)
+	}
 }
 
 // zeroes is the source of explicit zero writes; drivers never modify it.

@@ -36,7 +36,7 @@ func init() {
 		{"qcow", probeQcow}, {"qed", magicProbe("QED\x00")}, {"vmdk", probeVmdk},
 		{"vpc", magicProbe("conectix")}, {"vhdx", magicProbe("vhdxfile")}, {"luks", magicProbe("LUKS\xba\xbe")},
 		{"vdi", probeVdi}, {"parallels", probeParallels}, {"bochs", nil}, {"cloop", nil}, {"dmg", nil},
-		{"blkdebug", nil}, {"blkverify", nil}, {"blklogwrites", nil}, {"copy-on-read", nil},
+		{"blkverify", nil}, {"blklogwrites", nil}, {"copy-on-read", nil},
 		{"compress", nil}, {"preallocate", nil}, {"throttle", nil}, {"quorum", nil},
 		{"copy-before-write", nil}, {"snapshot-access", nil},
 	} {
@@ -171,6 +171,11 @@ func rawOf(n *Node) *raw.Driver {
 // attachLock takes the image locks of a file node for a parent's
 // permissions (QEMU's raw_check_perm/raw_set_perm).
 func attachLock(file *Node, l raw.Lock) error {
+	if c, extra := blkdebugChild(file); c != nil {
+		l.Perm |= extra.Perm
+		l.Unshared |= extra.Unshared
+		return attachLock(c, l)
+	}
 	d := rawOf(file)
 	if d == nil || file.noLock {
 		return nil

@@ -34,6 +34,9 @@ func (c *tableCache) get(off int64) ([]byte, error) {
 		return t.buf, nil
 	}
 	buf := make([]byte, c.d.clusterSize)
+	if c == c.d.l2c {
+		c.d.file.DebugEvent("l2_load")
+	}
 	if err := c.d.file.ReadAt(buf, off); err != nil {
 		return nil, err
 	}
@@ -83,6 +86,11 @@ func (c *tableCache) writeBack() (int, error) {
 		t := c.tables[off]
 		if err := c.d.preWriteCheck(c.ign, off, c.d.clusterSize); err != nil {
 			return i, err
+		}
+		if c == c.d.rbc {
+			c.d.file.DebugEvent("refblock_update_part")
+		} else if c == c.d.l2c {
+			c.d.file.DebugEvent("l2_update")
 		}
 		if err := c.d.file.WriteAt(t.buf, off, false); err != nil {
 			return i, err

@@ -151,6 +151,7 @@ func (d *Driver) writeCompressedCluster(p []byte, off int64) error {
 // packed after the previous compressed cluster when they fit in its host
 // cluster (or the one right after it), else in a newly found cluster.
 func (d *Driver) allocBytes(size int64) (int64, error) {
+	d.file.DebugEvent("cluster_alloc_bytes")
 	off := d.freeByteOffset
 	if off != 0 {
 		rc, err := d.getRefcount(off >> d.clusterBits)

@@ -98,6 +98,8 @@ type Driver struct {
 	opts Options
 
 	mu sync.Mutex
+	// flushEvents: a Flush of the image is running (its debug events)
+	flushEvents bool
 
 	hdr           Header
 	rt            runtimeState // what the runtime options decided
@@ -662,6 +664,7 @@ func (d *Driver) readGuest(p []byte, off int64) error {
 		case clusterZeroPlain, clusterZeroAlloc:
 			clear(q)
 		case clusterNormal:
+			d.file.DebugEvent("read_aio")
 			if err := d.file.ReadAt(q, int64(host)); err != nil {
 				return err
 			}
@@ -784,12 +787,19 @@ func (d *Driver) Flush() error {
 	if d.dead {
 		return errNoMedium
 	}
+	// QEMU's bdrv_co_flush signals these on the primary child of the
+	// node flushed, not for the flushes of the file inside a request
+	d.flushEvents = true
+	defer func() { d.flushEvents = false }()
 	return d.flushLocked()
 }
 
 func (d *Driver) flushLocked() error {
 	if d.opts.ReadOnly || d.dead {
 		return nil
+	}
+	if d.flushEvents {
+		d.file.DebugEvent("flush_to_os")
 	}
 	if err := d.l2c.flush(); err != nil {
 		return err
@@ -802,6 +812,9 @@ func (d *Driver) flushLocked() error {
 		}
 	}
 	d.processDiscards()
+	if d.flushEvents && !d.opts.NoFlush {
+		d.file.DebugEvent("flush_to_disk")
+	}
 	return d.file.Flush()
 }
 

@@ -87,6 +87,7 @@ func (d *Driver) getRefcount(ci int64) (uint64, error) {
 	if err != nil || off == 0 {
 		return 0, err
 	}
+	d.file.DebugEvent("refblock_load")
 	b, err := d.rbc.get(off)
 	if err != nil {
 		return 0, err
@@ -119,6 +120,7 @@ retry:
 // allocClusters is QEMU's qcow2_alloc_clusters: find and take size bytes of
 // contiguous clusters.
 func (d *Driver) allocClusters(size int64) (int64, error) {
+	d.file.DebugEvent("cluster_alloc")
 	for {
 		off, err := d.allocClustersNoref(size, maxClusterOffset)
 		if err != nil {
@@ -166,6 +168,7 @@ func (d *Driver) allocClustersAt(off int64, nb int64) (int64, error) {
 
 // freeClusters is QEMU's qcow2_free_clusters.
 func (d *Driver) freeClusters(off, size int64, typ discardType) {
+	d.file.DebugEvent("cluster_free")
 	// QEMU reports the failure and leaks the clusters; so do we.
 	if err := d.updateRefcount(off, size, 1, true, typ); err != nil {
 		if err == errAgain {
@@ -211,6 +214,7 @@ func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool,
 			if err != nil {
 				break
 			}
+			d.file.DebugEvent("refblock_load")
 			if block, err = d.rbc.get(blockOff); err != nil {
 				break
 			}

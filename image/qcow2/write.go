@@ -173,6 +173,7 @@ func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta) error {
 		return err
 	}
 	if !merged {
+		d.file.DebugEvent("write_aio")
 		if err := d.file.WriteAt(p, host, false); err != nil {
 			return err
 		}
@@ -202,6 +203,7 @@ func (d *Driver) handleAllocSpace(metas []*l2Meta) error {
 		if err := d.preWriteCheck(0, start, n); err != nil {
 			return err
 		}
+		d.file.DebugEvent("cluster_alloc_space")
 		if err := d.file.WriteZeroes(start, n, image.ZeroNoFallback, false); err != nil {
 			if image.Errno(err) == syscall.EOPNOTSUPP {
 				continue
@@ -252,6 +254,7 @@ func (d *Driver) mergeCow(p []byte, off int64, metas []*l2Meta) (bool, error) {
 func (d *Driver) performCow(m *l2Meta, data []byte) error {
 	start := make([]byte, m.cowStart[1])
 	end := make([]byte, m.cowEnd[1])
+	d.file.DebugEvent("cow_read")
 	if err := d.readGuest(start, m.guest+m.cowStart[0]); err != nil {
 		return err
 	}
@@ -264,6 +267,7 @@ func (d *Driver) performCow(m *l2Meta, data []byte) error {
 	if err := d.preWriteCheck(0, m.allocOffset+m.cowEnd[0], int64(len(end))); err != nil {
 		return err
 	}
+	d.file.DebugEvent("cow_write")
 	if data != nil {
 		buf := make([]byte, 0, len(start)+len(data)+len(end))
 		buf = append(append(append(buf, start...), data...), end...)
@@ -644,6 +648,7 @@ func (d *Driver) l2Allocate(l1i int64) error {
 	}
 	var src []byte
 	if old&l1eOffsetMask != 0 {
+		d.file.DebugEvent("l2_alloc_cow_read")
 		if src, err = d.l2c.get(int64(old & l1eOffsetMask)); err != nil {
 			return err
 		}
@@ -651,6 +656,7 @@ func (d *Driver) l2Allocate(l1i int64) error {
 	}
 	b := d.l2c.getEmpty(l2off)
 	copy(b, src)
+	d.file.DebugEvent("l2_alloc_write")
 	d.l2c.markDirty(l2off)
 	if err := d.l2c.flush(); err != nil {
 		return err
@@ -678,6 +684,7 @@ func (d *Driver) writeL1Entry(l1i int64) error {
 	if err := d.preWriteCheck(olActiveL1, d.l1Offset+8*start, bufsize); err != nil {
 		return err
 	}
+	d.file.DebugEvent("l1_update")
 	return d.writeSync(buf, d.l1Offset+8*start)
 }
 
