@@ -367,21 +367,28 @@ func (d *Driver) Discard(off, n int64) error {
 	return d.file.Discard(off, n)
 }
 
-// BlockStatus is blkdebug_co_block_status: the image's answer.
+// BlockStatus is blkdebug_co_block_status (bdrv_co_block_status_from_file):
+// BDRV_BLOCK_RAW, so the answer is the image node's own, allocation
+// included; its backing chain is walked through Backing.
 func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) {
 	if err := d.ruleCheck(off, n, ioBlockStatus); err != nil {
 		return image.Extent{}, err
 	}
-	e, _, err := image.BlockStatusAbove(d.file, off, n, wantZero)
+	e, err := d.file.BlockStatus(off, n, wantZero)
 	if err != nil {
 		return e, err
 	}
-	if e.Status&image.StatusOffsetValid == 0 {
-		e.Offset = off
-	}
-	e.Status |= image.StatusOffsetValid
-	e.Status &^= image.StatusAllocated | image.StatusEOF
+	e.Status &^= image.StatusEOF
 	return e, nil
+}
+
+// Backing is the image node's backing file: a filter shows its child's
+// chain.
+func (d *Driver) Backing() *image.Disk {
+	if b, ok := d.file.Driver().(image.Backed); ok {
+		return b.Backing()
+	}
+	return nil
 }
 
 // Truncate passes to the image, as QEMU does for a filter.

@@ -350,8 +350,10 @@ func (w *window) SupportedZeroFlags() image.ZeroFlags {
 }
 func (w *window) Discard(off, n int64) error { return w.file.Discard(w.off+off, n) }
 
+// BlockStatus is raw_co_block_status: BDRV_BLOCK_RAW at the shifted
+// offset, so the child node's own answer, allocation included.
 func (w *window) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) {
-	e, _, err := image.BlockStatusAbove(w.file, w.off+off, n, wantZero)
+	e, err := w.file.BlockStatus(w.off+off, n, wantZero)
 	if err != nil {
 		return e, err
 	}
@@ -359,8 +361,17 @@ func (w *window) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) 
 		e.Offset = w.off + off
 	}
 	e.Status |= image.StatusOffsetValid
-	e.Status &^= image.StatusAllocated | image.StatusEOF
+	e.Status &^= image.StatusEOF
 	return e, nil
+}
+
+// Backing is the child's backing file (raw over a qcow2 node shows its
+// chain).
+func (w *window) Backing() *image.Disk {
+	if b, ok := w.file.Driver().(image.Backed); ok {
+		return b.Backing()
+	}
+	return nil
 }
 
 // Truncate is raw_co_truncate.
