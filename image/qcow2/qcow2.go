@@ -877,12 +877,24 @@ func (d *Driver) Close() error {
 			d.report("Lost persistent bitmaps during inactivation of node '%s': %s", d.name, image.StrerrorOf(berr))
 		}
 	}
+	// bdrv_close flushes first and does not report its failure; then
+	// qcow2_inactivate writes both caches, reporting each failure, and
+	// marks the image clean if both were written
 	err := d.flushLocked()
-	if err == nil && !d.opts.ReadOnly && !d.dead {
-		// QEMU's qcow2_inactivate: both caches, then a clean header
-		if err = d.rbc.flush(); err == nil {
-			err = d.markClean()
+	if !d.opts.ReadOnly && !d.dead {
+		var ierr error
+		if e := d.l2c.flush(); e != nil {
+			d.report("Failed to flush the L2 table cache: %s", image.StrerrorOf(e))
+			ierr = e
 		}
+		if e := d.rbc.flush(); e != nil {
+			d.report("Failed to flush the refcount block cache: %s", image.StrerrorOf(e))
+			ierr = e
+		}
+		if ierr == nil {
+			ierr = d.markClean()
+		}
+		err = ierr
 	}
 	d.mu.Unlock()
 	if d.backing != nil {
