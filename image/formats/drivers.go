@@ -234,7 +234,8 @@ var qcow2Opts = []OptDesc{
 	{"l2-cache-entry-size", OptSize}, {"refcount-cache-size", OptSize}, {"cache-clean-interval", OptNumber},
 }
 
-// openQcow2 is qcow2_open: the file child, its locks, the image.
+// openQcow2 is qcow2_open: the file child, its locks, the image (which
+// opens its data-file child, openDataFile, when it has one).
 func openQcow2(g *Graph, n *Node, opts *qdict.Dict) error {
 	file, err := g.OpenChild(opts, "file", n, RoleImage, false)
 	if err != nil {
@@ -270,8 +271,12 @@ func openQcow2(g *Graph, n *Node, opts *qdict.Dict) error {
 	if n.parent == nil {
 		qo.Trace = g.Env.Trace
 	}
+	qo.OpenDataFile = func(name string) (*image.Disk, error) { return openDataFile(g, n, opts, name) }
 	d, err := qcow2.OpenOn(file.Disk, file.Filename, qo)
 	if err != nil {
+		if e, ok := err.(*Error); ok {
+			return e // opening the data file failed
+		}
 		var pe *os.PathError
 		if asPathError(err, &pe) {
 			return openErr(file.Filename, err)
