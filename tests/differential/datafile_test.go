@@ -509,3 +509,29 @@ func TestDataFileLocking(t *testing.T) {
 		}
 	}
 }
+
+// TestDataFileCheck: goqio check on data-file images prints what
+// qemu-img check prints: clean (human, JSON, repair), and a data file
+// that is missing.
+func TestDataFileCheck(t *testing.T) {
+	tl := setup(t)
+	for _, tc := range []struct {
+		args    []string
+		missing bool
+	}{{[]string{"check"}, false}, {[]string{"check", "--output=json"}, false}, {[]string{"check", "-r", "all"}, false}, {[]string{"check"}, true}, {[]string{"check", "-r", "leaks"}, true}} {
+		var outs [2]string
+		for j, prog := range []string{tl.qemuImg, tl.goqio} {
+			d := t.TempDir()
+			sh(t, d, "", tl.qemuImg, "create", "-q", "-f", "qcow2", "-o", "data_file=img.data", "img", "4M")
+			sh(t, d, "", tl.qemuIO, "-c", "write -P 1 0 100k", "-c", "write -z 1M 64k", "-c", "write -P 2 3M 1", "img")
+			if tc.missing {
+				os.Remove(filepath.Join(d, "img.data"))
+			}
+			o, e, rc := sh(t, d, "", prog, append(tc.args, "img")...)
+			outs[j] = strings.ReplaceAll(fmt.Sprintf("%s%s[%d]", o, e, rc), filepath.Base(prog)+":", "PROG:")
+		}
+		if outs[0] != outs[1] {
+			t.Errorf("%q (data file missing: %v):\nqemu-img:\n%s\ngoqio:\n%s", tc.args, tc.missing, outs[0], outs[1])
+		}
+	}
+}
