@@ -5,8 +5,10 @@ package create
 import (
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/formats"
@@ -167,16 +169,23 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 				return fail(r.File, "Parameter 'refcount_bits' expects a number")
 			}
 			o.RefcountBits = n
-		case "lazy_refcounts", "extended_l2":
+		case "lazy_refcounts", "extended_l2", "data_file_raw":
 			b, err := onOff(r.File, k, v)
 			if err != nil {
 				return err
 			}
-			if k == "lazy_refcounts" {
+			switch k {
+			case "lazy_refcounts":
 				o.LazyRefcounts = b
-			} else {
+			case "extended_l2":
 				o.ExtendedL2 = b
+			default:
+				o.DataFileRaw = b
 			}
+		case "data_file":
+			// named as given: QEMU 7.2 creates and later opens it
+			// relative to the current directory, not the image's
+			o.DataFile = v
 		case "compat", "compression_type", "preallocation", "backing_file", "backing_fmt":
 		default:
 			return fail(r.File, "Invalid parameter '%s'", k)
@@ -222,13 +231,24 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 			fmt.Fprintf(&b, " preallocation=%s", v)
 		}
 		fmt.Fprintf(&b, " compression_type=%s size=%d", ct, r.Size)
-		for _, k := range []string{"compat", "backing_file", "backing_fmt"} {
+		for _, k := range []string{"compat", "backing_file", "backing_fmt", "data_file", "data_file_raw"} {
 			if v, ok := given[k]; ok {
 				fmt.Fprintf(&b, " %s=%s", k, v)
 			}
 		}
 		fmt.Fprintf(&b, " lazy_refcounts=%s refcount_bits=%s", orDefault(given["lazy_refcounts"], "off"), orDefault(given["refcount_bits"], "16"))
 		fmt.Fprintln(out, b.String())
+	}
+	if v, ok := given["data_file"]; ok && v == "" {
+		// QEMU creates the image file, then fails to create a data file
+		// named "", and removes the image file again
+		f, err := os.OpenFile(r.File, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return fail(r.File, "Could not create '%s': %s", r.File, formats.Strerror(image.Errno(err)))
+		}
+		f.Close()
+		os.Remove(r.File)
+		return fail(r.File, "Could not create '': %s", formats.Strerror(syscall.ENOENT))
 	}
 	switch v := given["compat"]; v {
 	case "", "1.1", "v3":

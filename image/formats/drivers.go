@@ -246,7 +246,8 @@ func openRawFormat(g *Graph, n *Node, opts *qdict.Dict) error {
 	return nil
 }
 
-// openQcow2 is qcow2_open: the file child, its locks, the image.
+// openQcow2 is qcow2_open: the file child, its locks, the image (which
+// opens its data-file child, openDataFile, when it has one).
 func openQcow2(g *Graph, n *Node, opts *qdict.Dict) error {
 	file, err := g.OpenChild(opts, "file", n, RoleImage, false)
 	if err != nil {
@@ -286,8 +287,12 @@ func openQcow2(g *Graph, n *Node, opts *qdict.Dict) error {
 		qo.Trace = g.Env.Trace
 	}
 	qo.Stderr, qo.Prog = g.Env.Stderr, g.Env.Prog
+	qo.OpenDataFile = func(name string) (*image.Disk, error) { return openDataFile(g, n, opts, name) }
 	d, err := qcow2.OpenOn(file.Disk, file.Filename, qo)
 	if err != nil {
+		if e, ok := err.(*Error); ok {
+			return e // opening the data file failed
+		}
 		var pe *os.PathError
 		if asPathError(err, &pe) {
 			return openErr(file.Filename, err)

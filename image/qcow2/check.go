@@ -97,6 +97,11 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 				e &^= oflagCopied
 				r.res.Corruptions++
 			}
+			if r.d.hasDataFile() {
+				fmt.Fprintf(r.w, "ERROR compressed cluster %d with data file, entry=0x%x\n", i, e)
+				r.res.Corruptions++
+				continue
+			}
 			if bm != 0 {
 				fmt.Fprintf(r.w, "ERROR compressed cluster %d with non-zero subcluster allocation bitmap, entry=0x%x\n", i, e)
 				r.res.Corruptions++
@@ -163,7 +168,9 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 				}
 				*next = off + r.d.clusterSize
 			}
-			r.inc(off, r.d.clusterSize)
+			if !r.d.hasDataFile() { // data file clusters have no refcount
+				r.inc(off, r.d.clusterSize)
+			}
 		}
 	}
 	return nil
@@ -214,6 +221,10 @@ func (d *Driver) calculate(res *CheckResult, w io.Writer, fix CheckMode) (*refs,
 	r.inc(0, d.clusterSize)
 	if err := r.checkL1(d.l1Offset, d.l1, true); err != nil {
 		return r, err
+	}
+	if d.hasDataFile() && len(d.snaps) > 0 {
+		fmt.Fprintf(w, "ERROR %d snapshots in image with data file\n", len(d.snaps))
+		res.Corruptions++
 	}
 	for _, sn := range d.snaps {
 		if sn.l1Off&uint64(d.clusterSize-1) != 0 {
@@ -609,9 +620,12 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) error
 			if t != clusterNormal && t != clusterZeroAlloc {
 				continue
 			}
-			rc, err := d.getRefcount(int64(le&l2eOffsetMask) >> d.clusterBits)
-			if err != nil {
-				continue
+			rc := uint64(1) // clusters of a data file are never shared
+			if !d.hasDataFile() {
+				var err error
+				if rc, err = d.getRefcount(int64(le&l2eOffsetMask) >> d.clusterBits); err != nil {
+					continue
+				}
 			}
 			if (rc == 1) != (le&oflagCopied != 0) {
 				res.Corruptions++

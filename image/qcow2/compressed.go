@@ -82,6 +82,11 @@ func (d *Driver) WriteCompressed(p []byte, off int64) error {
 		return err
 	}
 	defer d.mu.Unlock()
+	if d.hasDataFile() {
+		// QEMU refuses compressed clusters in an external data file
+		d.markDirtyLocked(off, int64(len(p)))
+		return image.ErrNotSupported
+	}
 	if err := d.evict(); err != nil {
 		return err
 	}

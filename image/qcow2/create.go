@@ -22,12 +22,16 @@ type CreateOptions struct {
 	Prealloc        image.Prealloc
 	BackingFile     string
 	BackingFmt      string
+	// DataFile is the external data file to create (data_file=), named
+	// in the image as given; DataFileRaw sets data-file-raw.
+	DataFile    string
+	DataFileRaw bool
 }
 
 // Validate checks the options as qemu-img does, with its messages, in the
 // order of qcow2_co_create.
 func (o *CreateOptions) Validate() error {
-	v3 := "compatibility level 1.1 and above (use version=v3 or greater)"
+	const v3 = "compatibility level 1.1 and above (use version=v3 or greater)"
 	if o.ExtendedL2 && o.Version < 3 {
 		return fmt.Errorf("Extended L2 entries are only supported with %s", v3)
 	}
@@ -54,6 +58,15 @@ func (o *CreateOptions) Validate() error {
 	if rb != 16 && o.Version < 3 {
 		return fmt.Errorf("Different refcount widths than 16 bits require compatibility level 1.1 or above (use version=v3 or greater)")
 	}
+	if o.DataFileRaw && o.DataFile == "" {
+		return fmt.Errorf("data-file-raw requires data-file")
+	}
+	if o.DataFileRaw && o.BackingFile != "" {
+		return fmt.Errorf("Backing file and data-file-raw cannot be used at the same time")
+	}
+	if o.DataFile != "" && o.Version < 3 {
+		return fmt.Errorf("External data files are only supported with %s", v3)
+	}
 	if o.CompressionType != 0 && o.Version < 3 {
 		return fmt.Errorf("Non-zlib compression type is only supported with %s", v3)
 	}
@@ -71,9 +84,50 @@ func (o *CreateOptions) Validate() error {
 // the file is byte for byte what qemu-img create writes: a minimal header
 // with a refcount table and one refcount block, then, through the driver,
 // the three clusters taken, the full header written, the L1 table grown to
-// the size, and the backing file recorded.
+// the size, and the backing file recorded. As in qcow2_co_create_opts, the
+// image file and the data file are created (empty) before the options are
+// checked, and a failure removes them again.
 func Create(path string, o CreateOptions) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("Could not create '%s': %s", path, image.StrerrorOf(err))
+	}
+	created := []string{path}
+	if o.DataFile != "" {
+		df, err := os.OpenFile(o.DataFile, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_CLOEXEC, 0o644)
+		if err != nil {
+			f.Close()
+			os.Remove(path)
+			return fmt.Errorf("Could not create '%s': %s", o.DataFile, image.StrerrorOf(err))
+		}
+		df.Close()
+		created = append(created, o.DataFile)
+	}
+	if err := createOn(f, path, o); err != nil {
+		for _, p := range created {
+			os.Remove(p)
+		}
+		return err
+	}
+	// qemu-img reopens the image with flushing enabled before it returns
+	for _, p := range created {
+		g, err := os.OpenFile(p, os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		err = g.Sync()
+		g.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// createOn is qcow2_co_create on the new, empty image file f.
+func createOn(f *os.File, path string, o CreateOptions) error {
 	if err := o.Validate(); err != nil {
+		f.Close()
 		return err
 	}
 	cs := o.ClusterSize
@@ -84,10 +138,6 @@ func Create(path string, o CreateOptions) error {
 	order := uint32(0)
 	for 1<<order < o.RefcountBits {
 		order++
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_CLOEXEC, 0o644)
-	if err != nil {
-		return fmt.Errorf("Could not create '%s': %s", path, image.StrerrorOf(err))
 	}
 	h := Header{
 		Version:               uint32(o.Version),
@@ -100,6 +150,12 @@ func Create(path string, o CreateOptions) error {
 	}
 	if o.LazyRefcounts {
 		h.CompatibleFeatures |= compatLazyRefcounts
+	}
+	if o.DataFile != "" {
+		h.IncompatibleFeatures |= incompatDataFile
+	}
+	if o.DataFileRaw {
+		h.AutoclearFeatures |= autoclearDataFileRaw
 	}
 	if o.CompressionType != 0 {
 		h.IncompatibleFeatures |= incompatCompression
@@ -118,7 +174,7 @@ func Create(path string, o CreateOptions) error {
 	}
 	rt := make([]byte, 2*cs)
 	putU64(rt, uint64(2*cs))
-	err = writeBootstrap(f, hbuf, rt, cs)
+	err := writeBootstrap(f, hbuf, rt, cs)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -130,14 +186,36 @@ func Create(path string, o CreateOptions) error {
 		return err
 	}
 	file := image.New(rd, path, image.Options{Grow: true})
-	d, err := openOn(file, path, Options{NoFlush: true})
+	var data *image.Disk
+	if o.DataFile != "" {
+		rd, err := raw.Open(o.DataFile, raw.Options{NoFlush: true})
+		if err != nil {
+			file.Close()
+			return err
+		}
+		data = image.New(rd, o.DataFile, image.Options{Grow: true, Unmap: true})
+	}
+	// the new image is opened with the data file as its "data-file" child
+	given := func(name string) (*image.Disk, error) {
+		if name == "" {
+			return data, nil
+		}
+		return nil, nil
+	}
+	d, err := openOn(file, path, Options{NoFlush: true, OpenDataFile: given})
 	if err != nil {
 		file.Close()
+		if data != nil {
+			data.Close()
+		}
 		return err
 	}
 	if _, err := d.allocClusters(3 * cs); err != nil {
 		d.Close()
 		return err
+	}
+	if o.DataFile != "" {
+		d.dataName, d.hasDataName = o.DataFile, true
 	}
 	if err := d.updateHeader(); err != nil {
 		d.Close()
@@ -148,16 +226,9 @@ func Create(path string, o CreateOptions) error {
 		return err
 	}
 	// QEMU grows the new image to its size with the preallocation asked for
-	var perr error
-	switch o.Prealloc {
-	case image.PreallocMetadata:
-		perr = d.preallocateMetadata(0, o.Size, o.Prealloc)
-	case image.PreallocFalloc, image.PreallocFull:
-		perr = d.preallocateData(0, o.Size, o.Prealloc)
-	}
-	if perr != nil {
+	if _, err := d.growArea(0, o.Size, o.Prealloc); err != nil {
 		d.Close()
-		return perr
+		return err
 	}
 	d.size = o.Size
 	var sb [8]byte
@@ -173,16 +244,7 @@ func Create(path string, o CreateOptions) error {
 			return err
 		}
 	}
-	if err := d.Close(); err != nil {
-		return err
-	}
-	// qemu-img reopens the image with flushing enabled before it returns
-	g, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer g.Close()
-	return g.Sync()
+	return d.Close()
 }
 
 // writeBootstrap writes the minimal header cluster and the refcount table

@@ -11,9 +11,9 @@ import (
 // and preallocate_co do it.
 
 // preallocateMetadata is QEMU's preallocate_co: clusters allocated and
-// linked for [from, to) without writing data, then the file extended to
-// the last one (with mode's preallocation for falloc/full, plainly for
-// metadata).
+// linked for [from, to) without writing data, then the data file (the
+// image file without an external one) extended to the last one (with
+// mode's preallocation for falloc/full, plainly for metadata).
 func (d *Driver) preallocateMetadata(from, to int64, mode image.Prealloc) error {
 	var host, cur int64
 	for off := from; off < to; {
@@ -31,13 +31,15 @@ func (d *Driver) preallocateMetadata(from, to int64, mode image.Prealloc) error 
 		}
 		off += n
 	}
-	if host+cur > d.file.Size() {
+	// the data clusters are in the data file (the image file, or the
+	// external data file), which must reach the last one
+	if data := d.dataDisk(); host+cur > data.Size() {
 		if mode == image.PreallocMetadata {
 			mode = image.PreallocOff
 		}
-		t, ok := d.file.Driver().(image.Truncater)
+		t, ok := data.Driver().(image.Truncater)
 		if !ok {
-			return image.ErrNotSupported
+			return fmt.Errorf("Image format driver does not support resize")
 		}
 		if err := t.Truncate(host+cur, mode); err != nil {
 			return err

@@ -89,6 +89,13 @@ type Options struct {
 	// Prog is the program name that QEMU's error_report and warn_report
 	// messages begin with ("qemu-io: ..."); "" prints them without it.
 	Prog string
+	// OpenDataFile opens the external data file (QEMU's "data-file"
+	// child). It is called with name "" for the data file the caller's
+	// options give (nil, nil when they give none), then, for an image
+	// with the data-file bit and no such option, with the name the
+	// image's header extension records. The driver closes the Disk it
+	// returns. nil: no data file can be opened.
+	OpenDataFile func(name string) (*image.Disk, error)
 }
 
 // Driver is an open qcow2 image.
@@ -109,6 +116,11 @@ type Driver struct {
 	backingFile   string // as stored in the image
 	backingFmt    string
 	backing       *image.Disk
+	// the external data file (nil when the data lives in file), and the
+	// name the header extension records (QEMU's image_data_file)
+	data        *image.Disk
+	dataName    string
+	hasDataName bool
 
 	clusterBits uint
 	clusterSize int64
@@ -317,8 +329,8 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	if err := d.readExtensions(int64(h.HeaderLength), extEnd); err != nil {
 		return nil, err
 	}
-	if h.IncompatibleFeatures&incompatDataFile != 0 {
-		return nil, openErr("goqio does not support qcow2 images with an external data file yet")
+	if err := d.openDataFile(); err != nil {
+		return nil, err
 	}
 	if !opts.Check {
 		snaps, size, _, _, err := d.readSnapshotTable(int64(h.SnapshotsOffset), h.NbSnapshots, false, nil)
@@ -492,7 +504,9 @@ func (d *Driver) readExtensions(start, end int64) error {
 			if err := d.readBitmapsExt(data); err != nil {
 				return err
 			}
-		case extCryptoHeader, extDataFile:
+		case extDataFile:
+			d.dataName, d.hasDataName = cstring(data), true
+		case extCryptoHeader:
 			d.exts = append(d.exts, extension{typ, append([]byte(nil), data...)})
 		default:
 			d.exts = append(d.exts, extension{typ, append([]byte(nil), data...)})
@@ -525,8 +539,10 @@ func (d *Driver) Limits() image.Limits {
 	return image.Limits{RequestAlignment: 1, ZeroAlignment: d.scSize, DiscardAlignment: d.clusterSize}
 }
 
-// File returns the Disk of the image file.
-func (d *Driver) File() *image.Disk { return d.file }
+// File returns the Disk block status offsets refer to (QEMU's *file of
+// qcow2_co_block_status): the external data file when there is one, else
+// the image file.
+func (d *Driver) File() *image.Disk { return d.dataDisk() }
 
 // Backing returns the backing image or nil.
 func (d *Driver) Backing() *image.Disk { return d.backing }
@@ -574,7 +590,13 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 			return 0, 0, 0, d.corruption(fmt.Sprintf("Cluster allocation offset %s unaligned (L2 offset: %s, L2 index: %s)", hx(hc), hx(l2off), hx(l2i)))
 		}
 		host = hc + uint64(inCluster)
+		if d.hasDataFile() && host != uint64(off) {
+			return 0, 0, 0, d.corruption(fmt.Sprintf("External data file host cluster offset %s does not match guest cluster offset: %s, L2 index: %s)", hx(hc), hx(off-inCluster), hx(l2i)))
+		}
 	case clusterCompressed:
+		if d.hasDataFile() {
+			return 0, 0, 0, d.corruption(fmt.Sprintf("Compressed cluster entry found in image with external data file (L2 offset: %s, L2 index: %s)", hx(l2off), hx(l2i)))
+		}
 		host = entry
 	}
 	// QEMU's count_contiguous_subclusters
@@ -665,7 +687,7 @@ func (d *Driver) readGuest(p []byte, off int64) error {
 			clear(q)
 		case clusterNormal:
 			d.file.DebugEvent("read_aio")
-			if err := d.file.ReadAt(q, int64(host)); err != nil {
+			if err := d.dataDisk().ReadAt(q, int64(host)); err != nil {
 				return err
 			}
 		}
@@ -714,7 +736,7 @@ func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) 
 	if err != nil {
 		return image.Extent{}, err
 	}
-	e := image.Extent{Len: run, File: d.name}
+	e := image.Extent{Len: run, File: d.dataFileName()}
 	switch typ {
 	case clusterNormal:
 		e.Status = image.StatusData | image.StatusOffsetValid
@@ -766,6 +788,14 @@ func (d *Driver) Info() (image.Info, error) {
 	}
 	info.Specific = append(info.Specific,
 		kv("refcount bits", rb),
+	)
+	if d.hasDataName {
+		info.Specific = append(info.Specific, kv("data file", d.dataName))
+	}
+	if d.hasDataFile() {
+		info.Specific = append(info.Specific, kv("data file raw", fmt.Sprint(d.dataFileRaw())))
+	}
+	info.Specific = append(info.Specific,
 		kv("corrupt", fmt.Sprint(d.hdr.IncompatibleFeatures&incompatCorrupt != 0)),
 		kv("extended l2", fmt.Sprint(d.hdr.IncompatibleFeatures&incompatExtL2 != 0)),
 	)
@@ -815,7 +845,13 @@ func (d *Driver) flushLocked() error {
 	if d.flushEvents && !d.opts.NoFlush {
 		d.file.DebugEvent("flush_to_disk")
 	}
-	return d.file.Flush()
+	if err := d.file.Flush(); err != nil {
+		return err
+	}
+	if d.hasDataFile() {
+		return d.data.Flush()
+	}
+	return nil
 }
 
 // lazyRefcounts reports whether refcount updates may lag behind (the
@@ -903,6 +939,11 @@ func (d *Driver) Close() error {
 	if cerr := d.file.Close(); err == nil {
 		err = cerr
 	}
+	if d.data != nil {
+		if cerr := d.data.Close(); err == nil {
+			err = cerr
+		}
+	}
 	if d.opts.RemoveOnClose {
 		os.Remove(d.name)
 	}
@@ -939,6 +980,11 @@ func (d *Driver) updateHeader() error {
 	}
 	if d.backingFmt != "" {
 		if err := add(extBackingFormat, []byte(d.backingFmt)); err != nil {
+			return err
+		}
+	}
+	if d.hasDataFile() && d.hasDataName {
+		if err := add(extDataFile, []byte(d.dataName)); err != nil {
 			return err
 		}
 	}

@@ -150,6 +150,9 @@ func (d *Driver) CreateSnapshot(name string, now time.Time) error {
 		return err
 	}
 	defer d.mu.Unlock()
+	if d.hasDataFile() {
+		return image.ErrNotSupported // no internal snapshots with a data file
+	}
 	id := d.nextSnapshotID()
 	for _, sn := range d.snaps {
 		if cstr(sn.id) == id {
@@ -201,6 +204,9 @@ func (d *Driver) findSnapshot(id, name string) int {
 func (d *Driver) SnapshotByName(name string) (string, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.hasDataFile() {
+		return "", false // the snapshot list is refused
+	}
 	for _, sn := range d.snaps {
 		if cstr(sn.name) == name {
 			return cstr(sn.id), true
@@ -217,6 +223,9 @@ func (d *Driver) DeleteSnapshot(id, name string) error {
 		return err
 	}
 	defer d.mu.Unlock()
+	if d.hasDataFile() {
+		return image.ErrNotSupported
+	}
 	i := d.findSnapshot(id, name)
 	if i < 0 {
 		return ErrSnapshotNotFound
@@ -248,6 +257,10 @@ func (d *Driver) ApplySnapshot(idOrName string) error {
 		return image.ErrReadOnly
 	}
 	d.mu.Lock()
+	if d.hasDataFile() {
+		d.mu.Unlock()
+		return image.ErrNotSupported
+	}
 	i := d.findSnapshot(idOrName, "")
 	if i < 0 {
 		i = d.findSnapshot("", idOrName)

@@ -84,19 +84,19 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 				t.Truncate((last+1)*d.clusterSize, image.PreallocOff)
 			}
 		}
+		// preallocation off: the external data file follows the size
+		if _, err := d.growArea(old, size, p); err != nil {
+			return err
+		}
 	} else {
 		if err := d.growL1(newL1, true); err != nil {
 			return fmt.Errorf("Failed to grow the L1 table: %s", image.StrerrorOf(err))
 		}
-		switch p {
-		case image.PreallocMetadata:
-			if err := d.preallocateMetadata(old, size, p); err != nil {
-				return err
-			}
-		case image.PreallocFalloc, image.PreallocFull:
-			if err := d.preallocateData(old, size, p); err != nil {
-				return err
-			}
+		zeroed, err := d.growArea(old, size, p)
+		if err != nil {
+			return err
+		}
+		if zeroed {
 			// the file grew with zeroes under the new clusters: nothing
 			// of the backing file shows through, no zero flags needed
 			zeroTail = false
@@ -224,4 +224,35 @@ func (d *Driver) discardRefcountBlock(off int64) error {
 	d.rbc.drop(off)
 	d.queueDiscard(off, d.clusterSize)
 	return nil
+}
+
+// growArea is the preallocation switch of qcow2_co_truncate (once the L1
+// table is large enough, or the image shrunk): the preallocation of
+// [old, size) and, with an external data file, its resize (with
+// preallocation off, shrinking too). data-file-raw preallocates at least
+// the metadata of a growing image (the data file must read as the guest
+// does); with a data file, falloc and full preallocate the metadata and
+// the data file's new area. It reports whether the new clusters were
+// allocated over zeroes in the image file (falloc/full without a data
+// file).
+func (d *Driver) growArea(old, size int64, p image.Prealloc) (bool, error) {
+	if d.hasDataFile() && d.dataFileRaw() && p == image.PreallocOff && size >= old {
+		p = image.PreallocMetadata
+	}
+	switch p {
+	case image.PreallocOff:
+		if d.hasDataFile() {
+			if err := d.data.Truncate(size, image.PreallocOff); err != nil {
+				return false, err
+			}
+		}
+	case image.PreallocMetadata:
+		return false, d.preallocateMetadata(old, size, p)
+	case image.PreallocFalloc, image.PreallocFull:
+		if d.hasDataFile() {
+			return false, d.preallocateMetadata(old, size, p)
+		}
+		return true, d.preallocateData(old, size, p)
+	}
+	return false, nil
 }

@@ -51,12 +51,19 @@ func (d *Driver) scIndex(off int64) int64 { return (off >> d.scBits) & (d.scPerC
 
 // ctype is QEMU's qcow2_get_cluster_type: with extended L2 the zero flag of
 // the entry means nothing (the bitmap holds the zero bits).
+//
+// With an external data file, offset 0 is a valid host offset: an entry
+// with offset 0 and COPIED is a normal cluster (data clusters there always
+// have refcount 1).
 func (d *Driver) ctype(entry uint64) clusterType {
 	t := typeOf(entry)
 	if d.extL2 && (t == clusterZeroPlain || t == clusterZeroAlloc) {
-		if entry&l2eOffsetMask == 0 {
-			return clusterUnallocated
+		if entry&l2eOffsetMask != 0 {
+			return clusterNormal
 		}
+		t = clusterUnallocated
+	}
+	if t == clusterUnallocated && d.hasDataFile() && entry&oflagCopied != 0 {
 		return clusterNormal
 	}
 	return t
@@ -151,7 +158,7 @@ func (d *Driver) writeLocked(p []byte, off int64) error {
 		if err != nil {
 			return err
 		}
-		if err := d.preWriteCheck(0, host, n); err != nil {
+		if err := d.preWriteCheckData(host, n); err != nil {
 			return err
 		}
 		if err := d.writeTask(p[done:done+int(n)], off+int64(done), host, metas); err != nil {
@@ -174,7 +181,7 @@ func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta) error {
 	}
 	if !merged {
 		d.file.DebugEvent("write_aio")
-		if err := d.file.WriteAt(p, host, false); err != nil {
+		if err := d.dataDisk().WriteAt(p, host, false); err != nil {
 			return err
 		}
 	}
@@ -200,11 +207,11 @@ func (d *Driver) handleAllocSpace(metas []*l2Meta) error {
 		}
 		start := m.allocOffset + m.cowStart[0]
 		n := m.cowEnd[0] + m.cowEnd[1] - m.cowStart[0]
-		if err := d.preWriteCheck(0, start, n); err != nil {
+		if err := d.preWriteCheckData(start, n); err != nil {
 			return err
 		}
 		d.file.DebugEvent("cluster_alloc_space")
-		if err := d.file.WriteZeroes(start, n, image.ZeroNoFallback, false); err != nil {
+		if err := d.dataDisk().WriteZeroes(start, n, image.ZeroNoFallback, false); err != nil {
 			if image.Errno(err) == syscall.EOPNOTSUPP {
 				continue
 			}
@@ -261,25 +268,26 @@ func (d *Driver) performCow(m *l2Meta, data []byte) error {
 	if err := d.readGuest(end, m.guest+m.cowEnd[0]); err != nil {
 		return err
 	}
-	if err := d.preWriteCheck(0, m.allocOffset+m.cowStart[0], int64(len(start))); err != nil {
+	if err := d.preWriteCheckData(m.allocOffset+m.cowStart[0], int64(len(start))); err != nil {
 		return err
 	}
-	if err := d.preWriteCheck(0, m.allocOffset+m.cowEnd[0], int64(len(end))); err != nil {
+	if err := d.preWriteCheckData(m.allocOffset+m.cowEnd[0], int64(len(end))); err != nil {
 		return err
 	}
 	d.file.DebugEvent("cow_write")
+	dst := d.dataDisk()
 	if data != nil {
 		buf := make([]byte, 0, len(start)+len(data)+len(end))
 		buf = append(append(append(buf, start...), data...), end...)
-		return d.file.WriteAt(buf, m.allocOffset+m.cowStart[0], false)
+		return dst.WriteAt(buf, m.allocOffset+m.cowStart[0], false)
 	}
 	if len(start) > 0 {
-		if err := d.file.WriteAt(start, m.allocOffset+m.cowStart[0], false); err != nil {
+		if err := dst.WriteAt(start, m.allocOffset+m.cowStart[0], false); err != nil {
 			return err
 		}
 	}
 	if len(end) > 0 {
-		if err := d.file.WriteAt(end, m.allocOffset+m.cowEnd[0], false); err != nil {
+		if err := dst.WriteAt(end, m.allocOffset+m.cowEnd[0], false); err != nil {
 			return err
 		}
 	}
@@ -334,8 +342,16 @@ func (d *Driver) linkL2(m *l2Meta, merged bool) error {
 	return nil
 }
 
-// freeAnyCluster is QEMU's qcow2_free_any_cluster.
+// freeAnyCluster is QEMU's qcow2_free_any_cluster. Data clusters in an
+// external data file have no refcount: they are only discarded there (when
+// discards of this kind pass through).
 func (d *Driver) freeAnyCluster(entry uint64, typ discardType) {
+	if d.hasDataFile() {
+		if ct := d.ctype(entry); d.discardPassthrough(typ) && (ct == clusterNormal || ct == clusterZeroAlloc) {
+			d.data.Discard(int64(entry&l2eOffsetMask), d.clusterSize)
+		}
+		return
+	}
 	switch d.ctype(entry) {
 	case clusterCompressed:
 		off, size := d.compressedRange(entry)
@@ -471,7 +487,10 @@ func (d *Driver) handleAlloc(off int64, host *int64, n *int64, metas *[]*l2Meta)
 	i0 := d.l2Index(off)
 	nb = d.countSingleWriteClusters(nb, b, i0, true)
 	var alloc int64
-	if *host == -1 {
+	if d.hasDataFile() {
+		// QEMU's do_alloc_cluster_offset: the guest offset, nothing allocated
+		alloc = off &^ (d.clusterSize - 1)
+	} else if *host == -1 {
 		alloc, err = d.allocClusters(nb * d.clusterSize)
 		if err != nil {
 			return false, err

@@ -111,8 +111,15 @@ func (d *Driver) statusAboveWant(off, n int64, wantZero bool) (image.Status, int
 	return e.Status, e.Len, nil
 }
 
-// zeroize is QEMU's qcow2_subcluster_zeroize for images without subclusters.
+// zeroize is QEMU's qcow2_subcluster_zeroize. With data-file-raw the
+// data file is zeroed first, as it must stay a raw image of the guest.
 func (d *Driver) zeroize(off, n int64, flags image.ZeroFlags) error {
+	if d.dataFileRaw() && d.hasDataFile() {
+		d.trace("qcow2 zeroize off=%#x size=%#x -> data-file-raw: zeroing the data file first", off, n)
+		if err := d.data.WriteZeroes(off, n, flags, false); err != nil {
+			return err
+		}
+	}
 	if d.hdr.Version < 3 {
 		if d.backing == nil {
 			return d.clusterDiscard(off, n, discardRequest, false)
