@@ -137,7 +137,7 @@ func runRead(s *Session, argv []string) error {
 	buf := newBuf(count, 0xab)
 	start := s.Now()
 	if bflag {
-		err = s.vmstate(false, buf, offset)
+		err = s.disk.ReadVMState(buf, offset)
 	} else {
 		err = s.disk.ReadAt(buf, offset)
 	}

@@ -37,12 +37,6 @@ var writeCmd = &Command{
 
 func init() { writeCmd.Run = runWrite; register(writeCmd) }
 
-// Compressor is implemented by drivers that can write compressed clusters
-// (write -c). Raw images cannot, and qemu-io answers "Operation not supported".
-type Compressor interface {
-	WriteCompressed(p []byte, off int64) error
-}
-
 func runWrite(s *Session, argv []string) error {
 	var machine, quiet, bflag, pflag, zflag, cflag, sflag, fua, noFallback, unmap bool
 	pattern := byte(0xcd)
@@ -145,7 +139,7 @@ func runWrite(s *Session, argv []string) error {
 	start := s.Now()
 	switch {
 	case bflag:
-		err = s.vmstate(true, buf, offset)
+		err = s.disk.WriteVMState(buf, offset)
 	case zflag:
 		var flags image.ZeroFlags
 		if unmap {
@@ -156,7 +150,7 @@ func runWrite(s *Session, argv []string) error {
 		}
 		err = s.disk.WriteZeroes(offset, count, flags, fua)
 	case cflag:
-		err = s.writeCompressed(buf, offset, fua)
+		err = s.disk.WriteCompressed(buf, offset)
 	default:
 		err = s.disk.WriteAt(buf, offset, fua)
 	}
@@ -168,21 +162,6 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-func (s *Session) writeCompressed(buf []byte, offset int64, fua bool) error {
-	d := s.disk
-	if offset < 0 || offset > d.Size() || d.Size()-offset < int64(len(buf)) {
-		return image.ErrOutOfRange
-	}
-	if done, err := d.DetectZeroWrite(buf, offset, fua); done {
-		return err
-	}
-	c, ok := d.Driver().(Compressor)
-	if !ok {
-		return image.ErrNotSupported
-	}
-	return c.WriteCompressed(buf, offset)
 }
 
 // bufFromFile is qemu_io_alloc_from_file: the file's first bytes repeated

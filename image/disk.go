@@ -526,6 +526,85 @@ func (d *Disk) Discard(off, n int64) error {
 	return nil
 }
 
+// WriteCompressed writes p at off as compressed clusters, as QEMU's
+// blk_pwrite_compressed: the request is checked as a write (read-only,
+// usable, inside the image) and serialised against padded writes as an
+// aligned write is; a driver without compression refuses it with
+// ErrNotSupported. QEMU's compressed path takes no FUA, so a write-through
+// Disk does not flush after it. With detect-zeroes, a request of zeroes
+// becomes a zero write first (DetectZeroWrite), as in QEMU's
+// bdrv_aligned_pwritev.
+func (d *Disk) WriteCompressed(p []byte, off int64) error {
+	if err := d.checkWrite(off, int64(len(p))); err != nil {
+		return err
+	}
+	if done, err := d.DetectZeroWrite(p, off, false); done {
+		return err
+	}
+	c, ok := d.drv.(Compressor)
+	if !ok {
+		return ErrNotSupported
+	}
+	d.serial.RLock()
+	defer d.serial.RUnlock()
+	return c.WriteCompressed(p, off)
+}
+
+// MaxLength is QEMU's BDRV_MAX_LENGTH: INT64_MAX aligned down to
+// BDRV_MAX_ALIGNMENT (1 GiB), the bound of bdrv_check_qiov_request.
+const MaxLength = (1<<63 - 1) &^ (1<<30 - 1)
+
+// checkVMState is the check of QEMU's blk_load_vmstate/blk_save_vmstate and
+// bdrv_check_qiov_request: a usable image, a position and length that fit.
+func (d *Disk) checkVMState(pos, n int64) error {
+	if !d.Available() {
+		return ErrNoMedium
+	}
+	if pos < 0 || pos > MaxLength || n > MaxLength-pos {
+		return ErrOutOfRange
+	}
+	return nil
+}
+
+// ReadVMState reads len(p) bytes of the VM state area at pos, as QEMU's
+// blk_load_vmstate; a driver without VM state refuses with ErrNotSupported.
+func (d *Disk) ReadVMState(p []byte, pos int64) error {
+	if err := d.checkVMState(pos, int64(len(p))); err != nil {
+		return err
+	}
+	vs, ok := d.drv.(VMStater)
+	if !ok {
+		return ErrNotSupported
+	}
+	return vs.ReadVMState(p, pos)
+}
+
+// WriteVMState writes p to the VM state area at pos, as QEMU's
+// blk_save_vmstate: a write-through Disk flushes after it. A read-only Disk
+// refuses it; a driver without VM state refuses with ErrNotSupported.
+func (d *Disk) WriteVMState(p []byte, pos int64) error {
+	if d.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	if err := d.checkVMState(pos, int64(len(p))); err != nil {
+		return err
+	}
+	vs, ok := d.drv.(VMStater)
+	if !ok {
+		return ErrNotSupported
+	}
+	d.serial.RLock()
+	err := vs.WriteVMState(p, pos)
+	d.serial.RUnlock()
+	if err != nil {
+		return err
+	}
+	if d.opts.WriteThrough {
+		return d.drv.Flush()
+	}
+	return nil
+}
+
 // Truncate changes the image size (QEMU's blk_truncate). Drivers that
 // cannot resize refuse.
 func (d *Disk) Truncate(size int64, p Prealloc) error {

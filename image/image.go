@@ -156,6 +156,22 @@ type DirtyMarker interface {
 	MarkDirty(off, n int64)
 }
 
+// Compressor is implemented by drivers that can write compressed clusters
+// (QEMU's bdrv_co_pwritev_compressed). The driver checks the alignment it
+// needs and marks dirty bitmaps itself; a zero-length request is passed on
+// (qcow2 aligns its file end then). Use it through Disk.WriteCompressed.
+type Compressor interface {
+	WriteCompressed(p []byte, off int64) error
+}
+
+// VMStater is implemented by drivers that store VM state (QEMU's
+// bdrv_load_vmstate and bdrv_save_vmstate); pos is relative to the start of
+// the VM state area. Use it through Disk.ReadVMState and Disk.WriteVMState.
+type VMStater interface {
+	ReadVMState(p []byte, pos int64) error
+	WriteVMState(p []byte, pos int64) error
+}
+
 // Truncater is implemented by drivers that can change their size.
 type Truncater interface {
 	Truncate(size int64, prealloc Prealloc) error

@@ -1,9 +1,25 @@
 package qcow2
 
+import "github.com/goqio/goqio/image"
+
 // vmStateOffset is where the VM state area starts: past the guest data, at
 // the first L1 entry the disk does not use (QEMU's qcow2_vm_state_offset).
 func (d *Driver) vmStateOffset() int64 {
 	return d.sizeToL1(d.size) << (d.clusterBits + d.l2Bits)
+}
+
+// vmStateRequest is QEMU's qcow2_check_vmstate_request: the guest offset
+// of pos in the VM state area, which must still be a valid request.
+func (d *Driver) vmStateRequest(pos, n int64) (int64, error) {
+	vo := d.vmStateOffset()
+	if pos > 1<<63-1-vo {
+		return 0, image.ErrOutOfRange
+	}
+	pos += vo
+	if pos < 0 || n > image.MaxLength-pos {
+		return 0, image.ErrOutOfRange
+	}
+	return pos, nil
 }
 
 // ReadVMState reads the VM state area (qemu-io read -b).
@@ -13,10 +29,14 @@ func (d *Driver) ReadVMState(p []byte, pos int64) error {
 	if d.dead {
 		return errNoMedium
 	}
+	off, err := d.vmStateRequest(pos, int64(len(p)))
+	if err != nil {
+		return err
+	}
 	if err := d.evict(); err != nil {
 		return err
 	}
-	return d.readGuest(p, d.vmStateOffset()+pos)
+	return d.readGuest(p, off)
 }
 
 // WriteVMState writes the VM state area (qemu-io write -b), allocating
@@ -26,8 +46,12 @@ func (d *Driver) WriteVMState(p []byte, pos int64) error {
 		return err
 	}
 	defer d.mu.Unlock()
+	off, err := d.vmStateRequest(pos, int64(len(p)))
+	if err != nil {
+		return err
+	}
 	if err := d.evict(); err != nil {
 		return err
 	}
-	return d.writeLocked(p, d.vmStateOffset()+pos)
+	return d.writeLocked(p, off)
 }
