@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/formats"
 	"github.com/goqio/goqio/image/qcow2"
 	"github.com/goqio/goqio/image/qdict"
@@ -45,7 +46,7 @@ func Run(r Request, out, errw io.Writer) int {
 	if format == "" {
 		f, err := os.Open(r.File)
 		if err != nil {
-			return fail("Could not open '%s': Could not open '%s': %s", r.File, r.File, formats.Strerror(errnoOf(err)))
+			return fail("Could not open '%s': Could not open '%s': %s", r.File, r.File, image.StrerrorOf(err))
 		}
 		head := make([]byte, 512)
 		n, _ := io.ReadFull(f, head)
@@ -77,7 +78,8 @@ func Run(r Request, out, errw io.Writer) int {
 	}
 	// the whole chain is opened, as qemu-img check opens it (a missing
 	// or locked backing file fails the check)
-	disk, err := formats.Open(r.File, formats.Options{Format: "qcow2", ReadOnly: mode == 0, Check: true})
+	disk, err := formats.Open(r.File, formats.Options{Format: "qcow2", ReadOnly: mode == 0, Check: true,
+		Stderr: errw, Prog: r.Prog})
 	if err != nil {
 		return fail("Could not open '%s': %v", r.File, err)
 	}
@@ -107,7 +109,7 @@ func Run(r Request, out, errw io.Writer) int {
 			if errors.As(err, &rb) {
 				fmt.Fprintf(errw, "%s: %v\n", r.Prog, rb)
 			}
-			fmt.Fprintf(errw, "%s: Check failed: %s\n", r.Prog, formats.Strerror(errnoOf(err)))
+			fmt.Fprintf(errw, "%s: Check failed: %s\n", r.Prog, image.StrerrorOf(err))
 		} else {
 			fmt.Fprintf(errw, "%s: Check failed\n", r.Prog)
 		}
@@ -120,14 +122,6 @@ func Run(r Request, out, errw io.Writer) int {
 		return 3
 	}
 	return 0
-}
-
-func errnoOf(err error) syscall.Errno {
-	var e syscall.Errno
-	if errors.As(err, &e) {
-		return e
-	}
-	return syscall.EIO
 }
 
 // printHuman is qemu-img's dump_human_image_check.

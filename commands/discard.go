@@ -1,5 +1,7 @@
 package commands
 
+import "github.com/goqio/goqio/image"
+
 var discardCmd = &Command{
 	Name: "discard", Alias: "d", Opts: "Cq", ArgMin: 2, ArgMax: -1, Perm: permWrite,
 	Args:    str("[-Cq] off len"),
@@ -50,8 +52,8 @@ func runDiscard(s *Session, argv []string) error {
 		s.printCvtnumErr(err, args[1])
 		return ErrFailed
 	}
-	if count > maxRequest {
-		s.printf("length cannot exceed %d, given %s\n", maxRequest, args[1])
+	if count > image.MaxRequest {
+		s.printf("length cannot exceed %d, given %s\n", image.MaxRequest, args[1])
 		return ErrFailed
 	}
 	start := s.Now()

@@ -2,10 +2,14 @@ package commands
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/goqio/goqio/image/formats"
 )
 
 // Version is goqio's version, printed by -V.
@@ -139,6 +143,8 @@ func MainWith(argv []string, stdin io.Reader, out *Output, stderr io.Writer, int
 			// become. QEMU's trace event patterns are accepted and ignored.
 			if arg == "zero" {
 				s.TraceZero = true
+			} else {
+				traceWarn(s, arg)
 			}
 		case 'V':
 			out.Write([]byte(fmt.Sprintf("%s version %s (goqio %s)\nCopyright (c) 2026 The goqio authors\n", name, QEMUVersion, Version)))
@@ -149,6 +155,20 @@ func MainWith(argv []string, stdin io.Reader, out *Output, stderr io.Writer, int
 		case 'U':
 			flags.ForceShare = true
 		case optObject:
+			if s.graph == nil {
+				s.graph = formats.NewGraph(formats.Env{Prog: s.Prog})
+			}
+			if err := s.graph.Objects.Add(arg, func(t string) { out.Write([]byte(t)) }); err != nil {
+				if err == formats.ErrHelp {
+					return 0
+				}
+				s.errorf("%v", err)
+				var fe *formats.Error
+				if errors.As(err, &fe) && fe.Hint != "" {
+					fmt.Fprint(s.Err, fe.Hint)
+				}
+				return 1
+			}
 		case optImageOpts:
 			s.ImageOpts = true
 		case optOutput:
@@ -273,3 +293,23 @@ func fgets(r *bufio.Reader, size int) (string, bool) {
 
 // ProgName is the base name of argv[0].
 func ProgName(argv0 string) string { return filepath.Base(argv0) }
+
+// traceWarn is the warning of QEMU's trace_enable_events for an event that
+// does not exist: goqio has no QEMU trace events, so a name without a
+// pattern character gets it (as in QEMU for a name that is no event).
+func traceWarn(s *Session, arg string) {
+	for _, part := range strings.Split(arg, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if ok && k != "enable" {
+			continue // events=FILE, file=FILE
+		}
+		if !ok {
+			v = part
+		}
+		name := strings.TrimPrefix(v, "-")
+		if name == "" || strings.ContainsAny(name, "*?[") {
+			continue
+		}
+		s.warn(fmt.Sprintf("trace event '%s' does not exist", name))
+	}
+}

@@ -3,6 +3,8 @@ package commands
 import (
 	"bytes"
 	"time"
+
+	"github.com/goqio/goqio/image"
 )
 
 var readCmd = &Command{
@@ -104,8 +106,8 @@ func runRead(s *Session, argv []string) error {
 		s.printCvtnumErr(err, args[1])
 		return ErrFailed
 	}
-	if count > maxRequest {
-		s.printf("length cannot exceed %d, given %s\n", maxRequest, args[1])
+	if count > image.MaxRequest {
+		s.printf("length cannot exceed %d, given %s\n", image.MaxRequest, args[1])
 		return ErrFailed
 	}
 	if !pflag && (lflag || sflag) {
@@ -241,6 +243,3 @@ func (s *Session) sectorAligned(offset, count int64) bool {
 	}
 	return true
 }
-
-// maxRequest is BDRV_REQUEST_MAX_BYTES.
-const maxRequest = 2147483136

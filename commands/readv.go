@@ -1,5 +1,7 @@
 package commands
 
+import "github.com/goqio/goqio/image"
+
 var readvCmd = &Command{
 	Name: "readv", Opts: "CP:qv", ArgMin: 2, ArgMax: -1,
 	Args:    str("[-Cqv] [-P pattern] off len [len..]"),
@@ -33,12 +35,12 @@ func (s *Session) iovecTotal(lens []string) int64 {
 			s.printCvtnumErr(err, a)
 			return -1
 		}
-		if n > maxRequest {
-			s.printf("Argument '%s' exceeds maximum size %d\n", a, maxRequest)
+		if n > image.MaxRequest {
+			s.printf("Argument '%s' exceeds maximum size %d\n", a, image.MaxRequest)
 			return -1
 		}
-		if total > maxRequest-n {
-			s.printf("The total number of bytes exceed the maximum size %d\n", maxRequest)
+		if total > image.MaxRequest-n {
+			s.printf("The total number of bytes exceed the maximum size %d\n", image.MaxRequest)
 			return -1
 		}
 		total += n

@@ -101,6 +101,8 @@ func runReopen(s *Session, argv []string) error {
 		o := s.openOptions(fl)
 		o.Dict = d
 		o.ForceShare = false // in the options already
+		s.graph.Reopening = true
+		defer func() { s.graph.Reopening = false }()
 		return formats.OpenNode("", o)
 	}
 	n, err := open(r.New, nf)

@@ -281,6 +281,8 @@ func (s *Session) openOptions(f OpenFlags) formats.Options {
 		Warn:         func(m string) { fmt.Fprintln(s.Err, m) },
 		WarnReport:   s.warn,
 		Graph:        s.graph,
+		Stderr:       s.Err,
+		Prog:         s.Prog,
 	}
 	if s.TraceZero {
 		o.Trace = func(m string) { fmt.Fprintf(s.Err, "%s-trace: %s\n", s.Prog, m) }

@@ -113,8 +113,8 @@ func runWrite(s *Session, argv []string) error {
 		s.printCvtnumErr(err, args[1])
 		return ErrFailed
 	}
-	if count > maxRequest && !noFallback {
-		s.printf("length cannot exceed %d without -n, given %s\n", maxRequest, args[1])
+	if count > image.MaxRequest && !noFallback {
+		s.printf("length cannot exceed %d without -n, given %s\n", image.MaxRequest, args[1])
 		return ErrFailed
 	}
 	if (bflag || cflag) && !s.sectorAligned(offset, count) {
@@ -150,7 +150,13 @@ func runWrite(s *Session, argv []string) error {
 		}
 		err = s.disk.WriteZeroes(offset, count, flags, fua)
 	case cflag:
-		err = s.disk.WriteCompressed(buf, offset)
+		if offset < 0 || offset > s.disk.Size() || s.disk.Size()-offset < int64(len(buf)) {
+			err = image.ErrOutOfRange
+		} else if done, derr := s.disk.DetectZeroWrite(buf, offset, fua); done {
+			err = derr
+		} else {
+			err = s.disk.WriteCompressed(buf, offset)
+		}
 	default:
 		err = s.disk.WriteAt(buf, offset, fua)
 	}

@@ -5,7 +5,6 @@ package create
 import (
 	"fmt"
 	"io"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -22,8 +21,16 @@ type Request struct {
 	Size       int64             // -1: not given (qcow2 takes the backing file's)
 	Options    map[string]string // -o key=value
 	Backing    string            // -b
+	BackingSet bool              // -b was given, maybe as ""
 	BackingFmt string            // -F
-	Quiet      bool
+	// NoBackingOpen is -u: the backing file is recorded without being
+	// opened, so that it may be missing (the size must then be given).
+	NoBackingOpen bool
+	Quiet         bool
+	// Stderr and Prog are for what opening the backing file prints on
+	// stderr (formats.Options); nil drops it.
+	Stderr io.Writer
+	Prog   string
 }
 
 // Error is a creation failure with qemu-img's text (without "qemu-img: ").
@@ -69,6 +76,7 @@ func sortedKeys(m map[string]string) []string {
 
 func createRaw(r Request, out io.Writer, parseSize func(string) (int64, error)) error {
 	prealloc, preallocGiven := image.PreallocOff, ""
+	optSize := int64(-1)
 	for _, k := range sortedKeys(r.Options) {
 		v := r.Options[k]
 		switch k {
@@ -77,9 +85,7 @@ func createRaw(r Request, out io.Writer, parseSize func(string) (int64, error)) 
 			if err != nil {
 				return fail(r.File, sizeErr, "size")
 			}
-			if r.Size < 0 {
-				r.Size = n
-			}
+			optSize = n
 		case "preallocation":
 			p, ok := parsePrealloc(v)
 			if !ok {
@@ -89,6 +95,15 @@ func createRaw(r Request, out io.Writer, parseSize func(string) (int64, error)) 
 		default:
 			return fail(r.File, "Invalid parameter '%s'", k)
 		}
+	}
+	if err := sizeOnce(&r, optSize); err != nil {
+		return err
+	}
+	if r.Backing != "" || r.BackingSet {
+		return fail(r.File, "Backing file not supported for file format '%s'", r.Format)
+	}
+	if r.BackingFmt != "" {
+		return fail(r.File, "Backing file format not supported for file format '%s'", r.Format)
 	}
 	if r.Size < 0 {
 		return fail(r.File, "Image creation needs a size parameter")
@@ -106,6 +121,19 @@ func createRaw(r Request, out io.Writer, parseSize func(string) (int64, error)) 
 	return nil
 }
 
+// sizeOnce takes the size given with -o size (optSize, -1 if none),
+// refusing it when the size operand was given too.
+func sizeOnce(r *Request, optSize int64) error {
+	if optSize < 0 {
+		return nil
+	}
+	if r.Size >= 0 {
+		return fail(r.File, "The image size must be specified only once")
+	}
+	r.Size = optSize
+	return nil
+}
+
 func onOff(file, key, v string) (bool, error) {
 	switch v {
 	case "on", "true", "yes":
@@ -119,12 +147,7 @@ func onOff(file, key, v string) (bool, error) {
 func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)) error {
 	o := qcow2.CreateOptions{ClusterSize: 65536, Version: 3, RefcountBits: 16}
 	given := map[string]string{}
-	if r.Backing != "" {
-		given["backing_file"] = r.Backing
-	}
-	if r.BackingFmt != "" {
-		given["backing_fmt"] = r.BackingFmt
-	}
+	optSize := int64(-1)
 	for _, k := range sortedKeys(r.Options) {
 		v := r.Options[k]
 		switch k {
@@ -134,9 +157,7 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 				return fail(r.File, sizeErr, k)
 			}
 			if k == "size" {
-				if r.Size < 0 {
-					r.Size = n
-				}
+				optSize = n
 			} else {
 				o.ClusterSize = n
 			}
@@ -162,35 +183,29 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 		}
 		given[k] = v
 	}
-	if r.Backing == "" {
-		r.Backing = r.Options["backing_file"]
+	if err := sizeOnce(&r, optSize); err != nil {
+		return err
 	}
-	if r.BackingFmt == "" {
-		r.BackingFmt = r.Options["backing_fmt"]
+	// -b and -F override -o backing_file and backing_fmt, as qemu-img sets
+	// them after parsing -o
+	backing, hasBacking := r.Options["backing_file"]
+	if r.Backing != "" || r.BackingSet {
+		backing, hasBacking = r.Backing, true
 	}
-	if r.Backing != "" {
-		bpath := r.Backing
-		if !filepath.IsAbs(bpath) {
-			bpath = filepath.Join(filepath.Dir(r.File), bpath)
-		}
-		if r.BackingFmt == "" {
-			fmtName := "raw"
-			if d, err := formats.Open(bpath, formats.Options{ReadOnly: true}); err == nil {
-				if info, _ := d.Info(); info.FormatName != "" {
-					fmtName = info.FormatName
-				}
-				d.Close()
-			}
-			return fail(r.File, "Backing file specified without backing format\nDetected format of %s.", fmtName)
-		}
-		if r.Size < 0 {
-			d, err := formats.Open(bpath, formats.Options{Format: r.BackingFmt, ReadOnly: true})
-			if err != nil {
-				return fail(r.File, "%v\nCould not open backing image.", err)
-			}
-			r.Size = d.Size()
-			d.Close()
-		}
+	backingFmt, hasFmt := r.Options["backing_fmt"]
+	if r.BackingFmt != "" {
+		backingFmt, hasFmt = r.BackingFmt, true
+	}
+	given["backing_file"], given["backing_fmt"] = backing, backingFmt
+	if !hasBacking {
+		delete(given, "backing_file")
+	}
+	if !hasFmt {
+		delete(given, "backing_fmt")
+	}
+	r.Backing, r.BackingFmt = backing, backingFmt
+	if err := checkBacking(&r, hasBacking, hasFmt); err != nil {
+		return err
 	}
 	if r.Size < 0 {
 		return fail(r.File, "Image creation needs a size parameter")
@@ -243,6 +258,69 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 		return fail(r.File, "%v", err)
 	}
 	return nil
+}
+
+// checkBacking is bdrv_img_create's handling of the backing file: its
+// name is checked, then, unless -u was given, the file is opened (with the
+// format given, read-only, sharing everything) to refuse a missing or
+// unreadable backing file, or one not of the given format, and to take its
+// size when none was given. Nothing has been created yet when it fails.
+func checkBacking(r *Request, hasBacking, hasFmt bool) error {
+	if !hasBacking {
+		return nil
+	}
+	if r.Backing == r.File {
+		return fail(r.File, "Error: Trying to create an image with the same filename as the backing file")
+	}
+	if r.Backing == "" {
+		return fail(r.File, "Expected backing file name, got empty string")
+	}
+	if r.NoBackingOpen {
+		if !hasFmt {
+			return fail(r.File, "Backing file specified without backing format")
+		}
+		return nil
+	}
+	d, err := formats.Open(fullBackingName(r.File, r.Backing), formats.Options{Format: r.BackingFmt, ReadOnly: true,
+		ForceShare: true, Stderr: r.Stderr, Prog: r.Prog})
+	if err != nil {
+		return fail(r.File, "%v\nCould not open backing image.", err)
+	}
+	defer d.Close()
+	info, _ := d.Info()
+	if !hasFmt {
+		name := info.FormatName
+		if name == "" {
+			name = "raw"
+		}
+		return fail(r.File, "Backing file specified without backing format\nDetected format of %s.", name)
+	}
+	if r.Size < 0 {
+		// bdrv_getlength: whole sectors, rounded up for a raw file and
+		// down for a qcow2 image (its total_sectors)
+		size := d.Size()
+		if info.FormatName == "qcow2" {
+			size &^= 511
+		} else {
+			size = (size + 511) &^ 511
+		}
+		r.Size = size
+	}
+	return nil
+}
+
+// fullBackingName is QEMU's bdrv_get_full_backing_filename_from_filename:
+// a relative backing file name is relative to the directory of the new
+// image, by plain concatenation (path_combine); absolute names and names
+// with a protocol prefix are taken as they are.
+func fullBackingName(file, backing string) string {
+	if strings.HasPrefix(backing, "/") {
+		return backing
+	}
+	if i := strings.IndexAny(backing, ":/"); i >= 0 && backing[i] == ':' {
+		return backing
+	}
+	return file[:strings.LastIndex(file, "/")+1] + backing
 }
 
 func orDefault(v, d string) string {

@@ -81,7 +81,7 @@ type corPiece struct {
 // status depends on the copies of the runs before it.
 func (d *Disk) copyOnRead(buf []byte, off int64, lim Limits) error {
 	bytes := int64(len(buf))
-	maxTransfer := blkalign.MinNonZero(lim.MaxTransfer, maxRequest)
+	maxTransfer := blkalign.MinNonZero(lim.MaxTransfer, MaxRequest)
 	cOff, cBytes := off, bytes
 	if c := d.clusterSize; c > 0 {
 		cOff = blkalign.AlignDown(off, c)

@@ -12,8 +12,9 @@ import (
 // zero-write fallback issues at once, and the default max transfer.
 const maxBounce = 16 << 20
 
-// maxRequest is QEMU's BDRV_REQUEST_MAX_BYTES: the largest data request.
-const maxRequest = 2147483136
+// MaxRequest is QEMU's BDRV_REQUEST_MAX_BYTES, INT_MAX aligned down to
+// whole sectors: the largest data request (qemu-io refuses longer ones).
+const MaxRequest = (1<<31 - 1) &^ 511
 
 // Options are the open flags of a Disk that the generic layer acts on.
 type Options struct {
@@ -531,14 +532,9 @@ func (d *Disk) Discard(off, n int64) error {
 // usable, inside the image) and serialised against padded writes as an
 // aligned write is; a driver without compression refuses it with
 // ErrNotSupported. QEMU's compressed path takes no FUA, so a write-through
-// Disk does not flush after it. With detect-zeroes, a request of zeroes
-// becomes a zero write first (DetectZeroWrite), as in QEMU's
-// bdrv_aligned_pwritev.
+// Disk does not flush after it.
 func (d *Disk) WriteCompressed(p []byte, off int64) error {
 	if err := d.checkWrite(off, int64(len(p))); err != nil {
-		return err
-	}
-	if done, err := d.DetectZeroWrite(p, off, false); done {
 		return err
 	}
 	c, ok := d.drv.(Compressor)
@@ -753,6 +749,3 @@ func (d *Disk) SetWriteThrough(on bool) {
 	d.opts.WriteThrough = on
 	d.mu.Unlock()
 }
-
-// MaxRequest is the largest data request qemu-io accepts (BDRV_REQUEST_MAX_BYTES).
-const MaxRequest = maxRequest

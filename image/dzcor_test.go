@@ -209,8 +209,8 @@ func TestCopyOnRead(t *testing.T) {
 // inside a cluster ends the walk; copies are not flushed on a write-through
 // Disk.
 func TestCopyOnReadRuns(t *testing.T) {
-	ov, d, _ := cow(t, 40<<20, 40<<20, 40<<20+1000, 65536, 65536)
-	d = image.New(ov, "overlay", image.Options{CopyOnRead: true, WriteThrough: true})
+	ov, _, _ := cow(t, 40<<20, 40<<20, 40<<20+1000, 65536, 65536)
+	d := image.New(ov, "overlay", image.Options{CopyOnRead: true, WriteThrough: true})
 	d.WriteAt([]byte{1}, 3<<20, false)
 	ov.Calls()
 	buf := make([]byte, 40<<20+1000-100)

@@ -2,6 +2,8 @@ package image
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"syscall"
 )
 
@@ -71,3 +73,27 @@ func Errno(err error) syscall.Errno {
 	}
 	return syscall.EIO
 }
+
+// Strerror is glibc's strerror text for errno e, as QEMU prints it. Go's
+// texts are glibc's without the capital letter, except for the errnos Go
+// does not name.
+func Strerror(e syscall.Errno) string {
+	if s, ok := strerrors[e]; ok {
+		return s
+	}
+	s := e.Error()
+	if s == "" || strings.HasPrefix(s, "errno ") {
+		return fmt.Sprintf("Unknown error %d", int(e))
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// strerrors are glibc's texts for the errnos Go has none for.
+var strerrors = map[syscall.Errno]string{
+	0:   "Success",
+	133: "Memory page has hardware error", // EHWPOISON
+}
+
+// StrerrorOf is the strerror text of the errno that err stands for
+// (Strerror(Errno(err))).
+func StrerrorOf(err error) string { return Strerror(Errno(err)) }

@@ -112,7 +112,7 @@ func open(prog, path, format string, readOnly bool, errw io.Writer) *image.Disk 
 	if format == "" {
 		format = "qcow2"
 	}
-	disk, err := formats.Open(path, formats.Options{Format: format, ReadOnly: readOnly})
+	disk, err := formats.Open(path, formats.Options{Format: format, ReadOnly: readOnly, Stderr: errw, Prog: prog})
 	if err != nil {
 		fmt.Fprintf(errw, "%s: Could not open '%s': %v\n", prog, path, err)
 		return nil

@@ -60,6 +60,7 @@ func runApp(argv []string) int {
 				&cli.StringFlag{Name: "f", Value: "raw", Usage: "image format (raw, qcow2)"},
 				&cli.StringFlag{Name: "b", Usage: "backing file (qcow2)"},
 				&cli.StringFlag{Name: "F", Usage: "backing file format (qcow2)"},
+				&cli.BoolFlag{Name: "u", Usage: "unsafe: do not open the backing file (the size must be given)"},
 				&cli.StringSliceFlag{Name: "o", Usage: "format options key=value[,key=value...]"},
 				&cli.BoolFlag{Name: "q", Usage: "quiet: do not print the Formatting line"},
 			},
@@ -172,7 +173,8 @@ func createAction(c *cli.Context) error {
 		}
 	}
 	req := create.Request{Format: c.String("f"), File: c.Args().Get(0), Size: -1, Options: opts, Quiet: c.Bool("q"),
-		Backing: c.String("b"), BackingFmt: c.String("F")}
+		Backing: c.String("b"), BackingSet: c.IsSet("b"), BackingFmt: c.String("F"), NoBackingOpen: c.Bool("u"),
+		Stderr: os.Stderr, Prog: prog}
 	if c.NArg() == 2 {
 		n, err := commands.ParseSize(c.Args().Get(1))
 		if err != nil {

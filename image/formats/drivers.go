@@ -1,10 +1,12 @@
 package formats
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/qcow2"
@@ -19,8 +21,10 @@ func init() {
 		ParseFilename: stripPrefix("file:"), Open: openFile, ReopenPrepare: reopenFile})
 	Register(&BlockDriver{Name: "host_device", Protocol: "host_device", FileOpen: true, NeedsFilename: true,
 		ParseFilename: stripPrefix("host_device:"), Open: openFile, ReopenPrepare: reopenFile})
+	Register(&BlockDriver{Name: "host_cdrom", Protocol: "host_cdrom", FileOpen: true, NeedsFilename: true,
+		ParseFilename: stripPrefix("host_cdrom:"), Open: openFile, ReopenPrepare: reopenFile})
 	Register(&BlockDriver{Name: "raw", IsFormat: true, Probe: func([]byte, string) int { return 1 }, Open: openRawFormat, ReopenPrepare: reopenRaw})
-	Register(&BlockDriver{Name: "qcow2", IsFormat: true, SupportsBacking: true, Probe: probeQcow2, Open: openQcow2, ReopenPrepare: reopenQcow2})
+	Register(&BlockDriver{Name: "qcow2", IsFormat: true, SupportsBacking: true, Probe: probeQcow2, Open: openQcow2, ReopenPrepare: reopenQcow2, JoinOptions: joinQcow2})
 	Register(&BlockDriver{Name: "null-co", Protocol: "null-co", FileOpen: true,
 		ParseFilename: onlyFilename("null-co://"), Open: openNull, ReopenPrepare: reopenNull})
 	Register(&BlockDriver{Name: "null-aio", Protocol: "null-aio", FileOpen: true,
@@ -107,7 +111,24 @@ func openFile(g *Graph, n *Node, opts *qdict.Dict) error {
 		return errorf(nil, "No persistent reservation manager with id '%s'", v)
 	}
 	ro := n.Flags&FlagRDWR == 0
+	// QEMU opens first (a directory opens read-only), then checks the type
+	if st, err := os.Stat(filename); err == nil && (ro || !st.IsDir()) {
+		if n.Drv.Name == "file" && !st.Mode().IsRegular() {
+			return errorf(nil, "'file' driver requires '%s' to be a regular file", filename)
+		}
+		if n.Drv.Name != "file" && st.Mode()&os.ModeDevice == 0 {
+			return errorf(nil, "'%s' driver requires '%s' to be either a character or block device", n.Drv.Name, filename)
+		}
+	}
 	d, err := raw.Open(filename, raw.Options{ReadOnly: ro, Direct: n.Flags&FlagNoCache != 0, NoFlush: n.Flags&FlagNoFlush != 0})
+	if err != nil && !ro && n.Flags&FlagAutoRdonly != 0 && (errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EROFS)) {
+		// bdrv_apply_auto_read_only: a file that cannot be written is
+		// opened read-only when auto-read-only allows it
+		d, err = raw.Open(filename, raw.Options{ReadOnly: true, Direct: n.Flags&FlagNoCache != 0, NoFlush: n.Flags&FlagNoFlush != 0})
+		if err == nil {
+			n.Flags &^= FlagRDWR
+		}
+	}
 	if err != nil {
 		if e, ok := err.(*os.PathError); ok && e.Err == syscall.EROFS {
 			err = syscall.EACCES
@@ -121,10 +142,6 @@ func openFile(g *Graph, n *Node, opts *qdict.Dict) error {
 	if st, err := os.Stat(filename); err == nil {
 		if s, ok := st.Sys().(*syscall.Stat_t); ok {
 			n.ident = fileIdent{uint64(s.Dev), s.Ino}
-		}
-		if n.Drv.Name == "file" && !st.Mode().IsRegular() {
-			d.Close()
-			return errorf(nil, "'file' driver requires '%s' to be a regular file", filename)
 		}
 	}
 	n.noLock = locking == "off"
@@ -200,12 +217,12 @@ func openRawFormat(g *Graph, n *Node, opts *qdict.Dict) error {
 	}
 	realSize := file.Disk.Size()
 	if offset > realSize || offset < 0 {
-		return errorf(nil, "Offset (%d) cannot be greater than size of image (%d)", uint64(offset), realSize)
+		return errorf(nil, "Offset (%d) cannot be greater than size of the containing file (%d)", uint64(offset), realSize)
 	}
 	if hasSize && (realSize-offset < size || size < 0) {
-		return errorf(nil, "The sum of offset (%d) and size (%d) has to be smaller or equal to the  actual size of the containing file (%d)", 0, 0, realSize)
+		return errorf(nil, "The sum of offset (%d) and size (%d) has to be smaller or equal to the  actual size of the containing file (%d)", uint64(offset), uint64(size), realSize)
 	}
-	if size%512 != 0 {
+	if hasSize && size%512 != 0 {
 		return errorf(nil, "Specified size is not multiple of %d", 512)
 	}
 	if !hasSize {
@@ -219,7 +236,7 @@ func openRawFormat(g *Graph, n *Node, opts *qdict.Dict) error {
 		n.Impl = rawShared{d}
 		return nil
 	}
-	n.Impl = &window{file: file.Disk, off: offset, size: size}
+	n.Impl = &window{file: file.Disk, off: offset, size: size, fixed: hasSize}
 	return nil
 }
 
@@ -243,7 +260,9 @@ func openQcow2(g *Graph, n *Node, opts *qdict.Dict) error {
 	n.ident = file.ident
 	depth := 0
 	for p := n.cowParent; p != nil; p = p.cowParent {
-		if p.ident == n.ident && n.ident != (fileIdent{}) {
+		// QEMU hangs on a loop of backing file names; references and
+		// explicit options make a cycle its attach check refuses
+		if n.implicitBacking && p.ident == n.ident && n.ident != (fileIdent{}) {
 			return errorf(nil, "Backing file loop: '%s' is its own backing file (directly or through others)", file.Filename)
 		}
 		depth++
@@ -260,6 +279,7 @@ func openQcow2(g *Graph, n *Node, opts *qdict.Dict) error {
 	if n.parent == nil {
 		qo.Trace = g.Env.Trace
 	}
+	qo.Stderr, qo.Prog = g.Env.Stderr, g.Env.Prog
 	d, err := qcow2.OpenOn(file.Disk, file.Filename, qo)
 	if err != nil {
 		var pe *os.PathError
@@ -281,19 +301,32 @@ func openNull(g *Graph, n *Node, opts *qdict.Dict) error {
 	if err != nil {
 		return err
 	}
+	// null_refresh_filename: "null-co://" while no other option is set
+	plain := true
+	for _, k := range n.Options.Keys() {
+		switch k {
+		case "filename", "driver", "latency-ns", "cache.direct", "cache.no-flush", "read-only",
+			"auto-read-only", "discard", "force-share", "detect-zeroes", "node-name":
+		default:
+			plain = false
+		}
+	}
+	if plain && n.Filename == "" {
+		n.Filename = n.Drv.Name + "://"
+	}
 	lat := o.Num("latency-ns", 0)
 	if int64(lat) < 0 {
 		return errorf(nil, "latency-ns is invalid")
 	}
-	n.Impl = &nullDriver{size: int64(o.Num("size", 1<<30)), zeroes: o.Bool("read-zeroes", false), latency: int64(lat)}
+	n.Impl = &nullDriver{name: n.Drv.Name, size: int64(o.Num("size", 1<<30)), zeroes: o.Bool("read-zeroes", false), latency: int64(lat)}
 	return nil
 }
 
 // window is the raw format with offset and size: a part of its file.
 type window struct {
-	file       *image.Disk
-	off, size  int64
-	readOnlyFn func() bool
+	file      *image.Disk
+	off, size int64
+	fixed     bool // size given: the node cannot be resized
 }
 
 func (w *window) ReadAt(p []byte, off int64) (int, error) {
@@ -336,32 +369,64 @@ func (w *window) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) 
 	return e, nil
 }
 
-func (w *window) Info() (image.Info, error) { return image.Info{FormatName: "raw"}, nil }
+// Truncate is raw_co_truncate.
+func (w *window) Truncate(size int64, p image.Prealloc) error {
+	if w.fixed {
+		return errors.New("Cannot resize fixed-size raw disks")
+	}
+	if size > 1<<63-1-w.off {
+		return errors.New("Disk size too large for the chosen offset")
+	}
+	if err := w.file.Truncate(w.off+size, p); err != nil {
+		return err
+	}
+	w.size = size
+	return nil
+}
+
+// Info is raw_get_info: the child's answer, under the raw format's name.
+func (w *window) Info() (image.Info, error) {
+	_, err := w.file.Info()
+	return image.Info{FormatName: "raw"}, err
+}
 
 // nullDriver is QEMU's null-co/null-aio: reads leave the buffer (or zero
 // it with read-zeroes), writes go nowhere.
 type nullDriver struct {
+	name    string
 	size    int64
 	zeroes  bool
 	latency int64
 }
 
+// wait is null_co_common: each request takes latency-ns.
+func (d *nullDriver) wait() {
+	if d.latency > 0 {
+		time.Sleep(time.Duration(d.latency))
+	}
+}
+
 func (d *nullDriver) ReadAt(p []byte, off int64) (int, error) {
+	d.wait()
 	if d.zeroes {
 		clear(p)
 	}
 	return len(p), nil
 }
-func (d *nullDriver) WriteAt(p []byte, off int64) (int, error) { return len(p), nil }
+func (d *nullDriver) WriteAt(p []byte, off int64) (int, error) { d.wait(); return len(p), nil }
 func (d *nullDriver) Size() int64                              { return d.size }
 func (d *nullDriver) Limits() image.Limits                     { return image.Limits{RequestAlignment: 1} }
 func (d *nullDriver) Flush() error                             { return nil }
 func (d *nullDriver) Close() error                             { return nil }
 func (d *nullDriver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) {
-	st := image.StatusData | image.StatusOffsetValid
+	st := image.StatusOffsetValid // null_co_block_status: never data
 	if d.zeroes {
-		st = image.StatusZero | image.StatusOffsetValid
+		st |= image.StatusZero
 	}
 	return image.Extent{Status: st, Len: n, Offset: off}, nil
 }
-func (d *nullDriver) Info() (image.Info, error) { return image.Info{FormatName: "null-co"}, nil }
+
+// Info: null has no bdrv_get_info; qemu-io prints both names and fails.
+func (d *nullDriver) Info() (image.Info, error) {
+	return image.Info{FormatName: d.name, ProtocolName: d.name}, image.ErrNotSupported
+}

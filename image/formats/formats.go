@@ -6,7 +6,7 @@ package formats
 
 import (
 	"errors"
-	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -51,6 +51,11 @@ type Options struct {
 	// Graph, when set, is the graph the nodes join (node-names stay
 	// known across opens, as in a QEMU process); nil makes a new one.
 	Graph *Graph
+	// Stderr and Prog go to the qcow2 driver (qcow2.Options), which prints
+	// what QEMU's prints on stderr byte for byte, some of it without a
+	// newline; Prog is the program name its messages begin with.
+	Stderr io.Writer
+	Prog   string
 }
 
 // Flags returns the BDRV_O_* flags o stands for.
@@ -101,6 +106,10 @@ func OpenNode(path string, o Options) (*Node, error) {
 		g = NewGraph(Env{})
 	}
 	g.Env.Trace, g.Env.Print, g.Env.Warn = o.Trace, o.Warn, o.WarnReport
+	g.Env.Stderr = o.Stderr
+	if o.Prog != "" {
+		g.Env.Prog = o.Prog
+	}
 	d := o.Dict
 	if d == nil {
 		d = qdict.New()
@@ -139,23 +148,8 @@ type Error struct {
 func (e *Error) Error() string { return e.Msg }
 func (e *Error) Unwrap() error { return e.Err }
 
-// Strerror is glibc's strerror text for errno e.
-func Strerror(e syscall.Errno) string {
-	if s, ok := strerrors[e]; ok {
-		return s
-	}
-	s := e.Error()
-	if s == "" {
-		return fmt.Sprintf("Unknown error %d", int(e))
-	}
-	return strings.ToUpper(s[:1]) + s[1:]
-}
-
-// strerrors holds the texts where glibc differs from Go by more than the
-// capital letter.
-var strerrors = map[syscall.Errno]string{
-	syscall.EOPNOTSUPP: "Operation not supported",
-}
+// Strerror is glibc's strerror text for errno e (image.Strerror).
+func Strerror(e syscall.Errno) string { return image.Strerror(e) }
 
 func asPathError(err error, pe **os.PathError) bool { return errors.As(err, pe) }
 

@@ -3,6 +3,7 @@ package formats
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,8 +82,11 @@ type Node struct {
 	// file), for backing-loop detection
 	ident fileIdent
 	// noLock: the file node was opened with locking=off
-	noLock  bool
-	closers []func() error
+	noLock bool
+	// implicitBacking: a backing file opened from the name in its parent
+	// image, not from options
+	implicitBacking bool
+	closers         []func() error
 }
 
 // Child returns the child named name, or nil.
@@ -152,6 +156,9 @@ type Env struct {
 	Trace func(string)
 	// Prog is the program name, for messages that carry it.
 	Prog string
+	// Stderr receives what drivers print on stderr as QEMU's do (byte
+	// for byte, some of it without a newline), or is nil.
+	Stderr io.Writer
 	// WriteThrough: the top node flushes after every write (the
 	// BlockBackend's write cache disabled).
 	WriteThrough bool
@@ -160,9 +167,16 @@ type Env struct {
 // Graph is a set of nodes that can refer to each other by node-name, as
 // QEMU's global node list. A qemu-io session keeps one for its lifetime.
 type Graph struct {
-	Env     Env
-	nodes   map[string]*Node
-	counter int
+	Env Env
+	// Reopening is set while a reopen opens the graph again: what QEMU
+	// checks only at a first open (force-share on a read-write node) is
+	// not checked again.
+	Reopening bool
+	nodes     map[string]*Node
+	counter   int
+	implicit  bool // the backing file being opened is implicit
+	// Objects are the --object definitions (secrets, throttle groups).
+	Objects Objects
 }
 
 // NewGraph returns an empty graph.
@@ -359,6 +373,8 @@ func (g *Graph) openInherit(filename string, hasFilename bool, reference string,
 	bs := &Node{graph: g, refs: 1, parent: parent}
 	if role&RoleCOW != 0 {
 		bs.cowParent = parent
+		bs.implicitBacking = g.implicit
+		g.implicit = false // not for this node's own children
 	}
 	if options == nil {
 		options = qdict.New()
@@ -545,8 +561,37 @@ func (g *Graph) OpenChild(options *qdict.Dict, key string, parent *Node, role Ro
 	if err != nil || n == nil {
 		return nil, err
 	}
+	if err := attachCheck(n, key, parent); err != nil {
+		n.Close()
+		return nil, err
+	}
 	parent.Children = append(parent.Children, &Child{Name: key, Role: role, Node: n})
 	return n, nil
+}
+
+// attachCheck is bdrv_attach_child's cycle check: parent must not be
+// reachable from the child.
+func attachCheck(child *Node, name string, parent *Node) error {
+	if reachable(child, parent, map[*Node]bool{}) {
+		return errorf(nil, "Making '%s' a %s child of '%s' would create a cycle", child.NodeName, name, parent.NodeName)
+	}
+	return nil
+}
+
+func reachable(from, target *Node, seen map[*Node]bool) bool {
+	if from == target {
+		return true
+	}
+	if seen[from] {
+		return false
+	}
+	seen[from] = true
+	for _, c := range from.Children {
+		if reachable(c.Node, target, seen) {
+			return true
+		}
+	}
+	return false
 }
 
 // runtimeOpts is bdrv_runtime_opts.
@@ -579,7 +624,7 @@ func (g *Graph) openCommon(bs *Node, file *Node, options *qdict.Dict) error {
 	name, _ := opts.Str("driver")
 	drv := FindFormat(name)
 	bs.ForceShare = opts.Bool("force-share", false)
-	if bs.ForceShare && bs.Flags&FlagRDWR != 0 {
+	if bs.ForceShare && bs.Flags&FlagRDWR != 0 && !g.Reopening {
 		return errorf(nil, "force-share=on can only be used with read-only images")
 	}
 	var filename string
@@ -728,7 +773,14 @@ func (g *Graph) openBackingFile(bs *Node, parentOptions *qdict.Dict, key string)
 	if reference == "" && bs.BackingFormat != "" && !options.Has("driver") {
 		options.Put("driver", bs.BackingFormat)
 	}
-	b, err := g.openInherit(backingFilename, hasBacking, reference, options, 0, bs, RoleCOW)
+	implicit := reference == "" && !options.Has("file.filename") && options.Len() <= 1
+	b, err := g.openInheritImplicit(backingFilename, hasBacking, reference, options, bs, implicit)
+	if err == nil {
+		if err = attachCheck(b, key, bs); err != nil {
+			b.Close()
+			return err
+		}
+	}
 	if err != nil {
 		bs.Flags |= FlagNoBacking
 		return prepend(err, "Could not open backing file: ")
@@ -741,6 +793,16 @@ func (g *Graph) openBackingFile(bs *Node, parentOptions *qdict.Dict, key string)
 	}
 	parentOptions.Del(key)
 	return nil
+}
+
+// openInheritImplicit opens a backing file; implicit marks one opened
+// from the name in its parent's image (not from options), whose file may
+// loop back into the chain.
+func (g *Graph) openInheritImplicit(filename string, hasFilename bool, reference string, options *qdict.Dict, parent *Node, implicit bool) (*Node, error) {
+	prev := g.implicit
+	g.implicit = implicit
+	defer func() { g.implicit = prev }()
+	return g.openInherit(filename, hasFilename, reference, options, 0, parent, RoleCOW)
 }
 
 // MaxChainDepth bounds a backing chain. QEMU has no such bound and hangs

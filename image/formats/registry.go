@@ -34,6 +34,9 @@ type BlockDriver struct {
 	// ReopenPrepare checks the node's new options (consuming those it
 	// can change) for a reopen with flags; nil: the driver cannot reopen.
 	ReopenPrepare func(n *Node, opts *qdict.Dict, flags Flags) error
+	// JoinOptions merges a node's old options into the new ones of a
+	// reopen (bdrv_join_options); nil: the new ones win, key by key.
+	JoinOptions func(options, old *qdict.Dict)
 }
 
 var registry []*BlockDriver

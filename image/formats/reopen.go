@@ -2,6 +2,7 @@ package formats
 
 import (
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2"
 	"github.com/goqio/goqio/image/qdict"
 )
 
@@ -31,7 +32,7 @@ func reopenQueueChild(q []*reopenEntry, bs *Node, options *qdict.Dict, role Role
 		if e != nil {
 			old = e.explicit
 		}
-		options.Join(old.Clone(), false)
+		joinOptions(bs, options, old.Clone())
 	}
 	explicit := options.Clone()
 	var flags Flags
@@ -41,7 +42,7 @@ func reopenQueueChild(q []*reopenEntry, bs *Node, options *qdict.Dict, role Role
 		flags = bs.Flags
 	}
 	if keepOld {
-		options.Join(bs.Options.Clone(), false)
+		joinOptions(bs, options, bs.Options.Clone())
 	}
 	if o, err := Absorb(runtimeOpts, options.Clone()); err == nil {
 		updateFlags(&flags, o)
@@ -74,6 +75,40 @@ func reopenQueueChild(q []*reopenEntry, bs *Node, options *qdict.Dict, role Role
 		q = reopenQueueChild(q, c.Node, childOpts, c.Role, bs.Drv.IsFormat, options, flags, childKeepOld)
 	}
 	return q
+}
+
+// joinOptions is bdrv_join_options: old options where options has none.
+func joinOptions(bs *Node, options, old *qdict.Dict) {
+	if bs.Drv.JoinOptions != nil {
+		bs.Drv.JoinOptions(options, old)
+		return
+	}
+	options.Join(old, false)
+}
+
+// joinQcow2 is qcow2_join_options: a new overlap template replaces every
+// old overlap option, a new total cache size the old partial ones.
+func joinQcow2(options, old *qdict.Dict) {
+	newTemplate := options.Has("overlap-check") || options.Has("overlap-check.template")
+	newTotal := options.Has("cache-size")
+	if newTemplate {
+		old.Del("overlap-check")
+		old.Del("overlap-check.template")
+		for _, n := range qcow2.OverlapNames {
+			if n != "bitmap-directory" { // QEMU 7.2 keeps this one
+				old.Del("overlap-check." + n)
+			}
+		}
+	}
+	if newTotal {
+		old.Del("l2-cache-size")
+		old.Del("refcount-cache-size")
+	}
+	options.Join(old, false)
+	// QEMU tests "any" where its comment says "all"
+	if (options.Has("cache-size") || options.Has("l2-cache-size") || options.Has("refcount-cache-size")) && !newTotal {
+		options.Del("cache-size")
+	}
 }
 
 // updateFlags is update_flags_from_options.
@@ -153,8 +188,9 @@ func (g *Graph) reopenPrepare(e *reopenEntry) error {
 			return errorf(nil, "%v", err)
 		}
 	}
-	// node-name and driver must stay as they are: back into the dictionary
-	for _, k := range []string{"node-name", "driver"} {
+	// node-name, driver and force-share must stay as they are: back into
+	// the dictionary, as texts, to be compared with the old values
+	for _, k := range []string{"node-name", "driver", "force-share"} {
 		if v, ok := o.Str(k); ok {
 			options.Put(k, v)
 		}

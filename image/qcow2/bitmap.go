@@ -3,9 +3,9 @@ package qcow2
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
-	"path/filepath"
 	"syscall"
+
+	"github.com/goqio/goqio/image"
 )
 
 // Persistent dirty bitmaps (the bitmaps header extension), kept as QEMU
@@ -70,11 +70,12 @@ func (d *Driver) readBitmapsExt(data []byte) error {
 	if d.hdr.AutoclearFeatures&autoclearBitmaps == 0 {
 		// a program without bitmap support changed the image
 		if d.hdr.Version < 3 {
-			fmt.Fprintf(os.Stderr, "%s: warning: This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent\n", progName())
+			d.warn("This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent")
 		} else {
-			fmt.Fprintf(os.Stderr, "%s: warning: a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent\n", progName())
+			d.warn("a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent")
 		}
-		fmt.Fprint(os.Stderr, "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.")
+		// error_printf: no newline
+		fmt.Fprint(d.stderr(), "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.")
 		// a read-write open rewrites the header without the extension
 		d.staleBitmapsExt = true
 		return nil
@@ -101,14 +102,6 @@ func (d *Driver) readBitmapsExt(data []byte) error {
 	return nil
 }
 
-// progName is the name messages carry (goqio, or qemu-io through a link).
-func progName() string {
-	if len(os.Args) > 0 {
-		return filepath.Base(os.Args[0])
-	}
-	return "goqio"
-}
-
 // bitmapList is QEMU's bitmap_list_load: the directory, every entry checked.
 func (d *Driver) bitmapList() ([]*bitmapInfo, error) {
 	size := int64(d.bitmapDirSize)
@@ -119,11 +112,11 @@ func (d *Driver) bitmapList() ([]*bitmapInfo, error) {
 		return nil, fmt.Errorf("Requested bitmap directory size is too big")
 	}
 	if int64(d.bitmapDirOff) < 0 {
-		return nil, fmt.Errorf("Failed to read bitmap directory: %s", strerror(syscall.EINVAL))
+		return nil, fmt.Errorf("Failed to read bitmap directory: %s", image.StrerrorOf(syscall.EINVAL))
 	}
 	dir := make([]byte, size) // (past the end of the file it reads zeroes)
 	if err := d.file.ReadAt(dir, int64(d.bitmapDirOff)); err != nil {
-		return nil, fmt.Errorf("Failed to read bitmap directory: %s", strerror(err))
+		return nil, fmt.Errorf("Failed to read bitmap directory: %s", image.StrerrorOf(err))
 	}
 	var list []*bitmapInfo
 	pos := int64(0)
@@ -226,13 +219,13 @@ func (d *Driver) loadBitmaps() (bool, error) {
 		bm := &dirtyBitmap{info: e, chunks: map[int64]*bmChunk{}, readOnly: !canWrite}
 		t, err := d.bitmapTable(e)
 		if err != nil {
-			return false, openErr("Could not read bitmap_table table from image for bitmap '%s': %s", e.name, strerror(err))
+			return false, openErr("Could not read bitmap_table table from image for bitmap '%s': %s", e.name, image.StrerrorOf(err))
 		}
 		if e.flags&bmeFlagInUse != 0 {
 			bm.inconsistent = true // its data is unusable
 		} else {
 			if err := d.loadBitmapData(bm, t); err != nil {
-				return false, openErr("Could not read bitmap '%s' from image: %s", e.name, strerror(err))
+				return false, openErr("Could not read bitmap '%s' from image: %s", e.name, image.StrerrorOf(err))
 			}
 			e.flags |= bmeFlagInUse
 			update = true
@@ -242,7 +235,7 @@ func (d *Driver) loadBitmaps() (bool, error) {
 	}
 	if update && canWrite {
 		if err := d.updateBitmapDirInPlace(list); err != nil {
-			return false, openErr("Can't update bitmap directory: %s", strerror(err))
+			return false, openErr("Can't update bitmap directory: %s", image.StrerrorOf(err))
 		}
 		return true, nil
 	}

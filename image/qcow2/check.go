@@ -146,7 +146,7 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 						binary.BigEndian.PutUint64(nb[:], oflagZero)
 						r.d.l2c.drop(l2off)
 						if err := r.d.writeSync(nb[:], eoff); err != nil {
-							fmt.Fprintf(r.w, "ERROR: Failed to overwrite L2 table entry: %s\n", strerror(err))
+							fmt.Fprintf(r.w, "ERROR: Failed to overwrite L2 table entry: %s\n", image.StrerrorOf(err))
 							r.res.CheckErrors++
 						} else {
 							r.res.Corruptions--
@@ -290,7 +290,7 @@ func (d *Driver) checkLocked(w io.Writer, fix CheckMode) (CheckResult, error) {
 	if snap.Corruptions != 0 && fix&FixErrors != 0 {
 		if err := d.writeSnapshots(); err != nil {
 			snap.CheckErrors++
-			fmt.Fprintf(w, "ERROR failed to update snapshot table: %s\n", strerror(err))
+			fmt.Fprintf(w, "ERROR failed to update snapshot table: %s\n", image.StrerrorOf(err))
 			addCheckResult(&res, snap)
 			return res, err
 		}
@@ -387,7 +387,7 @@ type RebuildError struct {
 	Err  error
 }
 
-func (e *RebuildError) Error() string { return e.What + ": " + strerror(e.Err) }
+func (e *RebuildError) Error() string { return e.What + ": " + image.StrerrorOf(e.Err) }
 func (e *RebuildError) Unwrap() error { return image.Errno(e.Err) }
 
 func rebuildErr(what string, err error) error { return &RebuildError{what, err} }
@@ -515,7 +515,7 @@ func (d *Driver) compareRefcounts(res *CheckResult, fix CheckMode, counts []uint
 	for i := int64(0); i < int64(len(counts)); i++ {
 		rc1, err := d.getRefcount(i)
 		if err != nil {
-			fmt.Fprintf(w, "Can't get refcount for cluster %d: %s\n", i, strerror(err))
+			fmt.Fprintf(w, "Can't get refcount for cluster %d: %s\n", i, image.StrerrorOf(err))
 			res.CheckErrors++
 			continue
 		}
@@ -598,7 +598,7 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) error
 		}
 		b, err := d.l2c.get(l2off)
 		if err != nil {
-			fmt.Fprintf(w, "ERROR: Could not read L2 table: %s\n", strerror(err))
+			fmt.Fprintf(w, "ERROR: Could not read L2 table: %s\n", image.StrerrorOf(err))
 			res.CheckErrors++
 			return err
 		}
@@ -631,12 +631,12 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) error
 		if l2dirty {
 			// written at once, as QEMU does, with its overlap check
 			if err := d.preWriteCheck(olActiveL2, l2off, d.clusterSize); err != nil {
-				fmt.Fprintf(w, "ERROR: Could not write L2 table; metadata overlap check failed: %s\n", strerror(err))
+				fmt.Fprintf(w, "ERROR: Could not write L2 table; metadata overlap check failed: %s\n", image.StrerrorOf(err))
 				res.CheckErrors++
 				return err
 			}
 			if err := d.file.WriteAt(b, l2off, false); err != nil {
-				fmt.Fprintf(w, "ERROR: Could not write L2 table: %s\n", strerror(err))
+				fmt.Fprintf(w, "ERROR: Could not write L2 table: %s\n", image.StrerrorOf(err))
 				res.CheckErrors++
 				return err
 			}

@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"syscall"
 
@@ -23,34 +24,38 @@ type CreateOptions struct {
 	BackingFmt      string
 }
 
-// Validate checks the options as qemu-img does, with its messages.
+// Validate checks the options as qemu-img does, with its messages, in the
+// order of qcow2_co_create.
 func (o *CreateOptions) Validate() error {
+	v3 := "compatibility level 1.1 and above (use version=v3 or greater)"
+	if o.ExtendedL2 && o.Version < 3 {
+		return fmt.Errorf("Extended L2 entries are only supported with %s", v3)
+	}
 	cs := o.ClusterSize
 	if cs < 512 || cs > 2<<20 || cs&(cs-1) != 0 {
 		return fmt.Errorf("Cluster size must be a power of two between 512 and 2048k")
+	}
+	if o.ExtendedL2 && cs < 16384 {
+		return fmt.Errorf("Extended L2 entries are only supported with cluster sizes of at least 16384 bytes")
+	}
+	if o.BackingFile != "" && o.Prealloc != image.PreallocOff && !o.ExtendedL2 {
+		return fmt.Errorf("Backing file and preallocation can only be used at the same time if extended_l2 is on")
+	}
+	if o.BackingFmt != "" && o.BackingFile == "" {
+		return fmt.Errorf("Backing format cannot be used without backing file")
+	}
+	if o.LazyRefcounts && o.Version < 3 {
+		return fmt.Errorf("Lazy refcounts only supported with %s", v3)
 	}
 	rb := o.RefcountBits
 	if rb < 1 || rb > 64 || rb&(rb-1) != 0 {
 		return fmt.Errorf("Refcount width must be a power of two and may not exceed 64 bits")
 	}
-	if o.Version < 3 {
-		if rb != 16 {
-			return fmt.Errorf("Different refcount widths than 16 bits require compatibility level 1.1 or above (use version=v3 or greater)")
-		}
-		if o.LazyRefcounts {
-			return fmt.Errorf("Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)")
-		}
-		if o.ExtendedL2 {
-			return fmt.Errorf("Extended L2 entries are only supported with compatibility level 1.1 and above (use version=v3 or greater)")
-		}
-		if o.CompressionType != 0 {
-			return fmt.Errorf("Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)")
-		}
+	if rb != 16 && o.Version < 3 {
+		return fmt.Errorf("Different refcount widths than 16 bits require compatibility level 1.1 or above (use version=v3 or greater)")
 	}
-	if o.ExtendedL2 {
-		if cs < 16384 {
-			return fmt.Errorf("Extended L2 entries are only supported with cluster sizes of at least 16384 bytes")
-		}
+	if o.CompressionType != 0 && o.Version < 3 {
+		return fmt.Errorf("Non-zlib compression type is only supported with %s", v3)
 	}
 	l2span := cs * (cs / 8)
 	if o.ExtendedL2 {
@@ -82,7 +87,7 @@ func Create(path string, o CreateOptions) error {
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_CLOEXEC, 0o644)
 	if err != nil {
-		return fmt.Errorf("Could not create '%s': %s", path, strerror(err))
+		return fmt.Errorf("Could not create '%s': %s", path, image.StrerrorOf(err))
 	}
 	h := Header{
 		Version:               uint32(o.Version),
@@ -113,10 +118,8 @@ func Create(path string, o CreateOptions) error {
 	}
 	rt := make([]byte, 2*cs)
 	putU64(rt, uint64(2*cs))
-	if _, err := f.WriteAt(hbuf, 0); err == nil {
-		_, err = f.WriteAt(rt, cs)
-	}
-	if cerr := f.Close(); err == nil {
+	err = writeBootstrap(f, hbuf, rt, cs)
+	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
@@ -180,6 +183,18 @@ func Create(path string, o CreateOptions) error {
 	}
 	defer g.Close()
 	return g.Sync()
+}
+
+// writeBootstrap writes the minimal header cluster and the refcount table
+// with its one refcount block, with qcow2_co_create's messages.
+func writeBootstrap(w io.WriterAt, hbuf, rt []byte, cs int64) error {
+	if _, err := w.WriteAt(hbuf, 0); err != nil {
+		return fmt.Errorf("Could not write qcow2 header: %s", image.StrerrorOf(err))
+	}
+	if _, err := w.WriteAt(rt, cs); err != nil {
+		return fmt.Errorf("Could not write refcount table: %s", image.StrerrorOf(err))
+	}
+	return nil
 }
 
 func putU32(b []byte, v uint32) {

@@ -137,3 +137,53 @@ func copyFile(t *testing.T, src string) string {
 	}
 	return dst
 }
+
+// failingWriterAt fails its Nth WriteAt (counting from 1) with err.
+type failingWriterAt struct {
+	fail, n int
+	err     error
+}
+
+func (w *failingWriterAt) WriteAt(p []byte, off int64) (int, error) {
+	w.n++
+	if w.n == w.fail {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+// A write error while Create writes the first clusters is returned, with
+// qcow2_co_create's message for whichever write failed.
+func TestCreateBootstrapWriteError(t *testing.T) {
+	for _, tc := range []struct {
+		fail int
+		want string
+	}{
+		{1, "Could not write qcow2 header: No space left on device"},
+		{2, "Could not write refcount table: No space left on device"},
+	} {
+		w := &failingWriterAt{fail: tc.fail, err: syscall.ENOSPC}
+		err := writeBootstrap(w, make([]byte, 512), make([]byte, 1024), 512)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("write %d fails: got %v, want %q", tc.fail, err, tc.want)
+		}
+	}
+	if err := writeBootstrap(&failingWriterAt{}, make([]byte, 512), make([]byte, 1024), 512); err != nil {
+		t.Errorf("no failure: %v", err)
+	}
+}
+
+// Create on /dev/full fails as qemu-img create does there, instead of
+// losing the write error and failing later to read the header back.
+func TestCreateOnFullDevice(t *testing.T) {
+	f, err := os.OpenFile("/dev/full", os.O_RDWR, 0)
+	if err != nil {
+		t.Skip("no writable /dev/full:", err)
+	}
+	f.Close()
+	err = Create("/dev/full", CreateOptions{Size: 1 << 20, ClusterSize: 65536, Version: 3, RefcountBits: 16})
+	want := "Could not write qcow2 header: No space left on device"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+}

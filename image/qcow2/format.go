@@ -52,7 +52,7 @@ const (
 	maxClusterBits       = 21
 	maxRefcountOrder     = 6
 	maxSnapshots         = 65536
-	maxRequestBytes      = 2147483136 // BDRV_REQUEST_MAX_BYTES
+	intMax               = 1<<31 - 1 // C's INT_MAX, a bound of many QEMU requests
 )
 
 // Header is the qcow2 header. The v3 fields are zero for v2 images (with

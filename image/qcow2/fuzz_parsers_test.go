@@ -44,8 +44,11 @@ func corpusImages(tb testing.TB) [][]byte {
 }
 
 // validImage is the corpus's valid image.
-func validImage(tb testing.TB) []byte {
-	fh, err := os.Open(filepath.Join(corpusDir, "valid.qcow2.gz"))
+func validImage(tb testing.TB) []byte { return corpusImage(tb, "valid") }
+
+// corpusImage is the corpus's image NAME.qcow2.gz.
+func corpusImage(tb testing.TB, name string) []byte {
+	fh, err := os.Open(filepath.Join(corpusDir, name+".qcow2.gz"))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package qcow2
 
 import (
 	"fmt"
-	"os"
 	"syscall"
 
 	"github.com/goqio/goqio/image"
@@ -109,14 +108,14 @@ func (d *Driver) corruption(msg string) error {
 		return &image.CorruptError{What: msg}
 	}
 	if fatal {
-		fmt.Fprintf(os.Stderr, "qcow2: Marking image as corrupt: %s; further corruption events will be suppressed\n", msg)
+		fmt.Fprintf(d.stderr(), "qcow2: Marking image as corrupt: %s; further corruption events will be suppressed\n", msg)
 		// qcow2_mark_corrupt: the header rewritten from memory
 		d.hdr.IncompatibleFeatures |= incompatCorrupt
 		d.updateHeader()
 		d.file.Flush()
 		d.dead = true
 	} else {
-		fmt.Fprintf(os.Stderr, "qcow2: Image is corrupt: %s; further non-fatal corruption events will be suppressed\n", msg)
+		fmt.Fprintf(d.stderr(), "qcow2: Image is corrupt: %s; further non-fatal corruption events will be suppressed\n", msg)
 	}
 	d.signaled = true
 	return &image.CorruptError{What: msg}

@@ -17,16 +17,16 @@ import (
 func (d *Driver) preallocateMetadata(from, to int64, mode image.Prealloc) error {
 	var host, cur int64
 	for off := from; off < to; {
-		cur = min(to-off, (1<<31-1)&^(d.clusterSize-1))
+		cur = min(to-off, intMax&^(d.clusterSize-1))
 		h, n, metas, err := d.allocHostOffset(off, cur)
 		if err != nil {
-			return fmt.Errorf("Allocating clusters failed: %s", strerror(err))
+			return fmt.Errorf("Allocating clusters failed: %s", image.StrerrorOf(err))
 		}
 		host, cur = h, n
 		for _, m := range metas {
 			m.prealloc = true
 			if err := d.linkL2(m, false); err != nil {
-				return fmt.Errorf("Mapping clusters failed: %s", strerror(err))
+				return fmt.Errorf("Mapping clusters failed: %s", image.StrerrorOf(err))
 			}
 		}
 		off += n
@@ -79,11 +79,11 @@ func (d *Driver) preallocateData(old, size int64, mode image.Prealloc) error {
 	nbL2 := divRoundUp(nb, d.l2Size) + 1
 	allocStart, err := d.refcountArea(oldFileSize, nb+nbL2, true, 0, 0)
 	if err != nil {
-		return fmt.Errorf("Failed to resize refcount structures: %s", strerror(err))
+		return fmt.Errorf("Failed to resize refcount structures: %s", image.StrerrorOf(err))
 	}
 	got, err := d.allocClustersAt(allocStart, nb)
 	if err != nil {
-		return fmt.Errorf("Failed to allocate data clusters: %s", strerror(err))
+		return fmt.Errorf("Failed to allocate data clusters: %s", image.StrerrorOf(err))
 	}
 	if got != nb {
 		return fmt.Errorf("Failed to allocate data clusters")
@@ -103,7 +103,7 @@ func (d *Driver) preallocateData(old, size int64, mode image.Prealloc) error {
 		m := &l2Meta{allocOffset: host, guest: guest, nbClusters: n,
 			cowStart: [2]int64{0, cowStart}, cowEnd: [2]int64{n << d.clusterBits, 0}, prealloc: true}
 		if err := d.linkL2(m, false); err != nil {
-			return fmt.Errorf("Failed to update L2 tables: %s", strerror(err))
+			return fmt.Errorf("Failed to update L2 tables: %s", image.StrerrorOf(err))
 		}
 		nb -= n
 		host += n << d.clusterBits

@@ -44,6 +44,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,6 +82,13 @@ type Options struct {
 	// Runtime are the runtime options (cache sizes, lazy-refcounts,
 	// overlap-check, pass-discard-*), QEMU's defaults when unset.
 	Runtime RuntimeOptions
+	// Stderr receives, byte for byte, what QEMU's qcow2 driver prints on
+	// its stderr: warnings, corruption reports, the repair of a dirty image.
+	// nil drops them. The driver never writes to the process's stderr.
+	Stderr io.Writer
+	// Prog is the program name that QEMU's error_report and warn_report
+	// messages begin with ("qemu-io: ..."); "" prints them without it.
+	Prog string
 }
 
 // Driver is an open qcow2 image.
@@ -132,7 +140,6 @@ type Driver struct {
 	l2c, rbc         *tableCache
 	discards         [][2]int64
 	cacheDiscards    bool // discards of freed clusters wait for the end of the operation
-	corrupt          bool
 	// freeByteOffset is where the next compressed cluster may start inside
 	// a partly used cluster (QEMU\'s free_byte_offset), 0 when none.
 	freeByteOffset  int64
@@ -175,7 +182,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	d := &Driver{file: file, name: path, opts: opts}
 	buf := make([]byte, headerSize)
 	if err := file.ReadAt(buf[:min(int64(len(buf)), max(file.Size(), 0))], 0); err != nil {
-		return nil, openErr("Could not read qcow2 header: %s", strerror(err))
+		return nil, openErr("Could not read qcow2 header: %s", image.StrerrorOf(err))
 	}
 	h, err := parseHeader(buf)
 	if err != nil {
@@ -202,7 +209,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		if h.HeaderLength > headerSize {
 			d.unknownFields = make([]byte, h.HeaderLength-headerSize)
 			if err := file.ReadAt(d.unknownFields, headerSize); err != nil {
-				return nil, openErr("Could not read unknown qcow2 header fields: %s", strerror(err))
+				return nil, openErr("Could not read unknown qcow2 header fields: %s", image.StrerrorOf(err))
 			}
 		}
 	}
@@ -271,7 +278,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		return nil, err
 	}
 	shift := d.clusterBits + d.l2Bits
-	if need := (h.Size + 1<<shift - 1) >> shift; h.Size > 1<<63-1 || need > 1<<31-1 {
+	if need := (h.Size + 1<<shift - 1) >> shift; h.Size > 1<<63-1 || need > intMax {
 		return nil, openErr("Image is too big")
 	} else if uint64(h.L1Size) < need {
 		return nil, openErr("L1 table is too small")
@@ -282,7 +289,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	if h.L1Size > 0 {
 		b := make([]byte, int64(h.L1Size)*8)
 		if err := file.ReadAt(b, d.l1Offset); err != nil {
-			return nil, openErr("Could not read L1 table: %s", strerror(err))
+			return nil, openErr("Could not read L1 table: %s", image.StrerrorOf(err))
 		}
 		d.l1 = decodeU64s(b)
 	}
@@ -297,7 +304,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	d.refTableOffset = int64(h.RefcountTableOffset)
 	b := make([]byte, rtBytes)
 	if err := file.ReadAt(b, d.refTableOffset); err != nil {
-		return nil, openErr("Could not initialize refcount handling: %s", strerror(err))
+		return nil, openErr("Could not initialize refcount handling: %s", image.StrerrorOf(err))
 	}
 	d.refTable = decodeU64s(b)
 	rt, err := d.prepareRuntime(opts.Runtime, opts.Unmap)
@@ -342,18 +349,18 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		}
 		b := make([]byte, n)
 		if err := file.ReadAt(b, int64(h.BackingFileOffset)); err != nil {
-			return nil, openErr("Could not read backing file name: %s", strerror(err))
+			return nil, openErr("Could not read backing file name: %s", image.StrerrorOf(err))
 		}
 		d.backingFile = string(b)
 	}
 	if h.IncompatibleFeatures&incompatDirty != 0 && !opts.ReadOnly && !opts.Check {
 		// QEMU repairs a dirty image (lazy refcounts) on a read-write open
-		res, err := d.checkLocked(os.Stderr, FixLeaks|FixErrors)
+		res, err := d.checkLocked(d.stderr(), FixLeaks|FixErrors)
 		if err == nil && res.CheckErrors != 0 {
 			err = syscall.EIO
 		}
 		if err != nil {
-			return nil, openErr("Could not repair dirty image: %s", strerror(err))
+			return nil, openErr("Could not repair dirty image: %s", image.StrerrorOf(err))
 		}
 	}
 	// autoclear bits this code does not maintain are cleared on a read-write
@@ -391,9 +398,30 @@ type openError struct {
 func (e *openError) Error() string        { return e.msg }
 func (e *openError) Errno() syscall.Errno { return e.errno }
 
-func strerror(err error) string {
-	s := image.Errno(err).Error()
-	return strings.ToUpper(s[:1]) + s[1:]
+// stderr is where the driver prints what QEMU prints on stderr.
+func (d *Driver) stderr() io.Writer {
+	if d.opts.Stderr != nil {
+		return d.opts.Stderr
+	}
+	return io.Discard
+}
+
+// progPrefix is the "PROG: " that error_report and warn_report put first.
+func (d *Driver) progPrefix() string {
+	if d.opts.Prog == "" {
+		return ""
+	}
+	return d.opts.Prog + ": "
+}
+
+// report is QEMU's error_report: the program name, the message, a newline.
+func (d *Driver) report(format string, a ...any) {
+	fmt.Fprintf(d.stderr(), "%s%s\n", d.progPrefix(), fmt.Sprintf(format, a...))
+}
+
+// warn is QEMU's warn_report.
+func (d *Driver) warn(format string, a ...any) {
+	fmt.Fprintf(d.stderr(), "%swarning: %s\n", d.progPrefix(), fmt.Sprintf(format, a...))
 }
 
 // resolveBacking is QEMU's bdrv_get_full_backing_filename for plain paths:
@@ -436,7 +464,11 @@ func (d *Driver) readExtensions(start, end int64) error {
 		return openErr("qcow2_read_extension: ERROR: pread fail from offset %d", start)
 	}
 	off := int64(0)
-	for off+8 <= int64(len(buf)) {
+	for off < int64(len(buf)) {
+		if off+8 > int64(len(buf)) {
+			// QEMU reads the extension header past the end, then refuses it
+			return openErr("Header extension too large")
+		}
 		typ := binary.BigEndian.Uint32(buf[off:])
 		n := int64(binary.BigEndian.Uint32(buf[off+4:]))
 		off += 8
@@ -496,26 +528,6 @@ func (d *Driver) File() *image.Disk { return d.file }
 
 // Backing returns the backing image or nil.
 func (d *Driver) Backing() *image.Disk { return d.backing }
-
-// l2Entry returns the L2 entry for guest offset off (0 if no L2 table).
-func (d *Driver) l2Entry(off int64) (uint64, error) {
-	l1i := off >> (d.clusterBits + d.l2Bits)
-	if l1i >= int64(len(d.l1)) {
-		return 0, nil
-	}
-	l2off := int64(d.l1[l1i] & l1eOffsetMask)
-	if l2off == 0 {
-		return 0, nil
-	}
-	if l2off&(d.clusterSize-1) != 0 {
-		return 0, d.corruption(fmt.Sprintf("L2 table offset %s unaligned (L1 index: %s)", hx(l2off), hx(l1i)))
-	}
-	b, err := d.l2c.get(l2off)
-	if err != nil {
-		return 0, err
-	}
-	return d.getEntry(b, (off>>d.clusterBits)&(d.l2Size-1)), nil
-}
 
 // hostRun is QEMU's qcow2_get_host_offset: the (subcluster) type at off,
 // its host offset (for normal, zero-alloc and unallocated-alloc ones; the
@@ -695,7 +707,7 @@ func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) 
 	if err := d.evict(); err != nil {
 		return image.Extent{}, err
 	}
-	typ, host, run, err := d.hostRun(off, min(n, 1<<31-1))
+	typ, host, run, err := d.hostRun(off, min(n, intMax))
 	if err != nil {
 		return image.Extent{}, err
 	}
@@ -849,7 +861,7 @@ func (d *Driver) Close() error {
 	d.mu.Lock()
 	if !d.opts.ReadOnly && !d.dead {
 		if berr := d.storeBitmaps(); berr != nil {
-			fmt.Fprintf(os.Stderr, "%s: Lost persistent bitmaps during inactivation of node '%s': %s\n", progName(), d.name, strerror(berr))
+			d.report("Lost persistent bitmaps during inactivation of node '%s': %s", d.name, image.StrerrorOf(berr))
 		}
 	}
 	err := d.flushLocked()

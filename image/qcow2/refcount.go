@@ -4,8 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"syscall"
+
+	"github.com/goqio/goqio/image"
 )
 
 // errAgain is QEMU's -EAGAIN from alloc_refcount_block: a new refcount
@@ -170,7 +171,7 @@ func (d *Driver) freeClusters(off, size int64, typ discardType) {
 		if err == errAgain {
 			err = syscall.EAGAIN
 		}
-		fmt.Fprintf(os.Stderr, "qcow2_free_clusters failed: %s\n", strerror(err))
+		fmt.Fprintf(d.stderr(), "qcow2_free_clusters failed: %s\n", image.StrerrorOf(err))
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"syscall"
+
+	"github.com/goqio/goqio/image"
 )
 
 // Snapshot is one entry of the internal snapshot table.
@@ -145,7 +147,7 @@ func (d *Driver) readSnapshotTable(off int64, nb uint32, repair bool, w io.Write
 		sn.name = string(read(nameLen, off))
 		off += nameLen
 		tableLen += 40 + int64(sn.extraSize) + idLen + nameLen
-		if tableLen > maxSnapshotsSize || off-start > 1<<31-1 {
+		if tableLen > maxSnapshotsSize || off-start > intMax {
 			if !repair {
 				return nil, 0, 0, 0, &snapTableError{"Snapshot table is too big",
 					fmt.Sprintf("You can force-remove all %d overhanging snapshots with qemu-img check -r all\n", nb-i), syscall.EFBIG}
@@ -174,7 +176,7 @@ func (d *Driver) checkSnapshotTable(res *CheckResult, fix CheckMode, w io.Writer
 	}
 	if err := d.validateTable(off, uint64(nb), 40, 40*maxSnapshots, "snapshot table"); err != nil {
 		res.CheckErrors++
-		fmt.Fprintf(w, "%s: ERROR %v\n", progName(), err)
+		fmt.Fprintf(w, "%sERROR %v\n", d.progPrefix(), err)
 		if nb > maxSnapshots {
 			fmt.Fprintf(w, "You can force-remove all %d overhanging snapshots with qemu-img check -r all\n", nb-maxSnapshots)
 		}
@@ -186,7 +188,7 @@ func (d *Driver) checkSnapshotTable(res *CheckResult, fix CheckMode, w io.Writer
 	snaps, size, dropped, red, err := d.readSnapshotTable(int64(off), nb, fix&FixErrors != 0, w)
 	if err != nil {
 		res.CheckErrors++
-		fmt.Fprintf(w, "%s: ERROR failed to read the snapshot table: %v\n", progName(), err)
+		fmt.Fprintf(w, "%sERROR failed to read the snapshot table: %v\n", d.progPrefix(), err)
 		var se *snapTableError
 		if errors.As(err, &se) {
 			fmt.Fprint(w, se.hint)
@@ -202,7 +204,7 @@ func (d *Driver) checkSnapshotTable(res *CheckResult, fix CheckMode, w io.Writer
 		binary.BigEndian.PutUint32(b[:], uint32(len(snaps)))
 		if err := d.writeSync(b[:], 60); err != nil {
 			res.CheckErrors++
-			fmt.Fprintf(w, "ERROR failed to update the snapshot count in the image header: %s\n", strerror(err))
+			fmt.Fprintf(w, "ERROR failed to update the snapshot count in the image header: %s\n", image.StrerrorOf(err))
 			return err
 		}
 		d.hdr.NbSnapshots = uint32(len(snaps))

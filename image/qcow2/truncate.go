@@ -52,14 +52,14 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 		start := (size + d.clusterSize - 1) &^ (d.clusterSize - 1)
 		if start < old {
 			if err := d.clusterDiscard(start, old-start, discardAlways, true); err != nil {
-				return fmt.Errorf("Failed to discard cropped clusters: %s", strerror(err))
+				return fmt.Errorf("Failed to discard cropped clusters: %s", image.StrerrorOf(err))
 			}
 		}
 		if err := d.shrinkL1(newL1); err != nil {
-			return fmt.Errorf("Failed to reduce the number of L2 tables: %s", strerror(err))
+			return fmt.Errorf("Failed to reduce the number of L2 tables: %s", image.StrerrorOf(err))
 		}
 		if err := d.shrinkReftable(); err != nil {
-			return fmt.Errorf("Failed to discard unused refblocks: %s", strerror(err))
+			return fmt.Errorf("Failed to discard unused refblocks: %s", image.StrerrorOf(err))
 		}
 		if err := d.flushMeta(); err != nil {
 			return err
@@ -86,7 +86,7 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 		}
 	} else {
 		if err := d.growL1(newL1, true); err != nil {
-			return fmt.Errorf("Failed to grow the L1 table: %s", strerror(err))
+			return fmt.Errorf("Failed to grow the L1 table: %s", image.StrerrorOf(err))
 		}
 		switch p {
 		case image.PreallocMetadata:
@@ -107,13 +107,13 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 		d.size = size
 		if size > zeroStart {
 			if err := d.zeroize(zeroStart, size-zeroStart, 0); err != nil {
-				return fmt.Errorf("Failed to zero out new clusters: %s", strerror(err))
+				return fmt.Errorf("Failed to zero out new clusters: %s", image.StrerrorOf(err))
 			}
 		}
 		if zeroStart > old {
 			n := min(zeroStart, size) - old
 			if err := d.writeLocked(make([]byte, n), old); err != nil {
-				return fmt.Errorf("Failed to zero out the new area: %s", strerror(err))
+				return fmt.Errorf("Failed to zero out the new area: %s", image.StrerrorOf(err))
 			}
 		}
 	}
@@ -121,7 +121,7 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(size))
 	if err := d.writeSync(b[:], 24); err != nil {
-		return fmt.Errorf("Failed to update the image size: %s", strerror(err))
+		return fmt.Errorf("Failed to update the image size: %s", image.StrerrorOf(err))
 	}
 	d.hdr.Size = uint64(size)
 	return nil

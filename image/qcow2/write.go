@@ -146,7 +146,7 @@ func (d *Driver) WriteAt(p []byte, off int64) (int, error) {
 func (d *Driver) writeLocked(p []byte, off int64) error {
 	done := 0
 	for done < len(p) {
-		cur := int64(min(len(p)-done, 1<<31-1))
+		cur := int64(min(len(p)-done, intMax))
 		host, n, metas, err := d.allocHostOffset(off+int64(done), cur)
 		if err != nil {
 			return err
@@ -401,7 +401,7 @@ func (d *Driver) allocHostOffset(off, n int64) (int64, int64, []*l2Meta, error) 
 func (d *Driver) clustersInRequest(off, n int64) int64 {
 	nb := d.sizeToClusters(off&(d.clusterSize-1) + n)
 	nb = min(nb, d.l2Size-d.l2Index(off))
-	return min(nb, maxRequestBytes>>d.clusterBits)
+	return min(nb, image.MaxRequest>>d.clusterBits)
 }
 
 // countSingleWriteClusters is QEMU's count_single_write_clusters.
@@ -686,7 +686,7 @@ func (d *Driver) growL1(minSize int64, exact bool) error {
 	if minSize <= int64(len(d.l1)) {
 		return nil
 	}
-	if minSize > (1<<31-1)/8 {
+	if minSize > intMax/8 {
 		return syscall.EFBIG
 	}
 	newSize := minSize

@@ -88,7 +88,7 @@ func (d *Driver) statusAbove(off, n int64) (image.Status, int64, error) {
 // statusAboveWant is statusAbove with the generic layer's want_zero.
 func (d *Driver) statusAboveWant(off, n int64, wantZero bool) (image.Status, int64, error) {
 	n = min(n, d.size-off)
-	typ, _, run, err := d.hostRun(off, min(n, 1<<31-1))
+	typ, _, run, err := d.hostRun(off, min(n, intMax))
 	if err != nil {
 		return 0, 0, err
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/goqio/goqio/image"
 )
 
 // Permission bits of QEMU's block layer, as used in its image locks.
@@ -96,7 +98,7 @@ func lockErr(msg string, err error, name string) error {
 	if err == unix.EAGAIN || err == unix.EACCES {
 		fmt.Fprintf(&b, "\nIs another process using the image [%s]?", name)
 	} else {
-		fmt.Fprintf(&b, ": %s", strerr(err))
+		fmt.Fprintf(&b, ": %s", image.StrerrorOf(err))
 	}
 	return &lockError{b.String()}
 }

@@ -601,7 +601,7 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 	}
 	st, err := d.f.Stat()
 	if err != nil {
-		return fmt.Errorf("Could not stat file: %s", strerr(err))
+		return fmt.Errorf("Could not stat file: %s", image.StrerrorOf(err))
 	}
 	cur := st.Size()
 	if cur > size && p != image.PreallocOff {
@@ -611,7 +611,7 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 	switch p {
 	case image.PreallocOff:
 		if err := unix.Ftruncate(fd, size); err != nil {
-			return fmt.Errorf("Could not resize file: %s", strerr(err))
+			return fmt.Errorf("Could not resize file: %s", image.StrerrorOf(err))
 		}
 		if cur == 0 && size > 0 {
 			n := min(size, int64(max(os.Getpagesize(), 4096)))
@@ -620,21 +620,21 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 	case image.PreallocFalloc:
 		if size != cur {
 			if err := d.fallocate(0, cur, size-cur); err != nil {
-				return fmt.Errorf("Could not preallocate new data: %s", strerr(err))
+				return fmt.Errorf("Could not preallocate new data: %s", image.StrerrorOf(err))
 			}
 		}
 	case image.PreallocFull:
 		if err := unix.Ftruncate(fd, size); err != nil {
-			return fmt.Errorf("Could not resize file: %s", strerr(err))
+			return fmt.Errorf("Could not resize file: %s", image.StrerrorOf(err))
 		}
 		buf := make([]byte, 65536)
 		for off := cur; off < size; off += int64(len(buf)) {
 			if _, err := d.pwrite(buf[:min(int64(len(buf)), size-off)], off); err != nil {
-				return fmt.Errorf("Could not write zeros for preallocation: %s", strerr(err))
+				return fmt.Errorf("Could not write zeros for preallocation: %s", image.StrerrorOf(err))
 			}
 		}
 		if err := unix.Fsync(fd); err != nil {
-			return fmt.Errorf("Could not flush file to disk: %s", strerr(err))
+			return fmt.Errorf("Could not flush file to disk: %s", image.StrerrorOf(err))
 		}
 	default:
 		return fmt.Errorf("Unsupported preallocation mode: %s", p)
@@ -643,14 +643,6 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 	d.size = roundUp512(size)
 	d.mu.Unlock()
 	return nil
-}
-
-func strerr(err error) string {
-	s := image.Errno(err).Error()
-	if s == "" {
-		return err.Error()
-	}
-	return string(s[0]-'a'+'A') + s[1:]
 }
 
 // SetLock takes QEMU's image locks for l on the open file, as QEMU does

@@ -237,7 +237,7 @@ func Mutations() []Mutation {
 		Mutation{"l2 entry past eof", func(b []byte) []byte { be64(b, l2(b), 1<<63|1<<40); return b }},
 		Mutation{"l2 entry points at l1", func(b []byte) []byte { be64(b, l2(b), 1<<63|0x30000); return b }},
 		Mutation{"l2 entry points at reftable", func(b []byte) []byte { be64(b, l2(b), 1<<63|0x10000); return b }},
-		Mutation{"l2 entry points at header", func(b []byte) []byte { be64(b, l2(b)+8, 1<<63|0x1); be64(b, l2(b), 1<<63|0x0); return b }},
+		Mutation{"l2 entry points at header", func(b []byte) []byte { be64(b, l2(b)+8, 1<<63|0x1); be64(b, l2(b), 1<<63); return b }},
 		Mutation{"l2 entry reserved bits", func(b []byte) []byte { o := l2(b); be64(b, o, rd64(b, o)|1<<57); return b }},
 		Mutation{"l2 compressed garbage", func(b []byte) []byte { be64(b, l2(b), 1<<62|0x50000); return b }},
 		Mutation{"l2 compressed past eof", func(b []byte) []byte { be64(b, l2(b), 1<<62|1<<40); return b }},
@@ -344,9 +344,7 @@ func Decode(b []byte) (Result, bool) {
 		}
 		r.Code = n
 	}
-	if strings.HasSuffix(s, "\n\\ no newline\n") {
-		s = strings.TrimSuffix(s, "\n\\ no newline\n")
-	}
+	s = strings.TrimSuffix(s, "\n\\ no newline\n")
 	r.Out = s
 	return r, true
 }
