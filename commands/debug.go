@@ -155,7 +155,7 @@ const waitBreakTimeout = 5 * time.Second
 // settleTimeout bounds how long a command waits for the requests it let
 // go (aio submissions, resume) to complete or reach a breakpoint, so that
 // blkdebug's messages come where qemu-io prints them.
-const settleTimeout = 200 * time.Millisecond
+const settleTimeout = time.Second
 
 // debugger is a blkdebug node as the commands use it.
 type debugger interface {

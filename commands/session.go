@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -217,6 +218,10 @@ func (s *Session) Run(line string) error {
 		s.errorf("Block node is read-only")
 		return ErrFailed
 	}
+	if c.Perm&permResize != 0 && s.node != nil {
+		// the permission stays once taken, as qemu-io's blk_set_perm
+		s.node.GrantResize()
+	}
 	return c.Run(s, argv)
 }
 
@@ -285,11 +290,20 @@ func (s *Session) openOptions(f OpenFlags) formats.Options {
 		Graph:        s.graph,
 		Stderr:       s.Err,
 		Prog:         s.Prog,
+		Fatal:        s.fatal,
 	}
 	if s.TraceZero {
 		o.Trace = func(m string) { fmt.Fprintf(s.Err, "%s-trace: %s\n", s.Prog, m) }
 	}
 	return o
+}
+
+// fatal ends the process as QEMU's exit(1) from inside the block layer
+// does (blkverify's reports): the message on stderr, stdout flushed.
+func (s *Session) fatal(msg string) {
+	fmt.Fprintln(s.Err, msg)
+	s.Out.Flush()
+	os.Exit(1)
 }
 
 func (s *Session) reportOpenErr(name, msg string) {

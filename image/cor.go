@@ -83,7 +83,7 @@ func (d *Disk) copyOnRead(buf []byte, off int64, lim Limits) error {
 	bytes := int64(len(buf))
 	maxTransfer := blkalign.MinNonZero(lim.MaxTransfer, MaxRequest)
 	cOff, cBytes := off, bytes
-	if c := d.clusterSize; c > 0 {
+	if c := d.corClusterSize(); c > 0 {
 		cOff = blkalign.AlignDown(off, c)
 		cBytes = blkalign.AlignUp(off-cOff+bytes, c)
 	}

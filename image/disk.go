@@ -69,21 +69,32 @@ type Disk struct {
 	closed bool
 
 	// clusterSize is the driver's cluster size (QEMU's bdrv_get_info), the
-	// granularity of copy-on-read; 0 when unknown. Set only with CopyOnRead.
+	// granularity of copy-on-read; 0 when unknown. Found at the first
+	// copy-on-read (clusterOnce).
 	clusterSize int64
+	clusterOnce sync.Once
 }
 
 // New wraps drv. name is the file name as the user gave it, used in messages.
 func New(drv Driver, name string, opts Options) *Disk {
 	d := &Disk{drv: drv, name: name, opts: opts}
 	if opts.CopyOnRead {
-		if inf, ok := drv.(Infoer); ok {
+		d.corClusterSize()
+	}
+	return d
+}
+
+// corClusterSize returns the cluster size copy-on-read works in (QEMU's
+// bdrv_get_cluster_size from bdrv_get_info), asking the driver once.
+func (d *Disk) corClusterSize() int64 {
+	d.clusterOnce.Do(func() {
+		if inf, ok := d.drv.(Infoer); ok {
 			if i, err := inf.Info(); err == nil {
 				d.clusterSize = i.ClusterSize
 			}
 		}
-	}
-	return d
+	})
+	return d.clusterSize
 }
 
 // Driver returns the driver behind d.
@@ -166,6 +177,12 @@ func (d *Disk) ReadAt(p []byte, off int64) error {
 		return d.readCopyOnRead(p, off)
 	}
 	if n == 0 {
+		if _, ok := d.drv.(Filter); ok {
+			// QEMU hands even an empty read to a byte-aligned driver; a
+			// filter passes it on (a copy-on-read filter's child may copy)
+			_, err := d.drv.ReadAt(p, off)
+			return err
+		}
 		return nil
 	}
 	lim := d.Limits()
@@ -692,6 +709,18 @@ func (d *Disk) BlockStatus(off, n int64, wantZero bool) (Extent, error) {
 		return Extent{}, nil
 	}
 	n = min(n, size-off)
+	if t, toff, ok := d.forwardStatus(off); ok {
+		// QEMU's BDRV_BLOCK_RAW: the other node's answer as it is, with
+		// this node's end of image
+		e, err := t.BlockStatus(toff, n, wantZero)
+		if err != nil {
+			return Extent{}, err
+		}
+		if e.Len > 0 && off+e.Len == size {
+			e.Status |= StatusEOF
+		}
+		return e, nil
+	}
 	bs, ok := d.drv.(BlockStatuser)
 	var e Extent
 	if !ok {

@@ -14,15 +14,21 @@ type MapEntry struct {
 
 // layerStatus is the status of one layer alone (QEMU's bdrv_block_status),
 // walking down the chain while a layer neither stores data nor reads zero,
-// as qemu-img map's get_block_status does.
+// as qemu-img map's get_block_status does; filters are skipped and count
+// as no layer.
 func layerStatus(d *Disk, off, n int64) (MapEntry, error) {
 	depth := 0
 	for {
+		d = SkipFilters(d)
 		e, err := d.BlockStatus(off, n, true)
 		if err != nil {
 			return MapEntry{}, err
 		}
 		n = e.Len
+		if e.Status&(StatusZero|StatusData) == 0 && d.Backing() == nil {
+			// qemu-img's get_block_status: no layer answered, ret = 0
+			e.Status = 0
+		}
 		if e.Status&(StatusZero|StatusData) != 0 || d.Backing() == nil {
 			m := MapEntry{Start: off, Length: n, Depth: depth,
 				Present: e.Status&StatusAllocated != 0,

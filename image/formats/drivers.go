@@ -3,8 +3,10 @@ package formats
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,8 +38,7 @@ func init() {
 		{"qcow", probeQcow}, {"qed", magicProbe("QED\x00")}, {"vmdk", probeVmdk},
 		{"vpc", magicProbe("conectix")}, {"vhdx", magicProbe("vhdxfile")}, {"luks", magicProbe("LUKS\xba\xbe")},
 		{"vdi", probeVdi}, {"parallels", probeParallels}, {"bochs", nil}, {"cloop", nil}, {"dmg", nil},
-		{"blkverify", nil}, {"blklogwrites", nil}, {"copy-on-read", nil},
-		{"compress", nil}, {"preallocate", nil}, {"throttle", nil}, {"quorum", nil},
+		{"blklogwrites", nil}, {"quorum", nil},
 		{"copy-before-write", nil}, {"snapshot-access", nil},
 	} {
 		Register(unimplemented(u.name, u.probe, false))
@@ -176,6 +177,17 @@ func attachLock(file *Node, l raw.Lock) error {
 		l.Unshared |= extra.Unshared
 		return attachLock(c, l)
 	}
+	if file.Drv != nil && file.Drv.IsFilter {
+		// a filter passes its parent's permissions on (bdrv_default_perms)
+		for _, c := range file.Children {
+			if c.Role&(RoleFiltered|RoleData) != 0 {
+				if err := attachLock(c.Node, l); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
 	d := rawOf(file)
 	if d == nil || file.noLock {
 		return nil
@@ -242,7 +254,7 @@ func openRawFormat(g *Graph, n *Node, opts *qdict.Dict) error {
 		n.Impl = rawShared{d}
 		return nil
 	}
-	n.Impl = &window{file: file.Disk, off: offset, size: size, fixed: hasSize}
+	n.Impl = &window{file: file.Disk, off: offset, size: size, hasSize: hasSize, probed: n.Probed}
 	return nil
 }
 
@@ -321,84 +333,134 @@ func openNull(g *Graph, n *Node, opts *qdict.Dict) error {
 	return nil
 }
 
-// window is the raw format with offset and size: a part of its file.
+// window is raw-format.c over a child it does not share a driver with
+// (a file with offset or size, or any other node): requests are moved by
+// the offset (raw_adjust_offset), the length follows the child's
+// (raw_getlength), block status is the child's at the moved offset
+// (BDRV_BLOCK_RAW), info the child's (raw_get_info). A probed raw image
+// takes requests in sectors and refuses a block 0 that would probe as
+// another format (raw_co_pwritev).
 type window struct {
 	file      *image.Disk
 	off, size int64
-	fixed     bool // size given: the node cannot be resized
+	hasSize   bool
+	probed    bool
+	mu        sync.Mutex
+}
+
+var (
+	_ image.StatusForwarder = (*window)(nil)
+	_ image.Truncater       = (*window)(nil)
+)
+
+// adjust is raw_adjust_offset: with a size, a request past it fails
+// (ENOSPC for writes, EINVAL for reads).
+func (w *window) adjust(off, n int64, write bool) (int64, error) {
+	if w.hasSize {
+		size := w.Size()
+		if off > size || n > size-off {
+			if write {
+				return 0, syscall.ENOSPC
+			}
+			return 0, syscall.EINVAL
+		}
+	}
+	return off + w.off, nil
 }
 
 func (w *window) ReadAt(p []byte, off int64) (int, error) {
-	if err := w.file.ReadAt(p, w.off+off); err != nil {
+	o, err := w.adjust(off, int64(len(p)), false)
+	if err != nil {
+		return 0, err
+	}
+	if err := w.file.ReadAt(p, o); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
 func (w *window) WriteAt(p []byte, off int64) (int, error) {
-	if err := w.file.WriteAt(p, w.off+off, false); err != nil {
+	if w.probed && off < probeSize && len(p) > 0 {
+		if len(p) < probeSize || Probe(p[:probeSize]) != "raw" {
+			return 0, syscall.EPERM
+		}
+	}
+	o, err := w.adjust(off, int64(len(p)), true)
+	if err != nil {
+		return 0, err
+	}
+	if err := w.file.WriteAt(p, o, false); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-func (w *window) Size() int64          { return w.size }
-func (w *window) Limits() image.Limits { return image.Limits{RequestAlignment: 1} }
-func (w *window) Flush() error         { return w.file.Flush() }
-func (w *window) Close() error         { return nil }
+// Size is raw_getlength.
+func (w *window) Size() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	l := w.file.Size()
+	switch {
+	case l < w.off:
+		w.size = 0
+	case w.hasSize:
+		w.size = min(w.size, l-w.off)
+	default:
+		w.size = l - w.off
+	}
+	return w.size
+}
+
+// Limits: a byte interface (sectors for a probed image,
+// raw_refresh_limits) with the child's max transfer and discard
+// alignment.
+func (w *window) Limits() image.Limits {
+	cl := w.file.Limits()
+	l := image.Limits{RequestAlignment: 1, DiscardAlignment: cl.DiscardAlignment, MaxTransfer: cl.MaxTransfer}
+	if w.probed {
+		l.RequestAlignment = 512
+	}
+	return l
+}
+
+func (w *window) Flush() error { return w.file.Flush() }
+func (w *window) Close() error { return nil }
 
 func (w *window) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
-	return w.file.WriteZeroes(w.off+off, n, flags, false)
-}
-func (w *window) SupportedZeroFlags() image.ZeroFlags {
-	return image.ZeroMayUnmap | image.ZeroNoFallback
-}
-func (w *window) Discard(off, n int64) error { return w.file.Discard(w.off+off, n) }
-
-// BlockStatus is raw_co_block_status: BDRV_BLOCK_RAW at the shifted
-// offset, so the child node's own answer, allocation included.
-func (w *window) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) {
-	e, err := w.file.BlockStatus(w.off+off, n, wantZero)
+	o, err := w.adjust(off, n, true)
 	if err != nil {
-		return e, err
+		return err
 	}
-	if e.Status&image.StatusOffsetValid == 0 {
-		e.Offset = w.off + off
-	}
-	e.Status |= image.StatusOffsetValid
-	e.Status &^= image.StatusEOF
-	return e, nil
+	return w.file.WriteZeroes(o, n, flags, false)
 }
 
-// Backing is the child's backing file (raw over a qcow2 node shows its
-// chain).
-func (w *window) Backing() *image.Disk {
-	if b, ok := w.file.Driver().(image.Backed); ok {
-		return b.Backing()
+// SupportedZeroFlags are the child's (raw_open).
+func (w *window) SupportedZeroFlags() image.ZeroFlags { return childZeroFlags(w.file) }
+
+func (w *window) Discard(off, n int64) error {
+	o, err := w.adjust(off, n, true)
+	if err != nil {
+		return err
 	}
-	return nil
+	return w.file.Discard(o, n)
 }
+
+// ForwardStatus is raw_co_block_status.
+func (w *window) ForwardStatus(off int64) (*image.Disk, int64) { return w.file, off + w.off }
 
 // Truncate is raw_co_truncate.
 func (w *window) Truncate(size int64, p image.Prealloc) error {
-	if w.fixed {
-		return errors.New("Cannot resize fixed-size raw disks")
+	if w.hasSize {
+		return &Error{Msg: "Cannot resize fixed-size raw disks", Err: syscall.ENOTSUP}
 	}
-	if size > 1<<63-1-w.off {
-		return errors.New("Disk size too large for the chosen offset")
+	if math.MaxInt64-size < w.off {
+		return &Error{Msg: "Disk size too large for the chosen offset", Err: syscall.EINVAL}
 	}
-	if err := w.file.Truncate(w.off+size, p); err != nil {
-		return err
-	}
-	w.size = size
-	return nil
+	return w.file.Truncate(size+w.off, p)
 }
 
-// Info is raw_get_info: the child's answer, under the raw format's name.
-func (w *window) Info() (image.Info, error) {
-	_, err := w.file.Info()
-	return image.Info{FormatName: "raw"}, err
-}
+// Info is raw_get_info: the child's.
+func (w *window) Info() (image.Info, error) { return filterInfo("raw", w.file) }
 
 // nullDriver is QEMU's null-co/null-aio: reads leave the buffer (or zero
 // it with read-zeroes), writes go nowhere.

@@ -17,6 +17,8 @@ var strongOptions = map[string][]string{
 	"null-co":  {"size", "read-zeroes"},
 	"null-aio": {"size", "read-zeroes"},
 	"qcow2":    {"encrypt.key-secret"},
+	"blkdebug": {"config", "inject-error.", "set-state.", "align", "max-transfer", "opt-write-zero",
+		"max-write-zero", "opt-discard", "max-discard"},
 }
 
 // refreshFilename is bdrv_refresh_filename: the node's filename is its
@@ -65,6 +67,27 @@ func (n *Node) refreshFilename() {
 		}
 		if plain {
 			n.exactFilename = n.Drv.Name + "://"
+		}
+	case n.Drv.Name == "blkverify":
+		// blkverify_refresh_filename
+		n.exactFilename = ""
+		r, t := n.Child("raw"), n.Child("test")
+		if r != nil && t != nil && r.exactFilename != "" && t.exactFilename != "" {
+			n.exactFilename = "blkverify:" + r.exactFilename + ":" + t.exactFilename
+		}
+	case n.Drv.Name == "blkdebug":
+		// blkdebug_refresh_filename
+		n.exactFilename = ""
+		img := n.Child("image")
+		plain := img != nil && img.exactFilename != ""
+		for _, k := range opts.Keys() {
+			if k != "config" && k != "image" && k != "x-image" && k != "driver" {
+				plain = false
+			}
+		}
+		if plain {
+			cfg, _ := n.Options.Str("config")
+			n.exactFilename = "blkdebug:" + cfg + ":" + img.exactFilename
 		}
 	case primary != nil:
 		n.exactFilename = ""

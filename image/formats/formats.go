@@ -48,6 +48,10 @@ type Options struct {
 	// WarnReport receives QEMU's warn_report texts (without the
 	// "prog: warning: " prefix), or is nil.
 	WarnReport func(string)
+	// Fatal, when set, receives the message of an error QEMU ends the
+	// process on (blkverify's mismatch reports): it prints it and exits
+	// with status 1. Without it such an error fails the request (EIO).
+	Fatal func(string)
 	// Graph, when set, is the graph the nodes join (node-names stay
 	// known across opens, as in a QEMU process); nil makes a new one.
 	Graph *Graph
@@ -107,6 +111,7 @@ func OpenNode(path string, o Options) (*Node, error) {
 	}
 	g.Env.Trace, g.Env.Print, g.Env.Warn = o.Trace, o.Warn, o.WarnReport
 	g.Env.Stderr = o.Stderr
+	g.Env.Fatal = o.Fatal
 	if o.Prog != "" {
 		g.Env.Prog = o.Prog
 	}

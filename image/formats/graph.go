@@ -83,6 +83,10 @@ type Node struct {
 	ident fileIdent
 	// noLock: the file node was opened with locking=off
 	noLock bool
+	// role is the node's role under its parent; topResize: the top node
+	// has been given the resize permission (GrantResize)
+	role      Role
+	topResize bool
 	// implicitBacking: a backing file opened from the name in its parent
 	// image, not from options
 	implicitBacking bool
@@ -165,6 +169,9 @@ type Env struct {
 	// Stderr receives what drivers print on stderr as QEMU's do (byte
 	// for byte, some of it without a newline), or is nil.
 	Stderr io.Writer
+	// Fatal receives the message of an error QEMU exits on (exit(1));
+	// nil: the request fails instead.
+	Fatal func(string)
 	// WriteThrough: the top node flushes after every write (the
 	// BlockBackend's write cache disabled).
 	WriteThrough bool
@@ -376,7 +383,7 @@ func (g *Graph) openInherit(filename string, hasFilename bool, reference string,
 		n.refs++
 		return n, nil
 	}
-	bs := &Node{graph: g, refs: 1, parent: parent}
+	bs := &Node{graph: g, refs: 1, parent: parent, role: role}
 	if role&RoleCOW != 0 {
 		bs.cowParent = parent
 		bs.implicitBacking = g.implicit
@@ -519,7 +526,9 @@ func (g *Graph) finish(bs *Node, parent *Node) error {
 		CopyOnRead:   bs.CopyOnRead,
 		OnClose:      bs.closeRest,
 	}
-	if parent != nil && bs.Drv.FileOpen {
+	if parent != nil && (bs.Drv.FileOpen || bs.Drv.IsFilter) {
+		// below another node, requests may pass the end (QEMU checks
+		// the bounds in the BlockBackend only); a filter passes them on
 		o.Grow = true
 	}
 	if parent == nil {
@@ -529,8 +538,42 @@ func (g *Graph) finish(bs *Node, parent *Node) error {
 		o.RawFormat = true // one Disk for the raw node and its file node
 	}
 	bs.Disk = image.New(bs.Impl, bs.Filename, o)
+	if bs.Drv.IsFilter && bs.Flags&FlagRDWR != 0 && !bs.resizePerm() {
+		// bdrv_node_refresh_perm, for the writer the node's parent is
+		if align := bs.Disk.Limits().RequestAlignment; ((bs.Disk.Size()+511)&^511)%align != 0 {
+			bs.Disk = nil
+			return errorf(nil, "Cannot get 'write' permission without 'resize': Image size is not a multiple of request alignment")
+		}
+	}
 	return nil
 }
+
+// resizePerm reports whether the node's parent, as a writer, holds QEMU's
+// BLK_PERM_RESIZE on it (bdrv_default_perms): a format driver's file
+// (metadata or data) child does; a filtered child (a filter's, or the raw
+// format's without offset and size) has what its parent has; the top node
+// has it once a command needed it (truncate); a backing file never does.
+func (n *Node) resizePerm() bool {
+	if n.Flags&FlagRDWR == 0 {
+		return false
+	}
+	if n.parent == nil {
+		return n.topResize
+	}
+	switch {
+	case n.role&RoleCOW != 0:
+		return false
+	case n.role&(RoleMetadata|RoleData) != 0:
+		return n.parent.Flags&FlagRDWR != 0
+	case n.role&RoleFiltered != 0:
+		return n.parent.resizePerm()
+	}
+	return false
+}
+
+// GrantResize gives the top node QEMU's BLK_PERM_RESIZE, as qemu-io's
+// truncate command asks for it before it runs (blk_set_perm).
+func (n *Node) GrantResize() { n.topResize = true }
 
 func parseJSONFilename(filename string) (*qdict.Dict, error) {
 	v, err := qdict.ParseJSON(strings.TrimPrefix(filename, "json:"))

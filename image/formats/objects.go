@@ -26,6 +26,8 @@ type Object struct {
 	Props    map[string]string
 	// Secret is a secret's value (decoded from base64 when so given).
 	Secret []byte
+	// Throttle is a throttle group's state (throttle_object.go).
+	Throttle *ThrottleGroup
 }
 
 // ObjectTypes are the user-creatable object types of qemu-io 7.2, as
@@ -117,6 +119,9 @@ func (o *Objects) Add(def string, help func(string)) error {
 			help(l)
 		}
 		return ErrHelp
+	}
+	if typ == "throttle-group" {
+		return o.addThrottleGroup(def)
 	}
 	id, ok := props["id"]
 	if !ok {

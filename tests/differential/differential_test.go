@@ -63,6 +63,24 @@ type Case struct {
 	// CompareCheck compares qemu-img check's output and exit code for
 	// both images (before Detach), beyond requiring goqio's to be clean.
 	CompareCheck bool
+	// Extra are more raw images made beside img and filled by the real
+	// qemu-io; their data and file sizes are compared after the run too
+	// (blkverify's raw copy).
+	Extra []ExtraImage
+	// FilterMap, when set, are the arguments of a map through a node tree
+	// after the run (its filename last, --object definitions before):
+	// qemu-img map --output=json on qemu-io's files against goqio's map
+	// --output=json (read-only) on goqio's.
+	FilterMap []string
+	// CompareSize compares img's file size for qcow2 images too (the
+	// preallocate filter truncates the file at close).
+	CompareSize bool
+}
+
+// ExtraImage is a raw image beside img.
+type ExtraImage struct {
+	Name, Size string
+	Cmds       []string
 }
 
 func (c Case) format() string {
@@ -113,7 +131,7 @@ func (tl tools) run(t *testing.T, c Case) {
 	}
 	type result struct{ out, err string }
 	var res [2]result
-	var maps, checks [2]string
+	var maps, checks, fmaps [2]string
 	dirs := [2]string{filepath.Join(top, "qemu"), filepath.Join(top, "goqio")}
 	for i, prog := range []string{tl.qemuIO, link} {
 		d := dirs[i]
@@ -140,6 +158,14 @@ func (tl tools) run(t *testing.T, c Case) {
 		for _, s := range c.Setup {
 			sh(t, d, "", tl.qemuIO, "-f", c.format(), "-c", s, "img")
 		}
+		for _, x := range c.Extra {
+			if _, e, rc := sh(t, d, "", tl.qemuImg, "create", "-q", "-f", "raw", x.Name, x.Size); rc != 0 {
+				t.Fatalf("qemu-img create %s: %s", x.Name, e)
+			}
+			for _, s := range x.Cmds {
+				sh(t, d, "", tl.qemuIO, "-f", "raw", "-c", s, x.Name)
+			}
+		}
 		if c.Compress {
 			args := append(append([]string{"convert", "-c", "-f", "qcow2", "-O", "qcow2"}, c.CreateOpts...), "img", "img.c")
 			if _, e, rc := sh(t, d, "", tl.qemuImg, args...); rc != 0 {
@@ -151,6 +177,20 @@ func (tl tools) run(t *testing.T, c Case) {
 		res[i] = result{filter(o) + fmt.Sprintf("[exit %d]\n", rc), filter(e)}
 		maps[i], _, _ = sh(t, d, "", tl.qemuImg, "map", "--output=json", "-f", c.format(), "img")
 		maps[i] = normalizeMap(maps[i])
+		if n := len(c.FilterMap); n > 0 {
+			var o, e string
+			var rc int
+			if i == 0 {
+				o, e, rc = sh(t, d, "", tl.qemuImg, append([]string{"map", "--output=json"}, c.FilterMap...)...)
+			} else {
+				args := append(append(append([]string{}, c.FilterMap[:n-1]...), "-r", "-c", "map --output=json"), c.FilterMap[n-1])
+				o, e, rc = sh(t, d, "", link, args...)
+			}
+			if rc != 0 {
+				t.Errorf("map through %q: exit %d: %s", c.FilterMap, rc, e)
+			}
+			fmaps[i] = normalizeMap(o)
+		}
 		if c.CompareCheck {
 			o, e, rc := sh(t, d, "", tl.qemuImg, "check", "-f", c.format(), "img")
 			checks[i] = fmt.Sprintf("%s%s[exit %d]", o, e, rc)
@@ -171,6 +211,9 @@ func (tl tools) run(t *testing.T, c Case) {
 			t.Errorf("args %q: qemu-img check of goqio's image: exit %d\n%s%s", c.Args, rc, o, e)
 		}
 	}
+	if os.Getenv("DIFFDEBUG") != "" { // both sides' output, to look at passing cases too
+		t.Logf("qemu:\n%s%s\ngoqio:\n%s%s", res[0].out, res[0].err, res[1].out, res[1].err)
+	}
 	if res[0] != res[1] {
 		t.Errorf("args %q stdin %q:\nqemu-io stdout:\n%s\ngoqio stdout:\n%s\nqemu-io stderr:\n%s\ngoqio stderr:\n%s",
 			c.Args, c.Stdin, res[0].out, res[1].out, res[0].err, res[1].err)
@@ -185,6 +228,20 @@ func (tl tools) run(t *testing.T, c Case) {
 	if maps[0] != maps[1] {
 		t.Errorf("args %q: maps differ:\nqemu-io: %s\ngoqio:   %s", c.Args, maps[0], maps[1])
 	}
+	if fmaps[0] != fmaps[1] {
+		t.Errorf("args %q: maps through %q differ:\nqemu-img: %s\ngoqio:    %s", c.Args, c.FilterMap, fmaps[0], fmaps[1])
+	}
+	for _, x := range c.Extra {
+		a, b := filepath.Join(dirs[0], x.Name), filepath.Join(dirs[1], x.Name)
+		if _, e, rc := sh(t, top, "", tl.qemuImg, "compare", "-q", "-f", "raw", "-F", "raw", a, b); rc != 0 {
+			t.Errorf("args %q: %s differs (qemu-img compare exit %d %s)", c.Args, x.Name, rc, e)
+		}
+		sa, _ := os.Stat(a)
+		sb, _ := os.Stat(b)
+		if sa == nil || sb == nil || sa.Size() != sb.Size() {
+			t.Errorf("args %q: %s: file sizes differ", c.Args, x.Name)
+		}
+	}
 	for i, d := range dirs {
 		st, err := os.Stat(filepath.Join(d, "img"))
 		if err != nil {
@@ -192,7 +249,7 @@ func (tl tools) run(t *testing.T, c Case) {
 		}
 		if i == 1 {
 			st0, _ := os.Stat(filepath.Join(dirs[0], "img"))
-			if c.format() == "raw" && st0.Size() != st.Size() {
+			if (c.format() == "raw" || c.CompareSize) && st0.Size() != st.Size() {
 				t.Errorf("args %q: file sizes differ: %d vs %d", c.Args, st0.Size(), st.Size())
 			}
 		}
