@@ -263,6 +263,10 @@ func MainWith(argv []string, stdin io.Reader, out *Output, stderr io.Writer, int
 		return 1
 	}
 	flags.ReadOnly = readOnly
+	if s.JSON {
+		s.Err = &jsonStderr{w: s.Err, s: s}
+		s.curCmd = "open"
+	}
 	if len(args) == 1 {
 		var err error
 		if s.ImageOpts {
