@@ -59,6 +59,9 @@ type Session struct {
 
 	curCmd string // the verb running, for JSON messages on stderr
 
+	// interrupt is closed by Ctrl-C while a shell command runs
+	interrupt chan struct{}
+
 	disk *image.Disk
 	node *formats.Node // the top node of the open image
 	quit bool
