@@ -214,7 +214,16 @@ func runAioWrite(s *Session, argv []string) error {
 // sleepDrain sleeps while the event loop runs, as qemu-io's sleep does:
 // requests that complete meanwhile are reported.
 func (s *Session) sleepDrain(d time.Duration) {
-	time.Sleep(d)
+	if s.interrupt != nil {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-s.interrupt:
+			t.Stop()
+		}
+	} else {
+		time.Sleep(d)
+	}
 	s.aio.mu.Lock()
 	pending := len(s.aio.done)
 	s.aio.mu.Unlock()

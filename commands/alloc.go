@@ -45,7 +45,7 @@ func runAlloc(s *Session, argv []string) error {
 		}
 	}
 	if s.JSON {
-		s.emitJSON(map[string]any{"command": "alloc", "offset": start, "bytes": count, "allocated": sum})
+		s.emitJSON(obj{{"command", "alloc"}, {"offset", start}, {"bytes", count}, {"allocated", sum}})
 		return nil
 	}
 	s.printf("%d/%d bytes allocated at offset %s\n", sum, count, Cvtstr(float64(start)))

@@ -35,3 +35,12 @@ func runHelp(s *Session, argv []string) error {
 	s.printf("%s", c.Help)
 	return nil
 }
+
+// VerbHelp is what "help NAME" prints for the verb (or alias) name.
+func VerbHelp(name string) (string, bool) {
+	c := Lookup(name)
+	if c == nil {
+		return "", false
+	}
+	return c.helpLine(name) + c.Help, true
+}

@@ -15,7 +15,7 @@ func runLength(s *Session, argv []string) error {
 		return ErrFailed
 	}
 	if s.JSON {
-		s.emitJSON(map[string]any{"command": "length", "bytes": s.disk.Size()})
+		s.emitJSON(obj{{"command", "length"}, {"bytes", s.disk.Size()}})
 		return nil
 	}
 	s.printf("%s\n", Cvtstr(float64(s.disk.Size())))

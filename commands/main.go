@@ -12,11 +12,70 @@ import (
 	"github.com/goqio/goqio/image/formats"
 )
 
-// Version is goqio's version, printed by -V.
+// Version is goqio's version, printed by goqio version.
 const Version = "0.1.0"
 
 // QEMUVersion is the qemu-io version whose behaviour goqio reproduces.
 const QEMUVersion = "7.2.22"
+
+// QEMUPkgVersion is the package suffix of that qemu-io's -V line (Debian
+// 12's qemu-utils, the build goqio's golden transcripts come from).
+const QEMUPkgVersion = " (Debian 1:7.2+dfsg-7+deb12u18+b3)"
+
+// QEMUVersionText is what qemu-io -V prints, byte for byte.
+func QEMUVersionText(name string) string {
+	return fmt.Sprintf("%s version %s%s\nCopyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n",
+		name, QEMUVersion, QEMUPkgVersion)
+}
+
+// IsQEMUName reports whether the program runs under one of QEMU's names
+// (qemu-io, qemu-img, qemu-nbd, ...), where everything it prints is QEMU's.
+func IsQEMUName(name string) bool { return strings.HasPrefix(name, "qemu-") }
+
+// GoqioHelp and GoqioVersion, when set (by cmd/goqio), print -h and -V's
+// texts when the program does not run under a QEMU name.
+var GoqioHelp, GoqioVersion func(w io.Writer)
+
+// OptionDoc documents one option of the qemu-io mode command line, for
+// goqio's help, man page and completion scripts.
+type OptionDoc struct {
+	Short  string   // "c", or "" for a long-only option
+	Long   string   // "cmd"
+	Arg    string   // the argument's name, "" for none
+	Usage  string   // one line
+	Values []string // the argument's values, for completion
+	Goqio  bool     // goqio's own (absent as qemu-io)
+}
+
+// CacheModes, DiscardModes and AIOModes are the values -t, -d and -i take.
+var (
+	CacheModes   = []string{"none", "off", "writeback", "writethrough", "directsync", "unsafe"}
+	DiscardModes = []string{"ignore", "off", "unmap", "on"}
+	AIOModes     = []string{"threads", "native", "io_uring"}
+	OutputModes  = []string{"human", "json"}
+)
+
+// MainOptions are the options of the qemu-io mode command line.
+var MainOptions = []OptionDoc{
+	{"", "object", "OBJECTDEF", "define an object such as 'secret' for passwords and/or encryption keys", nil, false},
+	{"", "image-opts", "", "treat file as option string", nil, false},
+	{"c", "cmd", "STRING", "execute command with its arguments from the given string (repeatable)", nil, false},
+	{"f", "format", "FMT", "specifies the block driver to use", []string{"raw", "qcow2", "file", "null-co", "blkdebug"}, false},
+	{"r", "read-only", "", "export read-only", nil, false},
+	{"s", "snapshot", "", "use snapshot file", nil, false},
+	{"n", "nocache", "", "disable host cache, short for -t none", nil, false},
+	{"C", "copy-on-read", "", "enable copy-on-read", nil, false},
+	{"m", "misalign", "", "misalign allocations for O_DIRECT", nil, false},
+	{"k", "native-aio", "", "use kernel AIO implementation", nil, false},
+	{"i", "aio", "MODE", "use AIO mode (threads, native or io_uring)", AIOModes, false},
+	{"t", "cache", "MODE", "use the given cache mode for the image", CacheModes, false},
+	{"d", "discard", "MODE", "use the given discard mode for the image", DiscardModes, false},
+	{"T", "trace", "OPTS", "'zero': trace what zero writes and discards become (goqio's); QEMU trace patterns are accepted", nil, false},
+	{"U", "force-share", "", "force shared permissions", nil, false},
+	{"", "output", "FMT", "human or json: results as one JSON object per line (docs/json.md)", OutputModes, true},
+	{"h", "help", "", "display this help and exit", nil, false},
+	{"V", "version", "", "output version information and exit", nil, false},
+}
 
 var mainLongOpts = []LongOption{
 	{"help", false, 'h'},
@@ -147,9 +206,17 @@ func MainWith(argv []string, stdin io.Reader, out *Output, stderr io.Writer, int
 				traceWarn(s, arg)
 			}
 		case 'V':
-			out.Write([]byte(fmt.Sprintf("%s version %s (goqio %s)\nCopyright (c) 2026 The goqio authors\n", name, QEMUVersion, Version)))
+			if GoqioVersion != nil && !IsQEMUName(name) {
+				GoqioVersion(out)
+				return 0
+			}
+			out.Write([]byte(QEMUVersionText(name)))
 			return 0
 		case 'h':
+			if GoqioHelp != nil && !IsQEMUName(name) {
+				GoqioHelp(out)
+				return 0
+			}
 			mainUsage(out, name)
 			return 0
 		case 'U':
@@ -196,6 +263,10 @@ func MainWith(argv []string, stdin io.Reader, out *Output, stderr io.Writer, int
 		return 1
 	}
 	flags.ReadOnly = readOnly
+	if s.JSON {
+		s.Err = &jsonStderr{w: s.Err, s: s}
+		s.curCmd = "open"
+	}
 	if len(args) == 1 {
 		var err error
 		if s.ImageOpts {

@@ -40,6 +40,9 @@ func (s *Session) mapIsAllocated(offset, n int64) (bool, int64, error) {
 // argument gets qemu-io's argument-count error, as map takes none there.
 func runMap(s *Session, argv []string) error {
 	if len(argv) == 2 && (argv[1] == "--output=json" || argv[1] == "--output=human") {
+		if s.JSON {
+			return s.imgMapJSON()
+		}
 		return s.imgMap(argv[1][len("--output="):])
 	}
 	if len(argv) > 1 {
@@ -54,7 +57,7 @@ func runMap(s *Session, argv []string) error {
 	var runs []mapRun
 	defer func() {
 		if s.JSON && runs != nil {
-			s.emitJSON(map[string]any{"command": "map", "runs": runs})
+			s.emitJSON(obj{{"command", "map"}, {"runs", runs}})
 		}
 	}()
 	if s.JSON {
@@ -71,7 +74,7 @@ func runMap(s *Session, argv []string) error {
 			return ErrFailed
 		}
 		if s.JSON {
-			runs = append(runs, mapRun{offset, num, alloc})
+			runs = append(runs, mapRun{Start: offset, Length: num, Allocated: alloc})
 			offset += num
 			n -= num
 			continue
@@ -94,5 +97,29 @@ func (s *Session) imgMap(format string) error {
 		s.errorf("%v", err)
 		return ErrFailed
 	}
+	return nil
+}
+
+// imgMapJSON is "map --output=json" in JSON mode: map's object, its runs
+// with qemu-img map's fields for the whole chain.
+func (s *Session) imgMapJSON() error {
+	runs := []mapRun{}
+	err := image.Map(s.disk, 0, s.disk.Size(), func(e, _ *image.MapEntry) error {
+		r := mapRun{Start: e.Start, Length: e.Length, Allocated: e.Depth == 0 && e.Present,
+			Depth: &e.Depth, Present: boolp(e.Present), Zero: boolp(e.Zero), Data: boolp(e.Data)}
+		if e.HasOffset {
+			off := e.Offset
+			r.Offset = &off
+		}
+		depth := e.Depth
+		r.Depth = &depth
+		runs = append(runs, r)
+		return nil
+	})
+	if err != nil {
+		s.errorf("%v", err)
+		return ErrFailed
+	}
+	s.emitJSON(obj{{"command", "map"}, {"runs", runs}})
 	return nil
 }

@@ -58,6 +58,11 @@ type Session struct {
 	// writes and discards become, on stderr.
 	TraceZero bool
 
+	curCmd string // the verb running, for JSON messages on stderr
+
+	// interrupt is closed by Ctrl-C while a shell command runs
+	interrupt chan struct{}
+
 	disk *image.Disk
 	node *formats.Node // the top node of the open image
 	quit bool
@@ -194,6 +199,13 @@ func (s *Session) Run(line string) error {
 		return nil
 	}
 	c := Lookup(argv[0])
+	if j, ok := s.Err.(*jsonStderr); ok {
+		s.curCmd = argv[0]
+		if c != nil {
+			s.curCmd = c.Name
+		}
+		defer j.flush()
+	}
 	if c == nil {
 		fmt.Fprintf(s.Err, "command \"%s\" not found\n", argv[0])
 		return ErrFailed

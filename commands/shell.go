@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 
@@ -24,45 +25,113 @@ func HistoryFile() string {
 	return filepath.Join(home, ".goqio_history")
 }
 
-// completer completes the verb at the start of a line, and after it the
-// verb's options (a word starting with '-').
+// completer completes the verb at the start of a line; after it, the
+// verb's options (a word starting with '-'), the values of options that
+// take a fixed set (open -t/-d, reopen -c cache modes, truncate -m,
+// map --output=), verbs after help, and file paths after open.
 type completer struct{}
+
+// optionValues are the values completed after a verb's option.
+var optionValues = map[string]map[string][]string{
+	"open":     {"-t": CacheModes, "-d": DiscardModes},
+	"reopen":   {"-c": CacheModes},
+	"truncate": {"-m": {"off", "metadata", "falloc", "full"}},
+}
+
+func suffixes(cands []string, cur string, space string) [][]rune {
+	var out [][]rune
+	for _, c := range cands {
+		if strings.HasPrefix(c, cur) {
+			out = append(out, []rune(c[len(cur):]+space))
+		}
+	}
+	return out
+}
 
 func (completer) Do(line []rune, pos int) ([][]rune, int) {
 	head := string(line[:pos])
 	words := strings.Split(head, " ")
 	cur := words[len(words)-1]
-	var out [][]rune
+	n := len([]rune(cur))
 	if len(words) == 1 {
+		var names []string
 		for _, c := range Table {
-			if strings.HasPrefix(c.Name, cur) {
-				out = append(out, []rune(c.Name[len(cur):]+" "))
-			}
+			names = append(names, c.Name)
 		}
-		return out, len([]rune(cur))
+		return suffixes(names, cur, " "), n
 	}
 	c := Lookup(words[0])
-	if c == nil || !strings.HasPrefix(cur, "-") || len(cur) > 2 {
+	if c == nil {
 		return nil, 0
 	}
-	for _, o := range c.Opts {
-		if opt := "-" + string(o); o != ':' && strings.HasPrefix(opt, cur) {
-			out = append(out, []rune(opt[len(cur):]+" "))
-		}
+	prev := words[len(words)-2]
+	if vals, ok := optionValues[c.Name][prev]; ok {
+		return suffixes(vals, cur, " "), n
 	}
-	return out, len([]rune(cur))
+	switch {
+	case c.Name == "map" && strings.HasPrefix(cur, "--"):
+		return suffixes([]string{"--output=json", "--output=human"}, cur, ""), n
+	case c.Name == "help" && len(words) == 2:
+		var names []string
+		for _, c := range Table {
+			names = append(names, c.Name)
+		}
+		return suffixes(names, cur, ""), n
+	case strings.HasPrefix(cur, "-") && len(cur) <= 2:
+		var opts []string
+		for _, o := range c.Opts {
+			if o != ':' {
+				opts = append(opts, "-"+string(o))
+			}
+		}
+		return suffixes(opts, cur, " "), n
+	case c.Name == "open" && !strings.HasPrefix(cur, "-") && prev != "-o":
+		return completePath(cur), n
+	}
+	return nil, 0
+}
+
+// completePath completes cur as a file path: directories get a '/'.
+func completePath(cur string) [][]rune {
+	dir, base := filepath.Split(cur)
+	list := dir
+	if list == "" {
+		list = "."
+	}
+	entries, err := os.ReadDir(list)
+	if err != nil {
+		return nil
+	}
+	var out [][]rune
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, base) || (strings.HasPrefix(name, ".") && !strings.HasPrefix(base, ".")) {
+			continue
+		}
+		tail := name[len(base):]
+		if e.IsDir() {
+			tail += "/"
+		} else {
+			tail += " "
+		}
+		out = append(out, []rune(tail))
+	}
+	return out
 }
 
 // Shell is the interactive loop on a terminal: a readline prompt with
 // history and tab completion. Ctrl-C abandons the line being typed; Ctrl-D
-// on an empty line ends the session. It reports whether any command failed.
+// on an empty line ends the session with a newline, as qemu-io's does.
+// Ctrl-C while a command runs does not end the program: the command stops
+// at its next interruption point (sleep; otherwise when its request is
+// done, so the image stays consistent) and the prompt comes back. It reports whether any command failed.
 func (s *Session) Shell(stdin io.Reader) bool {
 	rl, err := readline.NewEx(&readline.Config{
 		Prompt:          s.Prog + "> ",
 		HistoryFile:     HistoryFile(),
 		AutoComplete:    completer{},
 		InterruptPrompt: "^C",
-		EOFPrompt:       "",
+		EOFPrompt:       "\n", // readline's way of asking for a bare newline, not "^D"
 		Stdin:           io.NopCloser(stdin),
 	})
 	if err != nil {
@@ -77,13 +146,40 @@ func (s *Session) Shell(stdin io.Reader) bool {
 			continue
 		}
 		if err != nil {
-			fmt.Fprintln(s.Out)
-			break
+			break // readline has printed the newline
 		}
-		if s.Run(line) != nil {
+		if s.runInterruptible(line) != nil {
 			failed = true
 		}
 	}
 	s.Out.Flush()
 	return failed
+}
+
+// runInterruptible runs one shell command with SIGINT caught: Ctrl-C sets
+// s.interrupt instead of killing the program.
+func (s *Session) runInterruptible(line string) error {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt)
+	intr := make(chan struct{})
+	done := make(chan struct{})
+	s.interrupt = intr
+	go func() {
+		select {
+		case <-sig:
+			close(intr)
+		case <-done:
+		}
+	}()
+	err := s.Run(line)
+	signal.Stop(sig)
+	close(done)
+	s.interrupt = nil
+	select {
+	case <-intr:
+		fmt.Fprintln(s.Out)
+		return ErrFailed
+	default:
+	}
+	return err
 }

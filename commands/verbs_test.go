@@ -222,10 +222,10 @@ func TestJSONOutput(t *testing.T) {
 	want := []string{
 		`{"command":"write","offset":0,"bytes":512,"ops":1,"seconds":0.001,"bytes_per_sec":512000,"ops_per_sec":1000}`,
 		`{"command":"read","offset":0,"bytes":512,"ops":1,"seconds":0.001,"bytes_per_sec":512000,"ops_per_sec":1000,"pattern_ok":false}`,
-		`{"bytes":1048576,"command":"length"}`,
-		`{"allocated":1048576,"bytes":1048576,"command":"alloc","offset":0}`,
+		`{"command":"length","bytes":1048576}`,
+		`{"command":"alloc","offset":0,"bytes":1048576,"allocated":1048576}`,
 		`{"command":"map","runs":[{"start":0,"length":1048576,"allocated":true}]}`,
-		`{"cluster_size":0,"command":"info","format":"raw","vm_state_offset":0}`,
+		`{"command":"info","format":"raw","cluster_size":0,"vm_state_offset":0}`,
 	}
 	if got := strings.Split(strings.TrimSpace(out), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("stdout:\n%s\nwant:\n%s", out, strings.Join(want, "\n"))

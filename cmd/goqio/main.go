@@ -7,6 +7,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime/pprof"
 	"strings"
@@ -21,8 +22,10 @@ import (
 
 // subcommands are goqio's own verbs; a first argument naming one of them
 // selects it, unless the program runs under the name qemu-io, where every
-// argument means what it means to qemu-io.
-var subcommands = map[string]bool{"create": true, "check": true, "snapshot": true}
+// argument means what it means to qemu-io. The last four only exist under
+// goqio's own name (not under any qemu-* name).
+var subcommands = map[string]bool{"create": true, "check": true, "snapshot": true,
+	"help": false, "version": false, "completion": false, "man": false}
 
 func main() {
 	// GOQIO_CPUPROFILE=file writes a pprof CPU profile of the run (for
@@ -41,15 +44,36 @@ func main() {
 
 func run(argv []string) int {
 	name := commands.ProgName(argv[0])
-	if name != "qemu-io" && len(argv) > 1 && subcommands[argv[1]] {
-		return runApp(argv)
+	if name != "qemu-io" && len(argv) > 1 {
+		if own, ok := subcommands[argv[1]]; ok && (own || !commands.IsQEMUName(name)) {
+			return runApp(argv)
+		}
 	}
+	commands.GoqioHelp = func(w io.Writer) { printHelp(w, name) }
+	commands.GoqioVersion = func(w io.Writer) { printVersion(w, name) }
 	return commands.Main(argv, os.Stdin, os.Stdout, os.Stderr)
 }
 
 func runApp(argv []string) int {
+	app := newApp(commands.ProgName(argv[0]))
+	app.Setup()
+	if err := app.Run(argv); err != nil {
+		var ex cli.ExitCoder
+		if errors.As(err, &ex) {
+			fmt.Fprintln(os.Stderr, err)
+			return ex.ExitCode()
+		}
+		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
+		return 1
+	}
+	return 0
+}
+
+// newApp is goqio's subcommands: their definitions are also what the help,
+// the man page and the completion scripts are made from.
+func newApp(name string) *cli.App {
 	app := &cli.App{
-		Name:            commands.ProgName(argv[0]),
+		Name:            name,
 		Usage:           "qemu-io's commands for raw and qcow2 images, in Go",
 		HideHelpCommand: true,
 		Commands: []*cli.Command{{
@@ -90,17 +114,10 @@ func runApp(argv []string) int {
 			Action: snapshotAction,
 		}},
 	}
-	app.Setup()
-	if err := app.Run(argv); err != nil {
-		var ex cli.ExitCoder
-		if errors.As(err, &ex) {
-			fmt.Fprintln(os.Stderr, err)
-			return ex.ExitCode()
-		}
-		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
-		return 1
+	if !commands.IsQEMUName(name) {
+		app.Commands = append(app.Commands, faceCommands()...)
 	}
-	return 0
+	return app
 }
 
 func snapshotAction(c *cli.Context) error {

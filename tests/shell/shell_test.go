@@ -35,7 +35,7 @@ func (tm term) tmux(args ...string) string {
 	return string(out)
 }
 
-func (tm term) keys(k ...string) { tm.tmux(append([]string{"send-keys", "-t", "s"}, k...)...) }
+func (tm term) keys(k ...string) { tm.tmux(append([]string{"send-keys", "-t", "s", "--"}, k...)...) }
 
 // waitFor polls the screen until it contains want.
 func (tm term) waitFor(want string) string {
@@ -98,4 +98,64 @@ func TestShell(t *testing.T) {
 	tm2.waitFor("goqio> bogus")
 	tm2.keys("C-u", "quit", "Enter")
 	tm2.waitFor("EXIT=0")
+}
+
+// TestShellFace: completion of file paths after open, verbs after help and
+// option values; Ctrl-C during a command returns to the prompt (the image
+// intact), at the prompt clears the line; Ctrl-D prints a newline, not ^D.
+func TestShellFace(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux not installed")
+	}
+	bin := testbin.Goqio(t)
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "subdir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "subdir", "disk.raw")
+	if err := raw.Create(img, 1<<20, image.PreallocOff); err != nil {
+		t.Fatal(err)
+	}
+	cmd := "cd " + dir + " && GOQIO_HISTORY=" + filepath.Join(dir, "history") + " " + bin + "; echo EXIT=$?; sleep 30"
+	tm := start(t, "goqio-shell-face", cmd)
+	tm.waitFor("goqio>")
+	tm.keys("open -t writet", "Tab") // a value of -t
+	tm.waitFor("goqio> open -t writethrough")
+	tm.keys("-d un", "Tab") // a value of -d
+	tm.waitFor("-d unmap")
+	tm.keys("-o driver=raw su", "Tab") // a directory, then a file in it
+	tm.waitFor("open -t writethrough -d unmap -o driver=raw subdir/")
+	tm.keys("di", "Tab")
+	tm.waitFor("subdir/disk.raw")
+	tm.keys("Enter", "help trun", "Tab")
+	tm.waitFor("goqio> help truncate")
+	tm.keys("Enter")
+	tm.waitFor("truncates the current file")
+	tm.keys("map --o", "Tab")
+	tm.waitFor("goqio> map --output=")
+	tm.keys("C-u", "write -P 5 0 4k", "Enter")
+	tm.waitFor("wrote 4096/4096 bytes")
+	tm.keys("sleep 600000", "Enter") // ten minutes, interrupted
+	time.Sleep(300 * time.Millisecond)
+	tm.keys("C-c")
+	tm.keys("read -P 5 0 4k", "Enter")
+	tm.waitFor("read 4096/4096 bytes")
+	tm.keys("length 0", "C-c") // at the prompt: the line is dropped
+	tm.keys("C-d")
+	screen := tm.waitFor("EXIT=")
+	if !strings.Contains(screen, "EXIT=1") { // the interrupted sleep failed
+		t.Errorf("exit status:\n%s", screen)
+	}
+	if strings.Contains(screen, "^D") {
+		t.Errorf("Ctrl-D echoed ^D:\n%s", screen)
+	}
+	if strings.Contains(screen, "bad argument count") {
+		t.Errorf("the abandoned line ran:\n%s", screen)
+	}
+	lines := strings.Split(screen, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "EXIT=") && (i == 0 || strings.TrimSpace(lines[i-1]) != "goqio>") {
+			t.Errorf("Ctrl-D did not end the prompt's line with a newline:\n%s", screen)
+		}
+	}
 }

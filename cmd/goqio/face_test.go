@@ -1,0 +1,230 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/goqio/goqio/commands"
+	"github.com/goqio/goqio/internal/testbin"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
+}
+
+func runBin(t *testing.T, bin string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = t.TempDir()
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// qemuLink is bin under the name qemu-io.
+func qemuLink(t *testing.T, bin string) string {
+	link := filepath.Join(t.TempDir(), "qemu-io")
+	if err := os.Symlink(bin, link); err != nil {
+		t.Fatal(err)
+	}
+	return link
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	bin := testbin.Goqio(t)
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
+		out, _, code := runBin(t, bin, args...)
+		if code != 0 {
+			t.Errorf("goqio %v: exit %d", args, code)
+		}
+		for _, want := range []string{"Usage: goqio", "Subcommands:", "create", "check", "snapshot", "completion", "man",
+			"version", "--output=json", "-T zero", "issue tracker", "github.com/goqio/goqio", "Run as qemu-io"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("goqio %v lacks %q:\n%s", args, want, out)
+			}
+		}
+		for _, c := range commands.Table {
+			if !strings.Contains(out, "  "+c.Name+" ") {
+				t.Errorf("goqio %v lacks the verb %s", args, c.Name)
+			}
+		}
+		for _, o := range commands.MainOptions {
+			if !strings.Contains(out, "--"+o.Long) {
+				t.Errorf("goqio %v lacks the option --%s", args, o.Long)
+			}
+		}
+		if strings.Contains(out, "QEMU Disk exerciser") || strings.Contains(out, "qemu.org") {
+			t.Errorf("goqio %v speaks as QEMU:\n%s", args, out)
+		}
+	}
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-V"}} {
+		out, _, code := runBin(t, bin, args...)
+		if code != 0 || !strings.HasPrefix(out, "goqio "+commands.Version+"\n") ||
+			!strings.Contains(out, "module: github.com/goqio/goqio") || !strings.Contains(out, "revision: ") ||
+			!strings.Contains(out, "matches: qemu-io "+commands.QEMUVersion+"\n") {
+			t.Errorf("goqio %v: exit %d\n%s", args, code, out)
+		}
+	}
+	// help VERB is the verb's help; help SUBCOMMAND the subcommand's options
+	out, _, _ := runBin(t, bin, "help", "write")
+	want, _ := commands.VerbHelp("write")
+	if out != want {
+		t.Errorf("goqio help write:\n%s\nwant:\n%s", out, want)
+	}
+	out, _, _ = runBin(t, bin, "help", "create")
+	if !strings.Contains(out, "goqio create") || !strings.Contains(out, "-f value") {
+		t.Errorf("goqio help create:\n%s", out)
+	}
+	if _, errs, code := runBin(t, bin, "help", "bogus"); code != 1 || !strings.Contains(errs, `"bogus"`) {
+		t.Errorf("goqio help bogus: exit %d, %q", code, errs)
+	}
+
+	// as qemu-io nothing of this exists
+	q := qemuLink(t, bin)
+	out, _, code := runBin(t, q, "-V")
+	if code != 0 || out != commands.QEMUVersionText("qemu-io") {
+		t.Errorf("qemu-io -V: %q", out)
+	}
+	if real, err := exec.LookPath("qemu-io"); err == nil {
+		rout, _, _ := runBin(t, real, "-V")
+		if rout != out {
+			t.Errorf("qemu-io -V:\n%q\nreal qemu-io:\n%q", out, rout)
+		}
+		for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"version"}, {"man"}} {
+			o1, e1, c1 := runBin(t, q, args...)
+			o2, e2, c2 := runBin(t, real, args...)
+			if o1 != o2 || e1 != e2 || c1 != c2 {
+				t.Errorf("qemu-io %v: goqio %d %q %q, qemu-io %d %q %q", args, c1, o1, e1, c2, o2, e2)
+			}
+		}
+	}
+}
+
+func TestManPage(t *testing.T) {
+	bin := testbin.Goqio(t)
+	out, _, code := runBin(t, bin, "man")
+	if code != 0 || !strings.HasPrefix(out, ".nh\n.TH goqio 1") {
+		t.Fatalf("goqio man: exit %d\n%.200s", code, out)
+	}
+	for _, c := range newApp("goqio").Commands {
+		if !strings.Contains(out, c.Name) {
+			t.Errorf("man page lacks the subcommand %s", c.Name)
+		}
+	}
+	for _, o := range commands.MainOptions {
+		if !strings.Contains(out, "--"+o.Long) {
+			t.Errorf("man page lacks --%s", o.Long)
+		}
+	}
+	for _, c := range commands.Table {
+		if !strings.Contains(out, `\fB`+strings.ReplaceAll(c.Name, "_", "_")+`\fP`) {
+			t.Errorf("man page lacks the verb %s", c.Name)
+		}
+	}
+	if strings.Contains(out, "issue tracker") == false {
+		t.Errorf("man page has no BUGS text")
+	}
+	// groff renders it without warnings, when installed
+	if _, err := exec.LookPath("groff"); err == nil {
+		cmd := exec.Command("groff", "-man", "-Tutf8", "-ww", "-z")
+		cmd.Stdin = strings.NewReader(out)
+		if msg, err := cmd.CombinedOutput(); err != nil || len(msg) > 0 {
+			t.Errorf("groff: %v\n%s", err, msg)
+		}
+	}
+	if _, _, code := runBin(t, qemuLink(t, bin), "man"); code == 0 {
+		t.Errorf("qemu-io man succeeded")
+	}
+}
+
+// complete runs the bash completion function for the words typed so far
+// (the last one being completed) and returns COMPREPLY.
+func complete(t *testing.T, script string, words ...string) []string {
+	t.Helper()
+	quoted := make([]string, len(words))
+	for i, w := range words {
+		quoted[i] = "'" + w + "'"
+	}
+	prog := script + "\nCOMP_WORDS=(" + strings.Join(quoted, " ") + ")\nCOMP_CWORD=" +
+		string(rune('0'+len(words)-1)) + "\n_goqio_complete\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n"
+	cmd := exec.Command("bash", "--norc", "-c", prog)
+	cmd.Dir = t.TempDir()
+	os.WriteFile(filepath.Join(cmd.Dir, "disk.qcow2"), nil, 0o644)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("bash: %v\n%s", err, out)
+	}
+	return strings.Fields(string(out))
+}
+
+func TestCompletion(t *testing.T) {
+	bin := testbin.Goqio(t)
+	scripts := map[string]string{}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		out, errs, code := runBin(t, bin, "completion", sh)
+		if code != 0 || out == "" {
+			t.Fatalf("goqio completion %s: exit %d %s", sh, code, errs)
+		}
+		scripts[sh] = out
+		for _, o := range commands.MainOptions {
+			if !strings.Contains(out, o.Long) {
+				t.Errorf("%s script lacks --%s", sh, o.Long)
+			}
+		}
+		for _, c := range append(newApp("goqio").Commands, nil) {
+			if c != nil && !strings.Contains(out, c.Name) {
+				t.Errorf("%s script lacks the subcommand %s", sh, c.Name)
+			}
+		}
+		for _, v := range append(append([]string{"write", "aio_flush"}, commands.CacheModes...), commands.DiscardModes...) {
+			if !strings.Contains(out, v) {
+				t.Errorf("%s script lacks %s", sh, v)
+			}
+		}
+		if _, err := exec.LookPath(sh); err == nil && sh != "bash" {
+			cmd := exec.Command(sh, "-n")
+			cmd.Stdin = strings.NewReader(out)
+			if msg, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("%s -n: %v\n%s", sh, err, msg)
+			}
+		}
+	}
+	if _, _, code := runBin(t, bin, "completion", "tcsh"); code != 1 {
+		t.Errorf("completion tcsh: exit %d", code)
+	}
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash")
+	}
+	b := scripts["bash"]
+	cases := []struct {
+		words []string
+		want  []string
+	}{
+		{[]string{"goqio", "com"}, []string{"completion"}},
+		{[]string{"goqio", "-t", "w"}, []string{"writeback", "writethrough"}},
+		{[]string{"goqio", "--discard", "u"}, []string{"unmap"}},
+		{[]string{"goqio", "--output=j"}, []string{"--output=json"}},
+		{[]string{"goqio", "-c", "aio_"}, []string{"aio_flush", "aio_read", "aio_write"}},
+		{[]string{"goqio", "help", "trunc"}, []string{"truncate"}},
+		{[]string{"goqio", "completion", "z"}, []string{"zsh"}},
+		{[]string{"goqio", "--force-sh"}, []string{"--force-share"}},
+		{[]string{"goqio", "-f", "qcow2", "dis"}, []string{"disk.qcow2"}},
+	}
+	for _, c := range cases {
+		if got := complete(t, b, c.words...); strings.Join(got, " ") != strings.Join(c.want, " ") {
+			t.Errorf("completing %q: %q, want %q", c.words, got, c.want)
+		}
+	}
+}
