@@ -2,6 +2,7 @@ package qemuimg
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/goqio/goqio/check"
@@ -75,7 +76,9 @@ func imgCreate(e *env, argv []string) int {
 	if len(ops) > 2 {
 		return e.errorExit("Unexpected argument: %s", ops[2])
 	}
-	if err := create.Create(req, e.stdout, commands.ParseSize); err != nil {
+	// bdrv_img_create flushes stdout after the Formatting line, so that
+	// it comes before any error on stderr
+	if err := create.Create(req, flushWriter{e.stdout}, commands.ParseSize); err != nil {
 		if strings.Contains(err.Error(), "\nDetected format of ") {
 			// qemu-img prints this one without a final newline
 			fmt.Fprintf(e.stderr, "%s: %s", e.prog, err.Error())
@@ -178,4 +181,15 @@ func imgSnapshot(e *env, argv []string) int {
 		return 0
 	}
 	return snapshot.Modify(e.prog, op, name, ops[0], "", e.stderr)
+}
+
+// flushWriter flushes w (when it buffers) after every write.
+type flushWriter struct{ w io.Writer }
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if fl, ok := f.w.(interface{ Flush() error }); ok && err == nil {
+		err = fl.Flush()
+	}
+	return n, err
 }

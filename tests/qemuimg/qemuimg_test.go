@@ -209,3 +209,31 @@ func TestLocked(t *testing.T) {
 		compare(t, dir, goqio, qemuImg, args)
 	}
 }
+
+// TestInterleaved: with stdout and stderr on one pipe (as the iotests run
+// qemu-img) the lines come in qemu-img's order: create flushes its
+// Formatting line before the error, map's buffered table comes after it.
+func TestInterleaved(t *testing.T) {
+	_, qemuImg := testbin.QEMU(t)
+	goqio := testbin.Goqio(t)
+	dir := t.TempDir()
+	images(t, dir)
+	for _, args := range [][]string{
+		{"create", "-f", "qcow2", "-o", "compat=0.42", "x.qcow2", "64M"},
+		{"create", "-f", "qcow2", "-o", "preallocation=1234", "x.qcow2", "64M"},
+		{"map", "base.qcow2"}, {"compare", "-s", "t3.raw", "big.raw"}, {"info", "--backing-chain", "loop1.qcow2"},
+	} {
+		var outs [2]string
+		for i, prog := range []string{qemuImg, goqio} {
+			cmd := exec.Command(prog, args...)
+			cmd.Args[0] = "qemu-img"
+			cmd.Dir = dir
+			out, _ := cmd.CombinedOutput()
+			outs[i] = string(out)
+			os.Remove(dir + "/x.qcow2")
+		}
+		if outs[0] != outs[1] {
+			t.Errorf("qemu-img %q:\nqemu-img:\n%s\ngoqio:\n%s", args, outs[0], outs[1])
+		}
+	}
+}
