@@ -24,6 +24,9 @@ type Getopt struct {
 	operands []string
 	done     bool
 	posix    bool
+	// colon: optstring began with ':' (after any '+'): no messages, and
+	// a missing argument returns ':' instead of '?'
+	colon bool
 }
 
 // LongOption is one entry of getopt_long's table.
@@ -41,6 +44,11 @@ func NewGetopt(argv []string, optstring string, long []LongOption, errw io.Write
 		g.optstr = g.optstr[1:]
 	} else if os.Getenv("POSIXLY_CORRECT") != "" {
 		g.posix = true
+	}
+	if strings.HasPrefix(g.optstr, ":") {
+		g.colon = true
+		g.optstr = g.optstr[1:]
+		g.Err = io.Discard
 	}
 	return g
 }
@@ -100,7 +108,7 @@ func (g *Getopt) Next() (rune, string) {
 		}
 		if g.optind >= len(g.Argv) {
 			fmt.Fprintf(g.Err, "%s: option requires an argument -- '%c'\n", g.Argv[0], c)
-			return '?', ""
+			return g.missing(), ""
 		}
 		arg := g.Argv[g.optind]
 		g.optind++
@@ -164,12 +172,33 @@ func (g *Getopt) longOpt(text string) (rune, string) {
 	if o.HasArg {
 		if g.optind >= len(g.Argv) {
 			fmt.Fprintf(g.Err, "%s: option '--%s' requires an argument\n", g.Argv[0], o.Name)
-			return '?', ""
+			return g.missing(), ""
 		}
 		arg = g.Argv[g.optind]
 		g.optind++
 	}
 	return o.Val, arg
+}
+
+func (g *Getopt) missing() rune {
+	if g.colon {
+		return ':'
+	}
+	return '?'
+}
+
+// Word is glibc's argv[optind-1] after the last option returned: the word
+// holding that option (or its argument), or the word before it when more
+// options of a bundle follow. QEMU's tools name it in their messages.
+func (g *Getopt) Word() string {
+	i := g.optind
+	if g.nextchar != "" {
+		i--
+	}
+	if i-1 < 0 || i-1 >= len(g.Argv) {
+		return ""
+	}
+	return g.Argv[i-1]
 }
 
 // Operands returns the non-option words, in order, once Next has returned

@@ -17,6 +17,7 @@ import (
 	"github.com/goqio/goqio/check"
 	"github.com/goqio/goqio/commands"
 	"github.com/goqio/goqio/create"
+	"github.com/goqio/goqio/qemuimg"
 	"github.com/goqio/goqio/snapshot"
 )
 
@@ -42,8 +43,24 @@ func main() {
 	os.Exit(run(os.Args))
 }
 
+// imgSubcommands are qemu-img's subcommands goqio runs with qemu-img's own
+// command line (as goqio info, goqio map, goqio compare).
+var imgSubcommands = map[string]bool{"info": true, "map": true, "compare": true}
+
 func run(argv []string) int {
 	name := commands.ProgName(argv[0])
+	if name == "qemu-img" {
+		stdout := commands.StdoutOutput(os.Stdout)
+		code := qemuimg.Main(argv, stdout, os.Stderr)
+		stdout.Flush()
+		return code
+	}
+	if !commands.IsQEMUName(name) && len(argv) > 1 && imgSubcommands[argv[1]] {
+		stdout := commands.StdoutOutput(os.Stdout)
+		code := qemuimg.Sub(name, argv[1:], stdout, os.Stderr)
+		stdout.Flush()
+		return code
+	}
 	if name != "qemu-io" && len(argv) > 1 {
 		if own, ok := subcommands[argv[1]]; ok && (own || !commands.IsQEMUName(name)) {
 			return runApp(argv)

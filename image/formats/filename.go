@@ -37,6 +37,10 @@ func (n *Node) refreshFilename() {
 	} else {
 		backingOverridden = n.autoBackingFile != ""
 	}
+	if n.Flags&FlagNoIO != 0 {
+		// without I/O the backing file changes nothing (qemu-img info)
+		backingOverridden = false
+	}
 	opts := qdict.New()
 	gen := n.appendStrong(opts) || backingOverridden
 	for _, c := range n.Children {
@@ -216,3 +220,48 @@ func writeJSONString(b *strings.Builder, s string) {
 	}
 	b.WriteByte('"')
 }
+
+// ToJSONPretty is qobject_to_json_pretty(v, true): QEMU's JSON writer in
+// pretty mode (each member on its own line, four spaces a level, an empty
+// container still split over two lines).
+func ToJSONPretty(v any) string {
+	var b strings.Builder
+	writePretty(&b, v, 0)
+	return b.String()
+}
+
+func writePretty(b *strings.Builder, v any, level int) {
+	nl := func(l int) { b.WriteString("\n" + strings.Repeat("    ", l)) }
+	switch x := v.(type) {
+	case *qdict.Dict:
+		b.WriteString("{")
+		for i, k := range x.Keys() {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			nl(level + 1)
+			writeJSONString(b, k)
+			b.WriteString(": ")
+			writePretty(b, x.Get(k), level+1)
+		}
+		nl(level)
+		b.WriteString("}")
+	case *qdict.List:
+		b.WriteString("[")
+		for i, e := range x.Items {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			nl(level + 1)
+			writePretty(b, e, level+1)
+		}
+		nl(level)
+		b.WriteString("]")
+	default:
+		writeJSON(b, v)
+	}
+}
+
+// RefreshFilename is bdrv_refresh_filename: it sets n.Filename (and its
+// children's) from the graph as it is now.
+func (n *Node) RefreshFilename() { n.refreshFilename() }

@@ -40,6 +40,10 @@ type Options struct {
 	// Check opens the top image for checking (qemu-img check's
 	// BDRV_O_CHECK): a corrupt or dirty image opens, unrepaired.
 	Check bool
+	// NoBacking opens no backing file (BDRV_O_NO_BACKING; qemu-img info).
+	NoBacking bool
+	// NoIO is BDRV_O_NO_IO: the image is only looked at, never read.
+	NoIO bool
 	// Trace receives goqio's request trace (goqio -T zero), or is nil.
 	Trace func(string)
 	// Warn receives messages QEMU prints on stderr while opening, without
@@ -88,6 +92,12 @@ func (o Options) Flags() Flags {
 	}
 	if o.Check {
 		f |= FlagCheck
+	}
+	if o.NoBacking {
+		f |= FlagNoBacking
+	}
+	if o.NoIO {
+		f |= FlagNoIO
 	}
 	return f
 }

@@ -776,6 +776,10 @@ func (g *Graph) assignNodeName(bs *Node, name string, given bool) error {
 	return nil
 }
 
+// FullBackingFilename is bdrv_get_full_backing_filename for a node whose
+// image names a backing file (qemu-img info's full-backing-filename).
+func FullBackingFilename(n *Node) (string, error) { return fullBackingFilename(n) }
+
 // fullBackingFilename is bdrv_get_full_backing_filename: a relative name
 // is relative to the directory of the node's file (bdrv_dirname).
 func fullBackingFilename(bs *Node) (string, error) {

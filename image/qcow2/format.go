@@ -188,8 +188,14 @@ func encodeFeatures(fs []feature) []byte {
 }
 
 func decodeFeatures(b []byte) []feature {
+	// QEMU reads the extension into a zeroed buffer with room for two
+	// more entries: a short last entry is zero-padded, and the table
+	// ends at the first entry with an empty name
+	if r := len(b) % 48; r != 0 {
+		b = append(append([]byte(nil), b...), make([]byte, 48-r)...)
+	}
 	var fs []feature
-	for len(b) >= 48 {
+	for len(b) >= 48 && b[2] != 0 {
 		name := b[2:48]
 		n := 0
 		for n < len(name) && name[n] != 0 {
