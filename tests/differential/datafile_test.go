@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -481,12 +482,13 @@ func TestDataFileLocking(t *testing.T) {
 			pair := a + "/" + b
 			results[pair] = map[string]string{}
 			for _, first := range []string{"", "-r", "-U -r"} {
-				holder := exec.Command(progs[a], append(strings.Fields(first), "-c", "sleep 2000", "L.qcow2")...)
+				// the holder sleeps until killed below
+				holder := exec.Command(progs[a], append(strings.Fields(first), "-c", "sleep 60000", "L.qcow2")...)
 				holder.Dir = dir
 				if err := holder.Start(); err != nil {
 					t.Fatal(err)
 				}
-				time.Sleep(300 * time.Millisecond)
+				waitLocked(t, filepath.Join(dir, "L.qcow2"), 10*time.Second)
 				for _, second := range seconds {
 					o, e, rc := sh(t, dir, "", progs[b], strings.Fields(second)...)
 					e = strings.ReplaceAll(e, filepath.Base(progs[b])+":", "PROG:")
@@ -533,5 +535,26 @@ func TestDataFileCheck(t *testing.T) {
 		if outs[0] != outs[1] {
 			t.Errorf("%q (data file missing: %v):\nqemu-img:\n%s\ngoqio:\n%s", tc.args, tc.missing, outs[0], outs[1])
 		}
+	}
+}
+
+// waitLocked waits (at most max) until some process holds an OFD lock on
+// file, as a holder started in the background does once it has opened it:
+// a fixed delay is too short on a loaded machine or under -race.
+func waitLocked(t *testing.T, file string, max time.Duration) {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(file, &st); err != nil {
+		t.Fatal(err)
+	}
+	ino := fmt.Sprintf(":%d ", st.Ino)
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile("/proc/locks")
+		if strings.Contains(string(b), ino) {
+			time.Sleep(100 * time.Millisecond) // the holder finishes taking its locks
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
