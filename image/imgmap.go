@@ -1,5 +1,11 @@
 package image
 
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
 // MapEntry is one run of qemu-img map: where [Start, Start+Length) of the
 // guest view comes from.
 type MapEntry struct {
@@ -81,4 +87,50 @@ func Map(d *Disk, start, length int64, emit func(cur, next *MapEntry) error) err
 		cur = next
 	}
 	return emit(&cur, nil)
+}
+
+// ErrMapHuman is qemu-img map's refusal, in the human format, of data
+// without a host offset (dump_map_entry).
+var ErrMapHuman = errors.New("File contains external, encrypted or compressed clusters.")
+
+// hex16 is C's "%#-16" PRIx64: 0 is printed without the 0x prefix.
+func hex16(v int64) string {
+	if v == 0 {
+		return fmt.Sprintf("%-16s", "0")
+	}
+	return fmt.Sprintf("%#-16x", v)
+}
+
+// WriteMap writes qemu-img map's entries for [start, end) of d in the
+// human or the json format (the header or the brackets are the caller's).
+// It stops at the first error: ErrMapHuman or a block status failure.
+func WriteMap(w io.Writer, d *Disk, human bool, start, end int64) error {
+	return Map(d, start, end-start, func(e, next *MapEntry) error {
+		if human {
+			if e.Data && !e.HasOffset {
+				return ErrMapHuman
+			}
+			if e.Data && !e.Zero {
+				off := int64(0)
+				if e.HasOffset {
+					off = e.Offset
+				}
+				fmt.Fprintf(w, "%s%s%s%s\n", hex16(e.Start), hex16(e.Length), hex16(off), e.File)
+			}
+			if next != nil && (!next.Data || next.Zero) {
+				next.Data, next.Zero = false, true
+			}
+			return nil
+		}
+		fmt.Fprintf(w, `{ "start": %d, "length": %d, "depth": %d, "present": %t, "zero": %t, "data": %t`,
+			e.Start, e.Length, e.Depth, e.Present, e.Zero, e.Data)
+		if e.HasOffset {
+			fmt.Fprintf(w, `, "offset": %d`, e.Offset)
+		}
+		fmt.Fprint(w, "}")
+		if next != nil {
+			fmt.Fprintln(w, ",")
+		}
+		return nil
+	})
 }

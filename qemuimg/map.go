@@ -1,9 +1,7 @@
 package qemuimg
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"math"
 
 	"github.com/goqio/goqio/commands"
@@ -24,52 +22,6 @@ func (e *env) cvtnum(name, value string) int64 {
 		return -1
 	}
 	return v
-}
-
-// errHumanMap is dump_map_entry's refusal in the human format.
-var errHumanMap = errors.New("File contains external, encrypted or compressed clusters.")
-
-// hex16 is C's "%#-16" PRIx64: 0 is printed without the 0x prefix.
-func hex16(v int64) string {
-	if v == 0 {
-		return fmt.Sprintf("%-16s", "0")
-	}
-	return fmt.Sprintf("%#-16x", v)
-}
-
-// PrintMap writes qemu-img map's entries for [start, end) of d in the
-// human or the json format (the header or the opening bracket is the
-// caller's). It stops at the first error: errHumanMap or a block status
-// failure.
-func PrintMap(w io.Writer, d *image.Disk, human bool, start, end int64) error {
-	return image.Map(d, start, end-start, func(e, next *image.MapEntry) error {
-		if human {
-			if e.Data && !e.HasOffset {
-				return errHumanMap
-			}
-			if e.Data && !e.Zero {
-				off := int64(0)
-				if e.HasOffset {
-					off = e.Offset
-				}
-				fmt.Fprintf(w, "%s%s%s%s\n", hex16(e.Start), hex16(e.Length), hex16(off), e.File)
-			}
-			if next != nil && (!next.Data || next.Zero) {
-				next.Data, next.Zero = false, true
-			}
-			return nil
-		}
-		fmt.Fprintf(w, `{ "start": %d, "length": %d, "depth": %d, "present": %t, "zero": %t, "data": %t`,
-			e.Start, e.Length, e.Depth, e.Present, e.Zero, e.Data)
-		if e.HasOffset {
-			fmt.Fprintf(w, `, "offset": %d`, e.Offset)
-		}
-		fmt.Fprint(w, "}")
-		if next != nil {
-			fmt.Fprintln(w, ",")
-		}
-		return nil
-	})
 }
 
 func imgMap(e *env, argv []string) int {
@@ -134,8 +86,8 @@ func imgMap(e *env, argv []string) int {
 			end = start + maxLen
 		}
 	}
-	if err := PrintMap(e.stdout, n.Disk, human, start, end); err != nil {
-		if err == errHumanMap {
+	if err := image.WriteMap(e.stdout, n.Disk, human, start, end); err != nil {
+		if err == image.ErrMapHuman {
 			e.report("%v", err)
 		} else {
 			e.report("Could not read file metadata: %s", image.StrerrorOf(err))
