@@ -3,6 +3,8 @@ package commands
 import (
 	"fmt"
 	"strings"
+
+	"github.com/goqio/goqio/image/formats"
 )
 
 var openCmd = &Command{
@@ -92,25 +94,26 @@ func ParseAIO(mode string, f *OpenFlags) bool {
 // "file" of --image-opts); a bare word elsewhere is "word=on", with QEMU's
 // deprecation warning.
 func ParseOptions(s string, implied string, warn func(string)) (map[string]string, error) {
+	pairs, err := ParseOptionList(s, implied, warn)
+	if err != nil {
+		return nil, err
+	}
 	opts := map[string]string{}
+	for _, kv := range pairs {
+		opts[kv[0]] = kv[1]
+	}
+	return opts, nil
+}
+
+// ParseOptionList is ParseOptions keeping the order of the keys, as
+// QemuOpts keep a list (a later key wins over an earlier one).
+func ParseOptionList(s string, implied string, warn func(string)) ([][2]string, error) {
+	var out [][2]string
+	if s == "" {
+		return nil, nil
+	}
 	first := true
-	for len(s) > 0 {
-		var part strings.Builder
-		i := 0
-		for i < len(s) {
-			if s[i] == ',' {
-				if i+1 < len(s) && s[i+1] == ',' {
-					part.WriteByte(',')
-					i += 2
-					continue
-				}
-				break
-			}
-			part.WriteByte(s[i])
-			i++
-		}
-		s = s[min(i+1, len(s)):]
-		p := part.String()
+	for _, p := range formats.SplitOptions(s) {
 		k, v, ok := strings.Cut(p, "=")
 		if !ok {
 			if first && implied != "" {
@@ -131,10 +134,10 @@ func ParseOptions(s string, implied string, warn func(string)) (map[string]strin
 		if k == "" {
 			return nil, fmt.Errorf("Invalid parameter ''")
 		}
-		opts[k] = v
+		out = append(out, [2]string{k, v})
 		first = false
 	}
-	return opts, nil
+	return out, nil
 }
 
 func runOpen(s *Session, argv []string) error {

@@ -1,8 +1,6 @@
 package commands
 
 import (
-	"strings"
-
 	"github.com/goqio/goqio/image/formats"
 	"github.com/goqio/goqio/image/qdict"
 )
@@ -15,7 +13,7 @@ import (
 func runReopen(s *Session, argv []string) error {
 	f := s.curFlags
 	hasRW, hasCache := false, false
-	var optList []string
+	var optList [][2]string
 	g := s.getopt(argv, reopenCmd.Opts)
 	for {
 		c, arg := g.Next()
@@ -30,11 +28,12 @@ func runReopen(s *Session, argv []string) error {
 			}
 			hasCache = true
 		case 'o':
-			if _, err := ParseOptions(arg, "", s.warn); err != nil {
+			pairs, err := ParseOptionList(arg, "", s.warn)
+			if err != nil {
 				s.errorf("%v", err)
 				return ErrFailed
 			}
-			optList = append(optList, arg)
+			optList = append(optList, pairs...)
 		case 'r', 'w':
 			if hasRW {
 				s.errorf("Only one -r/-w option may be given")
@@ -50,10 +49,8 @@ func runReopen(s *Session, argv []string) error {
 		return s.usage(reopenCmd)
 	}
 	opts := qdict.New()
-	for _, arg := range optList {
-		for _, kv := range parseOptionList(arg) {
-			opts.Put(kv[0], kv[1])
-		}
+	for _, kv := range optList {
+		opts.Put(kv[0], kv[1])
 	}
 	if opts.Has("read-only") {
 		if hasRW {
@@ -119,47 +116,4 @@ func runReopen(s *Session, argv []string) error {
 	s.disk, s.node = n.Disk, n
 	s.curFlags = nf
 	return nil
-}
-
-// parseOptionList is ParseOptions keeping the order of the keys (QemuOpts
-// keep a list; the last of a key wins).
-func parseOptionList(s string) [][2]string {
-	var out [][2]string
-	for _, part := range splitOpts(s) {
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			v = "on"
-			if strings.HasPrefix(k, "no") {
-				k, v = k[2:], "off"
-			}
-		}
-		if k == "" {
-			continue
-		}
-		out = append(out, [2]string{k, v})
-	}
-	return out
-}
-
-// splitOpts splits a QemuOpts string at commas (",," is a comma).
-func splitOpts(s string) []string {
-	var parts []string
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == ',' {
-			if i+1 < len(s) && s[i+1] == ',' {
-				b.WriteByte(',')
-				i++
-				continue
-			}
-			parts = append(parts, b.String())
-			b.Reset()
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	if b.Len() > 0 {
-		parts = append(parts, b.String())
-	}
-	return parts
 }

@@ -74,7 +74,7 @@ func (o *Objects) Add(def string, help func(string)) error {
 	}
 	var keys []string
 	props := map[string]string{}
-	for i, part := range splitComma(def) {
+	for i, part := range SplitOptions(def) {
 		k, v, ok := strings.Cut(part, "=")
 		if !ok {
 			if i == 0 {
@@ -290,7 +290,9 @@ func qbase64(s string) ([]byte, error) {
 	return b, nil
 }
 
-func splitComma(s string) []string {
+// SplitOptions splits a QemuOpts string at its commas (",," is a comma);
+// an empty string gives one empty part.
+func SplitOptions(s string) []string {
 	var parts []string
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
