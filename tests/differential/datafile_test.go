@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -374,21 +373,7 @@ func randomDFCase(seed int64) dfCase {
 // TestRandomDataFile runs generated cases (seeds 1..n; GOQIO_DIFF_RANDOM
 // sets n).
 func TestRandomDataFile(t *testing.T) {
-	tl := setup(t)
-	n := 60
-	if testing.Short() {
-		n = 15
-	}
-	if v, err := strconv.Atoi(os.Getenv("GOQIO_DIFF_RANDOM")); err == nil {
-		n = v
-	}
-	for i := 0; i < n; i++ {
-		seed := int64(i + 1)
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
-			t.Parallel()
-			tl.runDF(t, randomDFCase(seed))
-		})
-	}
+	runSeeds(t, 60, 15, func(t *testing.T, tl tools, seed int64) { tl.runDF(t, randomDFCase(seed)) })
 }
 
 // TestCreateDataFile: goqio create -o data_file=... writes the qcow2 file

@@ -256,6 +256,16 @@ func (tl tools) run(t *testing.T, c Case) {
 	}
 }
 
+// runCases runs cases in parallel subtests.
+func runCases(t *testing.T, tl tools, cases []Case) {
+	for i, c := range cases {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			tl.run(t, c)
+		})
+	}
+}
+
 func cmds(flags []string, cs ...string) []string {
 	args := append([]string{}, flags...)
 	for _, c := range cs {
@@ -282,13 +292,7 @@ func TestHandWritten(t *testing.T) {
 		{Size: "1M", Args: []string{}, Stdin: "open -o driver=raw img\nlength\nclose\nlength\n"},
 		{Size: "1M", Args: cmds(raw, "write -s img 0 4k", "read -v 0 32", "write -s nonexist 0 1")},
 	}
-	for i, c := range cases {
-		c := c
-		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			t.Parallel()
-			tl.run(t, c)
-		})
-	}
+	runCases(t, tl, cases)
 }
 
 // TestMalformed: command lines qemu-io rejects, with its messages on the
@@ -390,6 +394,12 @@ func randomCase(seed int64) Case {
 // sets the count, e.g. GOQIO_DIFF_RANDOM=1000 go test ./tests/differential/),
 // seeds 1..n, in parallel.
 func runRandom(t *testing.T, n, short int, gen func(seed int64) Case) {
+	runSeeds(t, n, short, func(t *testing.T, tl tools, seed int64) { tl.run(t, gen(seed)) })
+}
+
+// runSeeds runs one parallel subtest per seed 1..n (short under -short,
+// GOQIO_DIFF_RANDOM when set).
+func runSeeds(t *testing.T, n, short int, run func(t *testing.T, tl tools, seed int64)) {
 	tl := setup(t)
 	if testing.Short() {
 		n = short
@@ -401,7 +411,7 @@ func runRandom(t *testing.T, n, short int, gen func(seed int64) Case) {
 		seed := int64(i + 1)
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			t.Parallel()
-			tl.run(t, gen(seed))
+			run(t, tl, seed)
 		})
 	}
 }
@@ -526,13 +536,7 @@ func TestQcow2HandWritten(t *testing.T) {
 		{Fmt: "qcow2", Size: "1M", Args: cmds(append(q, "-n"), "write -P 6 1 1000", "read -P 6 1 1000", "map")},
 		{Fmt: "qcow2", Size: "1M", Args: cmds(append(q, "-r"), "write 0 1", "read 0 1")},
 	}
-	for i, c := range cases {
-		c := c
-		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			t.Parallel()
-			tl.run(t, c)
-		})
-	}
+	runCases(t, tl, cases)
 }
 
 // TestCreateQcow2: goqio create -f qcow2 writes the bytes qemu-img create writes.
@@ -767,13 +771,7 @@ func TestPreallocTruncate(t *testing.T) {
 				Args:        cmds(q, "truncate -m "+pm+" 6M", "read -P 5 0 2M", "read -P 0 3000064 3M", "map")})
 		}
 	}
-	for i, c := range cases {
-		c := c
-		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			t.Parallel()
-			tl.run(t, c)
-		})
-	}
+	runCases(t, tl, cases)
 }
 
 // normalizeMap drops the "zero" flag of data extents and joins the

@@ -6,16 +6,6 @@ import (
 	"testing"
 )
 
-// runCases runs cases in parallel subtests.
-func runCases(t *testing.T, tl tools, cases []Case) {
-	for i, c := range cases {
-		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			t.Parallel()
-			tl.run(t, c)
-		})
-	}
-}
-
 // jsonOver is a json: filename of a driver (with more options) over a
 // child given as JSON.
 func jsonOver(driver, opts, child string) string {

@@ -1,9 +1,6 @@
 package differential
 
-import (
-	"fmt"
-	"testing"
-)
+import "testing"
 
 // TestGraphOptions: the ways qemu-io opens a node tree — json: filenames,
 // --image-opts, open -o with dotted keys, -f, protocol prefixes,
@@ -103,13 +100,7 @@ func TestGraphOptions(t *testing.T) {
 		cases = append(cases, r(append(cmds(nil, "read 0 4k", "write 0 4k", "map", "info", "length", "write -z 0 4k", "truncate 1G", "length"), n)...),
 			r(append(cmds(nil, "read -v 0 16", "alloc 0 64k", "discard 0 64k", "flush"), n)...))
 	}
-	for i, c := range cases {
-		c := c
-		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			t.Parallel()
-			tl.run(t, c)
-		})
-	}
+	runCases(t, tl, cases)
 }
 
 // TestReopenOptions: qemu-io's reopen through the graph: options that may
@@ -152,13 +143,7 @@ func TestReopenOptions(t *testing.T) {
 		Case{Size: "1M", Args: cmds(nil, "open -o driver=raw,offset=4096 img", "reopen -o offset=8192", "write -P 1 0 4k", "reopen -o size=4k", "length")},
 		Case{Size: "1M", Args: []string{"-f", "null-co", "-c", "reopen", "-c", "info", "json:{'driver': 'null-co', 'size': 65536}"}},
 	)
-	for i, c := range cases {
-		c := c
-		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			t.Parallel()
-			tl.run(t, c)
-		})
-	}
+	runCases(t, tl, cases)
 }
 
 // TestObjectsAndTrace: --object definitions (their errors, help texts,
@@ -184,11 +169,5 @@ func TestObjectsAndTrace(t *testing.T) {
 		Case{Size: "1M", Args: []string{"-T", "enable=nothing_here", "-c", "length", "img"}},
 		Case{Size: "1M", Args: []string{"-T", "-nothing", "-c", "length", "img"}},
 	)
-	for i, c := range cases {
-		c := c
-		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			t.Parallel()
-			tl.run(t, c)
-		})
-	}
+	runCases(t, tl, cases)
 }
