@@ -128,14 +128,11 @@ func imgCheck(e *env, argv []string) int {
 		return e.errorExit("Expecting one image file name")
 	}
 	req.File = ops[0]
-	switch output {
-	case "", "human":
-	case "json":
-		req.JSON = true
-	default:
-		e.report("--output must be used with human or json as argument.")
+	json, ok := e.outputJSON(output)
+	if !ok {
 		return 1
 	}
+	req.JSON = json
 	var f commands.OpenFlags
 	if !commands.ParseCacheMode(cache, &f) {
 		e.report("Invalid source cache option: %s", cache)
@@ -192,4 +189,17 @@ func (f flushWriter) Write(p []byte) (int, error) {
 		err = fl.Flush()
 	}
 	return n, err
+}
+
+// outputJSON is qemu-img's --output check: whether the json format was
+// asked for; false for ok after the message for anything but human/json.
+func (e *env) outputJSON(output string) (json, ok bool) {
+	switch output {
+	case "", "human":
+		return false, true
+	case "json":
+		return true, true
+	}
+	e.report("--output must be used with human or json as argument.")
+	return false, false
 }

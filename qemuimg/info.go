@@ -290,13 +290,8 @@ func imgInfo(e *env, argv []string) int {
 	if len(ops) != 1 {
 		return e.errorExit("Expecting one image file name")
 	}
-	json := false
-	switch output {
-	case "", "human":
-	case "json":
-		json = true
-	default:
-		e.report("--output must be used with human or json as argument.")
+	json, ok := e.outputJSON(output)
+	if !ok {
 		return 1
 	}
 	var list []*ImageInfo

@@ -61,15 +61,11 @@ func imgMap(e *env, argv []string) int {
 	if len(ops) != 1 {
 		return e.errorExit("Expecting one image file name")
 	}
-	human := true
-	switch output {
-	case "", "human":
-	case "json":
-		human = false
-	default:
-		e.report("--output must be used with human or json as argument.")
+	json, ok := e.outputJSON(output)
+	if !ok {
 		return 1
 	}
+	human := !json
 	n := e.open(openReq{name: ops[0], format: fmtName, imageOpts: imageOpts, forceShare: forceShare, readOnly: true})
 	if n == nil {
 		return 1
