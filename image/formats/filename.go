@@ -142,32 +142,48 @@ func (n *Node) appendStrong(d *qdict.Dict) bool {
 // QEMU's separators and escapes.
 func ToJSON(v any) string {
 	var b strings.Builder
-	writeJSON(&b, v)
+	writeJSON(&b, v, false, 0)
 	return b.String()
 }
 
-func writeJSON(b *strings.Builder, v any) {
+// writeJSON is json-writer.c: compact (", " and ": ") or, pretty, each
+// member on its own line indented four spaces a level, an empty container
+// still split over two lines.
+func writeJSON(b *strings.Builder, v any, pretty bool, level int) {
+	sep := func(i int) {
+		switch {
+		case pretty:
+			if i > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString("\n" + strings.Repeat("    ", level+1))
+		case i > 0:
+			b.WriteString(", ")
+		}
+	}
+	end := func(c string) {
+		if pretty {
+			b.WriteString("\n" + strings.Repeat("    ", level))
+		}
+		b.WriteString(c)
+	}
 	switch x := v.(type) {
 	case *qdict.Dict:
 		b.WriteString("{")
 		for i, k := range x.Keys() {
-			if i > 0 {
-				b.WriteString(", ")
-			}
+			sep(i)
 			writeJSONString(b, k)
 			b.WriteString(": ")
-			writeJSON(b, x.Get(k))
+			writeJSON(b, x.Get(k), pretty, level+1)
 		}
-		b.WriteString("}")
+		end("}")
 	case *qdict.List:
 		b.WriteString("[")
 		for i, e := range x.Items {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			writeJSON(b, e)
+			sep(i)
+			writeJSON(b, e, pretty, level+1)
 		}
-		b.WriteString("]")
+		end("]")
 	case string:
 		writeJSONString(b, x)
 	case bool:
@@ -226,40 +242,8 @@ func writeJSONString(b *strings.Builder, s string) {
 // container still split over two lines).
 func ToJSONPretty(v any) string {
 	var b strings.Builder
-	writePretty(&b, v, 0)
+	writeJSON(&b, v, true, 0)
 	return b.String()
-}
-
-func writePretty(b *strings.Builder, v any, level int) {
-	nl := func(l int) { b.WriteString("\n" + strings.Repeat("    ", l)) }
-	switch x := v.(type) {
-	case *qdict.Dict:
-		b.WriteString("{")
-		for i, k := range x.Keys() {
-			if i > 0 {
-				b.WriteString(",")
-			}
-			nl(level + 1)
-			writeJSONString(b, k)
-			b.WriteString(": ")
-			writePretty(b, x.Get(k), level+1)
-		}
-		nl(level)
-		b.WriteString("}")
-	case *qdict.List:
-		b.WriteString("[")
-		for i, e := range x.Items {
-			if i > 0 {
-				b.WriteString(",")
-			}
-			nl(level + 1)
-			writePretty(b, e, level+1)
-		}
-		nl(level)
-		b.WriteString("]")
-	default:
-		writeJSON(b, v)
-	}
 }
 
 // RefreshFilename is bdrv_refresh_filename: it sets n.Filename (and its
