@@ -12,7 +12,8 @@ import (
 )
 
 // TestNoCompiledBinaries: no tracked file is a compiled program or test
-// binary (go test -c leaves NAME.test behind; .gitignore has *.test).
+// binary (go test -c leaves NAME.test behind; .gitignore has *.test), and
+// no qcow2 image is tracked outside a testdata directory.
 func TestNoCompiledBinaries(t *testing.T) {
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
@@ -34,6 +35,11 @@ func TestNoCompiledBinaries(t *testing.T) {
 		f.Close()
 		if bytes.Equal(head[:n], []byte("\x7fELF")) {
 			t.Errorf("%s: a compiled binary is tracked", name)
+		}
+		// A qcow2 image belongs in a testdata directory, where a test
+		// names it; one elsewhere is a scratch image left behind.
+		if bytes.Equal(head[:n], []byte("QFI\xfb")) && !strings.Contains("/"+name, "/testdata/") {
+			t.Errorf("%s: a qcow2 image is tracked outside testdata", name)
 		}
 	}
 }
