@@ -1,6 +1,7 @@
 package qcow2
 
 import (
+	"encoding/binary"
 	"fmt"
 	"syscall"
 
@@ -24,62 +25,86 @@ const (
 var olNames = []string{"qcow2_header", "active L1 table", "active L2 table", "refcount table",
 	"refcount block", "snapshot table", "inactive L1 table", "inactive L2 table", "bitmap directory"}
 
-// checkOverlap is QEMU's qcow2_check_metadata_overlap in its default
-// "cached" mode: whether [off, off+n) overlaps metadata other than ign.
-func (d *Driver) checkOverlap(ign int, off, n int64) int {
+// checkOverlap is QEMU's qcow2_check_metadata_overlap: whether [off,
+// off+n) overlaps metadata other than ign, among the kinds overlap-check
+// selects. Only the inactive L2 check reads the file (each snapshot's L1
+// table); a snapshot L1 table it cannot read, or whose offset or size is
+// invalid, fails the check with that error (EINVAL, EFBIG), as QEMU's
+// qcow2_validate_table makes the write fail.
+func (d *Driver) checkOverlap(ign int, off, n int64) (int, error) {
 	if n == 0 {
-		return 0
+		return 0, nil
 	}
 	ign |= ^d.rt.overlap // the checks overlap-check leaves out
 	if ign&olMainHeader == 0 && off < d.clusterSize {
-		return olMainHeader
+		return olMainHeader, nil
 	}
 	n = (off&(d.clusterSize-1) + n + d.clusterSize - 1) &^ (d.clusterSize - 1)
 	off &^= d.clusterSize - 1
 	overlaps := func(o, s int64) bool { return o < off+n && off < o+s }
 	if ign&olActiveL1 == 0 && len(d.l1) > 0 && overlaps(d.l1Offset, int64(len(d.l1))*8) {
-		return olActiveL1
+		return olActiveL1, nil
 	}
 	if ign&olRefcountTable == 0 && len(d.refTable) > 0 && overlaps(d.refTableOffset, int64(len(d.refTable))*8) {
-		return olRefcountTable
+		return olRefcountTable, nil
 	}
 	if ign&olSnapshotTable == 0 && d.snapshotsSize > 0 && overlaps(int64(d.hdr.SnapshotsOffset), d.snapshotsSize) {
-		return olSnapshotTable
+		return olSnapshotTable, nil
 	}
 	if ign&olInactiveL1 == 0 {
 		for _, sn := range d.snaps {
 			if sn.l1Size != 0 && overlaps(int64(sn.l1Off&(1<<63-1)), int64(sn.l1Size)*8) {
-				return olInactiveL1
+				return olInactiveL1, nil
 			}
 		}
 	}
 	if ign&olActiveL2 == 0 {
 		for _, e := range d.l1 {
 			if o := int64(e & l1eOffsetMask); o != 0 && overlaps(o, d.clusterSize) {
-				return olActiveL2
+				return olActiveL2, nil
 			}
 		}
 	}
 	if ign&olRefcountBlock == 0 {
 		for i := int64(0); i <= d.maxRefTableIndex && i < int64(len(d.refTable)); i++ {
 			if o := int64(d.refTable[i] & reftOffsetMask); o != 0 && overlaps(o, d.clusterSize) {
-				return olRefcountBlock
+				return olRefcountBlock, nil
+			}
+		}
+	}
+	if ign&olInactiveL2 == 0 {
+		for _, sn := range d.snaps {
+			if sn.l1Size > maxL1Size/8 {
+				return 0, syscall.EFBIG
+			}
+			l1off, size := sn.l1Off, uint64(sn.l1Size)*8
+			if (1<<63-1)-size < l1off || l1off&uint64(d.clusterSize-1) != 0 {
+				return 0, syscall.EINVAL
+			}
+			l1 := make([]byte, size)
+			if err := d.file.ReadAt(l1, int64(l1off)); err != nil {
+				return 0, err
+			}
+			for j := 0; j < len(l1); j += 8 {
+				if o := int64(binary.BigEndian.Uint64(l1[j:]) & l1eOffsetMask); o != 0 && overlaps(o, d.clusterSize) {
+					return olInactiveL2, nil
+				}
 			}
 		}
 	}
 	if ign&olBitmapDirectory == 0 && d.hdr.AutoclearFeatures&autoclearBitmaps != 0 && d.bitmapDirSize > 0 &&
 		overlaps(int64(d.bitmapDirOff), int64(d.bitmapDirSize)) {
-		return olBitmapDirectory
+		return olBitmapDirectory, nil
 	}
-	return 0
+	return 0, nil
 }
 
 // preWriteCheck is QEMU's qcow2_pre_write_overlap_check: a write that
 // would overwrite metadata marks the image corrupt and fails.
 func (d *Driver) preWriteCheck(ign int, off, n int64) error {
-	ol := d.checkOverlap(ign, off, n)
-	if ol == 0 {
-		return nil
+	ol, err := d.checkOverlap(ign, off, n)
+	if err != nil || ol == 0 {
+		return err
 	}
 	bit := 0
 	for ol&1 == 0 {

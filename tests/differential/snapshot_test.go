@@ -162,3 +162,59 @@ func maskSnapshotDates(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// TestSnapshotL1Invalid: with overlap-check.inactive-l2=on, every metadata
+// write reads the snapshots' L1 tables; a snapshot whose L1 table offset
+// is unaligned or whose size is too large makes the write fail with
+// EINVAL or EFBIG (qcow2_validate_table in the overlap check), and the
+// refcount flush at close reports it, as qemu-io does; the image is left
+// as qemu-io leaves it.
+func TestSnapshotL1Invalid(t *testing.T) {
+	tl := setup(t)
+	for _, c := range []struct {
+		name  string
+		field int64 // offset in the snapshot table entry
+		value []byte
+	}{
+		{"offset", 0, []byte{0, 0, 0, 0, 0, 0x40, 2, 0}},
+		{"size", 8, []byte{0x10, 0, 0, 0}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			var outs, checks [2]string
+			for i, prog := range []string{tl.qemuIO, tl.goqio} {
+				p := filepath.Join(dir, fmt.Sprintf("i%d.qcow2", i))
+				for _, args := range [][]string{
+					{tl.qemuImg, "create", "-q", "-f", "qcow2", p, "64M"},
+					{tl.qemuIO, "-c", "write 0 512", p},
+					{tl.qemuImg, "snapshot", "-c", "test", p},
+				} {
+					if o, e, rc := sh(t, dir, "", args[0], args[1:]...); rc != 0 {
+						t.Fatalf("%v: %s%s", args, o, e)
+					}
+				}
+				b, err := os.ReadFile(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				snapOff := int64(binary.BigEndian.Uint64(b[64:]))
+				copy(b[snapOff+c.field:], c.value)
+				if err := os.WriteFile(p, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				o, e, rc := sh(t, dir, "", prog, "-c", "open -o overlap-check.inactive-l2=on "+p, "-c", "write 0 4k")
+				outs[i] = strings.ReplaceAll(strings.ReplaceAll(fmt.Sprintf("%s%s[%d]", e, o, rc), p, "IMG"),
+					filepath.Base(prog)+":", "PROG:")
+				o, e, rc = sh(t, dir, "", tl.qemuImg, "check", p)
+				checks[i] = strings.ReplaceAll(fmt.Sprintf("%s%s[%d]", e, o, rc), p, "IMG")
+			}
+			if outs[0] != outs[1] {
+				t.Errorf("qemu-io:\n%s\ngoqio:\n%s", outs[0], outs[1])
+			}
+			if checks[0] != checks[1] {
+				t.Errorf("check after qemu-io:\n%s\nafter goqio:\n%s", checks[0], checks[1])
+			}
+		})
+	}
+}
