@@ -919,11 +919,11 @@ func (d *Driver) Close() error {
 	err := d.flushLocked()
 	if !d.opts.ReadOnly && !d.dead {
 		var ierr error
-		if e := d.l2c.flush(); e != nil {
+		if e := d.cacheFlush(d.l2c); e != nil {
 			d.report("Failed to flush the L2 table cache: %s", image.StrerrorOf(e))
 			ierr = e
 		}
-		if e := d.rbc.flush(); e != nil {
+		if e := d.cacheFlush(d.rbc); e != nil {
 			d.report("Failed to flush the refcount block cache: %s", image.StrerrorOf(e))
 			ierr = e
 		}
@@ -948,6 +948,16 @@ func (d *Driver) Close() error {
 		os.Remove(d.name)
 	}
 	return err
+}
+
+// cacheFlush is QEMU's qcow2_cache_flush: the cache's dirty tables are
+// written, then the file is flushed (which the file's node skips when
+// nothing was written since its last flush).
+func (d *Driver) cacheFlush(c *tableCache) error {
+	if err := c.flush(); err != nil {
+		return err
+	}
+	return d.file.Flush()
 }
 
 // updateHeader rewrites cluster 0 as QEMU's qcow2_update_header does.

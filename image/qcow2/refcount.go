@@ -87,7 +87,8 @@ func (d *Driver) getRefcount(ci int64) (uint64, error) {
 	if err != nil || off == 0 {
 		return 0, err
 	}
-	d.file.DebugEvent("refblock_load")
+	// no refblock_load here: QEMU's qcow2_get_refcount reads through the
+	// cache without load_refcount_block's event
 	b, err := d.rbc.get(off)
 	if err != nil {
 		return 0, err
@@ -313,6 +314,7 @@ func (d *Driver) inSameRefblock(a, b int64) bool {
 // refcount block for cluster ci, allocating it (and growing the refcount
 // table) when there is none; after an allocation it returns errAgain.
 func (d *Driver) allocRefcountBlock(ci int64) (int64, error) {
+	d.file.DebugEvent("refblock_alloc")
 	ti := ci >> d.refBlockBits
 	if ti < int64(len(d.refTable)) {
 		off := int64(d.refTable[ti] & reftOffsetMask)
@@ -323,7 +325,7 @@ func (d *Driver) allocRefcountBlock(ci int64) (int64, error) {
 			return off, nil
 		}
 	}
-	if err := d.l2c.flush(); err != nil {
+	if err := d.cacheFlush(d.l2c); err != nil {
 		return 0, err
 	}
 	newBlock, err := d.allocClustersNoref(d.clusterSize, 1<<63-1)
@@ -340,16 +342,18 @@ func (d *Driver) allocRefcountBlock(ci int64) (int64, error) {
 		if err := d.updateRefcount(newBlock, d.clusterSize, 1, false, discardNever); err != nil {
 			return 0, err
 		}
-		if err := d.rbc.flush(); err != nil {
+		if err := d.cacheFlush(d.rbc); err != nil {
 			return 0, err
 		}
 		d.rbc.getEmpty(newBlock)
 	}
+	d.file.DebugEvent("refblock_alloc_write")
 	d.rbc.markDirty(newBlock)
-	if err := d.rbc.flush(); err != nil {
+	if err := d.cacheFlush(d.rbc); err != nil {
 		return 0, err
 	}
 	if ti < int64(len(d.refTable)) {
+		d.file.DebugEvent("refblock_alloc_hookup")
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], uint64(newBlock))
 		if err := d.writeSync(b[:], d.refTableOffset+ti*reftableEntrySize); err != nil {
@@ -361,6 +365,7 @@ func (d *Driver) allocRefcountBlock(ci int64) (int64, error) {
 	}
 	// The refcount table is full: grow it, with new refcount blocks placed
 	// past everything covered so far, describing themselves and the table.
+	d.file.DebugEvent("reftable_grow")
 	blocksUsed := divRoundUp(max(ci+1, (newBlock>>d.clusterBits)+1), d.refBlockSize)
 	metaOffset := blocksUsed * d.refBlockSize * d.clusterSize
 	if _, err := d.refcountArea(metaOffset, 0, false, ti, newBlock); err != nil {
@@ -460,19 +465,22 @@ func (d *Driver) refcountArea(startOffset, additional int64, exact bool, newInde
 			d.rbc.markDirty(off)
 		}
 	}
-	if err := d.rbc.flush(); err != nil {
+	d.file.DebugEvent("refblock_alloc_write_blocks")
+	if err := d.cacheFlush(d.rbc); err != nil {
 		return 0, err
 	}
 	buf := make([]byte, tableSize*reftableEntrySize)
 	for i := int64(0); i < total; i++ {
 		binary.BigEndian.PutUint64(buf[8*i:], newTable[i])
 	}
+	d.file.DebugEvent("refblock_alloc_write_table")
 	if err := d.writeSync(buf, tableOffset); err != nil {
 		return 0, err
 	}
 	var hb [12]byte
 	binary.BigEndian.PutUint64(hb[0:], uint64(tableOffset))
 	binary.BigEndian.PutUint32(hb[8:], uint32(tableClusters))
+	d.file.DebugEvent("refblock_alloc_switch_table")
 	if err := d.writeSync(hb[:], 48); err != nil {
 		return 0, err
 	}

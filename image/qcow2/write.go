@@ -156,9 +156,11 @@ func (d *Driver) writeLocked(p []byte, off int64) error {
 		cur := int64(min(len(p)-done, intMax))
 		host, n, metas, err := d.allocHostOffset(off+int64(done), cur)
 		if err != nil {
+			d.abortMetas(metas)
 			return err
 		}
 		if err := d.preWriteCheckData(host, n); err != nil {
+			d.abortMetas(metas)
 			return err
 		}
 		if err := d.writeTask(p[done:done+int(n)], off+int64(done), host, metas); err != nil {
@@ -171,26 +173,48 @@ func (d *Driver) writeLocked(p []byte, off int64) error {
 
 // writeTask writes the data of one allocation round and links it, as
 // QEMU's qcow2_co_pwritev_task.
+//
+// When a step fails, the allocations not yet linked are given back (QEMU's
+// qcow2_handle_l2meta with link_l2 false), so a failed write leaks no
+// cluster.
 func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta) error {
 	if err := d.handleAllocSpace(metas); err != nil {
+		d.abortMetas(metas)
 		return err
 	}
 	merged, err := d.mergeCow(p, off, metas)
 	if err != nil {
+		d.abortMetas(metas)
 		return err
 	}
 	if !merged {
 		d.file.DebugEvent("write_aio")
 		if err := d.dataDisk().WriteAt(p, host, false); err != nil {
+			d.abortMetas(metas)
 			return err
 		}
 	}
-	for _, m := range metas {
+	for i, m := range metas {
 		if err := d.linkL2(m, merged); err != nil {
+			d.abortMetas(metas[i:])
 			return err
 		}
 	}
 	return nil
+}
+
+// abortMetas is QEMU's qcow2_alloc_cluster_abort for each allocation: the
+// clusters allocated for it are freed, unless they were the image's own
+// already or live in an external data file.
+func (d *Driver) abortMetas(metas []*l2Meta) {
+	if d.hasDataFile() {
+		return
+	}
+	for _, m := range metas {
+		if !m.keepOld {
+			d.freeClusters(m.allocOffset, m.nbClusters<<d.clusterBits, discardNever)
+		}
+	}
 }
 
 // handleAllocSpace: when the COW areas of an allocation read as zero
@@ -398,7 +422,7 @@ func (d *Driver) allocHostOffset(off, n int64) (int64, int64, []*l2Meta, error) 
 		cur = remaining
 		ok, err := d.handleCopied(start, &clusterOff, &cur, &metas)
 		if err != nil {
-			return 0, 0, nil, err
+			return 0, 0, metas, err
 		}
 		if ok {
 			continue
@@ -408,7 +432,7 @@ func (d *Driver) allocHostOffset(off, n int64) (int64, int64, []*l2Meta, error) 
 		}
 		ok, err = d.handleAlloc(start, &clusterOff, &cur, &metas)
 		if err != nil {
-			return 0, 0, nil, err
+			return 0, 0, metas, err
 		}
 		if ok {
 			continue
@@ -652,7 +676,9 @@ func (d *Driver) getClusterTable(off int64) (int64, error) {
 	return l2off, nil
 }
 
-// l2Allocate is QEMU's l2_allocate.
+// l2Allocate is QEMU's l2_allocate. Whatever fails after the table's
+// cluster is allocated, the L1 entry keeps its old value and the cluster is
+// given back (discarded always), as QEMU's fail path does.
 func (d *Driver) l2Allocate(l1i int64) error {
 	old := d.l1[l1i]
 	l2off, err := d.allocClusters(d.clusterSize)
@@ -662,14 +688,19 @@ func (d *Driver) l2Allocate(l1i int64) error {
 	if l2off == 0 {
 		return d.corruption("Preventing invalid allocation of L2 table at offset 0")
 	}
-	if err := d.rbc.flush(); err != nil {
+	fail := func(err error) error {
+		d.l1[l1i] = old
+		d.freeClusters(l2off, d.clusterSize, discardAlways)
 		return err
+	}
+	if err := d.cacheFlush(d.rbc); err != nil {
+		return fail(err)
 	}
 	var src []byte
 	if old&l1eOffsetMask != 0 {
 		d.file.DebugEvent("l2_alloc_cow_read")
 		if src, err = d.l2c.get(int64(old & l1eOffsetMask)); err != nil {
-			return err
+			return fail(err)
 		}
 		src = append([]byte(nil), src...)
 	}
@@ -677,15 +708,12 @@ func (d *Driver) l2Allocate(l1i int64) error {
 	copy(b, src)
 	d.file.DebugEvent("l2_alloc_write")
 	d.l2c.markDirty(l2off)
-	if err := d.l2c.flush(); err != nil {
-		return err
+	if err := d.cacheFlush(d.l2c); err != nil {
+		return fail(err)
 	}
 	d.l1[l1i] = uint64(l2off) | oflagCopied
 	if err := d.writeL1Entry(l1i); err != nil {
-		// as QEMU: the old entry stays, the new table is given back
-		d.l1[l1i] = old
-		d.freeClusters(l2off, d.clusterSize, discardOther)
-		return err
+		return fail(err)
 	}
 	return nil
 }
@@ -728,27 +756,34 @@ func (d *Driver) growL1(minSize int64, exact bool) error {
 	size2 := 8 * newSize
 	newL1 := make([]uint64, newSize)
 	copy(newL1, d.l1)
+	d.file.DebugEvent("l1_grow_alloc_table")
 	newOff, err := d.allocClusters(size2)
 	if err != nil {
 		return err
 	}
-	if err := d.rbc.flush(); err != nil {
-		return err
-	}
-	buf := encodeU64s(newL1)
-	if err := d.preWriteCheck(0, newOff, size2); err != nil {
-		return err
-	}
-	if err := d.writeSync(buf, newOff); err != nil {
+	// as QEMU's qcow2_grow_l1_table: on any failure past the allocation
+	// the new table's clusters are given back
+	fail := func(err error) error {
 		d.freeClusters(newOff, size2, discardOther)
 		return err
 	}
+	if err := d.cacheFlush(d.rbc); err != nil {
+		return fail(err)
+	}
+	buf := encodeU64s(newL1)
+	if err := d.preWriteCheck(0, newOff, size2); err != nil {
+		return fail(err)
+	}
+	d.file.DebugEvent("l1_grow_write_table")
+	if err := d.writeSync(buf, newOff); err != nil {
+		return fail(err)
+	}
+	d.file.DebugEvent("l1_grow_activate_table")
 	var hb [12]byte
 	binary.BigEndian.PutUint32(hb[0:], uint32(newSize))
 	binary.BigEndian.PutUint64(hb[4:], uint64(newOff))
 	if err := d.writeSync(hb[:], 36); err != nil {
-		d.freeClusters(newOff, size2, discardOther)
-		return err
+		return fail(err)
 	}
 	oldOff, oldSize := d.l1Offset, int64(len(d.l1))
 	d.l1, d.l1Offset = newL1, newOff

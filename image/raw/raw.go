@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -53,6 +54,13 @@ type Driver struct {
 	noZero  bool  // fallocate ZERO_RANGE said ENOTSUP
 	noPunch bool  // fallocate PUNCH_HOLE said ENOTSUP
 	noAlloc bool  // plain fallocate said ENOTSUP
+
+	// writeGen counts completed writes (of any kind, failed ones too) and
+	// flushedGen is writeGen when the last flush began: QEMU's write_gen
+	// and flushed_gen, so a flush with nothing written since the last one
+	// is no fdatasync, as bdrv_co_flush skips it. flushMu orders flushes.
+	writeGen, flushedGen atomic.Uint64
+	flushMu              sync.Mutex
 }
 
 // Open opens the raw image at path.
@@ -176,6 +184,7 @@ func (d *Driver) pread(p []byte, off int64) (int, error) {
 
 // WriteAt writes p; a write past the end of the file extends it.
 func (d *Driver) WriteAt(p []byte, off int64) (int, error) {
+	defer d.writeGen.Add(1)
 	if _, err := d.checkProbed(p, off); err != nil {
 		return 0, err
 	}
@@ -269,6 +278,7 @@ func isNotSup(err error) bool { return err == unix.EOPNOTSUPP || err == unix.ENO
 // plain fallocate. When the file system supports none of these it returns
 // image.ErrNotSupported so that Disk writes zeroes.
 func (d *Driver) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
+	defer d.writeGen.Add(1)
 	if d.opts.ReadOnly {
 		return image.ErrReadOnly
 	}
@@ -342,6 +352,7 @@ func (d *Driver) setFlag(f *bool) {
 
 // Discard punches a hole; a file system that cannot gives image.ErrNotSupported.
 func (d *Driver) Discard(off, n int64) error {
+	defer d.writeGen.Add(1)
 	if d.opts.ReadOnly {
 		return image.ErrReadOnly
 	}
@@ -408,9 +419,16 @@ func (d *Driver) findAllocation(start int64) (data, hole int64, err error) {
 	return 0, 0, unix.EBUSY
 }
 
-// Flush is fdatasync, unless opened with NoFlush.
+// Flush is fdatasync, unless opened with NoFlush or nothing was written
+// since the last flush.
 func (d *Driver) Flush() error {
 	if d.opts.NoFlush || d.opts.ReadOnly {
+		return nil
+	}
+	d.flushMu.Lock()
+	defer d.flushMu.Unlock()
+	gen := d.writeGen.Load()
+	if gen == d.flushedGen.Load() {
 		return nil
 	}
 	for {
@@ -421,6 +439,7 @@ func (d *Driver) Flush() error {
 		if err != nil {
 			return fmt.Errorf("raw: flush: %w", err)
 		}
+		d.flushedGen.Store(gen)
 		return nil
 	}
 }
@@ -510,6 +529,7 @@ func (d *Driver) ReadvAt(bufs [][]byte, off int64) error {
 
 // WritevAt writes bufs at off as one pwritev.
 func (d *Driver) WritevAt(bufs [][]byte, off int64) error {
+	defer d.writeGen.Add(1)
 	if d.opts.Probed && off < 512 {
 		var head []byte
 		for _, b := range bufs {
@@ -596,6 +616,7 @@ var _ image.VectorIO = (*Driver)(nil)
 // allocate the first block of a file that was empty), fallocate for falloc,
 // explicit zeroes for full; preallocation cannot shrink.
 func (d *Driver) Truncate(size int64, p image.Prealloc) error {
+	defer d.writeGen.Add(1)
 	if d.opts.ReadOnly {
 		return image.ErrReadOnly
 	}

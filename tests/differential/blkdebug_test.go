@@ -14,18 +14,37 @@ func TestBlkdebug(t *testing.T) {
 		return "driver=qcow2,file.driver=blkdebug,file.image.filename=img" + extra
 	}
 	var cases []Case
-	// not yet identical: write_aio (qcow2's close does not report the
-	// failed cache flushes) and l1_update with once=off
-	for _, ev := range []string{"l1_update", "cluster_alloc", "l2_load"} {
+	// every qcow2 metadata event qemu-iotests 026 covers, once and
+	// repeatedly: the failed request, the cache flushes at close, and
+	// the leaks check finds must be qemu-io's
+	for _, ev := range []string{"l1_update", "cluster_alloc", "l2_load", "l2_update", "l2_alloc_write", "write_aio",
+		"refblock_load", "refblock_update_part", "refblock_alloc"} {
 		for _, once := range []string{"on", "off"} {
-			if ev == "l1_update" && once == "off" {
-				continue
-			}
 			cases = append(cases, Case{Fmt: "qcow2", Size: "1M", CompareCheck: true,
 				Args: []string{"--image-opts", "-c", "write -P 1 0 128k", "-c", "read -P 1 0 64k", "-c", "write -P 2 512k 4k",
 					bd(",file.inject-error.0.event=" + ev + ",file.inject-error.0.once=" + once)}})
 		}
 	}
+	// L1 growth (1 KiB clusters, a write past what the L1 covers) and
+	// refcount table growth (512-byte clusters, 16 MiB written)
+	for _, ev := range []string{"l1_grow_alloc_table", "l1_grow_write_table", "l1_grow_activate_table"} {
+		for _, once := range []string{"on", "off"} {
+			cases = append(cases, Case{Fmt: "qcow2", Size: "1G", CreateOpts: []string{"-o", "cluster_size=1024"}, CompareCheck: true,
+				Args: []string{"--image-opts", "-c", "write -P 1 0 64k", "-c", "write -P 2 512M 4k",
+					bd(",file.inject-error.0.event=" + ev + ",file.inject-error.0.once=" + once + ",file.inject-error.0.errno=28")}})
+		}
+	}
+	for _, ev := range []string{"refblock_alloc_hookup", "refblock_alloc_write", "refblock_alloc_write_blocks",
+		"refblock_alloc_write_table", "refblock_alloc_switch_table"} {
+		cases = append(cases, Case{Fmt: "qcow2", Size: "1G", CreateOpts: []string{"-o", "cluster_size=512"}, CompareCheck: true,
+			Args: []string{"--image-opts", "-c", "write -P 1 0 16M",
+				bd(",file.inject-error.0.event=" + ev + ",file.inject-error.0.once=on,file.inject-error.0.errno=28")}})
+	}
+	// A failed data write gives its clusters back, so the next write
+	// reuses them and check finds no leak (qemu-iotests 026 checks that,
+	// with a 1 MiB write over 1 KiB clusters). Not a case here: QEMU runs
+	// such a write as parallel tasks, one per L2 slice, and the host
+	// offsets the second write gets depend on that (issue 16).
 	cases = append(cases,
 		Case{Fmt: "qcow2", Size: "1M", CompareCheck: true, Args: []string{"-c", "break write_aio A", "-c", "aio_write -P 3 0 512",
 			"-c", "aio_write -P 4 0x10000 512", "-c", "wait_break A", "-c", "resume A", "-c", "aio_flush", "-c", "resume A",
