@@ -45,6 +45,11 @@ func (s *Session) drain() {
 	s.waitSuspended()
 	s.aio.wg.Wait()
 	s.flushDebug()
+	s.printDone()
+}
+
+// printDone prints the reports of the requests completed so far.
+func (s *Session) printDone() {
 	s.aio.mu.Lock()
 	done := s.aio.done
 	s.aio.done = nil
@@ -224,10 +229,9 @@ func (s *Session) sleepDrain(d time.Duration) {
 	} else {
 		time.Sleep(d)
 	}
-	s.aio.mu.Lock()
-	pending := len(s.aio.done)
-	s.aio.mu.Unlock()
-	if pending > 0 {
-		s.drain()
-	}
+	// qemu-io's sleep runs the main loop: the requests that completed
+	// meanwhile report, the others (some perhaps suspended at a
+	// breakpoint) go on
+	s.settle()
+	s.printDone()
 }

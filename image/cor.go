@@ -29,8 +29,10 @@ func (d *Disk) readCopyOnRead(p []byte, off int64) error {
 	}
 	// QEMU makes a copy-on-read request serialising: no other request
 	// overlapping its clusters runs between its read and its write back.
-	d.serial.Lock()
-	defer d.serial.Unlock()
+	d.serial.RLock()
+	defer d.serial.RUnlock()
+	req := d.trackAll()
+	defer d.untrack(req)
 	pad := blkalign.Pad(off, n, lim.RequestAlignment)
 	start, length := pad.Start(), pad.Length()
 	alloc, pnum, err := d.IsAllocated(start, length)

@@ -107,8 +107,11 @@ func (d *Disk) DetectZeroWrite(p []byte, off int64, fua bool) (bool, error) {
 		}
 		return true, d.zeroWrite(off, n, zf, fua, lim)
 	}
-	d.serial.Lock()
-	defer d.serial.Unlock()
+	d.serial.RLock()
+	defer d.serial.RUnlock()
+	req := d.track(pad.Start(), pad.Length())
+	defer d.untrack(req)
+	d.serialise(req, pad.Start(), pad.Length(), lim.RequestAlignment)
 	r, err := d.rmwRead(pad, lim)
 	if err != nil {
 		return true, err

@@ -60,10 +60,12 @@ type Disk struct {
 	name string
 	opts Options
 
-	// serial is held shared by aligned writes and exclusively by padded
-	// (read-modify-write) writes, so that no write slips between the read and
-	// the write of a padded block.
-	serial sync.RWMutex
+	// serial is held shared by every write request and exclusively by
+	// truncate and close. Requests order among themselves through tracked
+	// (tracked.go): a padded write is serialising over its blocks, so that
+	// no overlapping request slips between its read and its write.
+	serial  sync.RWMutex
+	tracked tracker
 
 	mu     sync.Mutex
 	closed bool
@@ -187,6 +189,10 @@ func (d *Disk) ReadAt(p []byte, off int64) error {
 	}
 	lim := d.Limits()
 	pad := blkalign.Pad(off, n, lim.RequestAlignment)
+	// a read waits for the serialising requests it overlaps, as QEMU's
+	// bdrv_aligned_preadv does
+	req := d.track(pad.Start(), pad.Length())
+	defer d.untrack(req)
 	if !pad.Needed() {
 		return d.readAligned(p, off, lim)
 	}
@@ -276,13 +282,14 @@ func (d *Disk) WriteAt(p []byte, off int64, fua bool) error {
 		}
 	}
 	pad := blkalign.Pad(off, n, lim.RequestAlignment)
+	d.serial.RLock()
+	defer d.serial.RUnlock()
+	req := d.track(pad.Start(), pad.Length())
+	defer d.untrack(req)
 	if !pad.Needed() {
-		d.serial.RLock()
-		defer d.serial.RUnlock()
 		return d.writeData([][]byte{p}, off, 0, fua, lim)
 	}
-	d.serial.Lock()
-	defer d.serial.Unlock()
+	d.serialise(req, pad.Start(), pad.Length(), lim.RequestAlignment)
 	r, err := d.rmwRead(pad, lim)
 	if err != nil {
 		return err
@@ -427,13 +434,14 @@ func (d *Disk) WriteZeroes(off, n int64, flags ZeroFlags, fua bool) error {
 // request alignment by zeroPadded when it is not aligned.
 func (d *Disk) zeroWrite(off, n int64, flags ZeroFlags, fua bool, lim Limits) error {
 	pad := blkalign.Pad(off, n, lim.RequestAlignment)
+	d.serial.RLock()
+	defer d.serial.RUnlock()
+	req := d.track(off, n)
+	defer d.untrack(req)
 	if !pad.Needed() {
-		d.serial.RLock()
-		defer d.serial.RUnlock()
 		return d.zeroRequest(off, n, flags, fua, lim)
 	}
-	d.serial.Lock()
-	defer d.serial.Unlock()
+	d.serialise(req, off, n, lim.RequestAlignment)
 	return d.zeroPadded(pad, flags, fua, lim)
 }
 
@@ -573,6 +581,8 @@ func (d *Disk) Discard(off, n int64) error {
 	align := max(lim.DiscardAlignment, lim.RequestAlignment)
 	d.serial.RLock()
 	defer d.serial.RUnlock()
+	req := d.track(off, n)
+	defer d.untrack(req)
 	d.trace("discard off=%#x size=%#x", off, n)
 	for _, p := range blkalign.DiscardPieces(off, n, align, lim.RequestAlignment, lim.MaxDiscard) {
 		d.trace("  piece off=%#x size=%#x", p.Off, p.Len)
@@ -599,6 +609,8 @@ func (d *Disk) WriteCompressed(p []byte, off int64) error {
 	}
 	d.serial.RLock()
 	defer d.serial.RUnlock()
+	req := d.track(off, int64(len(p)))
+	defer d.untrack(req)
 	return c.WriteCompressed(p, off)
 }
 

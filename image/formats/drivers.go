@@ -336,7 +336,8 @@ func openNull(g *Graph, n *Node, opts *qdict.Dict) error {
 // window is raw-format.c over a child it does not share a driver with
 // (a file with offset or size, or any other node): requests are moved by
 // the offset (raw_adjust_offset), the length follows the child's
-// (raw_getlength), block status is the child's at the moved offset
+// (raw_getlength), reads and writes tell the child read_aio and write_aio
+// (for a blkdebug child), block status is the child's at the moved offset
 // (BDRV_BLOCK_RAW), info the child's (raw_get_info). A probed raw image
 // takes requests in sectors and refuses a block 0 that would probe as
 // another format (raw_co_pwritev).
@@ -373,6 +374,7 @@ func (w *window) ReadAt(p []byte, off int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	w.file.DebugEvent("read_aio")
 	if err := w.file.ReadAt(p, o); err != nil {
 		return 0, err
 	}
@@ -389,6 +391,7 @@ func (w *window) WriteAt(p []byte, off int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	w.file.DebugEvent("write_aio")
 	if err := w.file.WriteAt(p, o, false); err != nil {
 		return 0, err
 	}
