@@ -133,6 +133,7 @@ func (d *Disk) copyOnRead(buf []byte, off int64, lim Limits) error {
 				return err
 			}
 			var err error
+			d.DebugEvent("cor_write")
 			if _, ok := d.drv.(Zeroer); ok && isZero(b) {
 				d.trace("  run off=%#x size=%#x: not allocated, zeroes: copied as a zero write", pc.off, pc.n)
 				err = d.zeroAligned(pc.off, pc.n, 0, false, lim)

@@ -317,6 +317,9 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	rtBytes := int64(h.RefcountTableClusters) << d.clusterBits
 	d.refTableOffset = int64(h.RefcountTableOffset)
 	b := make([]byte, rtBytes)
+	if rtBytes > 0 {
+		file.DebugEvent("reftable_load")
+	}
 	if err := file.ReadAt(b, d.refTableOffset); err != nil {
 		return nil, openErr("Could not initialize refcount handling: %s", image.StrerrorOf(err))
 	}
@@ -704,6 +707,7 @@ func (d *Driver) readBacking(p []byte, off int64) error {
 		clear(p)
 		return nil
 	}
+	d.file.DebugEvent("read_backing_aio")
 	bsize := d.backing.Size()
 	n := int64(len(p))
 	if off >= bsize {

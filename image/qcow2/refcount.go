@@ -193,9 +193,9 @@ func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool,
 	// reference (the other way round is set where references are made:
 	// linkL2, allocBytes)
 	if decrease {
-		if err := d.rbc.setDependency(d.l2c); err != nil {
-			return err
-		}
+		// as qcow2_cache_set_dependency's callers: a failed flush of the
+		// dependency leaves none set and is not an error here
+		_ = d.rbc.setDependency(d.l2c)
 	}
 	start := off &^ (d.clusterSize - 1)
 	last := (off + length - 1) &^ (d.clusterSize - 1)

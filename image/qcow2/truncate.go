@@ -141,12 +141,14 @@ func (d *Driver) shrinkL1(n int64) error {
 	if n >= int64(len(d.l1)) {
 		return nil
 	}
+	d.file.DebugEvent("l1_shrink_write_table")
 	if err := d.file.WriteAt(make([]byte, (int64(len(d.l1))-n)*8), d.l1Offset+n*8, false); err != nil {
 		return err
 	}
 	if err := d.file.Flush(); err != nil {
 		return err
 	}
+	d.file.DebugEvent("l1_shrink_free_l2_clusters")
 	for i := int64(len(d.l1)) - 1; i > n-1; i-- {
 		if off := int64(d.l1[i] & l1eOffsetMask); off != 0 {
 			d.freeClusters(off, d.clusterSize, discardAlways)

@@ -36,6 +36,7 @@ func (d *Driver) ReadVMState(p []byte, pos int64) error {
 	if err := d.evict(); err != nil {
 		return err
 	}
+	d.file.DebugEvent("vmstate_load")
 	return d.readGuest(p, off)
 }
 
@@ -53,5 +54,6 @@ func (d *Driver) WriteVMState(p []byte, pos int64) error {
 	if err := d.evict(); err != nil {
 		return err
 	}
+	d.file.DebugEvent("vmstate_save")
 	return d.writeLocked(p, off)
 }

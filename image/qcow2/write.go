@@ -331,9 +331,9 @@ func (d *Driver) linkL2(m *l2Meta, merged bool) error {
 		d.markDirty()
 	}
 	if d.needAccurateRefcounts() {
-		if err := d.l2c.setDependency(d.rbc); err != nil {
-			return err
-		}
+		// as qcow2_cache_set_dependency's callers: a failed flush of the
+		// dependency leaves none set and is not an error here
+		_ = d.l2c.setDependency(d.rbc)
 	}
 	l2off, b, err := d.clusterTable(m.guest)
 	if err != nil {

@@ -40,6 +40,38 @@ func TestBlkdebug(t *testing.T) {
 			Args: []string{"--image-opts", "-c", "write -P 1 0 16M",
 				bd(",file.inject-error.0.event=" + ev + ",file.inject-error.0.once=on,file.inject-error.0.errno=28")}})
 	}
+	// the other qcow2 events: compressed clusters, the VM state, reads
+	// from the backing file, L1 shrinking, the refcount table at open
+	for _, c := range []struct {
+		ev   string
+		cmds []string
+	}{
+		// (the cluster the failed compressed write mapped reads as an
+		// error in both, so a plain write replaces it before the compare)
+		{"write_compressed", []string{"write -c -P 1 0 64k", "read -P 1 0 64k", "write -P 2 0 64k"}},
+		{"l2_update_compressed", []string{"write -c -P 1 0 64k", "read -P 1 0 64k", "write -P 2 0 64k"}},
+		{"read_compressed", []string{"write -c -P 1 0 64k", "read -P 1 0 64k", "read -P 1 0 64k"}},
+		{"vmstate_save", []string{"write -b -P 1 0 4k", "read -b -P 1 0 4k"}},
+		{"vmstate_load", []string{"write -b -P 1 0 4k", "read -b -P 1 0 4k", "read -b -P 1 0 4k"}},
+		{"l1_shrink_write_table", []string{"write -P 1 900M 4k", "truncate 512M", "read -P 0 0 4k"}},
+		{"l1_shrink_free_l2_clusters", []string{"write -P 1 900M 4k", "truncate 512M", "read -P 0 0 4k"}},
+		{"reftable_load", []string{"read 0 4k"}},
+	} {
+		for _, once := range []string{"on", "off"} {
+			args := []string{"--image-opts"}
+			for _, cmd := range c.cmds {
+				args = append(args, "-c", cmd)
+			}
+			cases = append(cases, Case{Fmt: "qcow2", Size: "1G", CompareCheck: true,
+				Args: append(args, bd(",file.inject-error.0.event="+c.ev+",file.inject-error.0.once="+once))})
+		}
+	}
+	for _, once := range []string{"on", "off"} {
+		cases = append(cases, Case{Fmt: "qcow2", Size: "1M", CompareCheck: true,
+			Backing: []string{"qcow2", "1M"}, BackingCmds: []string{"write -P 7 0 128k"},
+			Args: []string{"--image-opts", "-c", "read -P 7 0 64k", "-c", "write -P 1 64k 4k", "-c", "read -P 7 0 4k",
+				bd(",file.inject-error.0.event=read_backing_aio,file.inject-error.0.once=" + once)}})
+	}
 	// A failed data write gives its clusters back, so the next write
 	// reuses them and check finds no leak (qemu-iotests 026 checks that,
 	// with a 1 MiB write over 1 KiB clusters). Not a case here: QEMU runs
