@@ -283,9 +283,45 @@ func (s *converter) write(sector, n int64, buf []byte, status blkStatus, pre any
 		}
 		sector += k
 		n -= k
-		buf = buf[k*sectorSize:]
+		if status == blkData {
+			buf = buf[k*sectorSize:]
+		}
 	}
 	return nil
+}
+
+// usesFile reports whether a file node of the graphs under nodes is the
+// file at path.
+func usesFile(nodes []*formats.Node, path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	seen := map[*formats.Node]bool{}
+	var walk func(n *formats.Node) bool
+	walk = func(n *formats.Node) bool {
+		if n == nil || seen[n] {
+			return false
+		}
+		seen[n] = true
+		if n.Drv != nil && n.Drv.Name == "file" {
+			if f, err := os.Stat(n.Filename); err == nil && os.SameFile(f, fi) {
+				return true
+			}
+		}
+		for _, c := range n.Children {
+			if walk(c.Node) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, n := range nodes {
+		if walk(n) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *converter) writeData(sector, n int64, buf []byte, pre any) error {
@@ -570,7 +606,9 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 	}
 	s.targetHasBacking = backing != ""
 	if s.hasZeroInit && s.targetHasBacking {
-		return errorf(ErrInvalidOptions, "Cannot use --target-is-zero when the destination image has a backing file")
+		e := errorf(ErrInvalidOptions, "Cannot use --target-is-zero when the destination image has a backing file")
+		e.Exit0 = true
+		return e
 	}
 	if len(o.Sources) > 1 && backing != "" {
 		return errorf(ErrInvalidOptions, "Having a backing file for the target makes no sense when concatenating multiple input images")
@@ -600,7 +638,13 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 		}
 	}
 	if !o.NoCreate {
-		if err := raw.CheckCreateLock(o.Target); err != nil {
+		err := raw.CheckCreateLock(o.Target)
+		if err == nil && usesFile(nodes, o.Target) {
+			// a raw source shares writes (goqio's raw format node takes
+			// no NO_SHARE lock), but qemu-img's source refuses them
+			err = fmt.Errorf("Failed to get \"write\" lock\nIs another process using the image [%s]?", o.Target)
+		}
+		if err != nil {
 			return errorf(wrapErr{ErrCreate, err}, "%s: error while converting %s: %v", o.Target, outFmt, err)
 		}
 		if err := createTarget(outFmt, o.Target, s.total*sectorSize, createOpts, "", "", o.stderr(), o.prog()); err != nil {
@@ -737,4 +781,3 @@ func (r *rateLimiter) wait(ctx context.Context, n int64) {
 	}
 }
 
-var _ = os.Remove

@@ -31,6 +31,9 @@ type Error struct {
 	Msg  string
 	Hint string
 	Err  error
+	// Exit0: qemu-img 7.2 exits with status 0 after this error (a bug
+	// the drop-in keeps).
+	Exit0 bool
 }
 
 func (e *Error) Error() string { return e.Msg }

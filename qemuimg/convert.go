@@ -2,6 +2,7 @@ package qemuimg
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -35,6 +36,10 @@ func (e *env) progress(total int64) img.Progress {
 // libError prints a library error as qemu-img does and returns 1.
 func (e *env) libError(err error) int {
 	img.Report(e.stderr, e.prog, err)
+	var le *img.Error
+	if errors.As(err, &le) && le.Exit0 {
+		return 0
+	}
 	return 1
 }
 

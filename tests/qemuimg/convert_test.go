@@ -1,0 +1,295 @@
+package qemuimg
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/goqio/goqio/internal/testbin"
+)
+
+// convertImages are the sources of the convert, dd and measure cases,
+// made by the real tools: qcow2 of several cluster sizes, extended L2,
+// compressed (zlib, zstd), a chain with zero clusters over backing data,
+// raw files with holes, written zeroes and a size that is not whole
+// sectors.
+const convertImages = `set -e
+exec >/dev/null
+qemu-img create -q -f qcow2 base.qcow2 8M
+qemu-io -c 'write -P 1 0 1M' -c 'write -z 2M 1M' -c 'write -c -P 3 4M 64k' -c 'write -P 7 6M 128k' -c 'write -P 0 7M 64k' base.qcow2
+qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2
+qemu-io -c 'write -P 2 512k 1M' -c 'write -z 6M 64k' -c 'write -z 0 64k' -c 'write -P 9 7M 4k' top.qcow2
+qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 short.qcow2 12M
+qemu-io -c 'write -P 4 9M 64k' -c 'write -z 10M 64k' short.qcow2
+qemu-img create -q -f qcow2 -o cluster_size=4k c4k.qcow2 4M
+qemu-io -c 'write -P 1 0 6k' -c 'write -P 2 1M 512' -c 'write -z 1536k 64k' -c 'write -P 0 2M 64k' c4k.qcow2
+qemu-img create -q -f qcow2 -o cluster_size=2M c2m.qcow2 8M
+qemu-io -c 'write -P 1 1M 4k' -c 'write -P 2 5M 1M' c2m.qcow2
+qemu-img create -q -f qcow2 -o extended_l2=on,cluster_size=32k ext.qcow2 4M
+qemu-io -c 'write -P 1 4k 4k' -c 'write -P 2 100k 1k' -c 'write -z 1M 8k' -c 'write -P 3 2M 64k' ext.qcow2
+qemu-img create -q -f qcow2 comp.qcow2 4M
+qemu-io -c 'write -c -P 5 0 64k' -c 'write -c -P 6 1M 1M' -c 'write -P 7 3M 64k' comp.qcow2
+qemu-img create -q -f qcow2 -o compression_type=zstd zstd.qcow2 4M
+qemu-io -c 'write -c -P 5 0 128k' -c 'write -c 2M 64k' zstd.qcow2
+truncate -s 8M sp.raw
+qemu-io -f raw -c 'write -P 3 1M 64k' -c 'write 5M 4k' -c 'write -P 1 6M 3k' -c 'write -P 2 6148k 512' -c 'write -P 8 6160k 20k' sp.raw
+dd if=/dev/urandom of=rnd.raw bs=64k count=8 status=none
+truncate -s 1000001 odd.raw
+qemu-io -f raw -c 'write -P 5 0 4k' -c 'write -P 6 976k 1' odd.raw
+truncate -s 2M zero.raw
+qemu-img create -q -f qcow2 empty.qcow2 8M
+qemu-img create -q -f raw small.raw 1M
+qemu-img create -q -f qcow2 -o compat=0.10 v2.qcow2 4M
+qemu-io -c 'write -P 1 0 64k' -c 'write -z 1M 64k' v2.qcow2
+cp sp.raw exist.raw
+qemu-img create -q -f qcow2 exist.qcow2 8M
+qemu-io -c 'write -P 0xaa 0 8M' exist.qcow2
+qemu-img create -q -f qcow2 existzero.qcow2 8M
+echo garbage > text.raw
+`
+
+// convertCase is a command line whose results are compared: out, err
+// and exit status; then, for each of files made, qemu-img map (host
+// offsets included unless noOffsets), check and compare between
+// qemu-img's and goqio's.
+type convertCase struct {
+	args      []string
+	files     []string
+	noOffsets bool
+}
+
+func cc(files string, args ...string) convertCase {
+	var f []string
+	if files != "" {
+		f = strings.Split(files, ",")
+	}
+	return convertCase{args: args, files: f}
+}
+
+var convertCases = []convertCase{
+	// raw and qcow2 targets from every source
+	cc("o.raw", "convert", "base.qcow2", "o.raw"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "base.qcow2", "o.qcow2"),
+	cc("o.raw", "convert", "top.qcow2", "o.raw"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "top.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "short.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "c4k.qcow2", "o.qcow2"),
+	cc("o.raw", "convert", "-O", "raw", "c4k.qcow2", "o.raw"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "c2m.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "ext.qcow2", "o.qcow2"),
+	cc("o.raw", "convert", "ext.qcow2", "o.raw"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "comp.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "zstd.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "sp.raw", "o.qcow2"),
+	cc("o.raw", "convert", "sp.raw", "o.raw"),
+	cc("o.qcow2", "convert", "-f", "raw", "-O", "qcow2", "odd.raw", "o.qcow2"),
+	cc("o.raw", "convert", "odd.raw", "o.raw"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "zero.raw", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "empty.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "v2.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "rnd.raw", "o.qcow2"),
+	// target options
+	cc("o.qcow2", "convert", "-O", "qcow2", "-o", "cluster_size=4k", "top.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "-o", "cluster_size=512", "sp.raw", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "-o", "cluster_size=2M", "top.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "-o", "extended_l2=on", "sp.raw", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "-o", "extended_l2=on,cluster_size=16k", "c4k.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "-o", "compat=0.10", "top.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "-o", "preallocation=metadata", "sp.raw", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "-o", "refcount_bits=1", "-o", "lazy_refcounts=on", "top.qcow2", "o.qcow2"),
+	cc("o.raw", "convert", "-O", "raw", "-o", "preallocation=falloc", "sp.raw", "o.raw"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "-o", "size=1M", "sp.raw", "o.qcow2"),
+	// sparse detection
+	cc("o.raw", "convert", "-S", "0", "sp.raw", "o.raw"),
+	cc("o.qcow2", "convert", "-S", "0", "-O", "qcow2", "top.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-S", "64k", "-O", "qcow2", "sp.raw", "o.qcow2"),
+	cc("o.raw", "convert", "-S", "64k", "sp.raw", "o.raw"),
+	cc("o.qcow2", "convert", "-S", "512", "-O", "qcow2", "sp.raw", "o.qcow2"),
+	cc("o.qcow2", "convert", "-S", "1k", "-O", "qcow2", "-o", "cluster_size=4k", "sp.raw", "o.qcow2"),
+	cc("o.qcow2", "convert", "-S", "16M", "-O", "qcow2", "base.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-S", "0", "-O", "qcow2", "-o", "cluster_size=4k", "c4k.qcow2", "o.qcow2"),
+	// compressed output
+	cc("o.qcow2", "convert", "-c", "-O", "qcow2", "base.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-c", "-O", "qcow2", "top.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-c", "-O", "qcow2", "rnd.raw", "o.qcow2"),
+	cc("o.qcow2", "convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd", "sp.raw", "o.qcow2"),
+	cc("o.qcow2", "convert", "-c", "-O", "qcow2", "-o", "cluster_size=4k", "odd.raw", "o.qcow2"),
+	cc("o.qcow2", "convert", "-c", "-S", "0", "-O", "qcow2", "comp.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-c", "-m", "1", "-O", "qcow2", "zstd.qcow2", "o.qcow2"),
+	// backing files
+	cc("o.qcow2", "convert", "-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2", "top.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2", "short.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "-o", "backing_file=base.qcow2,backing_fmt=qcow2", "top.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2", "-S", "0", "top.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2", "-c", "top.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "-B", "sp.raw", "-F", "raw", "base.qcow2", "o.qcow2"),
+	// existing targets
+	cc("exist.raw", "convert", "-n", "top.qcow2", "exist.raw"),
+	cc("exist.qcow2", "convert", "-n", "-O", "qcow2", "top.qcow2", "exist.qcow2"),
+	cc("exist.qcow2", "convert", "-n", "-O", "qcow2", "sp.raw", "exist.qcow2"),
+	cc("exist.qcow2", "convert", "-n", "-S", "0", "-O", "qcow2", "sp.raw", "exist.qcow2"),
+	cc("existzero.qcow2", "convert", "-n", "--target-is-zero", "-O", "qcow2", "top.qcow2", "existzero.qcow2"),
+	cc("existzero.qcow2", "convert", "-n", "-O", "qcow2", "top.qcow2", "existzero.qcow2"),
+	cc("exist.raw", "convert", "-n", "--target-is-zero", "base.qcow2", "exist.raw"),
+	cc("exist.qcow2", "convert", "-n", "exist.qcow2", "small.raw"),
+	cc("exist.qcow2", "convert", "-n", "--target-image-opts", "base.qcow2", "driver=qcow2,file.filename=exist.qcow2"),
+	// parallelism, order, several sources, cache modes, quiet, progress
+	cc("o.qcow2", "convert", "-m", "1", "-O", "qcow2", "top.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-m", "16", "-O", "qcow2", "sp.raw", "o.qcow2"),
+	cc("o.raw", "convert", "-m", "4", "-W", "top.qcow2", "o.raw"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "sp.raw", "odd.raw", "base.qcow2", "o.qcow2"),
+	cc("o.raw", "convert", "c4k.qcow2", "zero.raw", "comp.qcow2", "o.raw"),
+	cc("o.qcow2", "convert", "-c", "-O", "qcow2", "odd.raw", "sp.raw", "o.qcow2"),
+	cc("o.qcow2", "convert", "-t", "writeback", "-T", "none", "-O", "qcow2", "top.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-q", "-p", "-O", "qcow2", "top.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-p", "-O", "qcow2", "top.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-p", "-O", "qcow2", "empty.qcow2", "o.qcow2"),
+	cc("o.raw", "convert", "-p", "-S", "0", "sp.raw", "o.raw"),
+	cc("o.qcow2", "convert", "-U", "-r", "100M", "-O", "qcow2", "top.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "--image-opts", "-O", "qcow2", "driver=qcow2,file.filename=top.qcow2", "o.qcow2"),
+	cc("o.raw", "convert", "--salvage", "top.qcow2", "o.raw"),
+	cc("o.raw", "convert", "-C", "sp.raw", "o.raw"),
+	cc("o.qcow2", "convert", "--bitmaps", "-O", "qcow2", "top.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "top.qcow2", "-f", "qcow2", "o.qcow2"),
+	// bad input
+	cc("", "convert"), cc("", "convert", "o.raw"), cc("", "convert", "nope.qcow2", "o.raw"),
+	cc("", "convert", "-f", "qcow2", "sp.raw", "o.raw"), cc("", "convert", "-O", "foo", "sp.raw", "o.raw"),
+	cc("", "convert", "-c", "sp.raw", "o.raw"), cc("", "convert", "-n", "-o", "cluster_size=4k", "sp.raw", "exist.raw"),
+	cc("", "convert", "--target-is-zero", "sp.raw", "o.raw"), cc("", "convert", "-m", "0", "sp.raw", "o.raw"),
+	cc("", "convert", "-m", "17", "sp.raw", "o.raw"), cc("", "convert", "-m", "x", "sp.raw", "o.raw"),
+	cc("", "convert", "-S", "100", "sp.raw", "o.raw"), cc("", "convert", "-S", "32M", "sp.raw", "o.raw"),
+	cc("", "convert", "-S", "x", "sp.raw", "o.raw"), cc("", "convert", "-S", "-1", "sp.raw", "o.raw"),
+	cc("sp.raw", "convert", "sp.raw", "sp.raw"), cc("top.qcow2", "convert", "-O", "qcow2", "top.qcow2", "top.qcow2"),
+	cc("small.raw", "convert", "-n", "sp.raw", "small.raw"),
+	cc("", "convert", "-O", "qcow2", "-B", "base.qcow2", "top.qcow2", "o.qcow2"),
+	cc("", "convert", "-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2", "top.qcow2", "sp.raw", "o.qcow2"),
+	cc("", "convert", "-O", "raw", "-B", "base.qcow2", "-F", "qcow2", "top.qcow2", "o.raw"),
+	cc("", "convert", "--skip-broken-bitmaps", "sp.raw", "o.raw"), cc("", "convert", "-C", "-c", "sp.raw", "o.raw"),
+	cc("", "convert", "-C", "-S", "4k", "sp.raw", "o.raw"), cc("", "convert", "-C", "--salvage", "sp.raw", "o.raw"),
+	cc("", "convert", "--target-image-opts", "sp.raw", "o.raw"), cc("", "convert", "-o", ",x", "sp.raw", "o.raw"),
+	cc("", "convert", "-O", "qcow2", "-o", "foo=1", "sp.raw", "o.qcow2"),
+	cc("", "convert", "-O", "qcow2", "-o", "cluster_size=1000", "sp.raw", "o.qcow2"),
+	cc("", "convert", "-O", "qcow2", "-o", "cluster_size=abc", "sp.raw", "o.qcow2"),
+	cc("", "convert", "-O", "qcow2", "-o", "compat=0.9", "sp.raw", "o.qcow2"),
+	cc("", "convert", "-O", "qcow2", "-o", "lazy_refcounts=maybe", "sp.raw", "o.qcow2"),
+	cc("", "convert", "-O", "qcow2", "-c", "-o", "preallocation=metadata", "sp.raw", "o.qcow2"),
+	cc("", "convert", "-O", "qcow2", "-o", "compat=0.10,extended_l2=on", "sp.raw", "o.qcow2"),
+	cc("", "convert", "-O", "raw", "-o", "cluster_size=4k", "sp.raw", "o.raw"),
+	cc("", "convert", "-T", "foo", "sp.raw", "o.raw"), cc("", "convert", "-t", "foo", "sp.raw", "o.raw"),
+	cc("", "convert", "-x", "sp.raw", "o.raw"), cc("", "convert", "-O"), cc("", "convert", "-r", "x", "sp.raw", "o.raw"),
+	cc("", "convert", "--bitmaps", "sp.raw", "o.raw"), cc("", "convert", "--bitmaps", "sp.raw", "top.qcow2", "o.raw"),
+	cc("", "convert", "-n", "sp.raw", "nope.raw"), cc("", "convert", "-p", "nope.raw", "o.raw"),
+	cc("", "convert", "-n", "-O", "qcow2", "sp.raw", "exist.raw"),
+	cc("", "convert", "-f", "raw", "-O", "qcow2", "text.raw", "o.qcow2"),
+	cc("", "convert", "-O", "qcow2", "-B", "nope.qcow2", "-F", "qcow2", "top.qcow2", "o.qcow2"),
+	cc("", "convert", "-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2", "--target-is-zero", "-n", "top.qcow2", "exist.qcow2"),
+}
+
+// prepare copies the images of tmpl into a new directory.
+func prepare(t *testing.T, tmpl string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("cp", "-a", tmpl+"/.", dir).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	return dir
+}
+
+func makeImages(t *testing.T, script string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("making images: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// sameImages compares what qemu-img says of file in the two directories.
+func sameImages(t *testing.T, qemuImg, dq, dg, file string, offsets bool) {
+	t.Helper()
+	pq, pg := filepath.Join(dq, file), filepath.Join(dg, file)
+	_, eq := os.Stat(pq)
+	_, eg := os.Stat(pg)
+	if (eq == nil) != (eg == nil) {
+		t.Errorf("%s: exists after qemu-img: %v, after goqio: %v", file, eq == nil, eg == nil)
+		return
+	}
+	if eq != nil {
+		return
+	}
+	info := run(t, dq, qemuImg, []string{"info", "-U", "--output=json", file})
+	fmtName := "raw"
+	if strings.Contains(info.out, `"format": "qcow2"`) {
+		fmtName = "qcow2"
+	}
+	for _, args := range [][]string{
+		{"map", "-U", "-f", fmtName, "--output=json", file},
+		{"check", "-U", "-f", fmtName, file},
+		{"info", "-U", "-f", fmtName, file},
+	} {
+		if args[0] == "check" && fmtName == "raw" {
+			continue
+		}
+		a, b := run(t, dq, qemuImg, args), run(t, dg, qemuImg, args)
+		if !offsets && args[0] == "map" {
+			a.out, b.out = dropOffsets(a.out), dropOffsets(b.out)
+		}
+		if args[0] == "info" {
+			a.out, b.out = dropDiskSize(a.out), dropDiskSize(b.out)
+		}
+		if a != b {
+			t.Errorf("%s: qemu-img %q differs:\nafter qemu-img:\n%s%s\nafter goqio:\n%s%s", file, args, a.out, a.err, b.out, b.err)
+		}
+	}
+	r := run(t, dq, qemuImg, []string{"compare", "-U", "-f", fmtName, "-F", fmtName, pq, pg})
+	if r.rc != 0 {
+		t.Errorf("%s: qemu-img compare: %s%s", file, r.out, r.err)
+	}
+}
+
+func dropOffsets(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(s, "\n") {
+		if i := strings.Index(l, `, "offset"`); i >= 0 {
+			l = l[:i] + "}"
+		}
+		b.WriteString(l + "\n")
+	}
+	return b.String()
+}
+
+func dropDiskSize(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(l, "disk size:") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
+func runCases(t *testing.T, script string, cases []convertCase) {
+	_, qemuImg := testbin.QEMU(t)
+	goqio := testbin.Goqio(t)
+	tmpl := makeImages(t, script)
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			t.Parallel()
+			dq, dg := prepare(t, tmpl), prepare(t, tmpl)
+			want := run(t, dq, qemuImg, c.args)
+			got := run(t, dg, goqio, c.args)
+			if want != got {
+				t.Errorf("qemu-img %q:\nqemu-img: rc %d\n%q\n%s\ngoqio: rc %d\n%q\n%s", c.args, want.rc, want.out, want.err, got.rc, got.out, got.err)
+			}
+			for _, f := range c.files {
+				sameImages(t, qemuImg, dq, dg, f, !c.noOffsets)
+			}
+		})
+	}
+}
+
+func TestConvert(t *testing.T) { runCases(t, convertImages, convertCases) }
