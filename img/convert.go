@@ -780,4 +780,3 @@ func (r *rateLimiter) wait(ctx context.Context, n int64) {
 		}
 	}
 }
-
