@@ -2,6 +2,7 @@ package qemuimg
 
 import (
 	"os"
+	"regexp"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -282,6 +283,7 @@ func runCases(t *testing.T, script string, cases []convertCase) {
 			dq, dg := prepare(t, tmpl), prepare(t, tmpl)
 			want := run(t, dq, qemuImg, c.args)
 			got := run(t, dg, goqio, c.args)
+			want.out, got.out = benchTime.ReplaceAllString(want.out, "X"), benchTime.ReplaceAllString(got.out, "X")
 			if want != got {
 				t.Errorf("qemu-img %q:\nqemu-img: rc %d\n%q\n%s\ngoqio: rc %d\n%q\n%s", c.args, want.rc, want.out, want.err, got.rc, got.out, got.err)
 			}
@@ -347,3 +349,23 @@ func TestMeasure(t *testing.T) {
 }
 
 func TestDd(t *testing.T) { runCases(t, convertImages, ddCases) }
+
+// benchTime is the timing line of qemu-img bench.
+var benchTime = regexp.MustCompile(`Run completed in [0-9.]+ seconds`)
+
+var benchCases = []convertCase{
+	cc("", "bench", "-c", "100", "top.qcow2"), cc("", "bench", "-c", "1000", "-d", "4", "-s", "512", "sp.raw"),
+	cc("sp.raw", "bench", "-w", "-c", "500", "--pattern=0x55", "-S", "8k", "-o", "1M", "sp.raw"),
+	cc("top.qcow2", "bench", "-w", "-c", "300", "-d", "8", "--flush-interval=16", "-t", "none", "top.qcow2"),
+	cc("top.qcow2", "bench", "-w", "-c", "300", "-d", "8", "--flush-interval=16", "--no-drain", "top.qcow2"),
+	cc("", "bench", "-c", "0", "top.qcow2"), cc("", "bench", "-s", "0", "-c", "3", "top.qcow2"),
+	cc("", "bench", "-o", "8M", "-c", "10", "top.qcow2"), cc("", "bench", "-U", "-f", "qcow2", "-i", "threads", "-c", "10", "top.qcow2"),
+	cc("", "bench", "-c", "x", "top.qcow2"), cc("", "bench", "-c", "-1", "top.qcow2"), cc("", "bench", "-d", "3000000000", "top.qcow2"),
+	cc("", "bench", "--pattern=256", "top.qcow2"), cc("", "bench", "--flush-interval=10", "top.qcow2"),
+	cc("", "bench", "-w", "--flush-interval=10", "top.qcow2"), cc("", "bench", "-s", "3G", "top.qcow2"),
+	cc("", "bench", "-S", "x", "top.qcow2"), cc("", "bench", "-t", "foo", "top.qcow2"), cc("", "bench", "-i", "foo", "top.qcow2"),
+	cc("", "bench", "-o", "x", "top.qcow2"), cc("", "bench"), cc("", "bench", "a", "b"), cc("", "bench", "nope.qcow2"),
+	cc("", "bench", "-f", "qcow2", "sp.raw"), cc("", "bench", "-x", "top.qcow2"),
+}
+
+func TestBench(t *testing.T) { runCases(t, convertImages, benchCases) }
