@@ -1,19 +1,21 @@
 package img
 
+import "bytes"
+
 const sectorSize = 512
 
-// isZero reports whether p holds only zeroes (QEMU's buffer_is_zero).
+// zeroBlock is compared against by isZero.
+var zeroBlock = make([]byte, 64<<10)
+
+// isZero reports whether p holds only zeroes (QEMU's buffer_is_zero),
+// through bytes.Equal's vectorised comparison.
 func isZero(p []byte) bool {
-	for len(p) >= 8 {
-		if p[0]|p[1]|p[2]|p[3]|p[4]|p[5]|p[6]|p[7] != 0 {
+	for len(p) > 0 {
+		n := min(len(p), len(zeroBlock))
+		if !bytes.Equal(p[:n], zeroBlock[:n]) {
 			return false
 		}
-		p = p[8:]
-	}
-	for _, c := range p {
-		if c != 0 {
-			return false
-		}
+		p = p[n:]
 	}
 	return true
 }
