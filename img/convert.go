@@ -443,6 +443,9 @@ func (s *converter) doCopy() error {
 		}
 		sector += n
 	}
+	if t, ok := s.progress.(interface{ SetTotal(int64) }); ok {
+		t.SetTotal(s.allocatedSectors * sectorSize)
+	}
 	s.nextStatus = 0
 	s.cond = sync.NewCond(&s.mu)
 	var wg sync.WaitGroup
@@ -680,12 +683,6 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 		tn.GrantResize()
 	}
 	s.target = tn.Disk
-	if orderFree(tn) {
-		// the order of writes to a raw image changes nothing in it: its
-		// requests are disjoint and allocate no metadata, so they may
-		// complete in any order and give qemu-img's image all the same
-		s.inOrder = false
-	}
 	tinfo, infoErr := s.target.Info()
 	if o.Bitmaps {
 		if tinfo.FormatName != "qcow2" {
@@ -734,23 +731,6 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 		return err
 	}
 	return nil
-}
-
-// orderFree reports whether the order in which disjoint writes reach
-// the target leaves no trace in it: raw images (over files, or filters
-// of them), whose data sits at its guest offsets.
-func orderFree(n *formats.Node) bool {
-	for n != nil && n.Drv != nil {
-		switch n.Drv.Name {
-		case "file", "host_device":
-			return true
-		case "raw":
-			n = n.Child("file")
-		default:
-			return false
-		}
-	}
-	return false
 }
 
 // hasZeroInit is bdrv_has_zero_init of a new target: a new file reads as

@@ -62,6 +62,10 @@ func (b *BarProgress) now() time.Time {
 	return time.Now()
 }
 
+// SetTotal sets the work the percentages stand for, in bytes; Convert
+// calls it when it knows how much it will copy.
+func (b *BarProgress) SetTotal(n int64) { b.Total = n }
+
 // Report redraws the bar.
 func (b *BarProgress) Report(percent float32) {
 	t := b.now()

@@ -182,6 +182,7 @@ func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta) error {
 	if !merged {
 		d.file.DebugEvent("write_aio")
 		if err := d.dataDisk().WriteAt(p, host, false); err != nil {
+			d.allocAbort(metas)
 			return err
 		}
 	}
@@ -191,6 +192,20 @@ func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta) error {
 		}
 	}
 	return nil
+}
+
+// allocAbort is QEMU's qcow2_alloc_cluster_abort, for a data write that
+// failed: the clusters allocated for it are freed again (they are not
+// linked yet), so a failed write (ENOSPC) leaks nothing.
+func (d *Driver) allocAbort(metas []*l2Meta) {
+	if d.hasDataFile() {
+		return
+	}
+	for _, m := range metas {
+		if !m.keepOld {
+			d.freeClusters(m.allocOffset, m.nbClusters<<d.clusterBits, discardNever)
+		}
+	}
 }
 
 // handleAllocSpace: when the COW areas of an allocation read as zero

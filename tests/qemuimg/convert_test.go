@@ -369,3 +369,39 @@ var benchCases = []convertCase{
 }
 
 func TestBench(t *testing.T) { runCases(t, convertImages, benchCases) }
+
+// TestConvertENOSPC: a target on a full file system (a 2 MiB tmpfs,
+// mounted when the test runs as root) gets qemu-img's error and exit
+// status, and the qcow2 target it leaves is clean, as qemu-img's.
+func TestConvertENOSPC(t *testing.T) {
+	_, qemuImg := testbin.QEMU(t)
+	goqio := testbin.Goqio(t)
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	tmpl := makeImages(t, "set -e\nexec >/dev/null\nqemu-img create -q -f qcow2 src.qcow2 16M\nqemu-io -c 'write -P 3 0 6M' -c 'write -P 4 8M 1M' src.qcow2\n")
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("mount: %v %s", err, out)
+	}
+	defer exec.Command("umount", mnt).Run()
+	for _, args := range [][]string{
+		{"convert", "-O", "qcow2", "src.qcow2", mnt + "/o.qcow2"},
+		{"convert", "-O", "raw", "src.qcow2", mnt + "/o.raw"},
+		{"convert", "-c", "-O", "qcow2", "src.qcow2", mnt + "/o.qcow2"},
+	} {
+		var res [2]result
+		var checks [2]result
+		for i, prog := range []string{qemuImg, goqio} {
+			res[i] = run(t, tmpl, prog, args)
+			target := args[len(args)-1]
+			if strings.HasSuffix(target, ".qcow2") {
+				checks[i] = run(t, tmpl, qemuImg, []string{"check", target})
+			}
+			os.Remove(target)
+		}
+		if res[0] != res[1] || checks[0] != checks[1] {
+			t.Errorf("qemu-img %q:\nqemu-img: %+v\n%+v\ngoqio: %+v\n%+v", args, res[0], checks[0], res[1], checks[1])
+		}
+	}
+}
