@@ -482,6 +482,10 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 		workers: 8, copyRange: o.CopyRange, compressed: o.Compress, salvage: o.Salvage, quiet: o.Quiet,
 		hasZeroInit: o.TargetIsZero}
 	s.warn = func(m string) { fmt.Fprintf(o.stderr(), "%s: warning: %s\n", o.prog(), m) }
+	snap, err := parseSnapshotParam(o.Snapshot)
+	if err != nil {
+		return err
+	}
 	explicitSparse := o.SparseSize != 0
 	if o.SparseSize < 0 {
 		s.minSparse = 0
@@ -574,11 +578,17 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 		s.srcAlign = append(s.srcAlign, max(align, 1))
 		s.total += sectors
 	}
-	if o.Snapshot != "" {
+	if snap.opts {
+		if err := snap.load(nodes[0]); err != nil {
+			return err
+		}
+	} else if snap.given {
 		if len(o.Sources) > 1 {
 			return errorf(ErrInvalidOptions, "No support for concatenating multiple snapshot")
 		}
-		return errorf(image.ErrNotSupported, "Failed to load snapshot: not implemented in goqio yet")
+		if err := snap.load(nodes[0]); err != nil {
+			return err
+		}
 	}
 
 	backing, backingFmt := o.BackingFile, o.BackingFormat

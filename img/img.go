@@ -34,6 +34,8 @@ type Error struct {
 	// Exit0: qemu-img 7.2 exits with status 0 after this error (a bug
 	// the drop-in keeps).
 	Exit0 bool
+	// more is a second message line qemu-img reports after Msg.
+	more string
 }
 
 func (e *Error) Error() string { return e.Msg }
@@ -154,6 +156,9 @@ func Report(w io.Writer, prog string, err error) {
 	if errors.As(err, &e) {
 		fmt.Fprintf(w, "%s: %s\n", prog, e.Msg)
 		io.WriteString(w, e.Hint)
+		if e.more != "" {
+			fmt.Fprintf(w, "%s: %s\n", prog, e.more)
+		}
 		return
 	}
 	fmt.Fprintf(w, "%s: %v\n", prog, err)

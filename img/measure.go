@@ -44,6 +44,10 @@ type MeasureResult struct {
 // format would be, empty or holding the source's data.
 func Measure(ctx context.Context, o MeasureOptions) (MeasureResult, error) {
 	var r MeasureResult
+	snap, err := parseSnapshotParam(o.Snapshot)
+	if err != nil {
+		return r, err
+	}
 	hasSize := o.SizeSet || o.Size > 0
 	if o.Source == "" && (o.SourceImageOpts || o.SourceFormat != "" || o.Snapshot != "") {
 		return r, errorf(ErrInvalidOptions, "--image-opts, -f, and -l require a filename argument.")
@@ -65,8 +69,10 @@ func Measure(ctx context.Context, o MeasureOptions) (MeasureResult, error) {
 		defer n.Close()
 		src = n.Disk
 		srcQcow2, _ = image.SkipFilters(src).Driver().(*qcow2.Driver)
-		if o.Snapshot != "" {
-			return r, errorf(image.ErrNotSupported, "Failed to load snapshot: not implemented in goqio yet")
+		if snap.given {
+			if err := snap.load(n); err != nil {
+				return r, err
+			}
 		}
 	}
 	outFmt := o.TargetFormat

@@ -49,6 +49,12 @@ qemu-img create -q -f qcow2 exist.qcow2 8M
 qemu-io -c 'write -P 0xaa 0 8M' exist.qcow2
 qemu-img create -q -f qcow2 existzero.qcow2 8M
 echo garbage > text.raw
+qemu-img create -q -f qcow2 sn.qcow2 4M
+qemu-io -c 'write -P 1 0 64k' -c 'write -P 4 2M 64k' sn.qcow2
+qemu-img snapshot -c s1 sn.qcow2
+qemu-io -c 'write -P 2 0 64k' -c 'write -P 3 1M 64k' -c 'write -z 2M 64k' sn.qcow2
+qemu-img snapshot -c s2 sn.qcow2
+qemu-io -c 'write -P 5 3M 64k' sn.qcow2
 `
 
 // convertCase is a command line whose results are compared: out, err
@@ -154,6 +160,15 @@ var convertCases = []convertCase{
 	cc("o.raw", "convert", "-C", "sp.raw", "o.raw"),
 	cc("o.qcow2", "convert", "--bitmaps", "-O", "qcow2", "top.qcow2", "o.qcow2"),
 	cc("o.qcow2", "convert", "-O", "qcow2", "top.qcow2", "-f", "qcow2", "o.qcow2"),
+	// internal snapshots
+	cc("o.qcow2", "convert", "-l", "s1", "-O", "qcow2", "sn.qcow2", "o.qcow2"),
+	cc("o.raw", "convert", "-l", "2", "sn.qcow2", "o.raw"), cc("o.raw", "convert", "-l", "s2", "sn.qcow2", "o.raw"),
+	cc("o.raw", "convert", "-l", "snapshot.name=s1", "sn.qcow2", "o.raw"),
+	cc("o.raw", "convert", "-l", "snapshot.id=2,snapshot.name=s2", "sn.qcow2", "o.raw"),
+	cc("o.raw", "convert", "-l", "snapshot.id=1", "sn.qcow2", "top.qcow2", "o.raw"),
+	cc("", "convert", "-l", "nope", "sn.qcow2", "o.raw"), cc("", "convert", "-l", "snapshot.name=nope", "sn.qcow2", "o.raw"),
+	cc("", "convert", "-l", "snapshot.foo=1", "sn.qcow2", "o.raw"), cc("", "convert", "-l", "s1", "sp.raw", "o.raw"),
+	cc("", "convert", "-l", "s1", "sn.qcow2", "top.qcow2", "o.raw"), cc("", "convert", "-l", "snapshot.id=1,snapshot.name=s2", "sn.qcow2", "o.raw"),
 	// bad input
 	cc("", "convert"), cc("", "convert", "o.raw"), cc("", "convert", "nope.qcow2", "o.raw"),
 	cc("", "convert", "-f", "qcow2", "sp.raw", "o.raw"), cc("", "convert", "-O", "foo", "sp.raw", "o.raw"),
@@ -322,6 +337,8 @@ var measureCases = []convertCase{
 	cc("", "measure", "--size", "1G", "-O", "qcow2", "-o", "lazy_refcounts=x"), cc("", "measure", "nope.qcow2"),
 	cc("", "measure", "-x"), cc("", "measure", "-f"), cc("", "measure", "-f", "qcow2", "sp.raw"),
 	cc("", "measure", "--size", "1G", "-O", "qcow2", "-o", "extended_l2=on,cluster_size=8k"),
+	cc("", "measure", "-l", "s1", "-O", "qcow2", "sn.qcow2"), cc("", "measure", "-l", "snapshot.name=s2", "-O", "qcow2", "sn.qcow2"),
+	cc("", "measure", "-l", "nope", "sn.qcow2"), cc("", "measure", "-l", "s1", "--size", "1G"), cc("", "measure", "-l", "snapshot.x=1", "sn.qcow2"),
 }
 
 var ddCases = []convertCase{
