@@ -12,6 +12,7 @@ import (
 	"github.com/goqio/goqio/commands"
 	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/formats"
+	"github.com/goqio/goqio/image/qcow2"
 	"github.com/goqio/goqio/image/raw"
 )
 
@@ -646,7 +647,7 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 		if len(o.Sources) > 1 {
 			return errorf(ErrInvalidOptions, "Copying bitmaps only possible with single source")
 		}
-		if err := checkBitmaps(nodes[0]); err != nil {
+		if err = checkBitmaps(nodes[0], o.SkipBroken); err != nil {
 			return err
 		}
 	}
@@ -695,7 +696,7 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 	s.target = tn.Disk
 	tinfo, infoErr := s.target.Info()
 	if o.Bitmaps {
-		if tinfo.FormatName != "qcow2" {
+		if tinfo.FormatName != "qcow2" || specific(tinfo, "compat") == "0.10" {
 			return errorf(ErrInvalidOptions, "Format driver '%s' does not support bitmaps", tinfo.FormatName)
 		}
 	}
@@ -740,6 +741,11 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 	if err := s.doCopy(); err != nil {
 		return err
 	}
+	if o.Bitmaps {
+		return copyBitmaps(nodes[0], tn, o.SkipBroken, func(m string) {
+			fmt.Fprintf(o.stderr(), "%s: warning: %s\n", o.prog(), m)
+		})
+	}
 	return nil
 }
 
@@ -757,15 +763,64 @@ func hasZeroInit(n *formats.Node, opts map[string]string) bool {
 	return false
 }
 
+func specific(inf image.Info, key string) string {
+	for _, kv := range inf.Specific {
+		if kv.Key == key {
+			return kv.Value
+		}
+	}
+	return ""
+}
+
 // checkBitmaps is convert_check_bitmaps.
-func checkBitmaps(n *formats.Node) error {
-	inf, _ := n.Disk.Info()
-	if inf.FormatName != "qcow2" {
+func checkBitmaps(n *formats.Node, skipBroken bool) error {
+	d, ok := image.SkipFilters(n.Disk).Driver().(*qcow2.Driver)
+	if inf, err := n.Disk.Info(); !ok || err != nil || specific(inf, "compat") == "0.10" {
 		return errorf(ErrInvalidOptions, "Source lacks bitmap support")
 	}
-	for _, kv := range inf.Specific {
-		if kv.Key == "bitmaps" && len(kv.Sub) > 0 {
-			return errorf(image.ErrNotSupported, "copying bitmaps (--bitmaps) is not implemented in goqio yet")
+	// QEMU's list of a node's bitmaps has the last loaded first
+	list := d.PersistentBitmaps()
+	for i := len(list) - 1; i >= 0; i-- {
+		bm := list[i]
+		if bm.Inconsistent && !skipBroken {
+			e := errorf(ErrInvalidOptions, "Cannot copy inconsistent bitmap '%s'", bm.Name)
+			e.Hint = "Try --skip-broken-bitmaps, or use 'qemu-img bitmap --remove' to delete it\n"
+			return e
+		}
+	}
+	return nil
+}
+
+// copyBitmaps is convert_copy_bitmaps: every persistent bitmap of the
+// source added to the target with its bits, the inconsistent ones
+// skipped with a warning (skipBroken).
+func copyBitmaps(src, dst *formats.Node, skipBroken bool, warn func(string)) error {
+	sd, ok := image.SkipFilters(src.Disk).Driver().(*qcow2.Driver)
+	dd, ok2 := image.SkipFilters(dst.Disk).Driver().(*qcow2.Driver)
+	if !ok || !ok2 {
+		return nil
+	}
+	// QEMU walks the source's bitmaps last loaded first and adds each at
+	// the head of the target's list, which it stores from the head: the
+	// target stores them in the source's order. The warnings come in the
+	// walk's order, the first error stops the walk.
+	list := sd.PersistentBitmaps()
+	var add []string
+	for i := len(list) - 1; i >= 0; i-- {
+		bm := list[i]
+		if skipBroken && bm.Inconsistent {
+			warn(fmt.Sprintf("Skipping inconsistent bitmap '%s'", bm.Name))
+			continue
+		}
+		add = append(add, bm.Name)
+	}
+	if len(add) > 0 && src.Disk.Size() != dst.Disk.Size() {
+		return errorf(ErrInvalidOptions, "Failed to populate bitmap %s: Bitmaps are of different sizes (destination size is %d, source size is %d) and can't be merged",
+			add[0], dst.Disk.Size(), src.Disk.Size())
+	}
+	for i := len(add) - 1; i >= 0; i-- {
+		if err := qcow2.CopyBitmap(dd, sd, add[i]); err != nil {
+			return errorf(err, "Failed to create bitmap %s: %v", add[i], err)
 		}
 	}
 	return nil

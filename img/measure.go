@@ -215,6 +215,11 @@ func measureQcow2(ctx context.Context, opts map[string]string, src *image.Disk, 
 	r.Required = r.FullyAllocated - virt + required
 	r.HasBitmaps = version >= 3 && srcQcow2 != nil
 	if r.HasBitmaps {
+		if inf, err := src.Info(); err != nil || specific(inf, "compat") == "0.10" {
+			r.HasBitmaps = false
+		}
+	}
+	if r.HasBitmaps {
 		var total, dir int64
 		for _, bm := range srcQcow2.PersistentBitmaps() {
 			bytes := divRoundUp(divRoundUp(src.Size(), bm.Granularity), 8)

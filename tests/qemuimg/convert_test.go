@@ -55,6 +55,15 @@ qemu-img snapshot -c s1 sn.qcow2
 qemu-io -c 'write -P 2 0 64k' -c 'write -P 3 1M 64k' -c 'write -z 2M 64k' sn.qcow2
 qemu-img snapshot -c s2 sn.qcow2
 qemu-io -c 'write -P 5 3M 64k' sn.qcow2
+qemu-img create -q -f qcow2 bm.qcow2 4M
+qemu-img bitmap --add bm.qcow2 b1
+qemu-img bitmap --add -g 4k bm.qcow2 b2
+qemu-io -c 'write 0 100k' -c 'write 1M 1M' bm.qcow2
+qemu-img bitmap --add --disable bm.qcow2 b3
+qemu-img bitmap --add -g 512 bm.qcow2 b4
+qemu-io -c 'write 3M 4k' -c 'write 2047k 2k' bm.qcow2
+cp bm.qcow2 bmbroken.qcow2
+qemu-io -c 'sigraise 9' bmbroken.qcow2 || true
 `
 
 // convertCase is a command line whose results are compared: out, err
@@ -160,6 +169,17 @@ var convertCases = []convertCase{
 	cc("o.raw", "convert", "-C", "sp.raw", "o.raw"),
 	cc("o.qcow2", "convert", "--bitmaps", "-O", "qcow2", "top.qcow2", "o.qcow2"),
 	cc("o.qcow2", "convert", "-O", "qcow2", "top.qcow2", "-f", "qcow2", "o.qcow2"),
+	// bitmaps
+	cc("o.qcow2", "convert", "--bitmaps", "-O", "qcow2", "bm.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "--bitmaps", "-O", "qcow2", "-o", "cluster_size=4k", "bm.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "--bitmaps", "-c", "-O", "qcow2", "-o", "cluster_size=2M", "bm.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "--bitmaps", "-O", "qcow2", "-o", "compat=0.10", "bm.qcow2", "o.qcow2"),
+	cc("o.raw", "convert", "--bitmaps", "bm.qcow2", "o.raw"),
+	cc("o.qcow2", "convert", "--bitmaps", "-O", "qcow2", "bmbroken.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "--bitmaps", "--skip-broken-bitmaps", "-O", "qcow2", "bmbroken.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "-O", "qcow2", "bm.qcow2", "o.qcow2"),
+	cc("o.qcow2", "convert", "--bitmaps", "-O", "qcow2", "v2.qcow2", "o.qcow2"),
+	cc("exist.qcow2", "convert", "--bitmaps", "-n", "-O", "qcow2", "bm.qcow2", "exist.qcow2"),
 	// internal snapshots
 	cc("o.qcow2", "convert", "-l", "s1", "-O", "qcow2", "sn.qcow2", "o.qcow2"),
 	cc("o.raw", "convert", "-l", "2", "sn.qcow2", "o.raw"), cc("o.raw", "convert", "-l", "s2", "sn.qcow2", "o.raw"),
@@ -325,8 +345,9 @@ var measureCases = []convertCase{
 	cc("", "measure", "-O", "qcow2", "sp.raw"), cc("", "measure", "-O", "raw", "odd.raw"),
 	cc("", "measure", "-O", "qcow2", "-o", "cluster_size=4k", "ext.qcow2"), cc("", "measure", "-O", "qcow2", "comp.qcow2"),
 	cc("", "measure", "-O", "qcow2", "-o", "backing_file=base.qcow2", "top.qcow2"),
-	cc("", "measure", "-O", "qcow2", "bm.qcow2"), cc("", "measure", "--output=json", "-O", "qcow2", "bm.qcow2"),
-	cc("", "measure", "-O", "qcow2", "-o", "compat=0.10", "bm.qcow2"), cc("", "measure", "top.qcow2"),
+	cc("", "measure", "-O", "qcow2", "bm.qcow2"), cc("", "measure", "--output=json", "-O", "qcow2", "bm2.qcow2"),
+	cc("", "measure", "-O", "qcow2", "-o", "compat=0.10", "bm2.qcow2"), cc("", "measure", "-O", "qcow2", "bmbroken.qcow2"),
+	cc("", "measure", "-O", "qcow2", "v2.qcow2"), cc("", "measure", "top.qcow2"),
 	cc("", "measure", "--image-opts", "-O", "qcow2", "driver=qcow2,file.filename=top.qcow2"),
 	cc("", "measure"), cc("", "measure", "--size", "1G", "top.qcow2"), cc("", "measure", "a", "b"),
 	cc("", "measure", "-f", "raw", "--size", "1G"), cc("", "measure", "--size", "x"), cc("", "measure", "--size", "-1"),
@@ -362,7 +383,7 @@ var ddCases = []convertCase{
 }
 
 func TestMeasure(t *testing.T) {
-	runCases(t, convertImages+"qemu-img create -q -f qcow2 bm.qcow2 10M\nqemu-img bitmap --add bm.qcow2 b0\nqemu-img bitmap --add -g 4k bm.qcow2 a-longer-name\n", measureCases)
+	runCases(t, convertImages+"qemu-img create -q -f qcow2 bm2.qcow2 10M\nqemu-img bitmap --add bm2.qcow2 b0\nqemu-img bitmap --add -g 4k bm2.qcow2 a-longer-name\n", measureCases)
 }
 
 func TestDd(t *testing.T) { runCases(t, convertImages, ddCases) }
