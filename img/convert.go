@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"sync"
@@ -526,7 +527,18 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 		if outFmt == "" {
 			return errorf(ErrInvalidOptions, "Option help requires a format be specified")
 		}
-		return errorf(image.ErrNotSupported, "-o help is not implemented in goqio yet")
+		target := ""
+		if len(o.Sources) >= 1 {
+			target = o.Target
+		}
+		text, err := CreateOptionsHelp(outFmt, target)
+		if err != nil {
+			return err
+		}
+		if o.Stdout != nil {
+			io.WriteString(o.Stdout, text)
+		}
+		return nil
 	}
 	if len(o.Sources) < 1 {
 		return errorf(ErrInvalidOptions, "Must specify image file name")

@@ -91,6 +91,9 @@ type Env struct {
 	Stderr io.Writer
 	// Prog begins those messages ("qemu-img" when empty).
 	Prog string
+	// Stdout receives the help texts qemu-img prints on stdout (-o
+	// help); nil drops them.
+	Stdout io.Writer
 }
 
 func (e Env) prog() string {

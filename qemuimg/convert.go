@@ -21,7 +21,9 @@ const (
 )
 
 // libEnv is the library's view of this run.
-func (e *env) libEnv() img.Env { return img.Env{Graph: e.graph, Stderr: e.stderr, Prog: e.prog} }
+func (e *env) libEnv() img.Env {
+	return img.Env{Graph: e.graph, Stderr: e.stderr, Prog: e.prog, Stdout: e.stdout}
+}
 
 // progress is -p: qemu-img's lines as qemu-img, goqio's bar on a terminal.
 func (e *env) progress(total int64) img.Progress {

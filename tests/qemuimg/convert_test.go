@@ -180,6 +180,12 @@ var convertCases = []convertCase{
 	cc("o.qcow2", "convert", "-O", "qcow2", "bm.qcow2", "o.qcow2"),
 	cc("o.qcow2", "convert", "--bitmaps", "-O", "qcow2", "v2.qcow2", "o.qcow2"),
 	cc("exist.qcow2", "convert", "--bitmaps", "-n", "-O", "qcow2", "bm.qcow2", "exist.qcow2"),
+	// -o help
+	cc("", "convert", "-O", "qcow2", "-o", "help", "a", "b"), cc("", "convert", "-O", "raw", "-o", "help", "a", "b"),
+	cc("", "convert", "-O", "qcow2", "-o", "help"), cc("", "convert", "-o", "help"), cc("", "convert", "-o", "help", "a"),
+	cc("", "convert", "-O", "foo", "-o", "help", "a", "b"), cc("", "convert", "-O", "qcow2", "-o", "help", "a", "null-co://"),
+	cc("", "convert", "-O", "qcow2", "-o", "help,cluster_size=4k", "a", "b"), cc("", "convert", "-O", "qcow2", "-o", "?", "a", "b"),
+	cc("", "convert", "--target-image-opts", "-n", "-o", "help", "a", "b"),
 	// internal snapshots
 	cc("o.qcow2", "convert", "-l", "s1", "-O", "qcow2", "sn.qcow2", "o.qcow2"),
 	cc("o.raw", "convert", "-l", "2", "sn.qcow2", "o.raw"), cc("o.raw", "convert", "-l", "s2", "sn.qcow2", "o.raw"),
