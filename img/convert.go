@@ -448,6 +448,11 @@ func (s *converter) doCopy() error {
 	if t, ok := s.progress.(interface{ SetTotal(int64) }); ok {
 		t.SetTotal(s.allocatedSectors * sectorSize)
 	}
+	if s.salvage {
+		// qemu-img's coroutines report what they salvage in the order of
+		// the offsets; so does one worker
+		s.workers = 1
+	}
 	s.nextStatus = 0
 	s.cond = sync.NewCond(&s.mu)
 	var wg sync.WaitGroup
