@@ -1,11 +1,14 @@
 package qemuimg
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/goqio/goqio/internal/testbin"
@@ -229,14 +232,16 @@ var convertCases = []convertCase{
 	cc("", "convert", "-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2", "--target-is-zero", "-n", "top.qcow2", "exist.qcow2"),
 }
 
-// prepare copies the images of tmpl into a new directory.
-func prepare(t *testing.T, tmpl string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("cp", "-a", tmpl+"/.", dir).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v %s", err, out)
+// prepare copies the images of tmpl into a new directory under root.
+func prepare(root, tmpl string) (string, error) {
+	dir, err := os.MkdirTemp(root, "case-")
+	if err != nil {
+		return "", err
 	}
-	return dir
+	if out, err := exec.Command("cp", "-a", tmpl+"/.", dir).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("cp: %v %s", err, out)
+	}
+	return dir, nil
 }
 
 func makeImages(t *testing.T, script string) string {
@@ -250,20 +255,40 @@ func makeImages(t *testing.T, script string) string {
 	return dir
 }
 
-// sameImages compares what qemu-img says of file in the two directories.
-func sameImages(t *testing.T, qemuImg, dq, dg, file string, offsets bool) {
-	t.Helper()
+// runQuiet is run for goroutines: a failure to start is an rc of -1.
+func runQuiet(dir, prog string, args []string) result {
+	cmd := exec.Command(prog, args...)
+	cmd.Args[0] = "qemu-img"
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "TZ=UTC")
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	rc := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			return result{"", err.Error(), -1}
+		}
+		rc = ee.ExitCode()
+	}
+	return result{o.String(), e.String(), rc}
+}
+
+// sameImages compares what qemu-img says of file in the two directories
+// and returns the differences.
+func sameImages(qemuImg, dq, dg, file string, offsets bool) []string {
+	var diffs []string
 	pq, pg := filepath.Join(dq, file), filepath.Join(dg, file)
 	_, eq := os.Stat(pq)
 	_, eg := os.Stat(pg)
 	if (eq == nil) != (eg == nil) {
-		t.Errorf("%s: exists after qemu-img: %v, after goqio: %v", file, eq == nil, eg == nil)
-		return
+		return []string{fmt.Sprintf("%s: exists after qemu-img: %v, after goqio: %v", file, eq == nil, eg == nil)}
 	}
 	if eq != nil {
-		return
+		return nil
 	}
-	info := run(t, dq, qemuImg, []string{"info", "-U", "--output=json", file})
+	info := runQuiet(dq, qemuImg, []string{"info", "-U", "--output=json", file})
 	fmtName := "raw"
 	if strings.Contains(info.out, `"format": "qcow2"`) {
 		fmtName = "qcow2"
@@ -276,7 +301,7 @@ func sameImages(t *testing.T, qemuImg, dq, dg, file string, offsets bool) {
 		if args[0] == "check" && fmtName == "raw" {
 			continue
 		}
-		a, b := run(t, dq, qemuImg, args), run(t, dg, qemuImg, args)
+		a, b := runQuiet(dq, qemuImg, args), runQuiet(dg, qemuImg, args)
 		if !offsets && args[0] == "map" {
 			a.out, b.out = dropOffsets(a.out), dropOffsets(b.out)
 		}
@@ -284,13 +309,14 @@ func sameImages(t *testing.T, qemuImg, dq, dg, file string, offsets bool) {
 			a.out, b.out = dropDiskSize(a.out), dropDiskSize(b.out)
 		}
 		if a != b {
-			t.Errorf("%s: qemu-img %q differs:\nafter qemu-img:\n%s%s\nafter goqio:\n%s%s", file, args, a.out, a.err, b.out, b.err)
+			diffs = append(diffs, fmt.Sprintf("%s: qemu-img %q differs:\nafter qemu-img:\n%s%s\nafter goqio:\n%s%s", file, args, a.out, a.err, b.out, b.err))
 		}
 	}
-	r := run(t, dq, qemuImg, []string{"compare", "-U", "-f", fmtName, "-F", fmtName, pq, pg})
+	r := runQuiet(dq, qemuImg, []string{"compare", "-U", "-f", fmtName, "-F", fmtName, pq, pg})
 	if r.rc != 0 {
-		t.Errorf("%s: qemu-img compare: %s%s", file, r.out, r.err)
+		diffs = append(diffs, fmt.Sprintf("%s: qemu-img compare: %s%s", file, r.out, r.err))
 	}
+	return diffs
 }
 
 func dropOffsets(s string) string {
@@ -314,22 +340,51 @@ func dropDiskSize(s string) string {
 	return b.String()
 }
 
+// runCases runs every case with both programs, several at a time (the
+// work is mostly waiting for processes, so more than t.Parallel's
+// GOMAXPROCS), then reports each as a subtest.
 func runCases(t *testing.T, script string, cases []convertCase) {
 	_, qemuImg := testbin.QEMU(t)
 	goqio := testbin.Goqio(t)
 	tmpl := makeImages(t, script)
-	for _, c := range cases {
-		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
-			t.Parallel()
-			dq, dg := prepare(t, tmpl), prepare(t, tmpl)
-			want := run(t, dq, qemuImg, c.args)
-			got := run(t, dg, goqio, c.args)
+	root := t.TempDir()
+	diffs := make([][]string, len(cases))
+	sem := make(chan struct{}, 6)
+	var wg sync.WaitGroup
+	for i, c := range cases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			dq, err := prepare(root, tmpl)
+			if err != nil {
+				diffs[i] = []string{err.Error()}
+				return
+			}
+			dg, err := prepare(root, tmpl)
+			if err != nil {
+				diffs[i] = []string{err.Error()}
+				return
+			}
+			want := runQuiet(dq, qemuImg, c.args)
+			got := runQuiet(dg, goqio, c.args)
 			want.out, got.out = benchTime.ReplaceAllString(want.out, "X"), benchTime.ReplaceAllString(got.out, "X")
 			if want != got {
-				t.Errorf("qemu-img %q:\nqemu-img: rc %d\n%q\n%s\ngoqio: rc %d\n%q\n%s", c.args, want.rc, want.out, want.err, got.rc, got.out, got.err)
+				diffs[i] = append(diffs[i], fmt.Sprintf("qemu-img %q:\nqemu-img: rc %d\n%q\n%s\ngoqio: rc %d\n%q\n%s", c.args, want.rc, want.out, want.err, got.rc, got.out, got.err))
 			}
 			for _, f := range c.files {
-				sameImages(t, qemuImg, dq, dg, f, !c.noOffsets)
+				diffs[i] = append(diffs[i], sameImages(qemuImg, dq, dg, f, !c.noOffsets)...)
+			}
+			os.RemoveAll(dq)
+			os.RemoveAll(dg)
+		}()
+	}
+	wg.Wait()
+	for i, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			for _, d := range diffs[i] {
+				t.Error(d)
 			}
 		})
 	}
