@@ -262,7 +262,8 @@ func (s *converter) write(sector, n int64, buf []byte, status blkStatus, pre any
 		switch status {
 		case blkBackingFile:
 		case blkData:
-			write := s.minSparse == 0
+			// copy offloading (-C) copies the data as it is, zeroes too
+			write := s.minSparse == 0 || s.copyRange
 			if !write && !s.compressed {
 				write, k = allocatedSectorsMin(buf, n, s.minSparse, sector, s.alignment)
 			} else if !write {

@@ -52,6 +52,8 @@ qemu-img create -q -f qcow2 exist.qcow2 8M
 qemu-io -c 'write -P 0xaa 0 8M' exist.qcow2
 qemu-img create -q -f qcow2 existzero.qcow2 8M
 echo garbage > text.raw
+truncate -s 2M zd.raw
+qemu-io -f raw -c 'write -P 0 0 1M' -c 'write -P 1 1M 4k' zd.raw
 qemu-img create -q -f qcow2 sn.qcow2 4M
 qemu-io -c 'write -P 1 0 64k' -c 'write -P 4 2M 64k' sn.qcow2
 qemu-img snapshot -c s1 sn.qcow2
@@ -169,7 +171,8 @@ var convertCases = []convertCase{
 	cc("o.qcow2", "convert", "-U", "-r", "100M", "-O", "qcow2", "top.qcow2", "o.qcow2"),
 	cc("o.qcow2", "convert", "--image-opts", "-O", "qcow2", "driver=qcow2,file.filename=top.qcow2", "o.qcow2"),
 	cc("o.raw", "convert", "--salvage", "top.qcow2", "o.raw"),
-	cc("o.raw", "convert", "-C", "sp.raw", "o.raw"),
+	cc("o.raw", "convert", "-C", "sp.raw", "o.raw"), cc("o.raw", "convert", "-C", "zd.raw", "o.raw"),
+	cc("o.qcow2", "convert", "-C", "-O", "qcow2", "zd.raw", "o.qcow2"), cc("o.raw", "convert", "-C", "top.qcow2", "o.raw"),
 	cc("o.qcow2", "convert", "--bitmaps", "-O", "qcow2", "top.qcow2", "o.qcow2"),
 	cc("o.qcow2", "convert", "-O", "qcow2", "top.qcow2", "-f", "qcow2", "o.qcow2"),
 	// bitmaps
