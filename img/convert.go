@@ -345,7 +345,7 @@ func (s *converter) writeData(sector, n int64, buf []byte, pre any) error {
 }
 
 // worker is convert_co_do_copy.
-func (s *converter) worker(id int, buf []byte) {
+func (s *converter) worker(buf []byte) {
 	for {
 		s.mu.Lock()
 		if s.err == nil {
@@ -459,10 +459,10 @@ func (s *converter) doCopy() error {
 	var wg sync.WaitGroup
 	for i := 0; i < s.workers; i++ {
 		wg.Add(1)
-		go func(i int) {
+		go func() {
 			defer wg.Done()
-			s.worker(i, make([]byte, s.bufSectors*sectorSize))
-		}(i)
+			s.worker(make([]byte, s.bufSectors*sectorSize))
+		}()
 	}
 	wg.Wait()
 	if s.err != nil {
@@ -679,7 +679,7 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 		if err != nil {
 			return errorf(wrapErr{ErrCreate, err}, "%s: error while converting %s: %v", o.Target, outFmt, err)
 		}
-		if err := createTarget(outFmt, o.Target, s.total*sectorSize, createOpts, "", "", o.stderr(), o.prog()); err != nil {
+		if err := createTarget(outFmt, o.Target, s.total*sectorSize, createOpts, o.stderr(), o.prog()); err != nil {
 			return errorf(wrapErr{ErrCreate, err}, "%s: error while converting %s: %v", o.Target, outFmt, err)
 		}
 	}
@@ -751,7 +751,7 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 		s.clusterSectors = tinfo.ClusterSize / sectorSize
 	}
 	if !s.hasZeroInit && s.targetIsNew && s.minSparse != 0 && !s.targetHasBacking {
-		s.hasZeroInit = hasZeroInit(tn, createOpts)
+		s.hasZeroInit = hasZeroInit(tn)
 	}
 	if o.RateLimit > 0 {
 		s.rate = &rateLimiter{rate: o.RateLimit, start: time.Now()}
@@ -768,9 +768,9 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 }
 
 // hasZeroInit is bdrv_has_zero_init of a new target: a new file reads as
-// zeroes, and so does a new qcow2 image unless its L2 tables are
-// preallocated over a file that does not.
-func hasZeroInit(n *formats.Node, opts map[string]string) bool {
+// zeroes, and so does a new qcow2 image (preallocated or not, its file
+// is new).
+func hasZeroInit(n *formats.Node) bool {
 	if n.Disk.Backing() != nil {
 		return false
 	}

@@ -116,7 +116,7 @@ func parseCreateOptions(format, options string) (map[string]string, error) {
 // createTarget is bdrv_create for convert and dd: the image with the
 // options given (size set), with no "Formatting" line. The error is the
 // driver's message without a prefix.
-func createTarget(format, file string, size int64, opts map[string]string, backing, backingFmt string, stderr io.Writer, prog string) error {
+func createTarget(format, file string, size int64, opts map[string]string, stderr io.Writer, prog string) error {
 	o := map[string]string{}
 	for k, v := range opts {
 		switch k {
@@ -127,14 +127,6 @@ func createTarget(format, file string, size int64, opts map[string]string, backi
 	}
 	req := create.Request{Format: format, File: file, Size: size, Options: o, Quiet: true,
 		NoBackingOpen: true, Stderr: stderr, Prog: prog}
-	if backing != "" {
-		req.Backing, req.BackingSet = backing, true
-		delete(o, "backing_file")
-	}
-	if backingFmt != "" {
-		req.BackingFmt = backingFmt
-		delete(o, "backing_fmt")
-	}
 	err := create.Create(req, io.Discard, commands.ParseSize)
 	if err == nil {
 		return nil

@@ -13,12 +13,10 @@ import (
 // image of that size) or Source (an image to convert), never both.
 type MeasureOptions struct {
 	Env
-	// Size is --size: measure an empty image of this many bytes; -1 or
-	// any negative value means not given. The zero value measures an
-	// empty image of size 0 when Source is empty too.
-	Size int64
-	// SizeSet tells a Size of 0 from no size (the zero value of
-	// MeasureOptions with Source set measures Source).
+	// Size is --size: measure an empty image of this many bytes. A
+	// positive Size, or SizeSet, means it was given (SizeSet for a size
+	// of 0).
+	Size    int64
 	SizeSet bool
 
 	Source          string
