@@ -61,3 +61,11 @@ func blockStatusAbove(d, base *Disk, includeBase bool, off, n int64, wantZero bo
 	}
 	return e, depth, nil
 }
+
+// BlockStatusAboveBase is bdrv_block_status_above with a base: the status
+// of the run at off through the layers above base (base excluded; nil:
+// the whole chain), and the depth of the layer that answered. qemu-img
+// convert -B asks it for the top layer alone.
+func BlockStatusAboveBase(d, base *Disk, off, n int64, wantZero bool) (Extent, int, error) {
+	return blockStatusAbove(d, base, false, off, n, wantZero)
+}

@@ -45,7 +45,8 @@ func main() {
 
 // imgSubcommands are qemu-img's subcommands goqio runs with qemu-img's own
 // command line (as goqio info, goqio map, goqio compare).
-var imgSubcommands = map[string]bool{"info": true, "map": true, "compare": true}
+var imgSubcommands = map[string]bool{"info": true, "map": true, "compare": true,
+	"convert": true, "measure": true, "dd": true, "bench": true}
 
 func run(argv []string) int {
 	name := commands.ProgName(argv[0])

@@ -17,6 +17,9 @@ type tableCache struct {
 	// tables that dropped references before the refcount blocks that free
 	// those clusters (QEMU's qcow2_cache_set_dependency).
 	dependsOn *tableCache
+	// free are the buffers of evicted tables, reused by the next loads
+	// (so that a walk through a large image does not churn the heap)
+	free [][]byte
 }
 
 type table struct {
@@ -33,7 +36,7 @@ func (c *tableCache) get(off int64) ([]byte, error) {
 	if t, ok := c.tables[off]; ok {
 		return t.buf, nil
 	}
-	buf := make([]byte, c.d.clusterSize)
+	buf := c.newBuf()
 	if c == c.d.l2c {
 		c.d.file.DebugEvent("l2_load")
 	}
@@ -50,9 +53,21 @@ func (c *tableCache) getEmpty(off int64) []byte {
 		clear(t.buf)
 		return t.buf
 	}
-	buf := make([]byte, c.d.clusterSize)
+	buf := c.newBuf()
+	clear(buf)
 	c.tables[off] = &table{buf: buf}
 	return buf
+}
+
+// newBuf is a cluster-sized buffer, an evicted table's when there is one
+// (its old contents are overwritten by the caller).
+func (c *tableCache) newBuf() []byte {
+	if n := len(c.free); n > 0 && int64(len(c.free[n-1])) == c.d.clusterSize {
+		b := c.free[n-1]
+		c.free = c.free[:n-1]
+		return b
+	}
+	return make([]byte, c.d.clusterSize)
 }
 
 func (c *tableCache) markDirty(off int64) {
@@ -146,6 +161,9 @@ func (c *tableCache) evict() error {
 	}
 	if err := c.flush(); err != nil {
 		return err
+	}
+	for _, t := range c.tables {
+		c.free = append(c.free, t.buf)
 	}
 	c.tables = map[int64]*table{}
 	return nil

@@ -118,13 +118,76 @@ func (d *Driver) WriteCompressed(p []byte, off int64) error {
 }
 
 func (d *Driver) writeCompressedCluster(p []byte, off int64) error {
+	c, err := d.prepareCompressed(p)
+	if err != nil {
+		return err
+	}
+	return d.writePreparedLocked(c, off)
+}
+
+// preparedCluster is one cluster compressed ahead of its write.
+type preparedCluster struct {
+	raw []byte // the data as given
+	out []byte // compressed, or nil when it does not compress
+}
+
+func (d *Driver) prepareCompressed(p []byte) (*preparedCluster, error) {
 	buf := make([]byte, d.clusterSize)
 	copy(buf, p)
 	out, ok, err := compress(d.hdr.CompressionType, buf, int(d.clusterSize-1))
 	if err != nil {
-		return image.ErrInvalid
+		return nil, image.ErrInvalid
 	}
 	if !ok {
+		out = nil
+	}
+	return &preparedCluster{raw: p, out: out}, nil
+}
+
+// PrepareCompressed compresses p (one cluster, or the last part of the
+// image) as WriteCompressed would, without writing anything: it is safe
+// for concurrent use and holds no lock, so that a caller (qemu-img convert
+// -c) compresses clusters in parallel and writes them in order with
+// WritePrepared. p must not change until then.
+func (d *Driver) PrepareCompressed(p []byte) (any, error) {
+	if int64(len(p)) > d.clusterSize {
+		return nil, image.ErrInvalid
+	}
+	return d.prepareCompressed(p)
+}
+
+// WritePrepared writes a cluster PrepareCompressed made at off, as
+// WriteCompressed(p, off) writes it.
+func (d *Driver) WritePrepared(c any, off int64) error {
+	pc, ok := c.(*preparedCluster)
+	if !ok {
+		return image.ErrInvalid
+	}
+	n := int64(len(pc.raw))
+	if off < 0 || off > d.Size() || n > d.Size()-off {
+		return image.ErrOutOfRange
+	}
+	if err := d.lockWrite(); err != nil {
+		return err
+	}
+	defer d.mu.Unlock()
+	if d.hasDataFile() {
+		d.markDirtyLocked(off, n)
+		return image.ErrNotSupported
+	}
+	if err := d.evict(); err != nil {
+		return err
+	}
+	if off&(d.clusterSize-1) != 0 || (n != d.clusterSize && off+n != d.size) {
+		return image.ErrInvalid
+	}
+	d.markDirtyLocked(off, n)
+	return d.writePreparedLocked(pc, off)
+}
+
+func (d *Driver) writePreparedLocked(c *preparedCluster, off int64) error {
+	p, out := c.raw, c.out
+	if out == nil {
 		return d.writeLocked(p, off)
 	}
 	l2off, b, err := d.clusterTable(off)

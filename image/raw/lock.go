@@ -102,3 +102,17 @@ func lockErr(msg string, err error, name string) error {
 	}
 	return &lockError{b.String()}
 }
+
+// CheckCreateLock is the lock check of QEMU's raw_co_create before it
+// truncates an existing file: write and resize taken, resize unshared.
+// An image another user has open (the source of qemu-img convert, say)
+// fails with QEMU's message, and the file is left as it was. A missing
+// file passes.
+func CheckCreateLock(path string) error {
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	return applyLock(fd, Lock{Perm: PermWrite | PermResize, Unshared: PermResize}, path)
+}

@@ -482,8 +482,9 @@ func Create(path string, size int64, prealloc image.Prealloc) error {
 	if err := f.Truncate(size); err != nil {
 		return err
 	}
-	if prealloc == image.PreallocOff && size > 0 {
-		// allocate the first block, so that probing the alignment later works
+	if (prealloc == image.PreallocOff || prealloc == image.PreallocFalloc) && size > 0 {
+		// allocate the first block, so that probing the alignment later
+		// works (QEMU does it after a falloc preallocation too)
 		n := min(size, int64(max(os.Getpagesize(), 4096)))
 		if _, err := f.WriteAt(make([]byte, n), 0); err != nil {
 			return err
