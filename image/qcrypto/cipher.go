@@ -9,7 +9,9 @@ import (
 	"runtime"
 	"sync"
 
+	//lint:ignore SA1019 LUKS volumes use it; QEMU supports it
 	"golang.org/x/crypto/cast5"
+	//lint:ignore SA1019 LUKS volumes use it; QEMU supports it
 	"golang.org/x/crypto/twofish"
 	"golang.org/x/crypto/xts"
 )
@@ -262,7 +264,7 @@ func xtsTweaked(k1, k2 cipher.Block, iv []byte, buf []byte, encrypt bool) {
 // at sector, in parallel for large buffers.
 func (c *sectorCipher) crypt(buf []byte, sector uint64, sectorSize int, encrypt bool) {
 	n := (len(buf) + sectorSize - 1) / sectorSize // a short last sector is cut (key material)
-	const perWorker = 64 // sectors: below this the goroutines cost more than they save
+	const perWorker = 64                          // sectors: below this the goroutines cost more than they save
 	workers := min(runtime.GOMAXPROCS(0), n/perWorker)
 	if workers <= 1 {
 		for i := 0; i < n; i++ {

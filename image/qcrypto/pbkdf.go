@@ -10,7 +10,8 @@ import (
 	"runtime"
 
 	"golang.org/x/crypto/pbkdf2"
-	"golang.org/x/crypto/ripemd160" //nolint:staticcheck // LUKS headers name it; QEMU supports it
+	//lint:ignore SA1019 LUKS headers name it; QEMU supports it
+	"golang.org/x/crypto/ripemd160"
 	"golang.org/x/sys/unix"
 )
 
