@@ -17,6 +17,7 @@ import (
 	"github.com/goqio/goqio/check"
 	"github.com/goqio/goqio/commands"
 	"github.com/goqio/goqio/create"
+	"github.com/goqio/goqio/image/formats"
 	"github.com/goqio/goqio/qemuimg"
 	"github.com/goqio/goqio/snapshot"
 )
@@ -98,7 +99,8 @@ func newApp(name string) *cli.App {
 			Usage:     "create a new image, as qemu-img create",
 			ArgsUsage: "FILE [SIZE]",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "f", Value: "raw", Usage: "image format (raw, qcow2)"},
+				&cli.StringFlag{Name: "f", Value: "raw", Usage: "image format (raw, qcow2, luks)"},
+				&cli.StringSliceFlag{Name: "object", Usage: "an object such as 'secret,id=ID,data=PASSWORD' for encrypt.key-secret=ID"},
 				&cli.StringFlag{Name: "b", Usage: "backing file (qcow2)"},
 				&cli.StringFlag{Name: "F", Usage: "backing file format (qcow2)"},
 				&cli.BoolFlag{Name: "u", Usage: "unsafe: do not open the backing file (the size must be given)"},
@@ -206,7 +208,17 @@ func createAction(c *cli.Context) error {
 			opts[k] = v
 		}
 	}
+	var objs formats.Objects
+	for _, def := range c.StringSlice("object") {
+		if err := objs.Add(def, func(t string) { fmt.Fprint(os.Stdout, t) }); err != nil {
+			if err == formats.ErrHelp {
+				return nil
+			}
+			return cli.Exit(fmt.Sprintf("%s: %v", prog, err), 1)
+		}
+	}
 	req := create.Request{Format: c.String("f"), File: c.Args().Get(0), Size: -1, Options: opts, Quiet: c.Bool("q"),
+		Secrets: objs.Secret,
 		Backing: c.String("b"), BackingSet: c.IsSet("b"), BackingFmt: c.String("F"), NoBackingOpen: c.Bool("u"),
 		Stderr: os.Stderr, Prog: prog}
 	if c.NArg() == 2 {

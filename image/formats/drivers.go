@@ -299,6 +299,7 @@ func openQcow2(g *Graph, n *Node, opts *qdict.Dict) error {
 		qo.Trace = g.Env.Trace
 	}
 	qo.Stderr, qo.Prog = g.Env.Stderr, g.Env.Prog
+	qo.NoIO, qo.Secrets = n.Flags&FlagNoIO != 0, g.Objects.Secret
 	qo.OpenDataFile = func(name string) (*image.Disk, error) { return openDataFile(g, n, opts, name) }
 	d, err := qcow2.OpenOn(file.Disk, file.Filename, qo)
 	if err != nil {

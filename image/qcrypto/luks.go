@@ -570,11 +570,11 @@ func createLUKS(o CreateOptions, init func(int64) (HeaderIO, error)) (*Block, er
 	}{{b.cipherAlg, CipherAlgs, "cipher-alg"}, {b.cipherMode, CipherModes, "cipher-mode"},
 		{b.ivgenAlg, IVGenAlgs, "ivgen-alg"}, {b.hashAlg, HashAlgs, "hash-alg"}} {
 		if !enumCheck(c.list, c.v) {
-			return nil, fmt.Errorf("Parameter '%s%s' does not accept value '%s'", o.Prefix, c.name, c.v)
+			return nil, fmt.Errorf("Parameter '%s' does not accept value '%s'", c.name, c.v)
 		}
 	}
 	if b.ivgenHash != "" && !enumCheck(HashAlgs, b.ivgenHash) {
-		return nil, fmt.Errorf("Parameter '%sivgen-hash-alg' does not accept value '%s'", o.Prefix, b.ivgenHash)
+		return nil, fmt.Errorf("Parameter 'ivgen-hash-alg' does not accept value '%s'", b.ivgenHash)
 	}
 	if o.KeySecret == "" {
 		return nil, fmt.Errorf("Parameter '%skey-secret' is required for cipher", o.Prefix)
