@@ -41,6 +41,10 @@ func init() {
 		{"blklogwrites", nil}, {"quorum", nil},
 		{"copy-before-write", nil}, {"snapshot-access", nil},
 	} {
+		if u.name == "luks" {
+			Register(luksDriverDef())
+			continue
+		}
 		Register(unimplemented(u.name, u.probe, false))
 	}
 	for _, p := range []string{"nbd", "nbd+unix", "nbd+tcp"} {

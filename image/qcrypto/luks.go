@@ -737,8 +737,24 @@ func (b *Block) Info() *qdict.Dict {
 		d.Put("format", "aes")
 		return d
 	}
-	h := b.hdr
 	d.Put("format", "luks")
+	b.putLUKSInfo(d)
+	return d
+}
+
+// LUKSInfo is QCryptoBlockInfoLUKS alone (the luks format's
+// format-specific information); nil for the qcow format.
+func (b *Block) LUKSInfo() *qdict.Dict {
+	if b.Format != "luks" {
+		return nil
+	}
+	d := qdict.New()
+	b.putLUKSInfo(d)
+	return d
+}
+
+func (b *Block) putLUKSInfo(d *qdict.Dict) {
+	h := b.hdr
 	d.Put("cipher-alg", b.cipherAlg)
 	d.Put("cipher-mode", b.cipherMode)
 	d.Put("ivgen-alg", b.ivgenAlg)
@@ -761,12 +777,15 @@ func (b *Block) Info() *qdict.Dict {
 		slots.Items = append(slots.Items, e)
 	}
 	d.Put("slots", slots)
-	return d
 }
 
 // InfoLines renders Info as qemu-io's and qemu-img's human output does
 // (bdrv_image_info_specific_dump), one level below the "encrypt:" line.
-func (b *Block) InfoLines() []string {
+func (b *Block) InfoLines() []string { return DumpLines(b.Info()) }
+
+// DumpLines renders a QDict or QList as QEMU's human info output does
+// (dump_qdict, dump_qlist), without indentation at its top level.
+func DumpLines(v any) []string {
 	var out []string
 	var dump func(indent int, v any)
 	dump = func(indent int, v any) {
@@ -795,6 +814,6 @@ func (b *Block) InfoLines() []string {
 			}
 		}
 	}
-	dump(0, b.Info())
+	dump(0, v)
 	return out
 }
