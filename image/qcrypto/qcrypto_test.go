@@ -269,7 +269,7 @@ func TestCryptsetupInterop(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd := exec.Command("cryptsetup", "luksFormat", "--type", "luks1", "--batch-mode", "--cipher", c,
-			"--iter-time", "10", "--key-file", "-", p)
+			"--pbkdf-force-iterations", "1000", "--key-file", "-", p)
 		cmd.Stdin = strings.NewReader("cspass")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Skipf("cryptsetup luksFormat: %v: %s", err, out)
