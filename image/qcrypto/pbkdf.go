@@ -1,13 +1,16 @@
 package qcrypto
 
 import (
+	"crypto/hmac"
 	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/subtle"
 	"encoding/binary"
 	"hash"
 	"runtime"
+	"sync"
 
 	"golang.org/x/crypto/pbkdf2"
 	//lint:ignore SA1019 LUKS headers name it; QEMU supports it
@@ -36,10 +39,46 @@ func hashFunc(name string) func() hash.Hash {
 	return nil
 }
 
-// pbkdf2Key is qcrypto_pbkdf2. The password is a C string in QEMU: it
-// ends at its first NUL.
+// pbkdf2Key is qcrypto_pbkdf2 (RFC 8018's PBKDF2 with HMAC of the
+// hash). A key longer than one digest (a 64-byte XTS key from SHA-256)
+// is made of independent blocks: they are computed in parallel, which
+// halves the time an open spends unlocking a slot on two cores.
 func pbkdf2Key(hashName string, password, salt []byte, iter uint64, n int) []byte {
-	return pbkdf2.Key(password, salt, int(iter), n, hashFunc(hashName))
+	h := hashFunc(hashName)
+	size := h().Size()
+	blocks := (n + size - 1) / size
+	if blocks <= 1 || iter < 1000 {
+		return pbkdf2.Key(password, salt, int(iter), n, h)
+	}
+	out := make([]byte, blocks*size)
+	var wg sync.WaitGroup
+	for b := 1; b <= blocks; b++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pbkdf2Block(h, password, salt, iter, uint32(b), out[(b-1)*size:b*size])
+		}()
+	}
+	wg.Wait()
+	return out[:n]
+}
+
+// pbkdf2Block is PBKDF2's F(password, salt, iter, i): U1 = PRF(salt ||
+// INT(i)), Uj = PRF(Uj-1), T = U1 ^ ... ^ Uiter.
+func pbkdf2Block(h func() hash.Hash, password, salt []byte, iter uint64, i uint32, t []byte) {
+	prf := hmac.New(h, password)
+	prf.Write(salt)
+	var ib [4]byte
+	binary.BigEndian.PutUint32(ib[:], i)
+	prf.Write(ib[:])
+	u := prf.Sum(nil)
+	copy(t, u)
+	for j := uint64(1); j < iter; j++ {
+		prf.Reset()
+		prf.Write(u)
+		u = prf.Sum(u[:0])
+		subtle.XORBytes(t, t, u)
+	}
 }
 
 // threadCPUms is the calling thread's CPU time in milliseconds

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/pbkdf2"
 )
 
 func TestMain(m *testing.M) {
@@ -301,5 +303,17 @@ func TestCryptsetupInterop(t *testing.T) {
 	cmd.Stdin = strings.NewReader("123456")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cryptsetup --test-passphrase: %v\n%s", err, out)
+	}
+}
+
+// TestPBKDF2Blocks: the parallel blocks are x/crypto's PBKDF2.
+func TestPBKDF2Blocks(t *testing.T) {
+	t.Parallel()
+	for _, h := range []string{"sha1", "sha256", "sha512", "ripemd160"} {
+		a := pbkdf2Key(h, []byte("pw"), []byte("salt"), 1500, 64)
+		b := pbkdf2.Key([]byte("pw"), []byte("salt"), 1500, 64, hashFunc(h))
+		if !bytes.Equal(a, b) {
+			t.Fatalf("%s: parallel PBKDF2 differs", h)
+		}
 	}
 }
