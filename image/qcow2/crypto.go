@@ -238,6 +238,25 @@ func (d *Driver) setUpEncryption(o qcrypto.CreateOptions) error {
 	return nil
 }
 
+// AmendEncryptionOptions is the encryption part of qcow2_amend_options
+// for qemu-img amend: opts are the encrypt.* options with the prefix
+// removed ("state", "keyslot", "new-secret", "old-secret", "iter-time",
+// "secret"), force is --force. It refuses images without encryption
+// or with legacy AES, with QEMU's messages.
+func (d *Driver) AmendEncryptionOptions(opts map[string]string, force bool) error {
+	if d.cs.crypto == nil {
+		return errors.New("Can't amend encryption options - encryption not present")
+	}
+	if d.hdr.CryptMethod != cryptLUKS {
+		return errors.New("Only LUKS encryption options can be amended")
+	}
+	o, err := qcrypto.ParseAmendOptions(func(k string) (string, bool) { v, ok := opts[k]; return v, ok }, "encrypt.")
+	if err != nil {
+		return err
+	}
+	return d.AmendEncryption(o, force)
+}
+
 // AmendEncryption changes the LUKS key slots of an encrypted image
 // (qcow2_amend_options with encrypt.* options: qcrypto_block_amend_options
 // on the image's header). The image must have been opened with its key

@@ -3,6 +3,8 @@ package qcrypto
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // AmendOptions are QCryptoBlockAmendOptionsLUKS (qemu-img amend's
@@ -196,4 +198,51 @@ func (b *Block) eraseKeyslots(o AmendOptions, force bool, rw HeaderIO) error {
 		return errors.New("To erase keyslot(s), either explicit keyslot index or the password currently contained in them must be given")
 	}
 	return nil
+}
+
+// ParseAmendOptions is block_crypto_amend_opts_init over qemu-img
+// amend's options: get returns an option by its name without prefix
+// ("state", "keyslot", "new-secret", "old-secret", "iter-time",
+// "secret"); prefix ("encrypt." for qcow2) names them in the number
+// errors QemuOpts reports.
+func ParseAmendOptions(get func(name string) (string, bool), prefix string) (AmendOptions, error) {
+	var o AmendOptions
+	num := func(k string) (*uint64, error) {
+		v, ok := get(k)
+		if !ok {
+			return nil, nil
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 0, 64)
+		if err != nil {
+			return nil, fmt.Errorf("Parameter '%s%s' expects a number", prefix, k)
+		}
+		return &n, nil
+	}
+	ks, err := num("keyslot")
+	if err != nil {
+		return o, err
+	}
+	if o.IterTime, err = num("iter-time"); err != nil {
+		return o, err
+	}
+	st, ok := get("state")
+	if !ok {
+		return o, errors.New("Parameter 'state' is missing")
+	}
+	if st != "active" && st != "inactive" {
+		return o, fmt.Errorf("Parameter 'state' does not accept value '%s'", st)
+	}
+	o.State = st
+	if ks != nil {
+		k := int64(*ks)
+		o.Keyslot = &k
+	}
+	str := func(k string) *string {
+		if v, ok := get(k); ok {
+			return &v
+		}
+		return nil
+	}
+	o.NewSecret, o.OldSecret, o.Secret = str("new-secret"), str("old-secret"), str("secret")
+	return o, nil
 }

@@ -317,3 +317,25 @@ func TestPBKDF2Blocks(t *testing.T) {
 		}
 	}
 }
+
+func TestParseAmendOptions(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		opts map[string]string
+		want string
+	}{
+		{map[string]string{"new-secret": "s1"}, "Parameter 'state' is missing"},
+		{map[string]string{"state": "foo"}, "Parameter 'state' does not accept value 'foo'"},
+		{map[string]string{"state": "active", "keyslot": "x"}, "Parameter 'encrypt.keyslot' expects a number"},
+		{map[string]string{"state": "active", "keyslot": "3", "new-secret": "s1", "iter-time": "10"}, ""},
+	} {
+		_, err := ParseAmendOptions(func(k string) (string, bool) { v, ok := c.opts[k]; return v, ok }, "encrypt.")
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != c.want {
+			t.Errorf("%v: got %q, want %q", c.opts, got, c.want)
+		}
+	}
+}
