@@ -3,6 +3,7 @@ package qcrypto
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,7 +14,6 @@ import (
 	"golang.org/x/crypto/cast5"
 	//lint:ignore SA1019 LUKS volumes use it; QEMU supports it
 	"golang.org/x/crypto/twofish"
-	"golang.org/x/crypto/xts"
 )
 
 // Cipher algorithms, modes and IV generators are QEMU's QAPI enums
@@ -131,7 +131,6 @@ type sectorCipher struct {
 	mode  string
 	block cipher.Block // ecb, cbc, ctr; xts: the data key
 	tweak cipher.Block // xts: the tweak key
-	xts   *xts.Cipher  // xts with plain/plain64 IVs
 	ivg   *ivgen
 	niv   int
 }
@@ -162,12 +161,6 @@ func newSectorCipher(alg, mode string, key []byte, ivg *ivgen) (*sectorCipher, e
 		if c.tweak, err = newBlock(alg, key[len(key)/2:]); err != nil {
 			return nil, err
 		}
-		if ivg.alg != "essiv" {
-			fn := func(k []byte) (cipher.Block, error) { return newBlock(alg, k) }
-			if c.xts, err = xts.NewCipher(fn, key); err != nil {
-				return nil, err
-			}
-		}
 		c.niv = 16
 	case "ecb", "cbc", "ctr":
 		if len(key) != ca.keyLen {
@@ -189,18 +182,6 @@ func newSectorCipher(alg, mode string, key []byte, ivg *ivgen) (*sectorCipher, e
 
 // cryptSector en/decrypts one sector (len a multiple of the block size).
 func (c *sectorCipher) cryptSector(buf []byte, sector uint64, encrypt bool) {
-	if c.xts != nil {
-		s := sector
-		if c.ivg.alg == "plain" {
-			s &= 0xffffffff
-		}
-		if encrypt {
-			c.xts.Encrypt(buf, buf, s)
-		} else {
-			c.xts.Decrypt(buf, buf, s)
-		}
-		return
-	}
 	var ivb [16]byte
 	iv := ivb[:c.niv]
 	if c.niv > 0 {
@@ -208,7 +189,7 @@ func (c *sectorCipher) cryptSector(buf []byte, sector uint64, encrypt bool) {
 	}
 	switch c.mode {
 	case "xts":
-		xtsTweaked(c.block, c.tweak, iv, buf, encrypt)
+		xtsSector(c.block, c.tweak, iv, buf, encrypt)
 	case "cbc":
 		if encrypt {
 			cipher.NewCBCEncrypter(c.block, iv).CryptBlocks(buf, buf)
@@ -229,35 +210,35 @@ func (c *sectorCipher) cryptSector(buf []byte, sector uint64, encrypt bool) {
 	}
 }
 
-// xtsTweaked is XTS with a tweak given as a whole block (the ESSIV IV,
-// which x/crypto/xts, taking a sector number, cannot express).
-func xtsTweaked(k1, k2 cipher.Block, iv []byte, buf []byte, encrypt bool) {
+// xtsSector is XTS (IEEE P1619) on one sector of at most 512 bytes,
+// its tweak the encrypted IV: the same as x/crypto/xts for plain64 IVs
+// (the test checks it), but with the tweaks of the sector computed
+// first and applied with vectorised XORs, which halves its cost, and
+// with any IV (ESSIV's is a whole block).
+func xtsSector(k1, k2 cipher.Block, iv []byte, buf []byte, encrypt bool) {
+	var tw [512]byte
+	n := len(buf) &^ 15
 	var t [16]byte
 	k2.Encrypt(t[:], iv)
-	for i := 0; i+16 <= len(buf); i += 16 {
-		b := buf[i : i+16]
-		for j := range b {
-			b[j] ^= t[j]
-		}
+	lo, hi := binary.LittleEndian.Uint64(t[:8]), binary.LittleEndian.Uint64(t[8:])
+	for i := 0; i < n; i += 16 {
+		binary.LittleEndian.PutUint64(tw[i:], lo)
+		binary.LittleEndian.PutUint64(tw[i+8:], hi)
+		// multiply the tweak by x in GF(2^128)
+		carry := hi >> 63
+		hi = hi<<1 | lo>>63
+		lo = lo<<1 ^ carry*0x87
+	}
+	b := buf[:n]
+	subtle.XORBytes(b, b, tw[:n])
+	for i := 0; i < n; i += 16 {
 		if encrypt {
-			k1.Encrypt(b, b)
+			k1.Encrypt(b[i:i+16], b[i:i+16])
 		} else {
-			k1.Decrypt(b, b)
-		}
-		for j := range b {
-			b[j] ^= t[j]
-		}
-		// multiply the tweak by x in GF(2^128), little-endian
-		var carry byte
-		for j := range t {
-			nc := t[j] >> 7
-			t[j] = t[j]<<1 | carry
-			carry = nc
-		}
-		if carry != 0 {
-			t[0] ^= 0x87
+			k1.Decrypt(b[i:i+16], b[i:i+16])
 		}
 	}
+	subtle.XORBytes(b, b, tw[:n])
 }
 
 // crypt en/decrypts len(buf) bytes (a multiple of sectorSize) starting
