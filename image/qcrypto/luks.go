@@ -181,7 +181,7 @@ func (h *luksHeader) splitKeySectors(headerSectors, stripes uint64) uint64 {
 }
 
 // check is qcrypto_block_luks_check_header.
-func (h *luksHeader) check() error {
+func (h *luksHeader) check(maxIter uint32) error {
 	const headerSectors = luksKeySlotOffset / luksSectorSize
 	if string(h.magic[:]) != luksMagic {
 		return errors.New("Volume is not in LUKS format")
@@ -234,12 +234,12 @@ func (h *luksHeader) check() error {
 		}
 	}
 	// goqio's bound (see MaxIterations)
-	if h.mkIterations > MaxIterations {
-		return fmt.Errorf("LUKS key iteration count %d is too large (goqio allows at most %d)", h.mkIterations, MaxIterations)
+	if h.mkIterations > maxIter {
+		return fmt.Errorf("LUKS key iteration count %d is too large (goqio allows at most %d)", h.mkIterations, maxIter)
 	}
 	for i, s := range h.slots {
-		if s.active == luksSlotEnabled && s.iterations > MaxIterations {
-			return fmt.Errorf("Keyslot %d iteration count %d is too large (goqio allows at most %d)", i, s.iterations, MaxIterations)
+		if s.active == luksSlotEnabled && s.iterations > maxIter {
+			return fmt.Errorf("Keyslot %d iteration count %d is too large (goqio allows at most %d)", i, s.iterations, maxIter)
 		}
 	}
 	return nil
@@ -301,6 +301,8 @@ type OpenOptions struct {
 	// needed, nothing can be en/decrypted.
 	NoIO   bool
 	Lookup Lookup
+	// MaxIterations overrides the package's MaxIterations when not 0.
+	MaxIterations uint32
 }
 
 // Open is qcrypto_block_open.
@@ -432,7 +434,11 @@ func openLUKS(o OpenOptions, r HeaderIO) (*Block, error) {
 		return nil, err
 	}
 	b := &Block{Format: "luks", hdr: parseLUKSHeader(buf), secret: o.KeySecret}
-	if err := b.hdr.check(); err != nil {
+	maxIter := MaxIterations
+	if o.MaxIterations != 0 {
+		maxIter = o.MaxIterations
+	}
+	if err := b.hdr.check(maxIter); err != nil {
 		return nil, err
 	}
 	if err := b.parse(); err != nil {
