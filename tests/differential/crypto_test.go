@@ -80,7 +80,6 @@ func TestEncryptedInterop(t *testing.T) {
 	}{
 		{"qcow2-luks", "qcow2", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10", "driver=qcow2,encrypt.key-secret=sec0,file.filename=img"},
 		{"qcow2-luks-essiv-4k", "qcow2", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10,encrypt.cipher-alg=aes-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv,cluster_size=4k", "driver=qcow2,encrypt.key-secret=sec0,file.filename=img"},
-		{"qcow2-aes", "qcow2", "encrypt.format=aes,encrypt.key-secret=sec0", "driver=qcow2,encrypt.key-secret=sec0,file.filename=img"},
 		{"qcow2-v2-aes", "qcow2", "encryption=on,encrypt.key-secret=sec0,compat=0.10", "driver=qcow2,encrypt.key-secret=sec0,file.filename=img"},
 		{"luks", "luks", "key-secret=sec0,iter-time=10", "driver=luks,key-secret=sec0,file.filename=img"},
 		{"luks-twofish", "luks", "key-secret=sec0,iter-time=10,cipher-alg=twofish-256,hash-alg=sha512", "driver=luks,key-secret=sec0,file.filename=img"},
