@@ -33,6 +33,9 @@ type Request struct {
 	// stderr (formats.Options); nil drops it.
 	Stderr io.Writer
 	Prog   string
+	// Secrets looks up --object secrets by id (encrypt.key-secret,
+	// key-secret); nil: none defined.
+	Secrets func(id string) ([]byte, error)
 }
 
 // Error is a creation failure with qemu-img's text (without "qemu-img: ").
@@ -63,6 +66,8 @@ func Create(r Request, out io.Writer, parseSize func(string) (int64, error)) err
 		return createRaw(r, out, parseSize)
 	case "qcow2":
 		return createQcow2(r, out, parseSize)
+	case "luks":
+		return createLUKS(r, out, parseSize)
 	}
 	return fail(r.File, "Unknown file format '%s'", r.Format)
 }
@@ -186,7 +191,17 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 			// named as given: QEMU 7.2 creates and later opens it
 			// relative to the current directory, not the image's
 			o.DataFile = v
-		case "compat", "compression_type", "preallocation", "backing_file", "backing_fmt":
+		case "encrypt.iter-time":
+			if _, err := parseNumber(v); err != nil {
+				return fail(r.File, "Parameter '%s' expects a number", k)
+			}
+		case "encryption":
+			if _, err := onOff(r.File, k, v); err != nil {
+				return err
+			}
+		case "compat", "compression_type", "preallocation", "backing_file", "backing_fmt", "encrypt.format",
+			"encrypt.key-secret", "encrypt.cipher-alg", "encrypt.cipher-mode", "encrypt.ivgen-alg",
+			"encrypt.ivgen-hash-alg", "encrypt.hash-alg":
 		default:
 			return fail(r.File, "Invalid parameter '%s'", k)
 		}
@@ -225,7 +240,13 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 	}
 	if !r.Quiet {
 		var b strings.Builder
-		fmt.Fprintf(&b, "Formatting '%s', fmt=qcow2 cluster_size=%d", r.File, o.ClusterSize)
+		fmt.Fprintf(&b, "Formatting '%s', fmt=qcow2", r.File)
+		for _, k := range qcow2EncryptOpts {
+			if v, ok := given[k]; ok {
+				fmt.Fprintf(&b, " %s=%s", k, v)
+			}
+		}
+		fmt.Fprintf(&b, " cluster_size=%d", o.ClusterSize)
 		fmt.Fprintf(&b, " extended_l2=%s", orDefault(given["extended_l2"], "off"))
 		if v, ok := given["preallocation"]; ok {
 			fmt.Fprintf(&b, " preallocation=%s", v)
@@ -272,6 +293,11 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 		}
 		o.Prealloc = p
 	}
+	enc, err := qcow2Encryption(r, given)
+	if err != nil {
+		return err
+	}
+	o.Encrypt = enc
 	o.Size = (r.Size + 511) &^ 511
 	o.BackingFile, o.BackingFmt = r.Backing, r.BackingFmt
 	if err := qcow2.Create(r.File, o); err != nil {

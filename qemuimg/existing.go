@@ -25,7 +25,8 @@ func validOptionList(s string) bool {
 }
 
 func imgCreate(e *env, argv []string) int {
-	req := create.Request{Format: "raw", Size: -1, Options: map[string]string{}, Stderr: e.stderr, Prog: e.prog}
+	req := create.Request{Format: "raw", Size: -1, Options: map[string]string{}, Stderr: e.stderr, Prog: e.prog,
+		Secrets: e.secret}
 	var optErr bool
 	long := []commands.LongOption{{Name: "help", Val: 'h'}, {Name: "object", HasArg: true, Val: optObject}}
 	ops, ok, code := e.getopt(argv, ":F:b:f:ho:qu", long, func(c rune, arg string) (bool, int) {
@@ -88,6 +89,14 @@ func imgCreate(e *env, argv []string) int {
 		return 1
 	}
 	return 0
+}
+
+// secret is the --object secret with id, for encrypt.key-secret.
+func (e *env) secret(id string) ([]byte, error) {
+	if e.graph == nil {
+		return nil, fmt.Errorf("No secret with id '%s'", id)
+	}
+	return e.graph.Objects.Secret(id)
 }
 
 func imgCheck(e *env, argv []string) int {

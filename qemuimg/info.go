@@ -25,6 +25,7 @@ type ImageInfo struct {
 	// the driver cannot tell.
 	ActualSize  int64
 	ClusterSize int64 // 0: none reported
+	Encrypted   bool  // bs->encrypted: "encrypted: yes"
 	HasDirty    bool  // the driver reported its state (bdrv_get_info)
 	Dirty       bool
 	// BackingFilename is the name in the image; FullBackingFilename the
@@ -49,6 +50,10 @@ func QueryImageInfo(n *formats.Node) (*ImageInfo, error) {
 			return nil, err
 		}
 		info.Snapshots = snaps
+		info.Encrypted = d.Encrypted()
+	}
+	if s := formats.LUKSInfo(n); s != nil {
+		info.Specific, info.FormatType, info.Encrypted = s, "luks", true
 	}
 	if n.BackingFile != "" {
 		info.BackingFilename = n.BackingFile
@@ -71,7 +76,7 @@ func driverInfo(n *formats.Node) (int64, bool, bool) {
 	switch n.Drv.Name {
 	case "file", "host_device", "host_cdrom":
 		return 0, false, true
-	case "raw":
+	case "raw", "luks": // luks: block_crypto_get_info_luks asks its file
 		if f := n.Child("file"); f != nil {
 			return driverInfo(f)
 		}
@@ -132,6 +137,9 @@ func (info *ImageInfo) Dict() *qdict.Dict {
 	if info.ClusterSize != 0 {
 		d.Put("cluster-size", info.ClusterSize)
 	}
+	if info.Encrypted {
+		d.Put("encrypted", true)
+	}
 	if info.BackingFilename != "" {
 		d.Put("backing-filename", info.BackingFilename)
 		if info.FullBackingFilename != "" {
@@ -176,6 +184,9 @@ func (info *ImageInfo) DumpHuman(w io.Writer) {
 	}
 	fmt.Fprintf(w, "image: %s\nfile format: %s\nvirtual size: %s (%d bytes)\ndisk size: %s\n",
 		info.Filename, info.Format, snapshot.Size(uint64(info.VirtualSize)), info.VirtualSize, dsize)
+	if info.Encrypted {
+		fmt.Fprintf(w, "encrypted: yes\n")
+	}
 	if info.ClusterSize != 0 {
 		fmt.Fprintf(w, "cluster_size: %d\n", info.ClusterSize)
 	}

@@ -41,6 +41,10 @@ func init() {
 		{"blklogwrites", nil}, {"quorum", nil},
 		{"copy-before-write", nil}, {"snapshot-access", nil},
 	} {
+		if u.name == "luks" {
+			Register(luksDriverDef())
+			continue
+		}
 		Register(unimplemented(u.name, u.probe, false))
 	}
 	for _, p := range []string{"nbd", "nbd+unix", "nbd+tcp"} {
@@ -299,6 +303,7 @@ func openQcow2(g *Graph, n *Node, opts *qdict.Dict) error {
 		qo.Trace = g.Env.Trace
 	}
 	qo.Stderr, qo.Prog = g.Env.Stderr, g.Env.Prog
+	qo.NoIO, qo.Secrets = n.Flags&FlagNoIO != 0, g.Objects.Secret
 	qo.OpenDataFile = func(name string) (*image.Disk, error) { return openDataFile(g, n, opts, name) }
 	d, err := qcow2.OpenOn(file.Disk, file.Filename, qo)
 	if err != nil {

@@ -178,6 +178,19 @@ func (o *Objects) Add(def string, help func(string)) error {
 	return nil
 }
 
+// Secret is qcrypto_secret_lookup: the data of the secret with id, or
+// QEMU's message.
+func (o *Objects) Secret(id string) ([]byte, error) {
+	obj := o.Get(id)
+	if obj == nil {
+		return nil, fmt.Errorf("No secret with id '%s'", id)
+	}
+	if obj.Type != "secret" {
+		return nil, fmt.Errorf("Object with id '%s' is not a secret", id)
+	}
+	return obj.Secret, nil
+}
+
 // loadSecret is qcrypto_secret_load_data and the checks of
 // qcrypto_secret_complete.
 func (o *Objects) loadSecret(obj *Object) error {

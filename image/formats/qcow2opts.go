@@ -24,6 +24,7 @@ func qcow2RuntimeOptions(n *Node, opts *qdict.Dict, flags Flags) (qcow2.RuntimeO
 	var r qcow2.RuntimeOptions
 	enc := opts.ExtractSub("encrypt.")
 	r.EncryptFormat, _ = enc.Str("format")
+	r.EncryptKeySecret, _ = enc.Str("key-secret")
 	o, err := Absorb(qcow2Opts, opts)
 	if err != nil {
 		return r, err

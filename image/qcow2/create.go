@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcrypto"
 	"github.com/goqio/goqio/image/raw"
 )
 
@@ -26,6 +27,10 @@ type CreateOptions struct {
 	// in the image as given; DataFileRaw sets data-file-raw.
 	DataFile    string
 	DataFileRaw bool
+	// Encrypt, when set, encrypts the image (encrypt.format=luks or
+	// qcow, the legacy AES; encrypt.* options), as
+	// qcow2_set_up_encryption after the size and backing file.
+	Encrypt *qcrypto.CreateOptions
 }
 
 // Validate checks the options as qemu-img does, with its messages, in the
@@ -240,6 +245,12 @@ func createOn(f *os.File, path string, o CreateOptions) error {
 	if o.BackingFile != "" {
 		d.backingFile, d.backingFmt = o.BackingFile, o.BackingFmt
 		if err := d.updateHeader(); err != nil {
+			d.Close()
+			return err
+		}
+	}
+	if o.Encrypt != nil {
+		if err := d.setUpEncryption(*o.Encrypt); err != nil {
 			d.Close()
 			return err
 		}

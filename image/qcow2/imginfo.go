@@ -16,6 +16,9 @@ func (d *Driver) SpecificInfo() *qdict.Dict {
 	if d.hdr.Version < 3 {
 		s.Put("compat", "0.10")
 		s.Put("refcount-bits", int64(1)<<d.refOrder)
+		if e := d.encryptInfo(); e != nil {
+			s.Put("encrypt", e)
+		}
 		s.Put("compression-type", ct)
 		return s
 	}
@@ -24,6 +27,9 @@ func (d *Driver) SpecificInfo() *qdict.Dict {
 	s.Put("lazy-refcounts", d.hdr.CompatibleFeatures&compatLazyRefcounts != 0)
 	s.Put("corrupt", d.hdr.IncompatibleFeatures&incompatCorrupt != 0)
 	s.Put("refcount-bits", int64(1)<<d.refOrder)
+	if e := d.encryptInfo(); e != nil {
+		s.Put("encrypt", e)
+	}
 	if d.nbBitmaps != 0 {
 		if list, err := d.bitmapList(); err == nil {
 			l := &qdict.List{}

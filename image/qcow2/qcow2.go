@@ -52,6 +52,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcrypto"
 	"github.com/goqio/goqio/image/raw"
 )
 
@@ -96,6 +97,11 @@ type Options struct {
 	// image's header extension records. The driver closes the Disk it
 	// returns. nil: no data file can be opened.
 	OpenDataFile func(name string) (*image.Disk, error)
+	// NoIO opens the image for its metadata only (BDRV_O_NO_IO): an
+	// encrypted image opens without its key (qemu-img info).
+	NoIO bool
+	// Secrets looks up the secret encrypt.key-secret names.
+	Secrets qcrypto.Lookup
 }
 
 // Driver is an open qcow2 image.
@@ -157,11 +163,12 @@ type Driver struct {
 	// freeByteOffset is where the next compressed cluster may start inside
 	// a partly used cluster (QEMU\'s free_byte_offset), 0 when none.
 	freeByteOffset  int64
-	signaled        bool  // a corruption was reported
-	preallocChecked bool  // metadata preallocation detection ran
-	prealloc        bool  // the image has metadata preallocation
-	dead            bool  // a fatal corruption made the image unusable
-	snapshotsSize   int64 // bytes of the snapshot table (for overlap checks)
+	signaled        bool        // a corruption was reported
+	preallocChecked bool        // metadata preallocation detection ran
+	prealloc        bool        // the image has metadata preallocation
+	dead            bool        // a fatal corruption made the image unusable
+	snapshotsSize   int64       // bytes of the snapshot table (for overlap checks)
+	cs              cryptoState // encryption (crypto.go)
 }
 
 // Error texts of open failures are QEMU's.
@@ -307,13 +314,6 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		}
 		d.l1 = decodeU64s(b)
 	}
-	switch h.CryptMethod {
-	case 0:
-	case 1, 2:
-		return nil, openErr("Parameter 'encrypt.key-secret' is required for cipher")
-	default:
-		return nil, openErr("Unsupported encryption method %d", h.CryptMethod)
-	}
 	rtBytes := int64(h.RefcountTableClusters) << d.clusterBits
 	d.refTableOffset = int64(h.RefcountTableOffset)
 	b := make([]byte, rtBytes)
@@ -329,10 +329,14 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		return nil, openErr("%s", err.Error())
 	}
 	d.rt = rt
+	d.cs.ready = true
 	if err := d.readExtensions(int64(h.HeaderLength), extEnd); err != nil {
 		return nil, err
 	}
 	if err := d.openDataFile(); err != nil {
+		return nil, err
+	}
+	if err := d.openCryptoLate(); err != nil {
 		return nil, err
 	}
 	if !opts.Check {
@@ -510,7 +514,9 @@ func (d *Driver) readExtensions(start, end int64) error {
 		case extDataFile:
 			d.dataName, d.hasDataName = cstring(data), true
 		case extCryptoHeader:
-			d.exts = append(d.exts, extension{typ, append([]byte(nil), data...)})
+			if err := d.readCryptoExt(data); err != nil {
+				return err
+			}
 		default:
 			d.exts = append(d.exts, extension{typ, append([]byte(nil), data...)})
 		}
@@ -539,6 +545,10 @@ func (d *Driver) Size() int64 { return d.size }
 
 // Limits: byte-granular requests; zero writes and discards in clusters.
 func (d *Driver) Limits() image.Limits {
+	if d.encrypted() {
+		// encryption works on sectors (qcow2_refresh_limits)
+		return image.Limits{RequestAlignment: 512, ZeroAlignment: d.scSize, DiscardAlignment: d.clusterSize}
+	}
 	return image.Limits{RequestAlignment: 1, ZeroAlignment: d.scSize, DiscardAlignment: d.clusterSize}
 }
 
@@ -693,6 +703,11 @@ func (d *Driver) readGuest(p []byte, off int64) error {
 			if err := d.dataDisk().ReadAt(q, int64(host)); err != nil {
 				return err
 			}
+			if d.encrypted() {
+				if err := d.decryptData(q, int64(host), off); err != nil {
+					return err
+				}
+			}
 		}
 		p = p[n:]
 		off += n
@@ -722,7 +737,7 @@ func (d *Driver) readBacking(p []byte, off int64) error {
 }
 
 // BlockStatus is QEMU's qcow2_co_block_status.
-func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) {
+func (d *Driver) BlockStatus(off, n int64, wantZero bool) (e image.Extent, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.dead {
@@ -740,7 +755,13 @@ func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) 
 	if err != nil {
 		return image.Extent{}, err
 	}
-	e := image.Extent{Len: run, File: d.dataFileName()}
+	e = image.Extent{Len: run, File: d.dataFileName()}
+	defer func() {
+		if d.encrypted() { // no host offsets for encrypted data (qcow2_co_block_status)
+			e.Status &^= image.StatusOffsetValid
+			e.Offset, e.File = 0, ""
+		}
+	}()
 	switch typ {
 	case clusterNormal:
 		e.Status = image.StatusData | image.StatusOffsetValid
@@ -780,6 +801,9 @@ func (d *Driver) Info() (image.Info, error) {
 	rb := fmt.Sprint(1 << d.refOrder)
 	if d.hdr.Version < 3 {
 		info.Specific = []image.KeyValue{kv("compat", "0.10"), kv("compression type", ct), kv("refcount bits", rb)}
+		if lines := d.encryptInfoLines(); lines != nil {
+			info.Specific = append(info.Specific, image.KeyValue{Key: "encrypt", Sub: lines})
+		}
 		return info, nil
 	}
 	info.Specific = []image.KeyValue{
@@ -793,6 +817,9 @@ func (d *Driver) Info() (image.Info, error) {
 	info.Specific = append(info.Specific,
 		kv("refcount bits", rb),
 	)
+	if lines := d.encryptInfoLines(); lines != nil {
+		info.Specific = append(info.Specific, image.KeyValue{Key: "encrypt", Sub: lines})
+	}
 	if d.hasDataName {
 		info.Specific = append(info.Specific, kv("data file", d.dataName))
 	}
@@ -999,6 +1026,11 @@ func (d *Driver) updateHeader() error {
 	}
 	if d.hasDataFile() && d.hasDataName {
 		if err := add(extDataFile, []byte(d.dataName)); err != nil {
+			return err
+		}
+	}
+	if ce := d.cryptoExt(); ce != nil {
+		if err := add(extCryptoHeader, ce); err != nil {
 			return err
 		}
 	}

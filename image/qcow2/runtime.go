@@ -18,8 +18,9 @@ type RuntimeOptions struct {
 	// ("main-header", "active-l1", ...).
 	Overlap                                                   map[string]bool
 	PassDiscardRequest, PassDiscardSnapshot, PassDiscardOther *bool
-	// EncryptFormat is encrypt.format, "" when not given.
-	EncryptFormat string
+	// EncryptFormat is encrypt.format, "" when not given;
+	// EncryptKeySecret is encrypt.key-secret.
+	EncryptFormat, EncryptKeySecret string
 }
 
 // OverlapNames are the overlap-check.* option names, in QEMU's bit order.
@@ -163,8 +164,8 @@ func (d *Driver) prepareRuntime(r RuntimeOptions, unmap bool) (runtimeState, err
 	if r.PassDiscardOther != nil {
 		rt.passOther = *r.PassDiscardOther
 	}
-	if d.hdr.CryptMethod == 0 && r.EncryptFormat != "" {
-		return rt, fmt.Errorf("No encryption in image header, but options specified format '%s'", r.EncryptFormat)
+	if err := d.checkEncryptOptions(r); err != nil {
+		return rt, err
 	}
 	return rt, nil
 }

@@ -154,6 +154,9 @@ func (d *Driver) writeLocked(p []byte, off int64) error {
 	done := 0
 	for done < len(p) {
 		cur := int64(min(len(p)-done, intMax))
+		if d.encrypted() {
+			cur = min(cur, maxCryptClusters*d.clusterSize-(off+int64(done))&(d.clusterSize-1))
+		}
 		host, n, metas, err := d.allocHostOffset(off+int64(done), cur)
 		if err != nil {
 			d.abortMetas(metas)
@@ -178,6 +181,13 @@ func (d *Driver) writeLocked(p []byte, off int64) error {
 // qcow2_handle_l2meta with link_l2 false), so a failed write leaks no
 // cluster.
 func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta) error {
+	if d.encrypted() {
+		enc, err := d.encryptData(p, host, off)
+		if err != nil {
+			return err
+		}
+		p = enc
+	}
 	if err := d.handleAllocSpace(metas); err != nil {
 		d.abortMetas(metas)
 		return err
@@ -221,6 +231,9 @@ func (d *Driver) abortMetas(metas []*l2Meta) {
 // (QEMU's is_zero_cow), zero the new clusters in the file (fallocate)
 // instead of writing zero buffers.
 func (d *Driver) handleAllocSpace(metas []*l2Meta) error {
+	if d.encrypted() {
+		return nil // zeroes in the file would not read as zeroes
+	}
 	for _, m := range metas {
 		if m.cowStart[1] == 0 && m.cowEnd[1] == 0 {
 			continue
@@ -297,6 +310,15 @@ func (d *Driver) performCow(m *l2Meta, data []byte) error {
 	}
 	if err := d.preWriteCheckData(m.allocOffset+m.cowEnd[0], int64(len(end))); err != nil {
 		return err
+	}
+	if d.encrypted() {
+		var err error
+		if start, err = d.encryptData(start, m.allocOffset+m.cowStart[0], m.guest+m.cowStart[0]); err != nil {
+			return err
+		}
+		if end, err = d.encryptData(end, m.allocOffset+m.cowEnd[0], m.guest+m.cowEnd[0]); err != nil {
+			return err
+		}
 	}
 	d.file.DebugEvent("cow_write")
 	dst := d.dataDisk()
