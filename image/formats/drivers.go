@@ -43,10 +43,8 @@ func init() {
 	} {
 		Register(unimplemented(u.name, u.probe, false))
 	}
-	for _, p := range []string{"nbd", "nbd+unix", "nbd+tcp"} {
-		_ = p
-	}
-	Register(unimplemented("nbd", nil, true))
+	Register(&BlockDriver{Name: "nbd", Protocol: "nbd+unix", Protocols: []string{"nbd", "nbd+tcp"}, FileOpen: true,
+		ParseFilename: parseNBDFilename, Open: openNBD})
 }
 
 // stripPrefix is bdrv_parse_filename_strip_prefix.
