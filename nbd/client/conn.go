@@ -63,7 +63,11 @@ type Extent struct {
 // errors are QEMU's: "Failed to connect to 'ADDR': strerror" for a
 // connect that fails, the handshake's messages after.
 func Dial(ctx context.Context, network, address string, o Options) (*Conn, error) {
-	c, err := dial(ctx, network, address)
+	name := o.AddressName
+	if name == "" {
+		name = address
+	}
+	c, err := dial(ctx, network, address, name)
 	if err != nil {
 		return nil, err
 	}
@@ -75,11 +79,16 @@ func Dial(ctx context.Context, network, address string, o Options) (*Conn, error
 	return conn, nil
 }
 
-func dial(ctx context.Context, network, address string) (net.Conn, error) {
+func dial(ctx context.Context, network, address, name string) (net.Conn, error) {
 	var d net.Dialer
 	if network == "unix" && len(address) > 108 {
 		return nil, &Error{Msg: fmt.Sprintf("UNIX socket path '%s' is too long", address),
 			Hint: "Path must be less than 108 bytes\n", Err: syscall.EINVAL}
+	}
+	host, port, _ := net.SplitHostPort(address)
+	if network == "tcp" && host == "" {
+		// getaddrinfo of no host and no AI_PASSIVE
+		return nil, &Error{Msg: fmt.Sprintf("address resolution failed for %s:%s: Name or service not known", host, port), Err: syscall.EINVAL}
 	}
 	c, err := d.DialContext(ctx, network, address)
 	if err == nil {
@@ -87,7 +96,6 @@ func dial(ctx context.Context, network, address string) (net.Conn, error) {
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
-		host, port, _ := net.SplitHostPort(address)
 		msg := "Name or service not known"
 		if dnsErr.IsTemporary {
 			msg = "Temporary failure in name resolution"
@@ -98,7 +106,7 @@ func dial(ctx context.Context, network, address string) (net.Conn, error) {
 	if !errors.As(err, &en) {
 		en = syscall.EIO
 	}
-	return nil, &Error{Msg: fmt.Sprintf("Failed to connect to '%s': %s", address, image.Strerror(en)), Err: en}
+	return nil, &Error{Msg: fmt.Sprintf("Failed to connect to '%s': %s", name, image.Strerror(en)), Err: en}
 }
 
 // Negotiate runs the handshake on c and returns the connection in the

@@ -66,6 +66,9 @@ type Options struct {
 	// NoStructuredReply, NoMetaContext and NoBlockSize turn off what QEMU
 	// always asks for (for tests of older behaviour).
 	NoStructuredReply, NoMetaContext, NoBlockSize bool
+	// AddressName is the server's address as messages name it (QEMU's
+	// "host:port", without brackets); "" for Dial's address.
+	AddressName string
 }
 
 // Info is what the handshake learnt about the export (QEMU's
