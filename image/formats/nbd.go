@@ -383,7 +383,7 @@ func openNBDNode(g *Graph, n *Node, opts *qdict.Dict) error {
 			return errorf(nil, "Object with id '%s' is not TLS credentials", id)
 		}
 		if ep := obj.Props["endpoint"]; ep != "" && ep != "client" {
-			return errorf(nil, "Expecting TLS credentials with a client endpoint")
+			return errorf(nil, "Expected TLS credentials for a client endpoint")
 		}
 		if obj.Type != "tls-creds-x509" {
 			return errorf(nil, "TLS credentials of type '%s' are not supported by goqio (only tls-creds-x509)", obj.Type)
@@ -704,4 +704,24 @@ func IsNBDFilename(filename string) bool {
 	}
 	p := filename[:strings.Index(filename, ":")]
 	return p == "nbd" || p == "nbd+tcp" || p == "nbd+unix"
+}
+
+// checkX509Object is the loading of a tls-creds-x509 object
+// (endpoint=client|server, the files, the sanity check).
+func checkX509Object(obj *Object) error {
+	ep := obj.Props["endpoint"]
+	switch ep {
+	case "", "client", "server":
+	default:
+		return fmt.Errorf("Parameter 'endpoint' does not accept value '%s'", ep)
+	}
+	sanity := true
+	if v, ok := obj.Props["sanity-check"]; ok {
+		b, valid := ParseBool(v)
+		if !valid {
+			return fmt.Errorf("Parameter 'sanity-check' expects 'on' or 'off'")
+		}
+		sanity = b
+	}
+	return nbdErr(client.CheckX509Dir(obj.Props["dir"], ep == "server", sanity))
 }

@@ -370,6 +370,13 @@ func (g *negotiator) startTLS(cfg *tls.Config) error {
 // tlsMessage words a TLS handshake failure as QEMU's GnuTLS client does
 // where it can.
 func tlsMessage(err error) string {
+	if errors.Is(err, errNoHostname) {
+		return errNoHostname.Error()
+	}
+	var r tlsReason
+	if errors.As(err, &r) {
+		return string(r)
+	}
 	var he x509.HostnameError
 	if errors.As(err, &he) {
 		return "Certificate does not match the hostname " + he.Host

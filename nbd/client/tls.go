@@ -3,6 +3,7 @@ package client
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -12,12 +13,22 @@ import (
 	"github.com/goqio/goqio/image"
 )
 
+// errNoHostname: QEMU's client refuses a verified peer it has no name to
+// check against (qcrypto_tls_session_check_certificate).
+var errNoHostname = errors.New("No hostname for certificate validation")
+
+// tlsReason is a peer verification failure worded as QEMU words it.
+type tlsReason string
+
+func (r tlsReason) Error() string { return string(r) }
+
 // X509Config builds the client side of QEMU's tls-creds-x509 object
 // (endpoint=client) from its directory: ca-cert.pem (needed),
 // client-cert.pem and client-key.pem (both or neither). With verifyPeer
 // (QEMU's default) the server's certificate must chain to the CA and,
-// when hostname is not "", name it; QEMU checks no name when it has none
-// (a UNIX socket without tls-hostname).
+// name hostname; with verifyPeer and no hostname (a UNIX socket without
+// tls-hostname) QEMU refuses the peer: "No hostname for certificate
+// validation".
 func X509Config(dir string, verifyPeer bool, hostname string) (*tls.Config, error) {
 	path := func(name string, required bool) (string, error) {
 		p := filepath.Join(dir, name)
@@ -45,12 +56,22 @@ func X509Config(dir string, verifyPeer bool, hostname string) (*tls.Config, erro
 	if err != nil {
 		return nil, err
 	}
-	pem, err := os.ReadFile(ca)
+	caPEM, err := os.ReadFile(ca)
 	if err != nil {
 		return nil, &Error{Msg: fmt.Sprintf("Cannot load CA certificate '%s': %v", ca, err), Err: syscall.EINVAL}
 	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
+	var caCerts []*x509.Certificate
+	for rest := caPEM; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
+			caCerts = append(caCerts, c)
+		}
+	}
+	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, &Error{Msg: fmt.Sprintf("Cannot load CA certificate '%s': Base64 decoding error.", ca), Err: syscall.EINVAL}
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
@@ -82,15 +103,76 @@ func X509Config(dir string, verifyPeer bool, hostname string) (*tls.Config, erro
 				inter.AddCert(c)
 			}
 			if _, err := certs[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter}); err != nil {
-				return &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err}
-			}
-			if hostname != "" {
-				if err := certs[0].VerifyHostname(hostname); err != nil {
-					return err
+				// GnuTLS's status: no CA of the issuer's name is
+				// SIGNER_NOT_FOUND, one that did not sign it INVALID
+				reason := "The certificate hasn't got a known issuer"
+				var ie x509.CertificateInvalidError
+				if errors.As(err, &ie) {
+					reason = "The certificate is not trusted"
 				}
+				for _, c := range caCerts {
+					if string(c.RawSubject) == string(certs[len(certs)-1].RawIssuer) {
+						reason = "The certificate is not trusted"
+					}
+				}
+				return tlsReason(reason)
 			}
-			return nil
+			if hostname == "" {
+				return errNoHostname
+			}
+			return certs[0].VerifyHostname(hostname)
 		}
 	}
 	return cfg, nil
+}
+
+// CheckX509Dir is what QEMU checks when a tls-creds-x509 object is
+// created (qcrypto_tls_creds_x509_load): the files the endpoint needs
+// are there, and with sanityCheck the object's own certificate chains to
+// its CA.
+func CheckX509Dir(dir string, server, sanityCheck bool) error {
+	need := []string{"ca-cert.pem", "client-cert.pem", "client-key.pem"}
+	required := []bool{true, false, false}
+	if server {
+		need = []string{"ca-cert.pem", "server-cert.pem", "server-key.pem"}
+		required = []bool{true, true, true}
+	}
+	var have []string
+	for i, name := range need {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err != nil {
+			if !required[i] {
+				have = append(have, "")
+				continue
+			}
+			var en syscall.Errno
+			if !errors.As(err, &en) {
+				en = syscall.ENOENT
+			}
+			return &Error{Msg: fmt.Sprintf("Unable to access credentials %s: %s", p, image.Strerror(en)), Err: en}
+		}
+		have = append(have, p)
+	}
+	if !sanityCheck || have[1] == "" {
+		return nil
+	}
+	caPEM, err1 := os.ReadFile(have[0])
+	certPEM, err2 := os.ReadFile(have[1])
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		return &Error{Msg: fmt.Sprintf("Unable to import certificate %s: Base64 decoding error.", have[1]), Err: syscall.EINVAL}
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return &Error{Msg: fmt.Sprintf("Unable to import certificate %s: %v", have[1], err), Err: syscall.EINVAL}
+	}
+	if _, err := c.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return &Error{Msg: fmt.Sprintf("Our own certificate %s failed validation against %s: The certificate hasn't got a known issuer", have[1], have[0]), Err: syscall.EINVAL}
+	}
+	return nil
 }

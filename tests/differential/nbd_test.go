@@ -418,5 +418,5 @@ func randomNBDCase(seed int64) nbdCase {
 
 func TestNBDRandom(t *testing.T) {
 	needTool(t, "qemu-nbd")
-	runSeeds(t, 12, 4, func(t *testing.T, tl tools, seed int64) { tl.runNBD(t, randomNBDCase(seed)) })
+	runSeeds(t, 8, 3, func(t *testing.T, tl tools, seed int64) { tl.runNBD(t, randomNBDCase(seed)) })
 }
