@@ -308,6 +308,7 @@ type nbdNode struct {
 	size  int64 // rounded up to sectors, as QEMU's total_sectors
 	align int64
 	depth bool // x-dirty-bitmap=qemu:allocation-depth
+	rw    bool // opened read-write: flushed at close
 }
 
 var (
@@ -316,6 +317,7 @@ var (
 	_ image.BlockStatuser = (*nbdNode)(nil)
 	_ image.Truncater     = (*nbdNode)(nil)
 	_ image.Infoer        = (*nbdNode)(nil)
+	_ image.FUAWriter     = (*nbdNode)(nil)
 )
 
 // openNBD is nbd_open: nbd_process_options, the connection, then
@@ -431,6 +433,7 @@ func openNBDNode(g *Graph, n *Node, opts *qdict.Dict) error {
 		n.Flags &^= FlagRDWR
 	}
 	d.conn, d.info = conn, info
+	d.rw = n.Flags&FlagRDWR != 0
 	d.size = int64(min(info.Size, math.MaxInt64-511)+511) &^ 511
 	// nbd_refresh_limits
 	d.align = int64(info.MinBlock)
@@ -599,7 +602,13 @@ func (d *nbdNode) Flush() error {
 	return d.do(func(c *client.Conn) error { return c.Flush() })
 }
 
+// Close is bdrv_close: a writable node is flushed first (bdrv_flush,
+// which sends NBD_CMD_FLUSH whenever the server takes it), then
+// NBD_CMD_DISC.
 func (d *nbdNode) Close() error {
+	if d.rw {
+		_ = d.Flush()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.conn.Close()
@@ -608,10 +617,13 @@ func (d *nbdNode) Close() error {
 // WriteZeroes is nbd_client_co_pwrite_zeroes: NO_HOLE unless unmapping
 // is allowed, FAST_ZERO for a zero write without fallback.
 func (d *nbdNode) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
+	return d.writeZeroes(off, n, flags, 0)
+}
+
+func (d *nbdNode) writeZeroes(off, n int64, flags image.ZeroFlags, f uint16) error {
 	if d.info.Flags&nbd.FlagSendWriteZeroes == 0 {
 		return image.ErrNotSupported
 	}
-	var f uint16
 	if flags&image.ZeroMayUnmap == 0 {
 		f |= nbd.CmdFlagNoHole
 	}
@@ -626,6 +638,19 @@ func (d *nbdNode) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
 		return image.ErrNotSupported
 	}
 	return err
+}
+
+// SupportsFUA: the server takes NBD_CMD_FLAG_FUA (supported_write_flags).
+func (d *nbdNode) SupportsFUA() bool { return d.info.Flags&nbd.FlagSendFUA != 0 }
+
+// WriteAtFUA is a write with NBD_CMD_FLAG_FUA.
+func (d *nbdNode) WriteAtFUA(p []byte, off int64) error {
+	return d.do(func(c *client.Conn) error { return c.Write(p, uint64(off), nbd.CmdFlagFUA) })
+}
+
+// WriteZeroesFUA is WriteZeroes with NBD_CMD_FLAG_FUA.
+func (d *nbdNode) WriteZeroesFUA(off, n int64, flags image.ZeroFlags) error {
+	return d.writeZeroes(off, n, flags, nbd.CmdFlagFUA)
 }
 
 // SupportedZeroFlags is nbd_handle_updated_info's supported_zero_flags.
@@ -724,4 +749,12 @@ func checkX509Object(obj *Object) error {
 		sanity = b
 	}
 	return nbdErr(client.CheckX509Dir(obj.Props["dir"], ep == "server", sanity))
+}
+
+// reopenNBD is nbd_client_reopen_prepare.
+func reopenNBD(n *Node, opts *qdict.Dict, flags Flags) error {
+	if d, ok := n.Impl.(*nbdNode); ok && flags&FlagRDWR != 0 && d.info.Flags&nbd.FlagReadOnly != 0 {
+		return &Error{Msg: "Can't reopen read-only NBD mount as read/write", Err: syscall.EACCES}
+	}
+	return nil
 }
