@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -419,4 +420,50 @@ func randomNBDCase(seed int64) nbdCase {
 func TestNBDRandom(t *testing.T) {
 	needTool(t, "qemu-nbd")
 	runSeeds(t, 8, 3, func(t *testing.T, tl tools, seed int64) { tl.runNBD(t, randomNBDCase(seed)) })
+}
+
+var logNoise = regexp.MustCompile(`(?m)^[0-9: .-]+|connection=[0-9]+ |id=[0-9]+ | \.\.\.|return=.*$`)
+
+// TestNBDWire: the requests goqio sends are qemu-io's (nbdkit's log
+// filter records them): FUA on every write of qemu-io's default
+// writethrough mode, NO_HOLE, FAST_ZERO, trims, flushes, the probe's
+// read, the flush at close; raw over the protocol node and the protocol
+// node alone.
+func TestNBDWire(t *testing.T) {
+	needTool(t, "nbdkit")
+	tl := setup(t)
+	sessions := [][]string{
+		{"-f", "raw", "-c", "write -f 0 4k", "-c", "write -z -f 8k 4k", "-c", "write -zu 64k 64k", "-c", "write -zn 0 4k",
+			"-c", "flush", "-c", "write 1 100", "-c", "writev -f 0 512 512", "-c", "discard 128k 64k", "-c", "read 0 100k", "URI"},
+		{"-t", "writethrough", "-f", "raw", "-c", "write 0 512", "-c", "write -z 0 4k", "URI"},
+		{"-t", "writeback", "-c", "write 0 512", "-c", "write -f -z 0 4k", "-c", "write -f 0 4k", "-c", "alloc 0 1M", "URI"},
+		{"-r", "-c", "read 0 512", "-c", "map", "URI"},
+		{"--image-opts", "-c", "write 0 512", "-c", "aio_write 4k 4k", "-c", "aio_flush", "driver=nbd,path=SOCK"},
+		// not yet: reopen (goqio opens the graph again, so it
+		// reconnects, and the probed raw node's 512-byte alignment is
+		// lost on the way)
+	}
+	for i, args := range sessions {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			top := t.TempDir()
+			link := filepath.Join(top, "qemu-io")
+			os.Symlink(tl.goqio, link)
+			var logs [2]string
+			for j, prog := range []string{tl.qemuIO, link} {
+				d := filepath.Join(top, fmt.Sprint(j))
+				os.Mkdir(d, 0o755)
+				logf := filepath.Join(d, "log")
+				c := nbdCase{Server: "nbdkit", ServerArgs: []string{"--filter=log", "memory", "size=1M", "logfile=" + logf}}
+				sock, uri, stop := c.startServer(t, d)
+				sh(t, d, "", prog, subst(args, uri, sock)...)
+				stop()
+				b, _ := os.ReadFile(logf)
+				logs[j] = logNoise.ReplaceAllString(string(b), "")
+			}
+			if logs[0] != logs[1] {
+				t.Errorf("args %q: requests differ:\nqemu-io:\n%s\ngoqio:\n%s", args, logs[0], logs[1])
+			}
+		})
+	}
 }
