@@ -43,7 +43,20 @@ func Run(r Request, out, errw io.Writer) int {
 		return fail("Could not open '%s': Could not open '%s': %s", r.File, r.File, formats.Strerror(syscall.EISDIR))
 	}
 	format := r.Format
-	if format == "" {
+	if format == "" && formats.IsNBDFilename(r.File) {
+		// an NBD export is probed through its protocol driver
+		d, err := formats.Open(r.File, formats.Options{Format: "raw", ReadOnly: true, Prog: r.Prog})
+		if err != nil {
+			return fail("Could not open '%s': %v", r.File, err)
+		}
+		head := make([]byte, min(512, d.Size()))
+		err = d.ReadAt(head, 0)
+		d.Close()
+		if err != nil {
+			return fail("Could not open '%s': Could not read image for determining its format: %s", r.File, image.StrerrorOf(err))
+		}
+		format = formats.Probe(head)
+	} else if format == "" {
 		f, err := os.Open(r.File)
 		if err != nil {
 			return fail("Could not open '%s': Could not open '%s': %s", r.File, r.File, image.StrerrorOf(err))

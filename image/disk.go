@@ -249,8 +249,39 @@ func (d *Disk) readAligned(p []byte, off int64, lim Limits) error {
 
 // writeAligned writes an aligned request, fragmented at the max transfer.
 func (d *Disk) writeAligned(p []byte, off int64, lim Limits) error {
+	return d.writeAlignedFUA(p, off, lim, false)
+}
+
+// nativeFUA returns the driver's FUA writes when it has them and fua is
+// asked for (bdrv_driver_pwritev: FUA passed down, else a flush after).
+func (d *Disk) nativeFUA(fua bool) FUAWriter {
+	if fw, ok := d.drv.(FUAWriter); ok && fua && fw.SupportsFUA() {
+		return fw
+	}
+	return nil
+}
+
+// SupportsFUA reports whether the driver writes FUA by itself (QEMU's
+// BDRV_REQ_FUA in supported_write_flags), for filters and formats that
+// pass it on to their child.
+func (d *Disk) SupportsFUA() bool {
+	fw, ok := d.drv.(FUAWriter)
+	return ok && fw.SupportsFUA()
+}
+
+// writeAlignedFUA is writeAligned with each fragment written FUA by the
+// driver when native is set.
+func (d *Disk) writeAlignedFUA(p []byte, off int64, lim Limits, native bool) error {
+	fw := d.nativeFUA(native)
 	for _, f := range blkalign.Fragments(off, int64(len(p)), lim.MaxTransfer) {
-		if _, err := d.drv.WriteAt(p[f.Off-off:f.Off-off+f.Len], f.Off); err != nil {
+		q := p[f.Off-off : f.Off-off+f.Len]
+		if fw != nil {
+			if err := fw.WriteAtFUA(q, f.Off); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := d.drv.WriteAt(q, f.Off); err != nil {
 			return err
 		}
 	}
@@ -385,19 +416,20 @@ func (d *Disk) writeData(bufs [][]byte, off int64, flags ZeroFlags, fua bool, li
 	}
 	d.DebugEvent("pwritev")
 	defer d.DebugEvent("pwritev_done")
+	native := d.nativeFUA(fua) != nil
 	var err error
 	if len(bufs) == 1 {
-		err = d.writeAligned(bufs[0], off, lim)
-	} else if v, ok := d.drv.(VectorIO); ok && (lim.MaxTransfer == 0 || n <= lim.MaxTransfer) {
+		err = d.writeAlignedFUA(bufs[0], off, lim, native)
+	} else if v, ok := d.drv.(VectorIO); ok && !native && (lim.MaxTransfer == 0 || n <= lim.MaxTransfer) {
 		err = v.WritevAt(bufs, off)
 	} else {
 		buf := make([]byte, 0, n)
 		for _, b := range bufs {
 			buf = append(buf, b...)
 		}
-		err = d.writeAligned(buf, off, lim)
+		err = d.writeAlignedFUA(buf, off, lim, native)
 	}
-	if err != nil {
+	if err != nil || native {
 		return err
 	}
 	return d.flushIf(fua)
@@ -533,6 +565,7 @@ func (d *Disk) zeroAligned(off, n int64, flags ZeroFlags, fua bool, lim Limits) 
 		d.trace("  -> the driver cannot zero efficiently and -n forbids the fallback: ENOTSUP")
 		return ErrNotSupported
 	}
+	fw := d.nativeFUA(fua)
 	maxTransfer := blkalign.MinNonZero(lim.MaxTransfer, maxBounce)
 	align := max(lim.ZeroAlignment, lim.RequestAlignment)
 	z := blkalign.NewZeroSplit(off, n, align, lim.MaxZero, maxTransfer)
@@ -540,13 +573,19 @@ func (d *Disk) zeroAligned(off, n int64, flags ZeroFlags, fua bool, lim Limits) 
 		o, num := z.Next()
 		d.trace("  piece off=%#x size=%#x", o, num)
 		err := error(ErrNotSupported)
-		if ok {
+		if ok && fw != nil {
+			err = fw.WriteZeroesFUA(o, num, flags&supported)
+		} else if ok {
 			err = zer.WriteZeroes(o, num, flags&supported)
 		}
 		if errors.Is(err, ErrNotSupported) && flags&ZeroNoFallback == 0 {
 			num = min(num, maxTransfer)
 			d.trace("  -> explicit zeroes off=%#x size=%#x", o, num)
-			_, err = d.drv.WriteAt(zeroes[:num], o)
+			if fw != nil {
+				err = fw.WriteAtFUA(zeroes[:num], o)
+			} else {
+				_, err = d.drv.WriteAt(zeroes[:num], o)
+			}
 		} else if errors.Is(err, ErrNotSupported) {
 			d.trace("  -> ENOTSUP with -n: the write fails")
 		}
@@ -554,6 +593,9 @@ func (d *Disk) zeroAligned(off, n int64, flags ZeroFlags, fua bool, lim Limits) 
 			return err
 		}
 		z.Advance(num)
+	}
+	if fw != nil {
+		return nil
 	}
 	return d.flushIf(fua)
 }

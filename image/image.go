@@ -84,6 +84,17 @@ type Zeroer interface {
 	SupportedZeroFlags() ZeroFlags
 }
 
+// FUAWriter is implemented by drivers that can make one write durable by
+// itself (QEMU's BDRV_REQ_FUA in supported_write_flags and
+// supported_zero_flags, as NBD's NBD_CMD_FLAG_FUA): when SupportsFUA
+// says so, Disk passes a FUA request's pieces to WriteAtFUA and
+// WriteZeroesFUA instead of flushing after the request.
+type FUAWriter interface {
+	SupportsFUA() bool
+	WriteAtFUA(p []byte, off int64) error
+	WriteZeroesFUA(off, n int64, flags ZeroFlags) error
+}
+
 // Discarder is implemented by drivers that can deallocate a range. Discard is
 // advisory: ErrNotSupported means nothing was done and is not an error.
 type Discarder interface {

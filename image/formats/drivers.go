@@ -47,10 +47,8 @@ func init() {
 		}
 		Register(unimplemented(u.name, u.probe, false))
 	}
-	for _, p := range []string{"nbd", "nbd+unix", "nbd+tcp"} {
-		_ = p
-	}
-	Register(unimplemented("nbd", nil, true))
+	Register(&BlockDriver{Name: "nbd", Protocol: "nbd+unix", Protocols: []string{"nbd", "nbd+tcp"}, FileOpen: true,
+		ParseFilename: parseNBDFilename, Open: openNBD, ReopenPrepare: reopenNBD})
 }
 
 // stripPrefix is bdrv_parse_filename_strip_prefix.
@@ -432,6 +430,31 @@ func (w *window) Limits() image.Limits {
 }
 
 func (w *window) Flush() error { return w.file.Flush() }
+
+// SupportsFUA: raw passes FUA to its child when the child takes it
+// (raw_open's supported_write_flags).
+func (w *window) SupportsFUA() bool { return w.file.SupportsFUA() }
+
+func (w *window) WriteAtFUA(p []byte, off int64) error {
+	if w.probed && off < probeSize && len(p) > 0 {
+		if len(p) < probeSize || Probe(p[:probeSize]) != "raw" {
+			return syscall.EPERM
+		}
+	}
+	o, err := w.adjust(off, int64(len(p)), true)
+	if err != nil {
+		return err
+	}
+	return w.file.WriteAt(p, o, true)
+}
+
+func (w *window) WriteZeroesFUA(off, n int64, flags image.ZeroFlags) error {
+	o, err := w.adjust(off, n, true)
+	if err != nil {
+		return err
+	}
+	return w.file.WriteZeroes(o, n, flags, true)
+}
 func (w *window) Close() error { return nil }
 
 func (w *window) WriteZeroes(off, n int64, flags image.ZeroFlags) error {

@@ -72,6 +72,11 @@ func (n *Node) refreshFilename() {
 		if plain {
 			n.exactFilename = n.Drv.Name + "://"
 		}
+	case n.Drv.Name == "nbd":
+		n.exactFilename = ""
+		if d, ok := n.Impl.(*nbdNode); ok {
+			n.exactFilename = d.exact
+		}
 	case n.Drv.Name == "blkverify":
 		// blkverify_refresh_filename
 		n.exactFilename = ""

@@ -351,6 +351,11 @@ func findProtocol(filename string, allowPrefix bool) (*BlockDriver, error) {
 		if d.Protocol != "" && d.Protocol == proto {
 			return d, nil
 		}
+		for _, p := range d.Protocols {
+			if p == proto {
+				return d, nil
+			}
+		}
 	}
 	return nil, errorf(nil, "Unknown protocol '%s'", proto)
 }
@@ -803,6 +808,10 @@ func dirname(n *Node) (string, error) {
 		}
 	}
 	n.refreshFilename()
+	if n.Drv.Name == "nbd" {
+		// nbd_dirname: NBD exports have no directories
+		return "", errorf(nil, "Cannot generate a base directory for NBD nodes")
+	}
 	if n.exactFilename != "" {
 		if i := strings.LastIndex(n.exactFilename, "/"); i >= 0 {
 			return n.exactFilename[:i+1], nil

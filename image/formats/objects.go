@@ -171,6 +171,11 @@ func (o *Objects) Add(def string, help func(string)) error {
 	if (typ == "tls-creds-x509" || typ == "tls-creds-psk") && obj.Props["dir"] == "" {
 		return errors.New("Missing 'dir' property value")
 	}
+	if typ == "tls-creds-x509" {
+		if err := checkX509Object(obj); err != nil {
+			return err
+		}
+	}
 	if o.byID[id] != nil {
 		return fmt.Errorf("attempt to add duplicate property '%s' to object (type 'container')", id)
 	}

@@ -13,6 +13,9 @@ import (
 type BlockDriver struct {
 	Name     string // format_name: driver=NAME
 	Protocol string // protocol_name: "NAME:..." filenames, "" for none
+	// Protocols are more prefixes of the same driver (QEMU registers nbd,
+	// nbd+tcp and nbd+unix as three drivers of one format name).
+	Protocols []string
 	// IsFormat: a format driver (its children are not probed);
 	// IsFilter: a filter whose one child takes every request.
 	IsFormat, IsFilter bool
