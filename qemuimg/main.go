@@ -25,6 +25,7 @@ func init() {
 	handlers = map[string]func(*env, []string) int{
 		"info": imgInfo, "map": imgMap, "compare": imgCompare,
 		"create": imgCreate, "check": imgCheck, "snapshot": imgSnapshot,
+		"resize": imgResize,
 	}
 }
 
