@@ -26,6 +26,7 @@ func init() {
 		"info": imgInfo, "map": imgMap, "compare": imgCompare,
 		"create": imgCreate, "check": imgCheck, "snapshot": imgSnapshot,
 		"resize": imgResize,
+		"rebase": imgRebase,
 	}
 }
 
