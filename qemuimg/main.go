@@ -27,6 +27,7 @@ func init() {
 		"create": imgCreate, "check": imgCheck, "snapshot": imgSnapshot,
 		"resize": imgResize,
 		"rebase": imgRebase,
+		"commit": imgCommit,
 	}
 }
 
