@@ -28,6 +28,7 @@ func init() {
 		"resize": imgResize,
 		"rebase": imgRebase,
 		"commit": imgCommit,
+		"amend":  imgAmend,
 	}
 }
 

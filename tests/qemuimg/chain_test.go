@@ -49,6 +49,17 @@ qemu-img create -q -f qcow2 -u -b nothere.qcow2 -F qcow2 miss.qcow2 1M
 qemu-img create -q -f qcow2 -u -b loop2.qcow2 -F qcow2 loop1.qcow2 1M
 qemu-img create -q -f qcow2 -u -b loop1.qcow2 -F qcow2 loop2.qcow2 1M
 echo garbage > text.raw
+qemu-img create -q -f qcow2 z.qcow2 2M
+qemu-io -c 'write -z 0 1M' -c 'write -P 2 1M 64k' z.qcow2
+qemu-img create -q -f qcow2 -o lazy_refcounts=on l.qcow2 1M
+qemu-img create -q -f qcow2 -o refcount_bits=8 r8.qcow2 1M
+qemu-img create -q -f qcow2 -o compression_type=zstd zs.qcow2 1M
+qemu-io -c 'write -c 0 64k' zs.qcow2
+qemu-img create -q -f qcow2 -o compression_type=zstd zs2.qcow2 1M
+qemu-img create -q -f qcow2 s.qcow2 1M
+qemu-io -c 'write -z 0 64k' s.qcow2
+qemu-img snapshot -c s1 s.qcow2
+qemu-io -c 'write -z 64k 64k' s.qcow2
 `
 
 // chainCase is one command line; guest: qemu-img's host offsets are not
@@ -100,6 +111,23 @@ var chainCases = []chainCase{
 	{args: []string{"rebase", "-b", "b2.qcow2", "-F", "qcow2", "loop1.qcow2"}}, {args: []string{"rebase", "-u", "-b", "b1.qcow2", "-F", "qcow2", "loop1.qcow2"}},
 	{args: []string{"rebase", "-b", "text.raw", "-F", "qcow2", "k.qcow2"}}, {args: []string{"rebase", "-b", "k.qcow2", "-F", "qcow2", "b2.qcow2"}},
 	{args: []string{"rebase", "-x", "-b", "b1.qcow2", "k.qcow2"}}, {args: []string{"rebase", "-b"}},
+	// amend
+	{args: []string{"amend", "-o", "compat=0.10", "k.qcow2"}}, {args: []string{"amend", "-o", "compat=0.10", "o.qcow2"}}, {args: []string{"amend", "-o", "compat=0.10", "small.qcow2"}},
+	{args: []string{"amend", "-o", "compat=0.10", "z.qcow2"}}, {args: []string{"amend", "-p", "-o", "compat=0.10", "z.qcow2"}}, {args: []string{"amend", "-o", "compat=1.1", "v2.qcow2"}},
+	{args: []string{"amend", "-p", "-o", "compat=v3", "v2.qcow2"}}, {args: []string{"amend", "-o", "compat=1.1", "a2.qcow2"}}, {args: []string{"amend", "-o", "compat=0.10", "l.qcow2"}},
+	{args: []string{"amend", "-o", "lazy_refcounts=off", "l.qcow2"}}, {args: []string{"amend", "-o", "lazy_refcounts=on", "z.qcow2"}}, {args: []string{"amend", "-o", "lazy_refcounts=on", "v2.qcow2"}},
+	{args: []string{"amend", "-o", "compat=0.10", "r8.qcow2"}}, {args: []string{"amend", "-o", "compat=0.10", "zs.qcow2"}}, {args: []string{"amend", "-o", "compat=0.10", "zs2.qcow2"}},
+	{args: []string{"amend", "-o", "compat=0.10", "s.qcow2"}}, {args: []string{"amend", "-o", "compat=0.9", "z.qcow2"}}, {args: []string{"amend", "-o", "size=4M", "z.qcow2"}},
+	{args: []string{"amend", "-o", "size=1M", "z.qcow2"}}, {args: []string{"amend", "-o", "backing_file=b1.qcow2", "k.qcow2"}}, {args: []string{"amend", "-o", "backing_file=x.qcow2", "k.qcow2"}},
+	{args: []string{"amend", "-o", "backing_file=b1.qcow2,backing_fmt=qcow2", "k.qcow2"}}, {args: []string{"amend", "-o", "data_file=x", "z.qcow2"}}, {args: []string{"amend", "-o", "data_file_raw=on", "z.qcow2"}},
+	{args: []string{"amend", "-o", "data_file_raw=off", "z.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=3", "z.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=16", "z.qcow2"}},
+	{args: []string{"amend", "-o", "refcount_bits=0", "z.qcow2"}}, {args: []string{"amend", "-o", "cluster_size=4k", "z.qcow2"}}, {args: []string{"amend", "-o", "foo", "z.qcow2"}},
+	{args: []string{"amend", "-o", "help", "z.qcow2"}}, {args: []string{"amend", "-f", "qcow2", "-o", "help"}}, {args: []string{"amend", "-f", "raw", "-o", "help"}},
+	{args: []string{"amend", "-f", "foo", "-o", "help"}}, {args: []string{"amend", "-o", "compat=0.10", "r.raw"}}, {args: []string{"amend", "-f", "raw", "-o", "compat=0.10", "r.raw"}},
+	{args: []string{"amend", "z.qcow2"}}, {args: []string{"amend", "-o", "compat=0.10"}}, {args: []string{"amend", "-o", ",,", "z.qcow2"}},
+	{args: []string{"amend", "-o", "compat=0.10", "-o", "lazy_refcounts=on", "z.qcow2"}}, {args: []string{"amend", "-o", "encrypt.new-secret=x", "z.qcow2"}}, {args: []string{"amend", "-o", "lazy_refcounts=x", "z.qcow2"}},
+	{args: []string{"amend", "-o", "compat=0.10", "nothere"}}, {args: []string{"amend", "-o", "compat=0.10", "miss.qcow2"}}, {args: []string{"amend", "-q", "-p", "-o", "compat=0.10", "k.qcow2"}},
+	{args: []string{"amend", "-t", "foo", "-o", "compat=0.10", "z.qcow2"}}, {args: []string{"amend", "-o", "compat=0.10", "--image-opts", "driver=qcow2,file.filename=z.qcow2"}}, {args: []string{"amend", "-x", "z.qcow2"}},
 	// commit
 	{args: []string{"commit", "k.qcow2"}}, {args: []string{"commit", "-d", "k.qcow2"}}, {args: []string{"commit", "-b", "b1.qcow2", "k.qcow2"}},
 	{args: []string{"commit", "o.qcow2"}, guest: true}, {args: []string{"commit", "-d", "o.qcow2"}, guest: true},
