@@ -29,6 +29,7 @@ func init() {
 		"rebase": imgRebase,
 		"commit": imgCommit,
 		"amend":  imgAmend,
+		"bitmap": imgBitmap,
 	}
 }
 
