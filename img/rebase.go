@@ -203,23 +203,38 @@ func rebaseCopy(ctx context.Context, im *Image, o RebaseOptions) error {
 				n = pnum
 			}
 		}
-		oldIsZero := false
-		if off >= oldSize {
-			clear(bufOld[:n])
-			oldIsZero = true
-		} else {
+		oldIsZero := off >= oldSize
+		if !oldIsZero {
 			n = min(n, oldSize-off)
-			if err := oldBacking.ReadAt(bufOld[:n], off); err != nil {
-				return &Error{Msg: "error while reading from old backing file", Err: err}
-			}
 		}
-		if off >= newSize || newBacking == nil {
-			clear(bufNew[:n])
-		} else {
+		newZero := off >= newSize || newBacking == nil
+		if !newZero {
 			n = min(n, newSize-off)
-			if err := newBacking.ReadAt(bufNew[:n], off); err != nil {
-				return &Error{Msg: "error while reading from new backing file", Err: err}
+		}
+		// the two reads run side by side (qemu-img reads one after the
+		// other; the result is the same)
+		var newErr error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if newZero {
+				clear(bufNew[:n])
+			} else {
+				newErr = newBacking.ReadAt(bufNew[:n], off)
 			}
+		}()
+		var oldErr error
+		if oldIsZero {
+			clear(bufOld[:n])
+		} else {
+			oldErr = oldBacking.ReadAt(bufOld[:n], off)
+		}
+		<-done
+		if oldErr != nil {
+			return &Error{Msg: "error while reading from old backing file", Err: oldErr}
+		}
+		if newErr != nil {
+			return &Error{Msg: "error while reading from new backing file", Err: newErr}
 		}
 		for w := int64(0); w < n; {
 			diff, p := compareBuffers(bufOld[w:n], bufNew[w:n])

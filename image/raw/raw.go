@@ -53,6 +53,19 @@ type Driver struct {
 	noZero  bool  // fallocate ZERO_RANGE said ENOTSUP
 	noPunch bool  // fallocate PUNCH_HOLE said ENOTSUP
 	noAlloc bool  // plain fallocate said ENOTSUP
+	// bsc is QEMU's block-status cache (BdrvBlockStatusCache): the last
+	// data extent SEEK_DATA/SEEK_HOLE found, [start, end); zero writes,
+	// discards and truncation drop it
+	bscMu    sync.Mutex
+	bscStart int64
+	bscEnd   int64
+}
+
+// bscInvalidate drops the block-status cache.
+func (d *Driver) bscInvalidate() {
+	d.bscMu.Lock()
+	d.bscStart, d.bscEnd = 0, 0
+	d.bscMu.Unlock()
 }
 
 // Open opens the raw image at path.
@@ -269,6 +282,7 @@ func isNotSup(err error) bool { return err == unix.EOPNOTSUPP || err == unix.ENO
 // plain fallocate. When the file system supports none of these it returns
 // image.ErrNotSupported so that Disk writes zeroes.
 func (d *Driver) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
+	d.bscInvalidate()
 	if d.opts.ReadOnly {
 		return image.ErrReadOnly
 	}
@@ -342,6 +356,7 @@ func (d *Driver) setFlag(f *bool) {
 
 // Discard punches a hole; a file system that cannot gives image.ErrNotSupported.
 func (d *Driver) Discard(off, n int64) error {
+	d.bscInvalidate()
 	if d.opts.ReadOnly {
 		return image.ErrReadOnly
 	}
@@ -363,7 +378,23 @@ func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) 
 	if !wantZero {
 		return e, nil
 	}
+	d.bscMu.Lock()
+	if off >= d.bscStart && off < d.bscEnd {
+		l := d.bscEnd - off
+		d.bscMu.Unlock()
+		if l%d.align != 0 {
+			l = (l + d.align - 1) / d.align * d.align
+		}
+		e.Len = l
+		return e, nil
+	}
+	d.bscMu.Unlock()
 	data, hole, err := d.findAllocation(off)
+	if err == nil && data == off {
+		d.bscMu.Lock()
+		d.bscStart, d.bscEnd = off, hole
+		d.bscMu.Unlock()
+	}
 	switch {
 	case err == unix.ENXIO:
 		e.Status = image.StatusZero | image.StatusOffsetValid
@@ -596,6 +627,7 @@ var _ image.VectorIO = (*Driver)(nil)
 // allocate the first block of a file that was empty), fallocate for falloc,
 // explicit zeroes for full; preallocation cannot shrink.
 func (d *Driver) Truncate(size int64, p image.Prealloc) error {
+	d.bscInvalidate()
 	if d.opts.ReadOnly {
 		return image.ErrReadOnly
 	}
