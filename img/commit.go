@@ -79,7 +79,8 @@ func Commit(ctx context.Context, im *Image, filename string, o CommitOptions) er
 	if !o.Drop {
 		if q, ok := image.SkipFilters(top.Disk).Driver().(*qcow2.Driver); ok {
 			if err := q.MakeEmpty(); err != nil {
-				return err
+				top.RefreshFilename()
+				return &Error{Msg: fmt.Sprintf("Failed to empty %s: %s", top.Filename, image.StrerrorOf(err)), Err: err}
 			}
 		}
 	}
