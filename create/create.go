@@ -300,6 +300,13 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 	o.Encrypt = enc
 	o.Size = (r.Size + 511) &^ 511
 	o.BackingFile, o.BackingFmt = r.Backing, r.BackingFmt
+	// an explicit 0 is refused (qcow2.Create takes 0 for its default)
+	if o.ClusterSize == 0 {
+		o.ClusterSize = -1
+	}
+	if o.RefcountBits == 0 {
+		o.RefcountBits = -1
+	}
 	if err := qcow2.Create(r.File, o); err != nil {
 		return fail(r.File, "%v", err)
 	}

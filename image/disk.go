@@ -3,6 +3,7 @@ package image
 import (
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/goqio/goqio/blkalign"
@@ -240,7 +241,11 @@ func (d *Disk) readAligned(p []byte, off int64, lim Limits) error {
 	}
 	for _, f := range blkalign.Fragments(off, int64(len(p)), lim.MaxTransfer) {
 		b := p[f.Off-off : f.Off-off+f.Len]
-		if _, err := d.drv.ReadAt(b, f.Off); err != nil {
+		if n, err := d.drv.ReadAt(b, f.Off); err == io.EOF {
+			// a driver with io.ReaderAt's contract stops at its end:
+			// past it, the padding reads as zeroes
+			clear(b[n:])
+		} else if err != nil {
 			return err
 		}
 	}

@@ -26,6 +26,11 @@ func init() {
 		"info": imgInfo, "map": imgMap, "compare": imgCompare,
 		"create": imgCreate, "check": imgCheck, "snapshot": imgSnapshot,
 		"convert": imgConvert, "measure": imgMeasure, "dd": imgDd, "bench": imgBench,
+		"resize": imgResize,
+		"rebase": imgRebase,
+		"commit": imgCommit,
+		"amend":  imgAmend,
+		"bitmap": imgBitmap,
 	}
 }
 

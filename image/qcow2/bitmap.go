@@ -330,6 +330,13 @@ func (d *Driver) markDirtyLocked(off, n int64) {
 		if !bm.enabled || bm.readOnly {
 			continue
 		}
+		d.setBitmapRange(bm, off, n)
+	}
+}
+
+// setBitmapRange sets the granules of [off, off+n) in bm.
+func (d *Driver) setBitmapRange(bm *dirtyBitmap, off, n int64) {
+	{
 		g := bm.info.gbits
 		last := min((off+n-1)>>g, d.nbGranules(g)-1)
 		cb := d.chunkBits()

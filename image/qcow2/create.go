@@ -14,9 +14,9 @@ import (
 // CreateOptions are qemu-img create's qcow2 options.
 type CreateOptions struct {
 	Size            int64
-	ClusterSize     int64 // default 65536
-	Version         int   // 2 or 3 (default 3)
-	RefcountBits    int   // default 16
+	ClusterSize     int64 // 0: the default, 65536
+	Version         int   // 2 or 3 (0: the default, 3)
+	RefcountBits    int   // 0: the default, 16
 	LazyRefcounts   bool
 	ExtendedL2      bool
 	CompressionType int // 0 zlib, 1 zstd
@@ -92,7 +92,20 @@ func (o *CreateOptions) Validate() error {
 // the size, and the backing file recorded. As in qcow2_co_create_opts, the
 // image file and the data file are created (empty) before the options are
 // checked, and a failure removes them again.
+//
+// A zero ClusterSize, Version or RefcountBits means QEMU's default (65536,
+// 3, 16), so that CreateOptions{Size: n} makes what qemu-img create -f
+// qcow2 makes.
 func Create(path string, o CreateOptions) error {
+	if o.ClusterSize == 0 {
+		o.ClusterSize = 65536
+	}
+	if o.Version == 0 {
+		o.Version = 3
+	}
+	if o.RefcountBits == 0 {
+		o.RefcountBits = 16
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_CLOEXEC, 0o644)
 	if err != nil {
 		return fmt.Errorf("Could not create '%s': %s", path, image.StrerrorOf(err))

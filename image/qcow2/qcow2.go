@@ -64,8 +64,14 @@ type Options struct {
 	Unmap    bool // discards of freed clusters reach the file
 	// OpenBacking opens the backing file (read-only); name is already
 	// resolved against the image's directory, format is "" when the image
-	// does not name one. nil means: no backing file support.
+	// does not name one. nil, for Open: the backing file is opened
+	// read-only as a qcow2 image (by its format or its magic) or a raw
+	// file, following its own backing file, unless NoBacking is set.
+	// OpenOn never opens a backing file itself.
 	OpenBacking func(name, format string) (*image.Disk, error)
+	// NoBacking opens no backing file (QEMU's BDRV_O_NO_BACKING): what
+	// the image does not store reads as zeroes.
+	NoBacking bool
 	// Backing, when set, is the backing image to use instead of the one
 	// the header names (QEMU's temporary snapshot overlay).
 	Backing *image.Disk
@@ -176,6 +182,9 @@ func openErr(format string, a ...any) error { return fmt.Errorf(format, a...) }
 
 // Open opens the qcow2 image at path.
 func Open(path string, opts Options) (*Driver, error) {
+	if opts.OpenBacking == nil && !opts.NoBacking {
+		opts.OpenBacking = defaultOpenBacking(0)
+	}
 	lock := &raw.Lock{Perm: raw.PermConsistentRead}
 	if !opts.ReadOnly {
 		lock.Perm |= raw.PermWrite | raw.PermResize
@@ -401,7 +410,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	}
 	if opts.Backing != nil {
 		d.backing = opts.Backing
-	} else if d.backingFile != "" && opts.OpenBacking != nil {
+	} else if d.backingFile != "" && opts.OpenBacking != nil && !opts.NoBacking {
 		b, err := opts.OpenBacking(d.resolveBacking(), d.backingFmt)
 		if err != nil {
 			return nil, openErr("Could not open backing file: %v", err)
@@ -649,12 +658,24 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 	return typ, host, run, nil
 }
 
-// ReadAt reads guest data.
+// ReadAt reads guest data with io.ReaderAt's contract: a read that
+// reaches past Size returns the bytes before the end and io.EOF (0 and
+// io.EOF at or past the end); a negative offset is an error.
 func (d *Driver) ReadAt(p []byte, off int64) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.dead {
 		return 0, errNoMedium
+	}
+	if off < 0 {
+		return 0, image.ErrOutOfRange
+	}
+	var eof error
+	if off >= d.size {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > d.size-off {
+		p, eof = p[:d.size-off], io.EOF
 	}
 	if err := d.evict(); err != nil {
 		return 0, err
@@ -662,7 +683,7 @@ func (d *Driver) ReadAt(p []byte, off int64) (int, error) {
 	if err := d.readGuest(p, off); err != nil {
 		return 0, err
 	}
-	return len(p), nil
+	return len(p), eof
 }
 
 // readGuest reads guest data with the lock held. Consecutive compressed

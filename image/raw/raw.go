@@ -61,6 +61,19 @@ type Driver struct {
 	// is no fdatasync, as bdrv_co_flush skips it. flushMu orders flushes.
 	writeGen, flushedGen atomic.Uint64
 	flushMu              sync.Mutex
+	// bsc is QEMU's block-status cache (BdrvBlockStatusCache): the last
+	// data extent SEEK_DATA/SEEK_HOLE found, [start, end); zero writes,
+	// discards and truncation drop it
+	bscMu    sync.Mutex
+	bscStart int64
+	bscEnd   int64
+}
+
+// bscInvalidate drops the block-status cache.
+func (d *Driver) bscInvalidate() {
+	d.bscMu.Lock()
+	d.bscStart, d.bscEnd = 0, 0
+	d.bscMu.Unlock()
 }
 
 // Open opens the raw image at path.
@@ -279,6 +292,7 @@ func isNotSup(err error) bool { return err == unix.EOPNOTSUPP || err == unix.ENO
 // image.ErrNotSupported so that Disk writes zeroes.
 func (d *Driver) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
 	defer d.writeGen.Add(1)
+	d.bscInvalidate()
 	if d.opts.ReadOnly {
 		return image.ErrReadOnly
 	}
@@ -353,6 +367,7 @@ func (d *Driver) setFlag(f *bool) {
 // Discard punches a hole; a file system that cannot gives image.ErrNotSupported.
 func (d *Driver) Discard(off, n int64) error {
 	defer d.writeGen.Add(1)
+	d.bscInvalidate()
 	if d.opts.ReadOnly {
 		return image.ErrReadOnly
 	}
@@ -374,7 +389,23 @@ func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) 
 	if !wantZero {
 		return e, nil
 	}
+	d.bscMu.Lock()
+	if off >= d.bscStart && off < d.bscEnd {
+		l := d.bscEnd - off
+		d.bscMu.Unlock()
+		if l%d.align != 0 {
+			l = (l + d.align - 1) / d.align * d.align
+		}
+		e.Len = l
+		return e, nil
+	}
+	d.bscMu.Unlock()
 	data, hole, err := d.findAllocation(off)
+	if err == nil && data == off {
+		d.bscMu.Lock()
+		d.bscStart, d.bscEnd = off, hole
+		d.bscMu.Unlock()
+	}
 	switch {
 	case err == unix.ENXIO:
 		e.Status = image.StatusZero | image.StatusOffsetValid
@@ -618,6 +649,7 @@ var _ image.VectorIO = (*Driver)(nil)
 // explicit zeroes for full; preallocation cannot shrink.
 func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 	defer d.writeGen.Add(1)
+	d.bscInvalidate()
 	if d.opts.ReadOnly {
 		return image.ErrReadOnly
 	}

@@ -1,0 +1,224 @@
+package img
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/formats"
+	"github.com/goqio/goqio/image/qcow2"
+)
+
+// Sentinels of Commit.
+var (
+	// ErrNoBackingFile: the image has no backing file to commit into.
+	ErrNoBackingFile = errors.New("Image does not have a backing file")
+	// ErrBaseNotFound: the base named is not in the image's backing chain.
+	ErrBaseNotFound = errors.New("base not found in the backing chain")
+)
+
+// CommitOptions are qemu-img commit's options.
+type CommitOptions struct {
+	// Base is -b: the image of the backing chain to commit into (found as
+	// bdrv_find_backing_image finds it); "" is the image's backing file.
+	Base string
+	// Drop is -d (implied by Base): leave the top image as it is instead of
+	// emptying it.
+	Drop bool
+	// RateLimit is -r, in bytes per second (0: no limit).
+	RateLimit int64
+	// Progress receives the progress (-p).
+	Progress ProgressFunc
+}
+
+// Mirror job constants (block/mirror.c).
+const (
+	mirrorBufSize   = 16 << 20 // DEFAULT_MIRROR_BUF_SIZE
+	mirrorMaxIOSize = 1 << 20  // MAX_IO_BYTES
+)
+
+// Commit is qemu-img commit on im, opened read-write with its backing
+// chain: the data above the base is copied into it as QEMU's active commit
+// (mirror) job copies it — in chunks of the base's cluster size (4k..64k),
+// zero ranges of the chain written as zero writes, the base grown to the
+// top's size — and then, unless Drop, the top image is emptied
+// (bdrv_make_empty). Cancelling ctx stops the copy; the guest data the top
+// image shows is unchanged then.
+func Commit(ctx context.Context, im *Image, filename string, o CommitOptions) error {
+	top := im.Node
+	var base *formats.Node
+	if o.Base != "" {
+		base = formats.FindBackingImage(top, o.Base)
+		if base == nil {
+			return &Error{Msg: fmt.Sprintf("Did not find '%s' in the backing chain of '%s'", o.Base, filename), Err: ErrBaseNotFound}
+		}
+		o.Drop = true
+	} else if base = top.BackingChild(); base == nil {
+		return &Error{Msg: ErrNoBackingFile.Error(), Err: ErrNoBackingFile}
+	}
+	// commit_active_start reopens the base read-write; goqio opens its
+	// file a second time for writing, without taking locks again (the
+	// chain's node holds them for this process). The chain's node keeps
+	// reading the base: what it may have cached is only ever of ranges not
+	// yet written, which the copy does not change.
+	g := formats.NewGraph(formats.Env{})
+	target, err := formats.OpenNode(base.Filename, formats.Options{Format: base.Drv.Name, Graph: g, Unmap: true,
+		Options: map[string]string{"file.locking": "off"}})
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	if err := mirror(ctx, top.Disk, base.Disk, target, o); err != nil {
+		return err
+	}
+	if err := target.Disk.Flush(); err != nil {
+		return err
+	}
+	if !o.Drop {
+		if q, ok := image.SkipFilters(top.Disk).Driver().(*qcow2.Driver); ok {
+			if err := q.MakeEmpty(); err != nil {
+				top.RefreshFilename()
+				return &Error{Msg: fmt.Sprintf("Failed to empty %s: %s", top.Filename, image.StrerrorOf(err)), Err: err}
+			}
+		}
+	}
+	return nil
+}
+
+// granularity is bdrv_get_default_bitmap_granularity.
+func granularity(n *formats.Node) int64 {
+	if info, err := image.SkipFilters(n.Disk).Info(); err == nil && info.ClusterSize > 0 {
+		return min(65536, max(4096, info.ClusterSize))
+	}
+	return 65536
+}
+
+// mirror is mirror_run for an active commit of src's chain into target
+// (which is base, opened for writing).
+func mirror(ctx context.Context, src, base *image.Disk, target *formats.Node, o CommitOptions) error {
+	length := src.Size()
+	if tl := target.Disk.Size(); length > tl {
+		target.GrantResize()
+		if err := target.Disk.Truncate(length, image.PreallocOff); err != nil {
+			return err
+		}
+	}
+	if length == 0 {
+		return nil
+	}
+	gran := granularity(target)
+	chunks := (length + gran - 1) / gran
+	dirty := make([]bool, chunks)
+	// mirror_dirty_init: what is allocated above the base
+	var ndirty int64
+	for off := int64(0); off < length; {
+		if err := canceled(ctx); err != nil {
+			return err
+		}
+		alloc, n, err := image.IsAllocatedAbove(src, base, false, off, length-off)
+		if err != nil {
+			return err
+		}
+		if n <= 0 {
+			break
+		}
+		if alloc {
+			for c := off / gran; c <= (off+n-1)/gran; c++ {
+				if !dirty[c] {
+					dirty[c] = true
+					ndirty++
+				}
+			}
+		}
+		off += n
+	}
+	var targetCluster int64 = 512
+	if info, err := image.SkipFilters(target.Disk).Info(); err == nil && info.ClusterSize > 0 {
+		targetCluster = info.ClusterSize
+	}
+	bufSize := int64(mirrorBufSize)
+	maxIO := max(bufSize/16, mirrorMaxIOSize)
+	buf := make([]byte, maxIO)
+	total, done := ndirty*gran, int64(0)
+	start := time.Now()
+	for c := int64(0); c < chunks; {
+		if !dirty[c] {
+			c++
+			continue
+		}
+		if err := canceled(ctx); err != nil {
+			return err
+		}
+		// consecutive dirty chunks, at most the buffer's size
+		nb := int64(1)
+		for nb*gran < bufSize && c+nb < chunks && dirty[c+nb] {
+			nb++
+		}
+		for i := c; i < c+nb; i++ {
+			dirty[i] = false
+		}
+		off := c * gran
+		c += nb
+		for nb > 0 && off < length {
+			e, _, err := image.BlockStatusAbove(src, off, nb*gran, true)
+			method := 0 // copy
+			var io int64
+			switch {
+			case err != nil:
+				io = min(nb*gran, maxIO)
+			case e.Status&image.StatusData != 0:
+				io = min(e.Len, maxIO)
+			default:
+				io = e.Len
+			}
+			io -= io % gran
+			if io < gran {
+				io = gran
+			} else if err == nil && e.Status&image.StatusData == 0 {
+				if off%targetCluster == 0 && io%targetCluster == 0 {
+					method = 2 // discard
+					if e.Status&image.StatusZero != 0 {
+						method = 1 // zero
+					}
+				}
+			}
+			io = min(io, length-off)
+			switch method {
+			case 0:
+				if err := src.ReadAt(buf[:io], off); err != nil {
+					return err
+				}
+				if err := target.Disk.WriteAt(buf[:io], off, false); err != nil {
+					return err
+				}
+			case 1:
+				if err := target.Disk.WriteZeroes(off, io, image.ZeroMayUnmap, false); err != nil {
+					return err
+				}
+			case 2:
+				if err := target.Disk.Discard(off, io); err != nil {
+					return err
+				}
+			}
+			off += io
+			nb -= (io + gran - 1) / gran
+			done += io
+			if o.Progress != nil && total > 0 {
+				o.Progress(float32(min(done, total))/float32(total)*100, 0)
+			}
+			if o.RateLimit > 0 {
+				want := time.Duration(float64(done) / float64(o.RateLimit) * float64(time.Second))
+				if d := want - time.Since(start); d > 0 {
+					select {
+					case <-time.After(d):
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
