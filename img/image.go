@@ -116,4 +116,3 @@ func canceled(ctx context.Context) error {
 		return nil
 	}
 }
-
