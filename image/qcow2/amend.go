@@ -19,18 +19,13 @@ type AmendOptions struct {
 	DataFile      *string
 	DataFileRaw   *bool
 	// Encrypt are the encrypt.* options (without the prefix): LUKS key
-	// management, done by AmendEncryption.
+	// management, done by AmendEncryptionOptions (crypto.go).
 	Encrypt map[string]string
 	// Force is --force (for the key management's dangerous operations).
 	Force bool
 	// Status receives the progress: work done of a total.
 	Status func(done, total int64)
 }
-
-// AmendEncryption amends the LUKS header of an encrypted image (encrypt.*
-// options, QEMU's qcrypto_block_amend_options). It is set by the
-// encryption support; nil refuses.
-var AmendEncryption func(d *Driver, opts map[string]string, force bool) error
 
 // AmendError is a failure of Amend with QEMU's message and error hint.
 type AmendError struct {
@@ -145,11 +140,8 @@ func (d *Driver) Amend(o AmendOptions) error {
 	}
 	if encrypt {
 		p.current = 2
-		if AmendEncryption == nil {
-			return amendErr(syscall.ENOTSUP, "goqio cannot amend encryption options yet")
-		}
 		d.mu.Unlock()
-		err := AmendEncryption(d, o.Encrypt, o.Force)
+		err := d.AmendEncryptionOptions(o.Encrypt, o.Force)
 		d.mu.Lock()
 		if err != nil {
 			return err

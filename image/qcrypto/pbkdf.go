@@ -100,11 +100,15 @@ func countIters(hashName string, key, salt []byte, nout int) uint64 {
 	defer runtime.UnlockOSThread()
 	iterations := uint64(1 << 15)
 	var delta uint64
+	h := hashFunc(hashName)
 	for {
 		start := threadCPUms()
-		pbkdf2Key(hashName, key, salt, iterations, nout)
+		// sequentially, on this thread: its CPU time is what is measured
+		// (pbkdf2Key's parallel blocks would run on other threads, and
+		// the count would grow without end)
+		pbkdf2.Key(key, salt, int(iterations), nout, h)
 		delta = threadCPUms() - start
-		if delta > 500 {
+		if delta > 500 || iterations > 1<<40 {
 			break
 		} else if delta < 100 {
 			iterations *= 10
@@ -112,7 +116,7 @@ func countIters(hashName string, key, salt []byte, nout int) uint64 {
 			iterations = iterations * 1000 / delta
 		}
 	}
-	return iterations * 1000 / delta
+	return iterations * 1000 / max(delta, 1)
 }
 
 // afHash is qcrypto_afsplit_hash: the block hashed in digest-sized
