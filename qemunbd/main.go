@@ -536,7 +536,11 @@ func (e *env) serve(cfg *config, graph *formats.Graph, tlsCfg *tlsSetup, activat
 	if ready != nil {
 		ready()
 	}
-	code := run(srv, l, cfg)
+	code := run(srv, l, cfg, func() {
+		if cfg.sockpath != "" {
+			os.Remove(cfg.sockpath)
+		}
+	})
 	if err := node.Close(); err != nil {
 		e.report("%v", err)
 	}
@@ -550,7 +554,7 @@ func (e *env) serve(cfg *config, graph *formats.Graph, tlsCfg *tlsSetup, activat
 // are connected (any number with -e 0); without -t the server ends when
 // the last client that reached the transmission phase leaves; SIGTERM,
 // SIGINT and SIGHUP end it too (exit status 0).
-func run(srv *server.Server, l net.Listener, cfg *config) int {
+func run(srv *server.Server, l net.Listener, cfg *config, unlink func()) int {
 	var mu sync.Mutex
 	cond := sync.NewCond(&mu)
 	conns := map[net.Conn]bool{}
@@ -564,6 +568,7 @@ func run(srv *server.Server, l net.Listener, cfg *config) int {
 			for c := range conns {
 				c.Close()
 			}
+			unlink()
 			l.Close()
 		}
 		cond.Broadcast()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -173,6 +174,9 @@ func (c *client) receive(r *bufio.Reader, mem *budget) (*request, int64, error) 
 			return nil, 0, errDisc
 		case errors.Is(err, io.ErrUnexpectedEOF):
 			return nil, 0, errors.New("Unexpected end-of-file before all bytes were read")
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return nil, 0, errDisc // closed here: the server is ending
 		}
 		return nil, 0, channelError("read from", err)
 	}
