@@ -90,7 +90,7 @@ func start(t *testing.T, prog, dir string, args ...string) *server {
 	t.Cleanup(func() { s.stop() })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if _, err := os.Stat(s.sock); err == nil {
+		if listening(s.sock) {
 			return s
 		}
 		select {
@@ -365,4 +365,22 @@ qemu-img compare -f raw in.raw "$URI"`)
 				})
 		})
 	}
+}
+
+// listening reports whether a unix socket listens at path (in
+// /proc/net/unix, flag __SO_ACCEPTCON), so that a client does not find the
+// socket bound but not yet listening.
+func listening(path string) bool {
+	b, err := os.ReadFile("/proc/net/unix")
+	if err != nil {
+		_, err := os.Stat(path)
+		return err == nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 8 && f[7] == path && f[3] == "00010000" {
+			return true
+		}
+	}
+	return false
 }
