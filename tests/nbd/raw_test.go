@@ -82,9 +82,9 @@ func (r *rawClient) hello(flags uint32) {
 	r.send(be32(flags))
 }
 
-func be16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
-func be32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
-func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+func be16(v uint16) []byte       { return binary.BigEndian.AppendUint16(nil, v) }
+func be32(v uint32) []byte       { return binary.BigEndian.AppendUint32(nil, v) }
+func be64(v uint64) []byte       { return binary.BigEndian.AppendUint64(nil, v) }
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 // nameBytes is a length-prefixed string.
@@ -227,14 +227,19 @@ func transmission(structured bool, f func(r *rawClient, s bool)) session {
 }
 
 var rawSessions = map[string]session{
-	"bad-flags":  func(r *rawClient) { r.hello(0x80) },
-	"bad-magic":  func(r *rawClient) { r.hello(1); r.send(cat(be64(1), be32(3), be32(0))) },
-	"huge-opt":   func(r *rawClient) { r.hello(1); r.send(cat(be64(optMagic), be32(3), be32(64<<20))) },
-	"short-opt":  func(r *rawClient) { r.hello(1); r.send(cat(be64(optMagic), be32(3))) },
-	"unknown":    func(r *rawClient) { r.hello(1); r.option(99, []byte("xyz")); r.option(optAbort, nil) },
-	"list":       func(r *rawClient) { r.hello(1); r.option(optList, []byte("x")); r.option(optList, nil) },
-	"structured": func(r *rawClient) { r.hello(1); r.option(optStructured, []byte{1}); r.option(optStructured, nil); r.option(optStructured, nil) },
-	"starttls":   func(r *rawClient) { r.hello(1); r.option(optStartTLS, nil); r.option(optStartTLS, []byte{1}) },
+	"bad-flags": func(r *rawClient) { r.hello(0x80) },
+	"bad-magic": func(r *rawClient) { r.hello(1); r.send(cat(be64(1), be32(3), be32(0))) },
+	"huge-opt":  func(r *rawClient) { r.hello(1); r.send(cat(be64(optMagic), be32(3), be32(64<<20))) },
+	"short-opt": func(r *rawClient) { r.hello(1); r.send(cat(be64(optMagic), be32(3))) },
+	"unknown":   func(r *rawClient) { r.hello(1); r.option(99, []byte("xyz")); r.option(optAbort, nil) },
+	"list":      func(r *rawClient) { r.hello(1); r.option(optList, []byte("x")); r.option(optList, nil) },
+	"structured": func(r *rawClient) {
+		r.hello(1)
+		r.option(optStructured, []byte{1})
+		r.option(optStructured, nil)
+		r.option(optStructured, nil)
+	},
+	"starttls": func(r *rawClient) { r.hello(1); r.option(optStartTLS, nil); r.option(optStartTLS, []byte{1}) },
 	"info": func(r *rawClient) {
 		r.hello(3)
 		r.option(optInfo, goOpt("", 1, 3))
@@ -262,8 +267,16 @@ var rawSessions = map[string]session{
 		r.request(8, 7, 2, 0, 4<<20, nil, true)
 		r.request(0, 7, 3, 0, 0, nil, true)
 	},
-	"export-name":         func(r *rawClient) { r.hello(1); r.send(cat(be64(optMagic), be32(1), be32(0))); r.logf("%x", r.read(134)) },
-	"export-name-nozero":  func(r *rawClient) { r.hello(3); r.send(cat(be64(optMagic), be32(1), be32(0))); r.logf("%x", r.read(10)) },
+	"export-name": func(r *rawClient) {
+		r.hello(1)
+		r.send(cat(be64(optMagic), be32(1), be32(0)))
+		r.logf("%x", r.read(134))
+	},
+	"export-name-nozero": func(r *rawClient) {
+		r.hello(3)
+		r.send(cat(be64(optMagic), be32(1), be32(0)))
+		r.logf("%x", r.read(10))
+	},
 	"export-name-unknown": func(r *rawClient) { r.hello(3); r.send(cat(be64(optMagic), be32(1), be32(3), []byte("abc"))) },
 	"oldstyle-list":       func(r *rawClient) { r.hello(0); r.option(optList, nil) },
 	"abort":               func(r *rawClient) { r.hello(1); r.option(optAbort, nil) },
