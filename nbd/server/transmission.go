@@ -121,10 +121,9 @@ func (c *client) transmit() {
 		if fatal != nil || req == nil {
 			<-slots
 			mem.release(held)
-			if !closing.Load() {
-				if fatal == errDisc {
-					fatal = nil
-				}
+			// on NBD_CMD_DISC or EOF the requests in flight still get
+			// their replies; a broken connection ends them all
+			if fatal != errDisc {
 				disconnect(fatal)
 			}
 			break
