@@ -81,7 +81,7 @@ func TestTLS(t *testing.T) {
 	ca, other := newCA(t, "goqio test CA"), newCA(t, "another CA")
 	issue(t, filepath.Join(base, "server"), "server", ca, ca)
 	issue(t, filepath.Join(base, "client"), "client", ca, ca)
-	issue(t, filepath.Join(base, "wrongca"), "client", other, ca)    // does not trust the server
+	issue(t, filepath.Join(base, "wrongca"), "client", other, ca)   // does not trust the server
 	issue(t, filepath.Join(base, "untrusted"), "client", ca, other) // a client certificate the server refuses
 	args := []string{"--object", "tls-creds-x509,id=tls0,endpoint=server,dir=" + filepath.Join(base, "server"),
 		"--tls-creds", "tls0", "-f", "qcow2", "-t", "t.qcow2"}
