@@ -514,7 +514,12 @@ func (e *env) serve(cfg *config, graph *formats.Graph, tlsCfg *tlsSetup, activat
 		bm, err := findBitmap(node, name, cfg.readOnly)
 		if err != nil {
 			node.Close()
-			return e.fail("%v", err)
+			e.report("%v", err)
+			var fe *formats.Error
+			if errors.As(err, &fe) && fe.Hint != "" {
+				fmt.Fprint(e.stderr, fe.Hint)
+			}
+			return 1
 		}
 		exp.Bitmaps = append(exp.Bitmaps, bm)
 	}

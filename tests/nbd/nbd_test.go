@@ -206,6 +206,13 @@ qemu-img create -f qcow2 -b base.qcow2 -F qcow2 t.qcow2 >/dev/null
 qemu-io -c 'write -P 0x66 512k 1M' -c 'write -z 3M 128k' t.qcow2 >/dev/null
 qemu-img create -f raw r.img 4M >/dev/null
 qemu-io -f raw -c 'write -P 0x77 1M 64k' r.img >/dev/null
+qemu-img create -f qcow2 bm.qcow2 4M >/dev/null
+qemu-img bitmap --add bm.qcow2 b0
+qemu-io -c 'write 1M 64k' -c 'write 3M 4k' bm.qcow2 >/dev/null
+qemu-img bitmap --add bm.qcow2 b1
+qemu-img bitmap --add -g 1M bm.qcow2 big
+qemu-img bitmap --disable bm.qcow2 big
+qemu-io -c 'write 2M 512' bm.qcow2 >/dev/null
 `
 
 // qemuIO runs qemu-io -f raw with commands on the export.
@@ -312,6 +319,8 @@ func TestNbdinfo(t *testing.T) {
 		{"can-ro-multi", []string{"-f", "qcow2", "-r", "-e", "3", "t.qcow2", "-t"}, cans},
 		{"list", []string{"-f", "qcow2", "-x", "foo", "-D", "a description", "t.qcow2", "-t"}, `nbdinfo --list "$URI"; nbdinfo --list --json "$URI"`},
 		{"probed-raw", []string{"r.img"}, `nbdinfo --json "$URI"`},
+		{"bitmaps", []string{"-f", "qcow2", "-B", "b0", "-B", "b1", "-B", "big", "-A", "-t", "bm.qcow2"},
+			`for m in b0 b1 big; do nbdinfo --map=qemu:dirty-bitmap:$m "$URI"; done; nbdinfo --json "$URI"; qemu-io -f raw -c 'write 512k 4k' "$URI"; nbdinfo --map=qemu:dirty-bitmap:b1 "$URI"`},
 		{"contexts", []string{"-f", "qcow2", "-A", "-t", "t.qcow2"}, `nbdinfo --map=qemu: "$URI"; nbdinfo --map=base: "$URI"; echo $?`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
