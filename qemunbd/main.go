@@ -218,6 +218,17 @@ func Main(argv []string, stdout, stderr io.Writer) int {
 		case '?':
 			return e.fail("Try `%s --help' for more information.", e.argv0)
 		case optObject:
+			if arg == "help" || arg == "?" {
+				// qemu-nbd has an iothread type qemu-io and qemu-img lack
+				fmt.Fprint(stdout, "List of user creatable objects:\n")
+				for _, t := range formats.ObjectTypes {
+					if t == "main-loop" {
+						fmt.Fprint(stdout, "  iothread\n")
+					}
+					fmt.Fprintf(stdout, "  %s\n", t)
+				}
+				return 0
+			}
 			if err := graph.Objects.Add(arg, func(t string) { io.WriteString(stdout, t) }); err != nil {
 				if err == formats.ErrHelp {
 					return 0
@@ -228,6 +239,9 @@ func Main(argv []string, stdout, stderr io.Writer) int {
 					fmt.Fprint(stderr, fe.Hint)
 				}
 				return 1
+			}
+			if err := loadCreds(graph, arg); err != nil {
+				return e.fail("%v", err)
 			}
 		case optTLSCreds:
 			cfg.tlsCreds = arg
@@ -329,8 +343,8 @@ func Main(argv []string, stdout, stderr io.Writer) int {
 			return e.fail("--tls-hostname is not permitted without --tls-creds")
 		}
 	}
-	if cfg.selinux != "" {
-		return e.fail("SELinux support not enabled in this binary")
+	if cfg.selinux != "" && cfg.sockpath == "" && cfg.device == "" {
+		return e.fail("--selinux-label is not permitted without --socket")
 	}
 	if cfg.list {
 		return e.list(cfg, tlsCfg)
@@ -441,6 +455,9 @@ func (e *env) open(cfg *config, graph *formats.Graph, src string) (*formats.Node
 		Warn:       func(m string) { fmt.Fprintln(e.stderr, m) },
 		WarnReport: func(m string) { fmt.Fprintf(e.stderr, "%s: warning: %s\n", e.prog, m) }}
 	path := src
+	if cfg.imageOpts && cfg.format != "" {
+		return nil, errors.New("--image-opts and -f are mutually exclusive")
+	}
 	if cfg.imageOpts {
 		opts, err := commands.ParseOptions(src, "file", o.WarnReport)
 		if err != nil {

@@ -3,6 +3,7 @@ package qemunbd
 import (
 	"crypto/tls"
 	"fmt"
+	"strings"
 
 	"github.com/goqio/goqio/image/formats"
 	"github.com/goqio/goqio/nbd"
@@ -11,6 +12,32 @@ import (
 // tlsSetup is the TLS credentials of --tls-creds.
 type tlsSetup struct {
 	config *tls.Config
+}
+
+// loadCreds checks a tls-creds-x509 object as QEMU completes it at
+// --object time: its directory's files are read for its endpoint.
+func loadCreds(g *formats.Graph, def string) error {
+	for _, part := range formats.SplitOptions(def) {
+		id, ok := strings.CutPrefix(part, "id=")
+		if !ok {
+			continue
+		}
+		obj := g.Objects.Get(id)
+		if obj == nil || obj.Type != "tls-creds-x509" {
+			return nil
+		}
+		_, err := nbd.LoadX509Creds(obj.Props["dir"], obj.Props["endpoint"] == "server", verifyPeer(obj))
+		return err
+	}
+	return nil
+}
+
+func verifyPeer(obj *formats.Object) bool {
+	switch obj.Props["verify-peer"] {
+	case "off", "no", "false":
+		return false
+	}
+	return true
 }
 
 // tlsCreds is nbd_get_tls_creds: the object named id, which must be TLS
@@ -39,12 +66,7 @@ func tlsCreds(g *formats.Graph, id string, list bool) (*tlsSetup, error) {
 	if obj.Type != "tls-creds-x509" {
 		return nil, fmt.Errorf("goqio supports only tls-creds-x509 credentials (object '%s' is %s)", id, obj.Type)
 	}
-	verify := true
-	switch obj.Props["verify-peer"] {
-	case "off", "no", "false":
-		verify = false
-	}
-	cfg, err := nbd.LoadX509Creds(obj.Props["dir"], !list, verify)
+	cfg, err := nbd.LoadX509Creds(obj.Props["dir"], !list, verifyPeer(obj))
 	if err != nil {
 		return nil, err
 	}
