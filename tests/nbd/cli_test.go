@@ -2,6 +2,7 @@ package nbd
 
 import (
 	"bytes"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -33,6 +34,10 @@ func TestCommandLine(t *testing.T) {
 		{"-k", dir + "/s4", "--image-opts", "-f", "raw", "r.img"}, {"-k", dir + "/s5", "-B", "nope", "-f", "qcow2", "bm.qcow2"},
 		{"-k", dir + "/nodir/s.sock", "r.img"}, {"-k", dir + "/s6", "--image-opts", "driver=qcow2,file.filename=t.qcow2,bogus=1"},
 		{"-k", dir + "/s7", "-f", "nosuchfmt", "r.img"},
+	}
+	if _, err := os.Stat("/dev/nbd0"); err != nil {
+		// qemu-nbd's message where the kernel's device is missing
+		cases = append(cases, []string{"-c", "/dev/nbd0", "-f", "raw", "r.img"}, []string{"-v", "-c", "/dev/nbd0", "-f", "raw", "r.img"})
 	}
 	for _, args := range cases {
 		var res [2]string
