@@ -152,3 +152,27 @@ func (d *Disk) copyOnRead(buf []byte, off int64, lim Limits) error {
 	}
 	return nil
 }
+
+// Prefetch is a read of [off, off+n) with BDRV_REQ_COPY_ON_READ |
+// BDRV_REQ_PREFETCH (NBD_CMD_CACHE): when this layer does not store the
+// whole (padded) range, the clusters it lacks are copied into it from the
+// backing chain as a copy-on-read read copies them; nothing is returned.
+// On a read-only Disk nothing is copied.
+func (d *Disk) Prefetch(off, n int64) error {
+	if err := d.checkRange(off, n); err != nil {
+		return err
+	}
+	if d.opts.ReadOnly || n == 0 {
+		return nil
+	}
+	lim := d.Limits()
+	pad := blkalign.Pad(off, n, lim.RequestAlignment)
+	alloc, pnum, err := d.IsAllocated(pad.Start(), pad.Length())
+	if err != nil {
+		return err
+	}
+	if alloc && pnum == pad.Length() {
+		return nil
+	}
+	return d.readCopyOnRead(make([]byte, n), off)
+}

@@ -876,3 +876,12 @@ func (d *Disk) SetWriteThrough(on bool) {
 	d.opts.WriteThrough = on
 	d.mu.Unlock()
 }
+
+// SetDetectZeroes sets the Disk's detect-zeroes mode after open, as
+// qemu-nbd sets bs->detect_zeroes on the node it exports (its
+// --detect-zeroes, default off, wins over the node's option).
+func (d *Disk) SetDetectZeroes(z DetectZeroes) {
+	d.mu.Lock()
+	d.opts.DetectZeroes = z
+	d.mu.Unlock()
+}

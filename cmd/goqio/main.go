@@ -21,6 +21,7 @@ import (
 	"github.com/goqio/goqio/image/formats"
 	"github.com/goqio/goqio/image/qcrypto"
 	"github.com/goqio/goqio/qemuimg"
+	"github.com/goqio/goqio/qemunbd"
 	"github.com/goqio/goqio/snapshot"
 )
 
@@ -70,6 +71,13 @@ func run(argv []string) int {
 		code := qemuimg.Main(argv, stdout, os.Stderr)
 		stdout.Flush()
 		return code
+	}
+	if name == "qemu-nbd" {
+		return qemunbd.Main(argv, os.Stdout, os.Stderr)
+	}
+	if !commands.IsQEMUName(name) && len(argv) > 1 && argv[1] == "nbd" {
+		// goqio nbd ARGS: qemu-nbd's command line, messages named goqio-nbd
+		return qemunbd.Main(append([]string{name + " nbd"}, argv[2:]...), os.Stdout, os.Stderr)
 	}
 	if !commands.IsQEMUName(name) && len(argv) > 1 && imgSubcommands[argv[1]] {
 		stdout := commands.StdoutOutput(os.Stdout)

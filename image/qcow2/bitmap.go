@@ -611,3 +611,72 @@ func (d *Driver) bitmapInfoLines() []string {
 	}
 	return out
 }
+
+// BitmapView is a loaded persistent dirty bitmap as the NBD server reads
+// it (qemu:dirty-bitmap:NAME): QEMU's bdrv_dirty_bitmap_next_dirty_area.
+type BitmapView struct {
+	d  *Driver
+	bm *dirtyBitmap
+}
+
+// DirtyBitmap returns the loaded bitmap called name, or nil.
+func (d *Driver) DirtyBitmap(name string) *BitmapView {
+	for _, bm := range d.bitmaps {
+		if bm.info.name == name {
+			return &BitmapView{d, bm}
+		}
+	}
+	return nil
+}
+
+// Name is the bitmap's name.
+func (v *BitmapView) Name() string { return v.bm.info.name }
+
+// Enabled reports whether writes still mark the bitmap.
+func (v *BitmapView) Enabled() bool { return v.bm.enabled && !v.bm.readOnly }
+
+// Inconsistent reports whether the bitmap was found in use (not usable).
+func (v *BitmapView) Inconsistent() bool { return v.bm.inconsistent }
+
+// NextDirty finds the first dirty area in [off, end): its start and its
+// length (at most maxLen, clipped to end), or ok false.
+func (v *BitmapView) NextDirty(off, end, maxLen int64) (int64, int64, bool) {
+	d, bm := v.d, v.bm
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g := bm.info.gbits
+	cb := d.chunkBits()
+	bit := func(i int64) bool {
+		c := bm.chunks[i/cb]
+		if c == nil {
+			return false
+		}
+		if c.ones {
+			return true
+		}
+		j := i % cb
+		return c.b[j/8]>>(j%8)&1 != 0
+	}
+	if off >= end {
+		return 0, 0, false
+	}
+	last := min((end-1)>>g, d.nbGranules(g)-1)
+	i := off >> g
+	for i <= last && !bit(i) {
+		if bm.chunks[i/cb] == nil {
+			i = (i/cb + 1) * cb
+			continue
+		}
+		i++
+	}
+	if i > last {
+		return 0, 0, false
+	}
+	start := max(off, i<<g)
+	j := i
+	for j <= last && bit(j) && (j<<g)-start < maxLen {
+		j++
+	}
+	stop := min(end, j<<g, start+maxLen)
+	return start, stop - start, true
+}
