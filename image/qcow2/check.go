@@ -1,6 +1,7 @@
 package qcow2
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"github.com/goqio/goqio/image"
@@ -82,6 +83,9 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 		fmt.Fprintf(r.w, "ERROR: I/O error in check_refcounts_l2\n")
 		r.res.CheckErrors++
 		return nil
+	}
+	if allZero(b) {
+		return nil // every entry unallocated, with no subcluster bits: nothing to count or report
 	}
 	for i := int64(0); i < r.d.l2Size; i++ {
 		e, bm := r.d.getEntry(b, i), r.d.getBitmap(b, i)
@@ -613,6 +617,9 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) error
 			res.CheckErrors++
 			return err
 		}
+		if allZero(b) {
+			continue // no entry has a cluster to check
+		}
 		l2dirty := false
 		for j := int64(0); j < d.l2Size; j++ {
 			le := d.getEntry(b, j)
@@ -664,3 +671,9 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) error
 func OpenForCheck(path string, repair bool) (*Driver, error) {
 	return Open(path, Options{ReadOnly: !repair, Check: true})
 }
+
+// allZero reports whether b is all zero bytes (an L2 table with nothing
+// allocated), with the vectorised byte count: a crafted image whose L1
+// points many times at empty tables is checked in time proportional to
+// its size, not to its entries.
+func allZero(b []byte) bool { return bytes.Count(b, []byte{0}) == len(b) }
