@@ -337,7 +337,7 @@ func (c *Conn) readChunk(r *request, ch nbd.Chunk) error {
 		// nbd_co_receive_return_code ignores the chunks of other commands
 		return nil
 	}
-	return protoErr("Unexpected reply type: %d (%s) for %s", ch.Type, replyTypeName(ch.Type), cmd)
+	return protoErr("Unexpected reply type: %d (%s) for %s", ch.Type, nbd.ReplyTypeName(ch.Type), cmd)
 }
 
 // parseBlockStatus is nbd_parse_blockstatus_payload.

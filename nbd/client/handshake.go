@@ -86,81 +86,6 @@ type Info struct {
 	Context string
 }
 
-func optName(opt uint32) string {
-	switch opt {
-	case nbd.OptExportName:
-		return "export name"
-	case nbd.OptAbort:
-		return "abort"
-	case nbd.OptList:
-		return "list"
-	case nbd.OptStartTLS:
-		return "starttls"
-	case nbd.OptInfo:
-		return "info"
-	case nbd.OptGo:
-		return "go"
-	case nbd.OptStructuredReply:
-		return "structured reply"
-	case nbd.OptListMetaContext:
-		return "list meta context"
-	case nbd.OptSetMetaContext:
-		return "set meta context"
-	}
-	return "<unknown>"
-}
-
-func repName(rep uint32) string {
-	switch rep {
-	case nbd.RepAck:
-		return "ack"
-	case nbd.RepServer:
-		return "server"
-	case nbd.RepInfo:
-		return "info"
-	case nbd.RepMetaContext:
-		return "meta context"
-	case nbd.RepErrUnsup:
-		return "unsupported"
-	case nbd.RepErrPolicy:
-		return "denied by policy"
-	case nbd.RepErrInvalid:
-		return "invalid"
-	case nbd.RepErrPlatform:
-		return "platform lacks support"
-	case nbd.RepErrTLSReqd:
-		return "TLS required"
-	case nbd.RepErrUnknown:
-		return "export unknown"
-	case nbd.RepErrShutdown:
-		return "server shutting down"
-	case nbd.RepErrBlockSizeReqd:
-		return "block size required"
-	}
-	return "<unknown>"
-}
-
-func replyTypeName(t uint16) string {
-	switch t {
-	case nbd.ReplyTypeNone:
-		return "none"
-	case nbd.ReplyTypeOffsetData:
-		return "data"
-	case nbd.ReplyTypeOffsetHole:
-		return "hole"
-	case nbd.ReplyTypeBlockStatus:
-		return "block status"
-	case nbd.ReplyTypeError:
-		return "generic error"
-	case nbd.ReplyTypeErrorOffset:
-		return "error at offset"
-	}
-	if t&(1<<15) != 0 {
-		return "<unknown error>"
-	}
-	return "<unknown>"
-}
-
 // negotiator runs the handshake on one stream.
 type negotiator struct {
 	rw  io.ReadWriter
@@ -266,7 +191,7 @@ func (g *negotiator) receiveReply(opt uint32) (optReply, error) {
 	}
 	if r.option != opt {
 		g.abort()
-		return r, errf(syscall.EINVAL, "Unexpected option type %d (%s), expected %d (%s)", r.option, optName(r.option), opt, optName(opt))
+		return r, errf(syscall.EINVAL, "Unexpected option type %d (%s), expected %d (%s)", r.option, nbd.OptName(r.option), opt, nbd.OptName(opt))
 	}
 	return r, nil
 }
@@ -281,13 +206,13 @@ func (g *negotiator) handleReplyErr(r optReply, strict bool) (int, error) {
 	if r.length > 0 {
 		if r.length > nbd.MaxBufferSize {
 			g.abort()
-			return -1, errf(syscall.EINVAL, "server error %d (%s) message is too long", r.typ, repName(r.typ))
+			return -1, errf(syscall.EINVAL, "server error %d (%s) message is too long", r.typ, nbd.RepName(r.typ))
 		}
 		s, err := g.readString(r.length, "")
 		if err != nil {
 			g.abort()
 			e := err.(*Error)
-			e.Msg = fmt.Sprintf("Failed to read option error %d (%s) message: ", r.typ, repName(r.typ)) + e.Msg
+			e.Msg = fmt.Sprintf("Failed to read option error %d (%s) message: ", r.typ, nbd.RepName(r.typ)) + e.Msg
 			return -1, e
 		}
 		msg = s
@@ -295,7 +220,7 @@ func (g *negotiator) handleReplyErr(r optReply, strict bool) (int, error) {
 	if r.typ == nbd.RepErrUnsup || !strict {
 		return 0, nil
 	}
-	o := fmt.Sprintf("%d (%s)", r.option, optName(r.option))
+	o := fmt.Sprintf("%d (%s)", r.option, nbd.OptName(r.option))
 	var e *Error
 	switch r.typ {
 	case nbd.RepErrPolicy:
@@ -337,11 +262,11 @@ func (g *negotiator) simpleOption(opt uint32, strict bool) (int, error) {
 	}
 	if r.typ != nbd.RepAck {
 		g.abort()
-		return -1, errf(syscall.EINVAL, "Server answered option %d (%s) with unexpected reply %d (%s)", opt, optName(opt), r.typ, repName(r.typ))
+		return -1, errf(syscall.EINVAL, "Server answered option %d (%s) with unexpected reply %d (%s)", opt, nbd.OptName(opt), r.typ, nbd.RepName(r.typ))
 	}
 	if r.length != 0 {
 		g.abort()
-		return -1, errf(syscall.EINVAL, "Option %d ('%s') response length is %d (it should be zero)", opt, optName(opt), r.length)
+		return -1, errf(syscall.EINVAL, "Option %d ('%s') response length is %d (it should be zero)", opt, nbd.OptName(opt), r.length)
 	}
 	return 1, nil
 }
@@ -424,7 +349,7 @@ func (g *negotiator) oneMetaContext(opt uint32) (int, string, uint32, error) {
 	}
 	if r.typ != nbd.RepMetaContext {
 		g.abort()
-		return -1, "", 0, errf(syscall.EINVAL, "Unexpected reply type %d (%s), expected %d (%s)", r.typ, repName(r.typ), nbd.RepMetaContext, repName(nbd.RepMetaContext))
+		return -1, "", 0, errf(syscall.EINVAL, "Unexpected reply type %d (%s), expected %d (%s)", r.typ, nbd.RepName(r.typ), nbd.RepMetaContext, nbd.RepName(nbd.RepMetaContext))
 	}
 	if r.length <= 4 || r.length > nbd.MaxBufferSize {
 		g.abort()
@@ -510,7 +435,7 @@ func (g *negotiator) infoOrGo(opt uint32, info *Info, export string, blockSize b
 			return 1, nil
 		}
 		if r.typ != nbd.RepInfo {
-			return fail("unexpected reply type %d (%s), expected %d (%s)", r.typ, repName(r.typ), nbd.RepInfo, repName(nbd.RepInfo))
+			return fail("unexpected reply type %d (%s), expected %d (%s)", r.typ, nbd.RepName(r.typ), nbd.RepInfo, nbd.RepName(nbd.RepInfo))
 		}
 		if r.length < 2 {
 			return fail("NBD_REP_INFO length %d is too short", r.length)
@@ -616,7 +541,7 @@ func (g *negotiator) receiveList() (string, int, error) {
 		return "", 0, nil
 	}
 	if r.typ != nbd.RepServer {
-		return fail("Unexpected reply type %d (%s), expected %d (%s)", r.typ, repName(r.typ), nbd.RepServer, repName(nbd.RepServer))
+		return fail("Unexpected reply type %d (%s), expected %d (%s)", r.typ, nbd.RepName(r.typ), nbd.RepServer, nbd.RepName(nbd.RepServer))
 	}
 	if r.length < 4 || r.length > nbd.MaxBufferSize {
 		return fail("incorrect option length %d", r.length)

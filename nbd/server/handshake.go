@@ -82,7 +82,7 @@ func (c *client) options() (int, error) {
 					if err := c.rejectLength(); err != errHandled {
 						return -1, err
 					}
-					return -1, fmt.Errorf("option '%s' has unexpected length", optName(c.opt))
+					return -1, fmt.Errorf("option '%s' has unexpected length", nbd.OptName(c.opt))
 				}
 				if err := c.startTLS(); err != nil {
 					return -1, err
@@ -136,13 +136,13 @@ func (c *client) options() (int, error) {
 			case nbd.OptListMetaContext, nbd.OptSetMetaContext:
 				err = c.metaQueries()
 			default:
-				err = c.optDrop(nbd.RepErrUnsup, "Unsupported option %d (%s)", option, optName(option))
+				err = c.optDrop(nbd.RepErrUnsup, "Unsupported option %d (%s)", option, nbd.OptName(option))
 			}
 		default:
 			if option == nbd.OptExportName {
 				return c.handleExportName(noZeroes)
 			}
-			return -1, fmt.Errorf("Unsupported option %d (%s)", option, optName(option))
+			return -1, fmt.Errorf("Unsupported option %d (%s)", option, nbd.OptName(option))
 		}
 		if err != nil && err != errHandled {
 			return -1, err
@@ -208,13 +208,13 @@ func (c *client) optInvalid(format string, a ...any) error {
 
 // rejectLength is nbd_reject_length (not fatal).
 func (c *client) rejectLength() error {
-	return c.optInvalid("option '%s' has unexpected length", optName(c.opt))
+	return c.optInvalid("option '%s' has unexpected length", nbd.OptName(c.opt))
 }
 
 // optRead is nbd_opt_read.
 func (c *client) optRead(b []byte, checkNUL bool) error {
 	if uint32(len(b)) > c.optlen {
-		return c.optInvalid("Inconsistent lengths in option %s", optName(c.opt))
+		return c.optInvalid("Inconsistent lengths in option %s", nbd.OptName(c.opt))
 	}
 	c.optlen -= uint32(len(b))
 	if err := c.readAll(b, ""); err != nil {
@@ -223,7 +223,7 @@ func (c *client) optRead(b []byte, checkNUL bool) error {
 	if checkNUL {
 		for _, x := range b {
 			if x == 0 {
-				return c.optInvalid("Unexpected embedded NUL in option %s", optName(c.opt))
+				return c.optInvalid("Unexpected embedded NUL in option %s", nbd.OptName(c.opt))
 			}
 		}
 	}
@@ -233,7 +233,7 @@ func (c *client) optRead(b []byte, checkNUL bool) error {
 // optSkip is nbd_opt_skip.
 func (c *client) optSkip(n uint32) error {
 	if n > c.optlen {
-		return c.optInvalid("Inconsistent lengths in option %s", optName(c.opt))
+		return c.optInvalid("Inconsistent lengths in option %s", nbd.OptName(c.opt))
 	}
 	c.optlen -= n
 	return c.drop(n)
@@ -440,7 +440,7 @@ func (c *client) startTLS() error {
 // metaQueries is nbd_negotiate_meta_queries.
 func (c *client) metaQueries() error {
 	if c.opt == nbd.OptSetMetaContext && !c.structured {
-		return c.optInvalid("request option '%s' when structured reply is not negotiated", optName(c.opt))
+		return c.optInvalid("request option '%s' when structured reply is not negotiated", nbd.OptName(c.opt))
 	}
 	meta := &c.meta
 	var local metaContexts

@@ -237,7 +237,7 @@ func (c *client) receive(r *bufio.Reader, mem *budget) (*request, int64, error) 
 		valid |= nbd.CmdFlagReqOne
 	}
 	if req.Flags&^valid != 0 {
-		req.err = fmt.Errorf("unsupported flags for command %s (got 0x%x)", cmdName(req.Type), req.Flags)
+		req.err = fmt.Errorf("unsupported flags for command %s (got 0x%x)", nbd.CmdName(req.Type), req.Flags)
 		return req, held, nil
 	}
 	return req, held, nil
