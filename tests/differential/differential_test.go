@@ -22,6 +22,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	testbin.WidenParallel()
 	code := m.Run()
 	testbin.Cleanup()
 	os.Exit(code)
