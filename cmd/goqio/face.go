@@ -33,7 +33,14 @@ func faceCommands() []*cli.Command {
 			}
 			arg := c.Args().First()
 			if cmd := c.App.Command(arg); cmd != nil {
-				return cli.ShowCommandHelp(c.Lineage()[1], arg)
+				if err := cli.ShowCommandHelp(c.Lineage()[1], arg); err != nil {
+					return err
+				}
+				if h, ok := commands.VerbHelp(arg); ok {
+					// info and map are qemu-io verbs too
+					fmt.Fprintf(w, "\n%s is also a qemu-io command (for -c and the shell):\n\n%s", arg, h)
+				}
+				return nil
 			}
 			if h, ok := commands.VerbHelp(arg); ok {
 				fmt.Fprint(w, h)
@@ -122,10 +129,12 @@ Report bugs on the project's issue tracker (the repository of %[2]s).
 }
 
 // buildInfo is the module version and VCS revision of this binary.
-func buildInfo() (module, revision string) {
+func buildInfo() (module, revision string) { return buildInfoOf(debug.ReadBuildInfo()) }
+
+// buildInfoOf is buildInfo from what debug.ReadBuildInfo returned.
+func buildInfoOf(bi *debug.BuildInfo, ok bool) (module, revision string) {
 	module, revision = "unknown", "unknown (built without VCS stamping)"
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
+	if !ok || bi == nil {
 		return
 	}
 	module = bi.Main.Path + " " + bi.Main.Version
@@ -273,7 +282,15 @@ func zshCompletion(name string) string {
 	b.WriteString("  case $words[2] in\n")
 	fmt.Fprintf(&b, "    help) (( CURRENT == 3 )) && compadd -- %s $verbs; return;;\n", strings.Join(subs, " "))
 	b.WriteString("    completion) (( CURRENT == 3 )) && compadd -- bash zsh fish; return;;\n")
-	b.WriteString("    version|man) return;;\n    create|check|snapshot) _files; return;;\n  esac\n")
+	var fileSubs []string // subcommands that take image files
+	for _, c := range app.Commands {
+		switch c.Name {
+		case "help", "completion", "version", "man":
+		default:
+			fileSubs = append(fileSubs, c.Name)
+		}
+	}
+	fmt.Fprintf(&b, "    version|man) return;;\n    %s) _files; return;;\n  esac\n", strings.Join(fileSubs, "|"))
 	b.WriteString("  _arguments -s -S \\\n")
 	for _, o := range commands.MainOptions {
 		action := ""

@@ -4,11 +4,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
 	"github.com/goqio/goqio/commands"
 	"github.com/goqio/goqio/internal/testbin"
+	"github.com/goqio/goqio/qemuimg"
 )
 
 func TestMain(m *testing.M) {
@@ -212,7 +214,8 @@ func TestCompletion(t *testing.T) {
 		words []string
 		want  []string
 	}{
-		{[]string{"goqio", "com"}, []string{"completion"}},
+		{[]string{"goqio", "compl"}, []string{"completion"}},
+		{[]string{"goqio", "co"}, []string{"compare", "convert", "commit", "completion"}},
 		{[]string{"goqio", "-t", "w"}, []string{"writeback", "writethrough"}},
 		{[]string{"goqio", "--discard", "u"}, []string{"unmap"}},
 		{[]string{"goqio", "--output=j"}, []string{"--output=json"}},
@@ -226,5 +229,74 @@ func TestCompletion(t *testing.T) {
 		if got := complete(t, b, c.words...); strings.Join(got, " ") != strings.Join(c.want, " ") {
 			t.Errorf("completing %q: %q, want %q", c.words, got, c.want)
 		}
+	}
+}
+
+// TestPassSubcommands: the qemu-img and qemu-nbd subcommands goqio runs
+// are those of the table the help, man page and completion scripts come
+// from, every qemu-img subcommand goqio implements is one of them (or one
+// of goqio's own create, check, snapshot), and help shows their synopsis.
+func TestPassSubcommands(t *testing.T) {
+	bin := testbin.Goqio(t)
+	own := map[string]bool{}
+	for _, c := range newApp("goqio").Commands {
+		own[c.Name] = true
+	}
+	for _, name := range qemuimg.Commands {
+		if qemuimg.Implemented(name) && !own[name] {
+			t.Errorf("qemu-img %s is implemented but not a goqio subcommand", name)
+		}
+	}
+	help, _, _ := runBin(t, bin, "--help")
+	for _, s := range append(append([]passSub{}, imgSubs...), nbdSub) {
+		s := s
+		t.Run(s.name, func(t *testing.T) {
+			t.Parallel()
+			if s.name != "nbd" && !qemuimg.Implemented(s.name) {
+				t.Errorf("goqio %s: qemuimg does not implement it", s.name)
+			}
+			if !strings.Contains(help, "  "+s.name+" ") {
+				t.Errorf("--help does not list %s", s.name)
+			}
+			// dispatched to the QEMU command line, not opened as an image
+			_, errs, code := runBin(t, bin, s.name)
+			if code == 0 || strings.Contains(errs, "Could not open '"+s.name+"'") {
+				t.Errorf("goqio %s: exit %d %q", s.name, code, errs)
+			}
+			out, _, code := runBin(t, bin, "help", s.name)
+			if code != 0 || !strings.Contains(out, "goqio "+s.name+" - "+s.usage) || strings.Contains(out, "OPTIONS:") {
+				t.Errorf("goqio help %s: exit %d\n%s", s.name, code, out)
+			}
+			if s.name != "nbd" && !strings.Contains(out, imgSynopsis("goqio", s.name)) {
+				t.Errorf("goqio help %s lacks qemu-img's synopsis:\n%s", s.name, out)
+			}
+			if vh, ok := commands.VerbHelp(s.name); ok && !strings.Contains(out, vh) {
+				t.Errorf("goqio help %s lacks the verb's help:\n%s", s.name, out)
+			}
+		})
+	}
+}
+
+// TestBuildInfo: the module version and the VCS revision, time and
+// modified flag as go build stamps them (go install PATH@VERSION gives a
+// version; a build in a clone a revision unless -buildvcs=false).
+func TestBuildInfo(t *testing.T) {
+	bi := &debug.BuildInfo{Main: debug.Module{Path: ModulePath, Version: "v0.1.0"}, Settings: []debug.BuildSetting{
+		{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "0123456789abcdef"},
+		{Key: "vcs.time", Value: "2026-12-01T15:00:00Z"}, {Key: "vcs.modified", Value: "true"}}}
+	m, r := buildInfoOf(bi, true)
+	if m != "github.com/goqio/goqio v0.1.0" || r != "0123456789abcdef (2026-12-01T15:00:00Z) modified" {
+		t.Errorf("buildInfoOf: %q %q", m, r)
+	}
+	bi.Settings = bi.Settings[:2]
+	if _, r := buildInfoOf(bi, true); r != "0123456789abcdef" {
+		t.Errorf("revision without time: %q", r)
+	}
+	bi.Settings = nil
+	if _, r := buildInfoOf(bi, true); !strings.HasPrefix(r, "unknown") {
+		t.Errorf("no VCS stamp: %q", r)
+	}
+	if m, _ := buildInfoOf(nil, false); m != "unknown" {
+		t.Errorf("no build info: %q", m)
 	}
 }

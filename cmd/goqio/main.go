@@ -47,11 +47,6 @@ func main() {
 	os.Exit(run(os.Args))
 }
 
-// imgSubcommands are qemu-img's subcommands goqio runs with qemu-img's own
-// command line (as goqio info, goqio map, goqio compare).
-var imgSubcommands = map[string]bool{"info": true, "map": true, "compare": true,
-	"convert": true, "measure": true, "dd": true, "bench": true}
-
 // pbkdf2Bench is GOQIO_PBKDF2_ITERS_PER_SEC, a test knob: the PBKDF2
 // iterations per second creation assumes instead of measuring them (QEMU's
 // benchmark spends at least half a second of CPU on every key it makes).
@@ -75,11 +70,11 @@ func run(argv []string) int {
 	if name == "qemu-nbd" {
 		return qemunbd.Main(argv, os.Stdout, os.Stderr)
 	}
-	if !commands.IsQEMUName(name) && len(argv) > 1 && argv[1] == "nbd" {
+	if !commands.IsQEMUName(name) && len(argv) > 1 && argv[1] == nbdSub.name {
 		// goqio nbd ARGS: qemu-nbd's command line, messages named goqio-nbd
 		return qemunbd.Main(append([]string{name + " nbd"}, argv[2:]...), os.Stdout, os.Stderr)
 	}
-	if !commands.IsQEMUName(name) && len(argv) > 1 && imgSubcommands[argv[1]] {
+	if !commands.IsQEMUName(name) && len(argv) > 1 && imgSubcommand(argv[1]) {
 		stdout := commands.StdoutOutput(os.Stdout)
 		code := qemuimg.Sub(name, argv[1:], stdout, os.Stderr)
 		stdout.Flush()
@@ -157,6 +152,7 @@ func newApp(name string) *cli.App {
 		}},
 	}
 	if !commands.IsQEMUName(name) {
+		app.Commands = append(app.Commands, passCommands(name)...)
 		app.Commands = append(app.Commands, faceCommands()...)
 	}
 	return app
