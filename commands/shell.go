@@ -123,8 +123,9 @@ func completePath(cur string) [][]rune {
 // history and tab completion. Ctrl-C abandons the line being typed; Ctrl-D
 // on an empty line ends the session with a newline, as qemu-io's does.
 // Ctrl-C while a command runs does not end the program: the command stops
-// at its next interruption point (sleep; otherwise when its request is
-// done, so the image stays consistent) and the prompt comes back. It reports whether any command failed.
+// at its next interruption point (sleep; between the block status calls of
+// map and alloc; otherwise when its request is done, so the image stays
+// consistent) and the prompt comes back. It reports whether any command failed.
 func (s *Session) Shell(stdin io.Reader) bool {
 	rl, err := readline.NewEx(&readline.Config{
 		Prompt:          s.Prog + "> ",
@@ -155,6 +156,24 @@ func (s *Session) Shell(stdin io.Reader) bool {
 	s.Out.Flush()
 	return failed
 }
+
+// interrupted reports whether Ctrl-C was pressed while the shell command
+// runs: commands made of many requests (map, alloc) check it between them
+// and stop there, with the image as the requests done so far left it.
+func (s *Session) interrupted() bool {
+	if s.interrupt == nil {
+		return false
+	}
+	select {
+	case <-s.interrupt:
+		return true
+	default:
+		return false
+	}
+}
+
+// errInterrupted ends a command stopped by Ctrl-C.
+var errInterrupted = errors.New("interrupted")
 
 // runInterruptible runs one shell command with SIGINT caught: Ctrl-C sets
 // s.interrupt instead of killing the program.
