@@ -300,3 +300,57 @@ func TestBuildInfo(t *testing.T) {
 		t.Errorf("no build info: %q", m)
 	}
 }
+
+// TestSubcommandJSON: the subcommands that take --output=json are the
+// ones docs/json.md lists, and print what qemu-img prints (when installed).
+func TestSubcommandJSON(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/json.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var withJSON []string
+	for _, s := range imgSubs {
+		if strings.Contains(imgSynopsis("goqio", s.name), "--output=") {
+			withJSON = append(withJSON, s.name)
+		}
+	}
+	for _, c := range newApp("goqio").Commands {
+		for _, f := range c.Flags {
+			if f.Names()[0] == "output" {
+				withJSON = append(withJSON, c.Name)
+			}
+		}
+	}
+	if len(withJSON) < 4 {
+		t.Fatalf("subcommands with --output: %q", withJSON)
+	}
+	for _, name := range withJSON {
+		if !strings.Contains(string(doc), "`goqio "+name+" --output=json`") {
+			t.Errorf("docs/json.md does not document goqio %s --output=json", name)
+		}
+	}
+	real, err := exec.LookPath("qemu-img")
+	if err != nil {
+		t.Skip("no qemu-img")
+	}
+	bin := testbin.Goqio(t)
+	dir := t.TempDir()
+	if msg, err := exec.Command(real, "create", "-q", "-f", "qcow2", filepath.Join(dir, "t.qcow2"), "1M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v %s", err, msg)
+	}
+	for _, name := range withJSON {
+		var outs [2]string
+		for i, prog := range []string{bin, real} {
+			cmd := exec.Command(prog, name, "--output=json", "t.qcow2")
+			cmd.Dir = dir
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Errorf("%s %s: %v %s", prog, name, err, out)
+			}
+			outs[i] = string(out)
+		}
+		if outs[0] != outs[1] {
+			t.Errorf("goqio %s --output=json:\n%s\nqemu-img:\n%s", name, outs[0], outs[1])
+		}
+	}
+}
