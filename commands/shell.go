@@ -139,6 +139,30 @@ func (s *Session) Shell(stdin io.Reader) bool {
 		return s.stdinLoop(stdin)
 	}
 	defer rl.Close()
+	// SIGINT is caught for the whole session, not only while a command
+	// runs: a Ctrl-C just after Enter (the terminal back in cooked mode,
+	// the command not started yet) or just after a command ends must not
+	// kill the program. At the prompt the terminal is raw and Ctrl-C is a
+	// key readline reads.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt)
+	stop := make(chan struct{})
+	defer func() { signal.Stop(sig); close(stop) }()
+	go func() {
+		for {
+			select {
+			case <-sig:
+				s.intrMu.Lock()
+				if s.intrCur != nil {
+					close(s.intrCur)
+					s.intrCur = nil
+				}
+				s.intrMu.Unlock()
+			case <-stop:
+				return
+			}
+		}
+	}()
 	failed := false
 	for !s.quit {
 		s.Out.Flush()
@@ -175,24 +199,18 @@ func (s *Session) interrupted() bool {
 // errInterrupted ends a command stopped by Ctrl-C.
 var errInterrupted = errors.New("interrupted")
 
-// runInterruptible runs one shell command with SIGINT caught: Ctrl-C sets
-// s.interrupt instead of killing the program.
+// runInterruptible runs one shell command, a Ctrl-C meanwhile closing
+// s.interrupt (see Shell) instead of killing the program.
 func (s *Session) runInterruptible(line string) error {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt)
 	intr := make(chan struct{})
-	done := make(chan struct{})
+	s.intrMu.Lock()
+	s.intrCur = intr
+	s.intrMu.Unlock()
 	s.interrupt = intr
-	go func() {
-		select {
-		case <-sig:
-			close(intr)
-		case <-done:
-		}
-	}()
 	err := s.Run(line)
-	signal.Stop(sig)
-	close(done)
+	s.intrMu.Lock()
+	s.intrCur = nil
+	s.intrMu.Unlock()
 	s.interrupt = nil
 	select {
 	case <-intr:
