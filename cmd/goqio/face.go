@@ -171,6 +171,7 @@ func printVersion(w io.Writer, name string) {
 func docApp(name string) *cli.App {
 	app := newApp(name)
 	app.HideHelp = true
+	app.HideVersion = true // -V, --version are in MainOptions; cli's own would add -v
 	app.UsageText = name + " [OPTIONS]... [-c COMMAND]... [FILE]\n" + name + " SUBCOMMAND [ARGUMENTS]..."
 	for _, o := range commands.MainOptions {
 		names := []string{o.Long}
@@ -340,18 +341,18 @@ func fishCompletion(name string) (string, error) {
 	}
 	var b strings.Builder
 	b.WriteString(script)
-	_, _, values, verbs := completionData(name)
-	keys := make([]string, 0, len(values))
-	for k := range values {
-		if strings.HasPrefix(k, "--") {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
 	b.WriteString("\n# values of the options and the verbs of -c and help\n")
-	for _, k := range keys {
-		fmt.Fprintf(&b, "complete -c %s -l %s -x -a '%s'\n", name, k[2:], strings.Join(values[k], " "))
+	for _, o := range commands.MainOptions {
+		if o.Values == nil {
+			continue
+		}
+		short := ""
+		if o.Short != "" {
+			short = " -s " + o.Short
+		}
+		fmt.Fprintf(&b, "complete -c %s%s -l %s -x -a '%s'\n", name, short, o.Long, strings.Join(o.Values, " "))
 	}
+	_, _, _, verbs := completionData(name)
 	fmt.Fprintf(&b, "complete -c %s -s c -l cmd -x -a '%s'\n", name, strings.Join(verbs, " "))
 	fmt.Fprintf(&b, "complete -c %s -n '__fish_seen_subcommand_from help' -f -a '%s'\n", name, strings.Join(verbs, " "))
 	fmt.Fprintf(&b, "complete -c %s -n '__fish_seen_subcommand_from completion' -f -a 'bash zsh fish'\n", name)

@@ -230,6 +230,92 @@ func TestCompletion(t *testing.T) {
 			t.Errorf("completing %q: %q, want %q", c.words, got, c.want)
 		}
 	}
+	// zsh: the script's function, with zsh's completion builtins stubbed to
+	// print what they are given, for each kind of position
+	if _, err := exec.LookPath("zsh"); err == nil {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "_goqio"), []byte(scripts["zsh"]), 0o644)
+		prog := `compdef() { :; }
+compadd() { print -r -- "compadd $*"; }
+_describe() { print -rl -- "describe" ${(P)4}; }
+_files() { print -r -- "files"; }
+_arguments() { print -rl -- "arguments" "$@"; }
+source ./_goqio
+print '== help'; words=(goqio help tr); CURRENT=3; _goqio
+print '== completion'; words=(goqio completion ''); CURRENT=3; _goqio
+print '== sub'; words=(goqio co); CURRENT=2; _goqio
+print '== info'; words=(goqio info x); CURRENT=3; _goqio
+print '== opts'; words=(goqio -t w); CURRENT=3; _goqio
+`
+		cmd := exec.Command("zsh", "-f", "-c", prog)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("zsh: %v\n%s", err, out)
+		}
+		parts := map[string]string{}
+		for _, p := range strings.Split(string(out), "== ")[1:] {
+			name, body, _ := strings.Cut(p, "\n")
+			parts[name] = body
+		}
+		for name, want := range map[string][]string{
+			"help":       {"compadd -- ", " truncate ", " completion "},
+			"completion": {"compadd -- bash zsh fish\n"},
+			"sub":        {"describe\n", "compare:compare the guest contents", "completion:print a shell completion script", "files\n"},
+			"info":       {"files\n"},
+			"opts": {"(-t --cache)-t[use the given cache mode for the image]:mode:(none off writeback writethrough directsync unsafe)",
+				"(-d --discard)--discard=[", ":mode:(ignore off unmap on)", "--output=[", ":fmt:(human json)", "(-c --cmd)-c[", ":string:($verbs)", "*:image file:_files"},
+		} {
+			for _, w := range want {
+				if !strings.Contains(parts[name], w) {
+					t.Errorf("zsh %s: lacks %q:\n%s", name, w, parts[name])
+				}
+			}
+		}
+	}
+
+	// fish completes the same from its script (complete -C), when installed
+	if _, err := exec.LookPath("fish"); err != nil {
+		return
+	}
+	dir := t.TempDir()
+	fishScript := filepath.Join(dir, "goqio.fish")
+	os.WriteFile(fishScript, []byte(scripts["fish"]), 0o644)
+	os.WriteFile(filepath.Join(dir, "disk.qcow2"), nil, 0o644)
+	for _, c := range cases {
+		line := strings.Join(c.words, " ")
+		cmd := exec.Command("fish", "--no-config", "-c", "source "+fishScript+"; complete -C '"+line+"'")
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("fish: %v\n%s", err, out)
+		}
+		var got []string
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if l != "" {
+				got = append(got, strings.Split(l, "\t")[0])
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(c.want, " ") && !sameSet(got, c.want) {
+			t.Errorf("fish completing %q: %q, want %q", line, got, c.want)
+		}
+	}
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[string]bool{}
+	for _, x := range a {
+		m[x] = true
+	}
+	for _, x := range b {
+		if !m[x] {
+			return false
+		}
+	}
+	return true
 }
 
 // TestPassSubcommands: the qemu-img and qemu-nbd subcommands goqio runs
