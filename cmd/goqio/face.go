@@ -21,7 +21,7 @@ import (
 const ModulePath = "github.com/goqio/goqio"
 
 func faceCommands() []*cli.Command {
-	return []*cli.Command{{
+	cmds := []*cli.Command{{
 		Name:      "help",
 		Usage:     "goqio's help, a subcommand's options, or a qemu-io verb's help",
 		ArgsUsage: "[SUBCOMMAND|VERB]",
@@ -79,6 +79,12 @@ func faceCommands() []*cli.Command {
 			return nil
 		},
 	}}
+	for _, c := range cmds {
+		// no cli "help" subcommand under them: 'goqio help help' is the
+		// help verb's help, not cli's help of help
+		c.HideHelpCommand = true
+	}
+	return cmds
 }
 
 // optionLabel is "-c, --cmd=STRING" for an option.

@@ -85,6 +85,10 @@ func TestHelpAndVersion(t *testing.T) {
 	if out != want {
 		t.Errorf("goqio help write:\n%s\nwant:\n%s", out, want)
 	}
+	out, _, _ = runBin(t, bin, "help", "help") // the help verb's too, not cli's help of help
+	if want, _ := commands.VerbHelp("help"); !strings.Contains(out, "goqio help [command options] [SUBCOMMAND|VERB]") || !strings.HasSuffix(out, want) {
+		t.Errorf("goqio help help:\n%s", out)
+	}
 	out, _, _ = runBin(t, bin, "help", "create")
 	if !strings.Contains(out, "goqio create") || !strings.Contains(out, "-f value") {
 		t.Errorf("goqio help create:\n%s", out)

@@ -113,7 +113,7 @@ func newApp(name string) *cli.App {
 		Usage:           "qemu-io's commands for raw and qcow2 images, in Go",
 		HideHelpCommand: true,
 		Commands: []*cli.Command{{
-			Name:      "create",
+			Name: "create", HideHelpCommand: true,
 			Usage:     "create a new image, as qemu-img create",
 			ArgsUsage: "FILE [SIZE]",
 			Flags: []cli.Flag{
@@ -127,7 +127,7 @@ func newApp(name string) *cli.App {
 			},
 			Action: createAction,
 		}, {
-			Name:      "check",
+			Name: "check", HideHelpCommand: true,
 			Usage:     "check an image's metadata, as qemu-img check",
 			ArgsUsage: "FILE",
 			Flags: []cli.Flag{
@@ -138,7 +138,7 @@ func newApp(name string) *cli.App {
 			},
 			Action: checkAction,
 		}, {
-			Name:      "snapshot",
+			Name: "snapshot", HideHelpCommand: true,
 			Usage:     "list, create, apply or delete a qcow2 image's internal snapshots, as qemu-img snapshot",
 			ArgsUsage: "[-l | -a SNAPSHOT | -c SNAPSHOT | -d SNAPSHOT] FILE",
 			Flags: []cli.Flag{
