@@ -108,7 +108,7 @@ func TestHelpAndVersion(t *testing.T) {
 		if rout != out {
 			t.Errorf("qemu-io -V:\n%q\nreal qemu-io:\n%q", out, rout)
 		}
-		for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"version"}, {"man"}} {
+		for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"version"}, {"man"}, {"completion", "bash"}, {"info"}, {"resize"}, {"nbd"}, {"create"}} {
 			o1, e1, c1 := runBin(t, q, args...)
 			o2, e2, c2 := runBin(t, real, args...)
 			if o1 != o2 || e1 != e2 || c1 != c2 {
