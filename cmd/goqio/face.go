@@ -8,6 +8,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"regexp"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -167,9 +168,21 @@ func buildInfoOf(bi *debug.BuildInfo, ok bool) (module, revision string) {
 	return
 }
 
+// releaseVersion is a module version of a tagged release (v1.2.3).
+var releaseVersion = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
+
+// goqioVersion is goqio's version: the release the binary was installed at
+// (go install ...@v1.2.3), else commands.Version.
+func goqioVersion(bi *debug.BuildInfo, ok bool) string {
+	if ok && bi != nil && releaseVersion.MatchString(bi.Main.Version) {
+		return bi.Main.Version[1:]
+	}
+	return commands.Version
+}
+
 func printVersion(w io.Writer, name string) {
 	module, revision := buildInfo()
-	fmt.Fprintf(w, "%s %s\nmodule: %s\nrevision: %s\nmatches: qemu-io %s\n", name, commands.Version, module, revision, commands.QEMUVersion)
+	fmt.Fprintf(w, "%s %s\nmodule: %s\nrevision: %s\nmatches: qemu-io %s\n", name, goqioVersion(debug.ReadBuildInfo()), module, revision, commands.QEMUVersion)
 }
 
 // docApp is newApp with the qemu-io mode options as the app's flags and

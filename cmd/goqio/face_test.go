@@ -389,6 +389,17 @@ func TestBuildInfo(t *testing.T) {
 	if m, _ := buildInfoOf(nil, false); m != "unknown" {
 		t.Errorf("no build info: %q", m)
 	}
+	// goqio's version: a release's tag, else commands.Version
+	for v, want := range map[string]string{"v0.2.1": "0.2.1", "(devel)": commands.Version,
+		"v0.0.0-20261201155433-0d67d32f3016": commands.Version, "v0.2.0-rc1": commands.Version} {
+		bi.Main.Version = v
+		if got := goqioVersion(bi, true); got != want {
+			t.Errorf("goqioVersion(%s) = %s, want %s", v, got, want)
+		}
+	}
+	if got := goqioVersion(nil, false); got != commands.Version {
+		t.Errorf("goqioVersion without build info: %s", got)
+	}
 }
 
 // TestSubcommandJSON: the subcommands that take --output=json are the
