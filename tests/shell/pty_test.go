@@ -179,8 +179,11 @@ func TestShellPty(t *testing.T) {
 	p.typ("help trun\t\r")
 	p.must("truncates the current file")
 	p.must("goqio> ")
-	if s := p.since(); strings.Contains(s, "nvalid") || strings.Contains(s, "open:") {
-		t.Fatalf("a completed line failed:\n%q", p.out.String())
+	p.mu.Lock()
+	all := p.out.String()
+	p.mu.Unlock()
+	if strings.Contains(all, "nvalid") || strings.Contains(all, "can't open") || strings.Contains(all, "not found") || strings.Contains(all, "no file open") {
+		t.Fatalf("a completed line failed:\n%q", all)
 	}
 	p.typ("write -P 5 0 64k\r")
 	p.must("wrote 65536/65536 bytes at offset 0")
@@ -199,7 +202,7 @@ func TestShellPty(t *testing.T) {
 	}
 	t.Logf("sleep interrupted after %v", time.Since(start))
 	if !back || time.Since(start) > 30*time.Second {
-		t.Fatalf("Ctrl-C did not end the sleep:\n%q", p.out.String())
+		t.Fatalf("Ctrl-C did not end the sleep:\n%q", p.since())
 	}
 	p.typ("read -P 5 0 64k\r")
 	p.must("read 65536/65536 bytes at offset 0")
@@ -218,7 +221,7 @@ func TestShellPty(t *testing.T) {
 			t.Errorf("goqio ended with %v, want exit status 1", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatalf("Ctrl-D did not end goqio:\n%q", p.out.String())
+		t.Fatalf("Ctrl-D did not end goqio:\n%q", p.since())
 	}
 	for range p.more {
 	}
