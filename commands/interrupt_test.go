@@ -60,3 +60,32 @@ func TestInterruptBetweenRequests(t *testing.T) {
 		t.Errorf("read after the interruptions: %s", out)
 	}
 }
+
+// TestInterruptStreamed: a read or write of 64 MiB or more, streamed in
+// chunks, stops between two of them at Ctrl-C, saying how far it got; the
+// chunks written are there, the rest untouched.
+func TestInterruptStreamed(t *testing.T) {
+	h := newHarness(t, 80<<20)
+	defer h.s.Close()
+	intr := make(chan struct{})
+	close(intr)
+	h.s.interrupt = intr
+	_, errs, failed := h.run("write -P 7 0 80M")
+	if !failed || errs != "qemu-io: write interrupted: 16777216/83886080 bytes written at offset 0\n" {
+		t.Errorf("interrupted write: failed %v, %q", failed, errs)
+	}
+	_, errs, failed = h.run("read -P 7 0 80M")
+	if !failed || errs != "qemu-io: read interrupted: 16777216/83886080 bytes read at offset 0\n" {
+		t.Errorf("interrupted read: failed %v, %q", failed, errs)
+	}
+	h.s.interrupt = nil
+	for _, c := range []string{"read -q -P 7 0 16M", "read -q -P 0 16M 64M"} {
+		if out, errs, failed := h.run(c); failed {
+			t.Errorf("%s: %s%s", c, out, errs)
+		}
+	}
+	// not interrupted: the whole request, as before
+	if out, _, failed := h.run("write -P 8 0 80M"); failed || !strings.HasPrefix(out, "wrote 83886080/83886080 bytes at offset 0\n") {
+		t.Errorf("write: %s", out)
+	}
+}

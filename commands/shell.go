@@ -124,7 +124,8 @@ func completePath(cur string) [][]rune {
 // on an empty line ends the session with a newline, as qemu-io's does.
 // Ctrl-C while a command runs does not end the program: the command stops
 // at its next interruption point (sleep; between the block status calls of
-// map and alloc; otherwise when its request is done, so the image stays
+// map and alloc; between the chunks of a streamed read or write of 64 MiB
+// or more; otherwise when its request is done, so the image stays
 // consistent) and the prompt comes back. It reports whether any command failed.
 func (s *Session) Shell(stdin io.Reader) bool {
 	rl, err := readline.NewEx(&readline.Config{
@@ -194,6 +195,17 @@ func (s *Session) interrupted() bool {
 	default:
 		return false
 	}
+}
+
+// reportInterrupted reports a streamed read or write stopped by Ctrl-C
+// between two chunks (goqio's message: qemu-io would have been killed).
+func (s *Session) reportInterrupted(op, verb string, err error, offset, count int64) bool {
+	var ie *interruptedError
+	if !errors.As(err, &ie) {
+		return false
+	}
+	s.errorf("%s interrupted: %d/%d bytes %s at offset %d", op, ie.done, count, verb, offset)
+	return true
 }
 
 // errInterrupted ends a command stopped by Ctrl-C.

@@ -81,6 +81,13 @@ func (p *ptyTerm) typ(s string) {
 	}
 }
 
+// all is everything goqio wrote.
+func (p *ptyTerm) all() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
 // since is what goqio wrote after the mark.
 func (p *ptyTerm) since() string {
 	p.mu.Lock()
@@ -120,7 +127,7 @@ func (p *ptyTerm) expect(want string, d time.Duration) bool {
 
 func (p *ptyTerm) must(want string) {
 	p.t.Helper()
-	if !p.expect(want, 10*time.Second) {
+	if !p.expect(want, 20*time.Second) {
 		p.t.Fatalf("goqio never wrote %q; after the mark:\n%q", want, p.since())
 	}
 }
@@ -179,10 +186,7 @@ func TestShellPty(t *testing.T) {
 	p.typ("help trun\t\r")
 	p.must("truncates the current file")
 	p.must("goqio> ")
-	p.mu.Lock()
-	all := p.out.String()
-	p.mu.Unlock()
-	if strings.Contains(all, "nvalid") || strings.Contains(all, "can't open") || strings.Contains(all, "not found") || strings.Contains(all, "no file open") {
+	if all := p.all(); strings.Contains(all, "nvalid") || strings.Contains(all, "can't open") || strings.Contains(all, "not found") || strings.Contains(all, "no file open") {
 		t.Fatalf("a completed line failed:\n%q", all)
 	}
 	p.typ("write -P 5 0 64k\r")
@@ -207,6 +211,24 @@ func TestShellPty(t *testing.T) {
 	p.typ("read -P 5 0 64k\r")
 	p.must("read 65536/65536 bytes at offset 0")
 	p.must("goqio> ")
+
+	// Ctrl-C during a long write (1 GiB to a null-co image taking 200 ms a
+	// request: 13 s in 64 chunks) stops it between two chunks
+	p.typ("close\r")
+	p.must("goqio> ")
+	p.typ("open -o driver=null-co,size=4G,latency-ns=200000000 null-co://\r")
+	p.must("goqio> ")
+	p.typ("write -P 1 0 1G\r")
+	p.must("write -P 1 0 1G\r\n")
+	start = time.Now()
+	back = false
+	for i := 0; i < 50 && !back; i++ {
+		p.typ("\x03")
+		back = p.expect("goqio> ", 250*time.Millisecond)
+	}
+	if s := p.since(); !back || !strings.Contains(p.all(), "goqio: write interrupted: ") || time.Since(start) > 10*time.Second {
+		t.Fatalf("Ctrl-C did not stop the write:\n%q", s)
+	}
 
 	// at the prompt: the line is dropped
 	p.typ("length 0")

@@ -41,7 +41,7 @@ func (tm term) keys(k ...string) { tm.tmux(append([]string{"send-keys", "-t", "s
 func (tm term) waitFor(want string) string {
 	tm.t.Helper()
 	var screen string
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 400; i++ { // 20 s: a loaded machine (CI under -race) can be slow
 		screen = tm.tmux("capture-pane", "-t", "s", "-p")
 		if strings.Contains(screen, want) {
 			return screen
