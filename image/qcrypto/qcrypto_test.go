@@ -172,7 +172,7 @@ func TestDamagedHeaders(t *testing.T) {
 		{"hash", func(b []byte) { copy(b[72:104], "whirlpool\x00") }, "Hash algorithm 'whirlpool' not supported"},
 		{"ivgen", func(b []byte) { copy(b[40:72], "xts-benbi\x00") }, "IV generator 'benbi' not supported"},
 		{"essiv hash", func(b []byte) { copy(b[40:72], "xts-essiv\x00") }, "Missing IV generator hash specification"},
-		{"serpent", func(b []byte) { copy(b[8:40], "serpent\x00") }, "Unsupported cipher algorithm serpent-256"},
+		{"serpent", func(b []byte) { copy(b[8:40], "serpent\x00") }, "Invalid password, cannot unlock any keyslot"},
 		{"truncated", func(b []byte) {}, "Could not read encryption header: Input/output error"},
 	} {
 		b := append([]byte(nil), m.b...)
