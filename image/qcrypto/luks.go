@@ -590,10 +590,6 @@ func createLUKS(o CreateOptions, init func(int64) (HeaderIO, error)) (*Block, er
 	if err != nil {
 		return nil, err
 	}
-	if iterTime == 0 {
-		// QEMU divides by it and dies of SIGFPE
-		return nil, fmt.Errorf("Parameter '%siter-time' must be greater than 0", o.Prefix)
-	}
 	h := &luksHeader{version: luksVersion}
 	copy(h.magic[:], luksMagic)
 	var u [16]byte
@@ -677,6 +673,12 @@ func createLUKS(o CreateOptions, init func(int64) (HeaderIO, error)) (*Block, er
 // scaleIters turns iterations per second into those of iterTime ms
 // (divided by div), with QEMU's range checks.
 func scaleIters(iters, iterTime, div uint64) (uint64, error) {
+	if iterTime == 0 {
+		// QEMU's overflow check (iters > ULLONG_MAX / iter_time) is
+		// compiled as a multiplication check: no SIGFPE, 0 iterations,
+		// and then the minimum count (1000)
+		return 0, nil
+	}
 	if iters > ^uint64(0)/iterTime {
 		return 0, fmt.Errorf("PBKDF iterations %d too large to scale: Numerical result out of range", iters)
 	}

@@ -244,3 +244,95 @@ func TestEncryptedAmend(t *testing.T) {
 		t.Fatal(out)
 	}
 }
+
+// TestEncryptedCheckInfo: qemu-img check and info of encrypted images
+// (qcow2 with LUKS and with legacy AES, raw LUKS volumes, with several
+// key slots active and other ciphers) print, as goqio's qemu-img, what
+// the real ones print, with the same exit codes: with the key
+// (--object and --image-opts, json: filenames), without it, with -f,
+// in human and JSON output, and a repair of each on its own copy.
+func TestEncryptedCheckInfo(t *testing.T) {
+	tl := cryptoSetup(t)
+	const sec1, sec2 = "secret,id=sec1,data=hadron", "secret,id=sec2,data=boson"
+	for _, c := range []struct {
+		name, fmt, create string
+		amend             []string // -o lists for qemu-img amend, in turn
+		key               string   // the key option's name
+	}{
+		{"qcow2-luks", "qcow2", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10",
+			[]string{"encrypt.state=active,encrypt.new-secret=sec1,encrypt.iter-time=10,encrypt.keyslot=3",
+				"encrypt.state=active,encrypt.new-secret=sec2,encrypt.iter-time=10"}, "encrypt.key-secret"},
+		{"qcow2-luks-serpent", "qcow2", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10,encrypt.cipher-alg=serpent-256,encrypt.hash-alg=sha1,cluster_size=4k",
+			nil, "encrypt.key-secret"},
+		{"qcow2-aes", "qcow2", "encrypt.format=aes,encrypt.key-secret=sec0", nil, "encrypt.key-secret"},
+		{"luks", "luks", "key-secret=sec0,iter-time=10",
+			[]string{"state=active,new-secret=sec1,iter-time=10,keyslot=5", "state=active,new-secret=sec2,iter-time=10,keyslot=7"}, "key-secret"},
+		{"luks-twofish-essiv", "luks", "key-secret=sec0,iter-time=10,cipher-alg=twofish-128,cipher-mode=cbc,ivgen-alg=essiv,ivgen-hash-alg=sha256", nil, "key-secret"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			run := func(prog string, args ...string) string {
+				out, rc := cryptoRun(t, dir, prog, args...)
+				if rc != 0 {
+					t.Fatalf("%s %q: %s", prog, args, out)
+				}
+				return out
+			}
+			run(tl.img, "create", "-q", "-f", c.fmt, "--object", sec0, "-o", c.create, "img", "1M")
+			spec := "driver=" + c.fmt + "," + c.key + "=sec0,file.filename=img"
+			for _, o := range c.amend {
+				run(tl.img, "amend", "--object", sec0, "--object", sec1, "--object", sec2, "-o", o, "--image-opts", spec)
+			}
+			run(tl.io, "--object", sec0, "-c", "write -P 0x5a 0 100k", "-c", "write -z 300k 64k", "--image-opts", spec)
+			json := fmt.Sprintf(`json:{"driver":%q,%q:"sec0","file":{"driver":"file","filename":"img"}}`, c.fmt, c.key)
+			obj := []string{"--object", sec0}
+			for _, args := range [][]string{
+				append(append([]string{"check"}, obj...), "--image-opts", spec),
+				append(append([]string{"check", "--output=json"}, obj...), "--image-opts", spec),
+				append(append([]string{"check", "-q"}, obj...), "--image-opts", spec),
+				append(append([]string{"check"}, obj...), json),
+				append(append([]string{"check", "--output=json", "-f", c.fmt}, obj...), json),
+				{"check", "img"},
+				{"check", "-f", c.fmt, "img"},
+				append(append([]string{"check"}, obj...), "img"),
+				{"check", "--object", "secret,id=sec0,data=wrong", "--image-opts", spec},
+				{"check", "--image-opts", spec},
+				append(append([]string{"check", "-f", c.fmt}, obj...), "--image-opts", spec),
+				{"info", "img"},
+				{"info", "--output=json", "img"},
+				{"info", "-f", c.fmt, "--output=json", "img"},
+				append(append([]string{"info"}, obj...), "--image-opts", spec),
+				append(append([]string{"info", "--output=json"}, obj...), json),
+			} {
+				x, xrc := cryptoRun(t, dir, tl.img, args...)
+				y, yrc := cryptoRun(t, dir, tl.gimg, args...)
+				if x != y || xrc != yrc {
+					t.Errorf("%q:\nqemu-img (%d):\n%s\ngoqio (%d):\n%s", args, xrc, x, yrc, y)
+				}
+			}
+			// a repair, each tool on its own copy: the same report and file
+			src, err := os.ReadFile(filepath.Join(dir, "img"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var outs [2]string
+			var files [2][]byte
+			for i, prog := range []string{tl.img, tl.gimg} {
+				name := fmt.Sprintf("copy%d", i)
+				if err := os.WriteFile(filepath.Join(dir, name), src, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				out, rc := cryptoRun(t, dir, prog, append(append([]string{"check", "-r", "all", "--output=json"}, obj...),
+					"--image-opts", strings.ReplaceAll(spec, "filename=img", "filename="+name))...)
+				outs[i] = fmt.Sprintf("rc %d\n%s", rc, strings.ReplaceAll(out, name, "COPY"))
+				if files[i], err = os.ReadFile(filepath.Join(dir, name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if outs[0] != outs[1] || string(files[0]) != string(files[1]) {
+				t.Errorf("check -r all:\nqemu-img:\n%s\ngoqio:\n%s\nfiles equal: %v", outs[0], outs[1], string(files[0]) == string(files[1]))
+			}
+		})
+	}
+}
