@@ -44,6 +44,10 @@ type Error struct{ Msg string }
 func (e *Error) Error() string { return e.Msg }
 
 func fail(file, format string, a ...any) error {
+	if file == "" {
+		// no file: qemu-img measure's messages
+		return &Error{fmt.Sprintf(format, a...)}
+	}
 	return &Error{file + ": " + fmt.Sprintf(format, a...)}
 }
 

@@ -33,6 +33,15 @@ var createOptions = map[string]map[string]optType{
 		"extended_l2": optBool, "nocow": optBool, "extent_size_hint": optSize},
 }
 
+// measureOptions are the creation options of the formats goqio measures
+// but does not create through this package (luks: block/crypto.c's
+// create options, and the file protocol's).
+var measureOptions = map[string]map[string]optType{
+	"luks": {"size": optSize, "key-secret": optString, "cipher-alg": optString, "cipher-mode": optString,
+		"ivgen-alg": optString, "ivgen-hash-alg": optString, "hash-alg": optString, "iter-time": optNumber,
+		"preallocation": optString, "nocow": optBool, "extent_size_hint": optSize},
+}
+
 // FormatKnown reports whether goqio can create images of format.
 func FormatKnown(format string) bool { return createOptions[format] != nil }
 
@@ -80,6 +89,9 @@ const sizeErrText = "Parameter '%s' expects a non-negative number below 2^64\nOp
 // QemuOpts' message. Later keys win.
 func parseCreateOptions(format, options string) (map[string]string, error) {
 	known := createOptions[format]
+	if known == nil {
+		known = measureOptions[format]
+	}
 	out := map[string]string{}
 	if options == "" {
 		return out, nil

@@ -540,6 +540,22 @@ func Create(o CreateOptions, init func(headerLen int64) (HeaderIO, error)) (*Blo
 	return nil, fmt.Errorf("Unsupported block driver %s", o.Format)
 }
 
+// HeaderLen is qcrypto_block_calculate_payload_offset (qemu-img
+// measure): the bytes a LUKS volume created with o has before its
+// payload, o checked and its secret looked up as Create does, but no key
+// derived (QEMU creates a whole header in memory, PBKDF2 benchmarks
+// included, to learn it). It is 0 for the qcow format.
+func HeaderLen(o CreateOptions) (int64, error) {
+	if o.Format != "luks" {
+		return 0, nil
+	}
+	b, err := createLUKS(o, nil)
+	if err != nil {
+		return 0, err
+	}
+	return b.payloadOffset, nil
+}
+
 func random(p []byte) error {
 	_, err := rand.Read(p)
 	return err
@@ -645,6 +661,12 @@ func createLUKS(o CreateOptions, init func(int64) (HeaderIO, error)) (*Block, er
 	}
 	if err := b.setupCipher(mk); err != nil {
 		return nil, err
+	}
+	if init == nil {
+		// HeaderLen: the layout is known, no key is derived
+		const headerSectors = luksKeySlotOffset / luksSectorSize
+		n := headerSectors + luksNumSlots*h.splitKeySectors(headerSectors, luksStripes)
+		return &Block{payloadOffset: int64(n) * luksSectorSize}, nil
 	}
 	iters, err := scaleIters(itersPerSecond(b.hashAlg, mk, h.mkSalt[:], luksDigestLen), iterTime, 8)
 	if err != nil {

@@ -23,8 +23,14 @@ import (
 // stdout+stderr (timing filtered) and the exit code.
 func cryptoRun(t *testing.T, dir, prog string, args ...string) (string, int) {
 	t.Helper()
+	return cryptoRunStdin(t, dir, prog, "", args...)
+}
+
+// cryptoRunStdin is cryptoRun with a standard input.
+func cryptoRunStdin(t *testing.T, dir, prog, stdin string, args ...string) (string, int) {
+	t.Helper()
 	for try := 0; ; try++ {
-		out, rc := cryptoRun1(t, dir, prog, args...)
+		out, rc := cryptoRun1(t, dir, prog, stdin, args...)
 		// QEMU's PBKDF2 benchmark gives up on a loaded machine
 		// (qcrypto_pbkdf2_count_iters): try again
 		if try < 10 && rc != 0 && strings.Contains(out, "Unable to get accurate CPU usage") {
@@ -34,9 +40,12 @@ func cryptoRun(t *testing.T, dir, prog string, args ...string) (string, int) {
 	}
 }
 
-func cryptoRun1(t *testing.T, dir, prog string, args ...string) (string, int) {
+func cryptoRun1(t *testing.T, dir, prog, stdin string, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(prog, args...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
 	cmd.Args[0] = filepath.Base(prog)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOQIO_PBKDF2_ITERS_PER_SEC=100000")
