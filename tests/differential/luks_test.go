@@ -119,8 +119,9 @@ func TestLUKSFormat(t *testing.T) {
 	}
 	run(tl.img, tl.gimg, "", create...)
 	// 288: measure, of a size and of an image
-	run(tl.img, tl.gimg, "", "measure", "--object", sec0, "-O", "luks", "-o", "key-secret=sec0,iter-time=10,preallocation=falloc", "--size", "1G")
-	run(tl.img, tl.gimg, "", "measure", "--object", sec0, "-O", "luks", "-o", "key-secret=sec0,iter-time=10", "-f", "raw", "raw")
+	// (each of QEMU's runs benchmarks PBKDF2 twice: one of each kind)
+	run(tl.img, tl.gimg, "", "measure", "--object", sec0, "-O", "luks", "-o", "key-secret=sec0,iter-time=10,preallocation=falloc", "-f", "raw", "raw")
+	run(tl.img, tl.gimg, "", "measure", "--object", sec0, "-O", "luks", "-o", "key-secret=sec9", "--size", "1G")
 }
 
 // TestLUKSAmend is iotest 294's key management and more: qemu-img amend
