@@ -19,10 +19,14 @@ import (
 // x0..x3, and an S-box maps, at every bit position i, the nibble
 // (x3_i x2_i x1_i x0_i) to the nibble of the outputs. Each S-box is
 // applied as its algebraic normal form (each output bit an XOR of
-// products of input bits), derived from the S-box table at start, so
-// that no hand-derived boolean formula can be wrong.
+// products of input bits), which serpentgen derives from the tables
+// below and writes out as straight-line code (serpent_sbox.go), so that
+// no hand-derived boolean formula can be wrong; TestSerpentSboxes checks
+// the generated functions against the tables.
 
-// serpentSboxes are Serpent's S0..S7.
+//go:generate go run ./internal/serpentgen
+
+// serpentSboxes are Serpent's S0..S7 (serpentgen has the same tables).
 var serpentSboxes = [8][16]uint8{
 	{3, 8, 15, 1, 10, 6, 5, 11, 14, 13, 4, 2, 7, 0, 9, 12},
 	{15, 12, 2, 7, 9, 0, 5, 10, 1, 11, 14, 8, 6, 13, 3, 4},
@@ -32,67 +36,6 @@ var serpentSboxes = [8][16]uint8{
 	{15, 5, 2, 11, 4, 10, 9, 12, 0, 3, 14, 8, 13, 6, 7, 1},
 	{7, 2, 12, 5, 8, 4, 6, 11, 14, 9, 1, 15, 13, 3, 10, 0},
 	{1, 13, 15, 0, 14, 8, 2, 11, 7, 4, 12, 10, 9, 3, 5, 6},
-}
-
-// sboxANF is one S-box in algebraic normal form: for each output bit j,
-// the monomials (bit m set: the product of the input bits set in m; m=0
-// is the constant 1) whose XOR it is, as lists of indices.
-type sboxANF [4][]uint8
-
-var serpentS, serpentInvS [8]sboxANF
-
-func init() {
-	for i, s := range serpentSboxes {
-		var inv [16]uint8
-		for x, y := range s {
-			inv[y] = uint8(x)
-		}
-		serpentS[i] = anfOf(s)
-		serpentInvS[i] = anfOf(inv)
-	}
-}
-
-// anfOf is the Möbius transform of each output bit's truth table.
-func anfOf(s [16]uint8) sboxANF {
-	var a sboxANF
-	for j := 0; j < 4; j++ {
-		var t [16]uint8
-		for x := range t {
-			t[x] = s[x] >> j & 1
-		}
-		for i := 0; i < 4; i++ {
-			for x := range t {
-				if x>>i&1 == 1 {
-					t[x] ^= t[x^1<<i]
-				}
-			}
-		}
-		for m, v := range t {
-			if v == 1 {
-				a[j] = append(a[j], uint8(m))
-			}
-		}
-	}
-	return a
-}
-
-// apply is the S-box on the four words, bit position by bit position.
-func (a *sboxANF) apply(x *[4]uint32) {
-	var m [16]uint32
-	m[0] = ^uint32(0)
-	m[1], m[2], m[4], m[8] = x[0], x[1], x[2], x[3]
-	m[3] = x[0] & x[1]
-	m[5], m[6], m[7] = x[0]&x[2], x[1]&x[2], m[3]&x[2]
-	for k := 9; k < 16; k++ {
-		m[k] = m[k-8] & x[3]
-	}
-	for j := range x {
-		var y uint32
-		for _, k := range a[j] {
-			y ^= m[k]
-		}
-		x[j] = y
-	}
 }
 
 // serpentLT is Serpent's linear transformation.
@@ -157,7 +100,7 @@ func newSerpent(key []byte) (cipher.Block, error) {
 	c := &serpentCipher{}
 	for i := range c.k {
 		c.k[i] = [4]uint32{w[8+4*i], w[9+4*i], w[10+4*i], w[11+4*i]}
-		serpentS[(3-i)&7].apply(&c.k[i])
+		serpentSbox[(3-i)&7](&c.k[i])
 	}
 	return c, nil
 }
@@ -188,27 +131,71 @@ func xorKey(x *[4]uint32, k *[4]uint32) {
 // transformation, the last one with a final key in its place.
 func (c *serpentCipher) Encrypt(dst, src []byte) {
 	x := load4(src)
-	for r := 0; r < 32; r++ {
-		xorKey(&x, &c.k[r])
-		serpentS[r&7].apply(&x)
-		if r < 31 {
+	k := &c.k
+	for r := 0; r < 32; r += 8 {
+		xorKey(&x, &k[r])
+		sbox0(&x)
+		serpentLT(&x)
+		xorKey(&x, &k[r+1])
+		sbox1(&x)
+		serpentLT(&x)
+		xorKey(&x, &k[r+2])
+		sbox2(&x)
+		serpentLT(&x)
+		xorKey(&x, &k[r+3])
+		sbox3(&x)
+		serpentLT(&x)
+		xorKey(&x, &k[r+4])
+		sbox4(&x)
+		serpentLT(&x)
+		xorKey(&x, &k[r+5])
+		sbox5(&x)
+		serpentLT(&x)
+		xorKey(&x, &k[r+6])
+		sbox6(&x)
+		serpentLT(&x)
+		xorKey(&x, &k[r+7])
+		sbox7(&x)
+		if r < 24 {
 			serpentLT(&x)
 		}
 	}
-	xorKey(&x, &c.k[32])
+	xorKey(&x, &k[32])
 	store4(dst, x)
 }
 
 // Decrypt runs Encrypt's rounds backwards with the inverse S-boxes.
 func (c *serpentCipher) Decrypt(dst, src []byte) {
 	x := load4(src)
-	xorKey(&x, &c.k[32])
-	for r := 31; r >= 0; r-- {
-		if r < 31 {
+	k := &c.k
+	xorKey(&x, &k[32])
+	for r := 24; r >= 0; r -= 8 {
+		if r < 24 {
 			serpentInvLT(&x)
 		}
-		serpentInvS[r&7].apply(&x)
-		xorKey(&x, &c.k[r])
+		invSbox7(&x)
+		xorKey(&x, &k[r+7])
+		serpentInvLT(&x)
+		invSbox6(&x)
+		xorKey(&x, &k[r+6])
+		serpentInvLT(&x)
+		invSbox5(&x)
+		xorKey(&x, &k[r+5])
+		serpentInvLT(&x)
+		invSbox4(&x)
+		xorKey(&x, &k[r+4])
+		serpentInvLT(&x)
+		invSbox3(&x)
+		xorKey(&x, &k[r+3])
+		serpentInvLT(&x)
+		invSbox2(&x)
+		xorKey(&x, &k[r+2])
+		serpentInvLT(&x)
+		invSbox1(&x)
+		xorKey(&x, &k[r+1])
+		serpentInvLT(&x)
+		invSbox0(&x)
+		xorKey(&x, &k[r])
 	}
 	store4(dst, x)
 }

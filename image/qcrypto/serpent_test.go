@@ -61,6 +61,40 @@ func TestSerpentVectors(t *testing.T) {
 	}
 }
 
+// TestSerpentSboxes: the generated S-box functions are the tables, all
+// sixteen inputs at once (bit position p holds input p).
+func TestSerpentSboxes(t *testing.T) {
+	t.Parallel()
+	for i, s := range serpentSboxes {
+		var in [4]uint32
+		for p := 0; p < 16; p++ {
+			for j := range in {
+				in[j] |= uint32(p>>j&1) << p
+			}
+		}
+		x, y := in, in
+		serpentSbox[i](&x)
+		for p := 0; p < 16; p++ {
+			got := 0
+			for j := range x {
+				got |= int(x[j]>>p&1) << j
+			}
+			if got != int(s[p]) {
+				t.Fatalf("S%d(%d) = %d, want %d", i, p, got, s[p])
+			}
+		}
+		serpentInvSbox[i](&x)
+		if x != in {
+			t.Fatalf("S%d: the inverse does not undo it", i)
+		}
+		serpentInvSbox[i](&y)
+		serpentSbox[i](&y)
+		if y != in {
+			t.Fatalf("S%d: it does not undo the inverse", i)
+		}
+	}
+}
+
 func BenchmarkSerpent(b *testing.B) {
 	c, _ := newSerpent(make([]byte, 32))
 	buf := make([]byte, 16)
