@@ -88,9 +88,9 @@ func TestRoundTrip(t *testing.T) {
 		{"", "", "", ""},
 		{"aes-128", "cbc", "essiv", "sha1"},
 		{"aes-192", "xts", "plain", "sha512"},
-		{"serpent-256", "xts", "plain64", "sha256"},
+		// (serpent in xts and with longer keys: tests/differential,
+		// against QEMU's images; it is slow under -race)
 		{"serpent-128", "cbc", "essiv", "sha1"},
-		{"serpent-192", "xts", "essiv", "sha256"},
 		{"aes-256", "ecb", "plain64", "ripemd160"},
 		{"twofish-128", "xts", "plain64", "sha224"},
 		{"cast5-128", "cbc", "plain64", "md5"},
