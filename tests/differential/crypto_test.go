@@ -1,6 +1,7 @@
 package differential
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -324,10 +325,23 @@ func TestEncryptedCheckInfo(t *testing.T) {
 					t.Errorf("%q:\nqemu-img (%d):\n%s\ngoqio (%d):\n%s", args, xrc, x, yrc, y)
 				}
 			}
-			// a repair, each tool on its own copy: the same report and file
+			// a repair, each tool on its own copy: the same report and file;
+			// a qcow2 image first loses the refcount of its last cluster
+			// (a rebuild of the refcount structure, the LUKS header's
+			// clusters counted)
 			src, err := os.ReadFile(filepath.Join(dir, "img"))
 			if err != nil {
 				t.Fatal(err)
+			}
+			if c.fmt == "qcow2" {
+				rb := binary.BigEndian.Uint64(src[binary.BigEndian.Uint64(src[48:]):])
+				cs := 1 << binary.BigEndian.Uint32(src[20:])
+				for i := int(rb) + cs - 2; i >= int(rb); i -= 2 {
+					if src[i] != 0 || src[i+1] != 0 {
+						src[i], src[i+1] = 0, 0
+						break
+					}
+				}
 			}
 			var outs [2]string
 			var files [2][]byte
@@ -342,6 +356,9 @@ func TestEncryptedCheckInfo(t *testing.T) {
 				if files[i], err = os.ReadFile(filepath.Join(dir, name)); err != nil {
 					t.Fatal(err)
 				}
+			}
+			if c.fmt == "qcow2" && !strings.Contains(outs[0], `"corruptions-fixed": 1`) {
+				t.Errorf("check -r all repaired nothing:\n%s", outs[0])
 			}
 			if outs[0] != outs[1] || string(files[0]) != string(files[1]) {
 				t.Errorf("check -r all:\nqemu-img:\n%s\ngoqio:\n%s\nfiles equal: %v", outs[0], outs[1], string(files[0]) == string(files[1]))
