@@ -128,7 +128,7 @@ func parseCreateOptions(format, options string) (map[string]string, error) {
 // createTarget is bdrv_create for convert and dd: the image with the
 // options given (size set), with no "Formatting" line. The error is the
 // driver's message without a prefix.
-func createTarget(format, file string, size int64, opts map[string]string, stderr io.Writer, prog string) error {
+func createTarget(format, file string, size int64, opts map[string]string, secrets func(string) ([]byte, error), stderr io.Writer, prog string) error {
 	o := map[string]string{}
 	for k, v := range opts {
 		switch k {
@@ -138,7 +138,7 @@ func createTarget(format, file string, size int64, opts map[string]string, stder
 		o[k] = v
 	}
 	req := create.Request{Format: format, File: file, Size: size, Options: o, Quiet: true,
-		NoBackingOpen: true, Stderr: stderr, Prog: prog}
+		NoBackingOpen: true, Secrets: secrets, Stderr: stderr, Prog: prog}
 	err := create.Create(req, io.Discard, commands.ParseSize)
 	if err == nil {
 		return nil
