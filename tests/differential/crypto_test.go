@@ -200,6 +200,14 @@ func TestEncryptedBacking(t *testing.T) {
 	if a != b || strings.Contains(a, "failed") {
 		t.Fatalf("reads differ:\n%s\n%s", a, b)
 	}
+	// goqio's qemu-img commit writes the overlay into the encrypted base
+	// (the base reopened for writing needs its secret too)
+	run(tl.gimg, "commit", "--object", sec0, "--object", sec1, "--image-opts", top)
+	base0 := []string{"--object", sec0, "--image-opts", base}
+	if out := run(tl.io, append([]string{"-c", "read -P 0xa 0 512", "-c", "read -P 0x9 1000 2000", "-c", "read -P 0xa 3000 62536"}, base0...)...); strings.Contains(out, "failed") {
+		t.Fatalf("base after commit:\n%s", out)
+	}
+	run(tl.img, append([]string{"check"}, base0...)...)
 }
 
 // TestEncryptedAmend: key slots goqio adds and erases (what qemu-img
