@@ -61,9 +61,7 @@ func gen(w *bytes.Buffer, fn string, s [16]uint8) {
 	used := map[int]bool{}
 	for _, ms := range a {
 		for _, m := range ms {
-			for k := m; k != 0; k &= k - 1 {
-				used[m] = true
-			}
+			used[m] = true
 		}
 	}
 	// every monomial used needs its sub-products: m = low bit's word & rest
