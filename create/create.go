@@ -44,6 +44,10 @@ type Error struct{ Msg string }
 func (e *Error) Error() string { return e.Msg }
 
 func fail(file, format string, a ...any) error {
+	if file == "" {
+		// no file: qemu-img measure's messages
+		return &Error{fmt.Sprintf(format, a...)}
+	}
 	return &Error{file + ": " + fmt.Sprintf(format, a...)}
 }
 
@@ -334,8 +338,9 @@ func checkBacking(r *Request, hasBacking, hasFmt bool) error {
 		}
 		return nil
 	}
+	// BDRV_O_NO_IO: an encrypted backing file opens without its secret
 	d, err := formats.Open(fullBackingName(r.File, r.Backing), formats.Options{Format: r.BackingFmt, ReadOnly: true,
-		ForceShare: true, Stderr: r.Stderr, Prog: r.Prog})
+		ForceShare: true, NoIO: true, Stderr: r.Stderr, Prog: r.Prog})
 	if err != nil {
 		return fail(r.File, "%v\nCould not open backing image.", err)
 	}

@@ -61,6 +61,22 @@ func luksOptions(r Request, get func(string) (string, bool), prefix string) (*qc
 	return o, nil
 }
 
+// LUKSHeaderLen is the size of the LUKS header the luks options in opts
+// (named with prefix: "" for the luks format, "encrypt." for qcow2's)
+// make, with creation's checks and messages (qemu-img measure's
+// qcrypto_block_calculate_payload_offset).
+func LUKSHeaderLen(opts map[string]string, prefix string, secrets func(string) ([]byte, error)) (int64, error) {
+	o, err := luksOptions(Request{Secrets: secrets}, func(k string) (string, bool) { v, ok := opts[prefix+k]; return v, ok }, prefix)
+	if err != nil {
+		return 0, err
+	}
+	n, err := qcrypto.HeaderLen(*o)
+	if err != nil {
+		return 0, &Error{err.Error()}
+	}
+	return n, nil
+}
+
 // qcow2Encryption is the encryption part of qcow2_co_create_opts: the
 // legacy encryption=on|off, encrypt.format=aes as the qcow format, and
 // the QAPI visitor's checks of encrypt.*.

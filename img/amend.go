@@ -9,6 +9,7 @@ import (
 	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/formats"
 	"github.com/goqio/goqio/image/qcow2"
+	"github.com/goqio/goqio/image/qcrypto"
 	"github.com/goqio/goqio/image/qdict"
 )
 
@@ -184,4 +185,83 @@ func Amend(ctx context.Context, im *Image, o AmendOptions) error {
 		return err
 	}
 	return nil
+}
+
+// luksAmendOpts is block_crypto_amend_opts_luks, in QEMU's help order;
+// luksCreateOnly are the luks create options amend does not take.
+var (
+	luksAmendOpts = []formats.OptDesc{
+		{Name: "iter-time", Type: formats.OptNumber}, {Name: "keyslot", Type: formats.OptNumber},
+		{Name: "new-secret"}, {Name: "old-secret"}, {Name: "state"},
+	}
+	luksCreateOnly = []string{"key-secret", "cipher-alg", "cipher-mode", "ivgen-alg", "ivgen-hash-alg",
+		"hash-alg", "size", "preallocation"}
+)
+
+// LUKSAmendHelp is what qemu-img amend -o help prints for luks.
+const LUKSAmendHelp = `Amend options for 'luks':
+  iter-time=<num>        - Time to spend in PBKDF in milliseconds
+  keyslot=<num>          - Select a single keyslot to modify explicitly
+  new-secret=<str>       - New secret to set in the matching keyslots. Empty string to erase
+  old-secret=<str>       - Select all keyslots that match this password
+  state=<str>            - Select new state of affected keyslots (active/inactive)
+`
+
+// ParseLUKSAmendOptions parses an -o list for a luks image (qemu-img
+// amend's qemu_opts_do_parse on the luks amend options, then
+// block_crypto_amend_opts_init's conversion): the key slot change, with
+// QEMU's messages. An option only creation takes gets QEMU's hint.
+func ParseLUKSAmendOptions(list string) (qcrypto.AmendOptions, error) {
+	known := func(names []formats.OptDesc, extra []string, k string) bool {
+		for _, d := range names {
+			if d.Name == k {
+				return true
+			}
+		}
+		for _, n := range extra {
+			if n == k {
+				return true
+			}
+		}
+		return false
+	}
+	parts := formats.SplitOptions(list)
+	vals := map[string]string{}
+	for _, part := range parts {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			v = "on"
+			if strings.HasPrefix(k, "no") {
+				k, v = k[2:], "off"
+			}
+		}
+		if !known(luksAmendOpts, nil, k) {
+			e := &Error{Msg: fmt.Sprintf("Invalid parameter '%s'", k), Err: ErrInvalidOption}
+			// the hint when the list parses as create options
+			all := true
+			for _, p := range parts {
+				pk, _, _ := strings.Cut(p, "=")
+				all = all && known(luksAmendOpts, luksCreateOnly, pk)
+			}
+			if all {
+				e.Hint = "This option is only supported for image creation\n"
+			}
+			return qcrypto.AmendOptions{}, e
+		}
+		for _, d := range luksAmendOpts {
+			if d.Name == k {
+				q := qdict.New()
+				q.Put(k, v)
+				if _, err := formats.Absorb([]formats.OptDesc{d}, q); err != nil {
+					return qcrypto.AmendOptions{}, &Error{Msg: err.Error(), Err: ErrInvalidOption}
+				}
+			}
+		}
+		vals[k] = v
+	}
+	o, err := qcrypto.ParseAmendOptions(func(k string) (string, bool) { v, ok := vals[k]; return v, ok }, "")
+	if err != nil {
+		return o, &Error{Msg: err.Error(), Err: ErrInvalidOption}
+	}
+	return o, nil
 }

@@ -64,6 +64,9 @@ func Commit(ctx context.Context, im *Image, filename string, o CommitOptions) er
 	// reading the base: what it may have cached is only ever of ranges not
 	// yet written, which the copy does not change.
 	g := formats.NewGraph(formats.Env{})
+	if pg := top.Graph(); pg != nil {
+		g.Objects = pg.Objects // the secrets of an encrypted base
+	}
 	target, err := formats.OpenNode(base.Filename, formats.Options{Format: base.Drv.Name, Graph: g, Unmap: true,
 		Options: map[string]string{"file.locking": "off"}})
 	if err != nil {

@@ -679,7 +679,7 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 		if err != nil {
 			return errorf(wrapErr{ErrCreate, err}, "%s: error while converting %s: %v", o.Target, outFmt, err)
 		}
-		if err := createTarget(outFmt, o.Target, s.total*sectorSize, createOpts, o.stderr(), o.prog()); err != nil {
+		if err := createTarget(outFmt, o.Target, s.total*sectorSize, createOpts, o.secrets(), o.stderr(), o.prog()); err != nil {
 			return errorf(wrapErr{ErrCreate, err}, "%s: error while converting %s: %v", o.Target, outFmt, err)
 		}
 	}
@@ -698,7 +698,18 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 		tn, err = o.Open(OpenSpec{Name: o.Target, Format: outFmt, ImageOpts: o.TargetImageOpts,
 			Cache: cache, Unmap: s.minSparse != 0})
 	} else {
-		tn, err = o.Open(OpenSpec{Name: o.Target, Format: outFmt, Cache: cache, Unmap: s.minSparse != 0})
+		// img_add_key_secrets: the new image opens with the secrets it
+		// was made with
+		var secrets map[string]string
+		for _, k := range []string{"key-secret", "encrypt.key-secret"} {
+			if v, ok := createOpts[k]; ok {
+				if secrets == nil {
+					secrets = map[string]string{}
+				}
+				secrets[k] = v
+			}
+		}
+		tn, err = o.Open(OpenSpec{Name: o.Target, Format: outFmt, Cache: cache, Unmap: s.minSparse != 0, Options: secrets})
 	}
 	if err != nil {
 		return err
@@ -769,14 +780,18 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 
 // hasZeroInit is bdrv_has_zero_init of a new target: a new file reads as
 // zeroes, and so does a new qcow2 image (preallocated or not, its file
-// is new).
+// is new) unless it is encrypted and preallocated.
 func hasZeroInit(n *formats.Node) bool {
 	if n.Disk.Backing() != nil {
 		return false
 	}
 	switch n.Drv.Name {
-	case "raw", "file", "qcow2":
+	case "raw", "file":
 		return true
+	case "qcow2":
+		// preallocated and encrypted: noise, not zeroes
+		d, ok := n.Impl.(*qcow2.Driver)
+		return !ok || d.HasZeroInit(true)
 	}
 	return false
 }

@@ -33,6 +33,15 @@ var createOptions = map[string]map[string]optType{
 		"extended_l2": optBool, "nocow": optBool, "extent_size_hint": optSize},
 }
 
+// measureOptions are the creation options of the formats goqio measures
+// but does not create through this package (luks: block/crypto.c's
+// create options, and the file protocol's).
+var measureOptions = map[string]map[string]optType{
+	"luks": {"size": optSize, "key-secret": optString, "cipher-alg": optString, "cipher-mode": optString,
+		"ivgen-alg": optString, "ivgen-hash-alg": optString, "hash-alg": optString, "iter-time": optNumber,
+		"preallocation": optString, "nocow": optBool, "extent_size_hint": optSize},
+}
+
 // FormatKnown reports whether goqio can create images of format.
 func FormatKnown(format string) bool { return createOptions[format] != nil }
 
@@ -80,6 +89,9 @@ const sizeErrText = "Parameter '%s' expects a non-negative number below 2^64\nOp
 // QemuOpts' message. Later keys win.
 func parseCreateOptions(format, options string) (map[string]string, error) {
 	known := createOptions[format]
+	if known == nil {
+		known = measureOptions[format]
+	}
 	out := map[string]string{}
 	if options == "" {
 		return out, nil
@@ -116,7 +128,7 @@ func parseCreateOptions(format, options string) (map[string]string, error) {
 // createTarget is bdrv_create for convert and dd: the image with the
 // options given (size set), with no "Formatting" line. The error is the
 // driver's message without a prefix.
-func createTarget(format, file string, size int64, opts map[string]string, stderr io.Writer, prog string) error {
+func createTarget(format, file string, size int64, opts map[string]string, secrets func(string) ([]byte, error), stderr io.Writer, prog string) error {
 	o := map[string]string{}
 	for k, v := range opts {
 		switch k {
@@ -126,7 +138,7 @@ func createTarget(format, file string, size int64, opts map[string]string, stder
 		o[k] = v
 	}
 	req := create.Request{Format: format, File: file, Size: size, Options: o, Quiet: true,
-		NoBackingOpen: true, Stderr: stderr, Prog: prog}
+		NoBackingOpen: true, Secrets: secrets, Stderr: stderr, Prog: prog}
 	err := create.Create(req, io.Discard, commands.ParseSize)
 	if err == nil {
 		return nil

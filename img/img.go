@@ -79,6 +79,9 @@ type OpenSpec struct {
 	Cache string
 	// Unmap opens with discard=unmap (BDRV_O_UNMAP).
 	Unmap bool
+	// Options are extra options for a file name (not with ImageOpts): the
+	// key secrets convert passes to the target it made.
+	Options map[string]string
 }
 
 // Env is what every call shares: the graph (its --object objects and node
@@ -125,6 +128,7 @@ func (e Env) Open(s OpenSpec) (*formats.Node, error) {
 		o.Direct, o.NoFlush, o.WriteThrough = f.NoCache, f.NoFlush, f.WriteThrough
 	}
 	path := s.Name
+	o.Options = s.Options
 	if s.ImageOpts {
 		if s.Format != "" {
 			return nil, errorf(ErrInvalidOptions, "--image-opts and --format are mutually exclusive")

@@ -3,6 +3,7 @@ package img
 import (
 	"context"
 	"fmt"
+	"github.com/goqio/goqio/create"
 	"strconv"
 
 	"github.com/goqio/goqio/commands"
@@ -78,7 +79,7 @@ func Measure(ctx context.Context, o MeasureOptions) (MeasureResult, error) {
 	if outFmt == "" {
 		outFmt = "raw"
 	}
-	if !FormatKnown(outFmt) {
+	if !FormatKnown(outFmt) && measureOptions[outFmt] == nil {
 		return r, errorf(ErrInvalidOptions, "Unknown file format '%s'", outFmt)
 	}
 	opts, err := parseCreateOptions(outFmt, o.CreateOptions)
@@ -91,6 +92,22 @@ func Measure(ctx context.Context, o MeasureOptions) (MeasureResult, error) {
 	if hasSize {
 		opts["size"] = strconv.FormatInt(size, 10)
 	}
+	if outFmt == "luks" {
+		// block_crypto_measure: the header and the whole payload, which
+		// is encrypted even where nothing was written
+		if src != nil {
+			size = src.Size()
+		} else {
+			size, _ = commands.ParseSize(orDefault(opts["size"], "0"))
+		}
+		n, err := create.LUKSHeaderLen(opts, "", o.secrets())
+		if err != nil {
+			return r, errorf(ErrInvalidOptions, "%v", err)
+		}
+		r.Required = n + size
+		r.FullyAllocated = r.Required
+		return r, nil
+	}
 	if outFmt == "raw" {
 		if src != nil {
 			r.Required = (src.Size() + sectorSize - 1) &^ (sectorSize - 1)
@@ -101,7 +118,15 @@ func Measure(ctx context.Context, o MeasureOptions) (MeasureResult, error) {
 		r.FullyAllocated = r.Required
 		return r, nil
 	}
-	return measureQcow2(ctx, opts, src, srcQcow2)
+	return measureQcow2(ctx, opts, src, srcQcow2, o.secrets())
+}
+
+// secrets looks up the --object secrets, nil without a graph.
+func (e Env) secrets() func(string) ([]byte, error) {
+	if e.Graph == nil {
+		return nil
+	}
+	return e.Graph.Objects.Secret
 }
 
 func orDefault(v, d string) string {
@@ -112,7 +137,8 @@ func orDefault(v, d string) string {
 }
 
 // measureQcow2 is qcow2_measure.
-func measureQcow2(ctx context.Context, opts map[string]string, src *image.Disk, srcQcow2 *qcow2.Driver) (MeasureResult, error) {
+func measureQcow2(ctx context.Context, opts map[string]string, src *image.Disk, srcQcow2 *qcow2.Driver,
+	secrets func(string) ([]byte, error)) (MeasureResult, error) {
 	var r MeasureResult
 	extL2 := opts["extended_l2"] == "on"
 	cs := int64(65536)
@@ -159,8 +185,13 @@ func measureQcow2(ctx context.Context, opts map[string]string, src *image.Disk, 
 		}
 	}
 	_, hasBacking := opts["backing_file"]
+	var luksPayload int64
 	if opts["encrypt.format"] == "luks" {
-		return r, errorf(image.ErrNotSupported, "measuring LUKS-encrypted qcow2 images is not implemented in goqio yet")
+		n, err := create.LUKSHeaderLen(opts, "encrypt.", secrets)
+		if err != nil {
+			return r, errorf(ErrInvalidOptions, "%v", err)
+		}
+		luksPayload = roundUp(n, cs)
 	}
 	virt := int64(0)
 	if v, ok := opts["size"]; ok {
@@ -210,7 +241,7 @@ func measureQcow2(ctx context.Context, opts map[string]string, src *image.Disk, 
 	for uint64(1)<<refOrder != refBits {
 		refOrder++
 	}
-	r.FullyAllocated = preallocSize(virt, cs, refOrder, extL2)
+	r.FullyAllocated = luksPayload + preallocSize(virt, cs, refOrder, extL2)
 	r.Required = r.FullyAllocated - virt + required
 	r.HasBitmaps = version >= 3 && srcQcow2 != nil
 	if r.HasBitmaps {

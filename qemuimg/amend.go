@@ -28,11 +28,15 @@ func (e *env) amendHelp(format string) int {
 		e.report("Unknown file format '%s'", format)
 		return 1
 	}
-	if format != "qcow2" {
+	switch format {
+	case "qcow2":
+		fmt.Fprint(e.stdout, img.Qcow2AmendHelp)
+	case "luks":
+		fmt.Fprint(e.stdout, img.LUKSAmendHelp)
+	default:
 		e.report("Format driver '%s' does not support option amendment", format)
 		return 1
 	}
-	fmt.Fprint(e.stdout, img.Qcow2AmendHelp)
 	return 0
 }
 
@@ -102,6 +106,26 @@ func imgAmend(e *env, argv []string) int {
 	defer node.Close()
 	if hasHelpOption(options) {
 		return e.amendHelp(node.Drv.Name)
+	}
+	if node.Drv.Name == "luks" {
+		// block_crypto_amend_options_luks: the key slots
+		o, err := img.ParseLUKSAmendOptions(options)
+		if err != nil {
+			e.chainErr(err)
+			return 1
+		}
+		if e.graph == nil {
+			e.graph = formats.NewGraph(formats.Env{Prog: e.prog})
+		}
+		o.Lookup = e.graph.Objects.Secret
+		p.print(0, 0)
+		err = formats.AmendLUKS(e.graph, node, o, force)
+		p.print(100, 0)
+		if err != nil {
+			e.chainErr(err)
+			return 1
+		}
+		return 0
 	}
 	if node.Drv.Name != "qcow2" {
 		e.report("Format driver '%s' does not support option amendment", node.Drv.Name)

@@ -102,6 +102,7 @@ func (e *env) secret(id string) ([]byte, error) {
 func imgCheck(e *env, argv []string) int {
 	req := check.Request{Prog: e.prog}
 	var output string
+	var imageOpts bool
 	cache := "writeback"
 	long := []commands.LongOption{{Name: "help", Val: 'h'}, {Name: "format", HasArg: true, Val: 'f'},
 		{Name: "repair", HasArg: true, Val: 'r'}, {Name: "output", HasArg: true, Val: optOutput},
@@ -125,8 +126,9 @@ func imgCheck(e *env, argv []string) int {
 		case optObject:
 			return e.object(arg)
 		case optImageOpts:
-			e.report("--image-opts: not implemented in goqio's check yet")
-			return false, 1
+			imageOpts = true
+		case 'U':
+			req.ForceShare = true
 		}
 		return true, 0
 	})
@@ -137,6 +139,7 @@ func imgCheck(e *env, argv []string) int {
 		return e.errorExit("Expecting one image file name")
 	}
 	req.File = ops[0]
+	req.Graph = e.graph
 	json, ok := e.outputJSON(output)
 	if !ok {
 		return 1
@@ -146,6 +149,23 @@ func imgCheck(e *env, argv []string) int {
 	if !commands.ParseCacheMode(cache, &f) {
 		e.report("Invalid source cache option: %s", cache)
 		return 1
+	}
+	if imageOpts {
+		// img_open: the option string parsed as --image-opts
+		if req.Format != "" {
+			e.report("--image-opts and --format are mutually exclusive")
+			return 1
+		}
+		opts, err := commands.ParseOptions(req.File, "file", func(m string) { e.warn(m) })
+		if err != nil {
+			e.report("%v", err)
+			return 1
+		}
+		if v, ok := opts["force-share"]; ok && req.ForceShare && v != "on" {
+			e.report("--force-share/-U conflicts with image options")
+			return 1
+		}
+		req.Options = opts
 	}
 	return check.Run(req, e.stdout, e.stderr)
 }

@@ -112,6 +112,9 @@ func newApp(name string) *cli.App {
 		Name:            name,
 		Usage:           "qemu-io's commands for raw and qcow2 images, in Go",
 		HideHelpCommand: true,
+		// --object secret,id=ID,data=... and -o a=1,b=2 are one value
+		// each, split by QEMU's own option parsers
+		DisableSliceFlagSeparator: true,
 		Commands: []*cli.Command{{
 			Name: "create", HideHelpCommand: true,
 			Usage:     "create a new image, as qemu-img create",
@@ -135,6 +138,9 @@ func newApp(name string) *cli.App {
 				&cli.StringFlag{Name: "r", Usage: "repair: leaks or all"},
 				&cli.StringFlag{Name: "output", Value: "human", Usage: "human or json"},
 				&cli.BoolFlag{Name: "q", Usage: "quiet"},
+				&cli.StringSliceFlag{Name: "object", Usage: "an object such as 'secret,id=ID,data=PASSWORD' for encrypt.key-secret=ID"},
+				&cli.BoolFlag{Name: "image-opts", Usage: "FILE is an options string (driver=qcow2,encrypt.key-secret=ID,file.filename=PATH)"},
+				&cli.BoolFlag{Name: "U", Usage: "force-share: open the image with shared permissions"},
 			},
 			Action: checkAction,
 		}, {
@@ -200,8 +206,30 @@ func checkAction(c *cli.Context) error {
 	// stdout buffered as glibc buffers qemu-img's: with 2>&1 the messages
 	// on the unbuffered stderr come first, as they do from qemu-img
 	stdout := commands.StdoutOutput(os.Stdout)
-	code := check.Run(check.Request{File: c.Args().Get(0), Format: c.String("f"), Repair: c.String("r"),
-		JSON: o == "json", Quiet: c.Bool("q"), Prog: prog}, stdout, os.Stderr)
+	req := check.Request{File: c.Args().Get(0), Format: c.String("f"), Repair: c.String("r"),
+		JSON: o == "json", Quiet: c.Bool("q"), Prog: prog, ForceShare: c.Bool("U")}
+	if defs := c.StringSlice("object"); len(defs) > 0 {
+		req.Graph = formats.NewGraph(formats.Env{Prog: prog})
+		for _, def := range defs {
+			if err := req.Graph.Objects.Add(def, func(t string) { fmt.Fprint(os.Stdout, t) }); err != nil {
+				if err == formats.ErrHelp {
+					return nil
+				}
+				return cli.Exit(fmt.Sprintf("%s: %v", prog, err), 1)
+			}
+		}
+	}
+	if c.Bool("image-opts") {
+		if req.Format != "" {
+			return cli.Exit(fmt.Sprintf("%s: --image-opts and --format are mutually exclusive", prog), 1)
+		}
+		opts, err := commands.ParseOptions(req.File, "file", func(m string) { fmt.Fprintf(os.Stderr, "%s: warning: %s\n", prog, m) })
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("%s: %v", prog, err), 1)
+		}
+		req.Options = opts
+	}
+	code := check.Run(req, stdout, os.Stderr)
 	stdout.Flush()
 	if code != 0 {
 		return cli.Exit("", code)

@@ -17,6 +17,7 @@ var strongOptions = map[string][]string{
 	"null-co":  {"size", "read-zeroes"},
 	"null-aio": {"size", "read-zeroes"},
 	"qcow2":    {"encrypt.key-secret"},
+	"luks":     {"key-secret"},
 	"blkdebug": {"config", "inject-error.", "set-state.", "align", "max-transfer", "opt-write-zero",
 		"max-write-zero", "opt-discard", "max-discard"},
 }

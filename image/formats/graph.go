@@ -178,6 +178,9 @@ type Env struct {
 	WriteThrough bool
 }
 
+// Graph returns the graph the node is in (its --object objects).
+func (n *Node) Graph() *Graph { return n.graph }
+
 // Graph is a set of nodes that can refer to each other by node-name, as
 // QEMU's global node list. A qemu-io session keeps one for its lifetime.
 type Graph struct {

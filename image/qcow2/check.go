@@ -253,6 +253,10 @@ func (d *Driver) calculate(res *CheckResult, w io.Writer, fix CheckMode) (*refs,
 	}
 	r.inc(int64(d.hdr.SnapshotsOffset), d.snapshotsSize)
 	r.inc(d.refTableOffset, int64(len(d.refTable))*8)
+	if d.cs.hdrLen != 0 {
+		// encryption: the LUKS header's clusters
+		r.inc(int64(d.cs.hdrOff), int64(d.cs.hdrLen))
+	}
 	if err := r.checkBitmaps(); err != nil {
 		return r, err
 	}

@@ -278,3 +278,20 @@ func (d *Driver) AmendEncryption(o qcrypto.AmendOptions, force bool) error {
 	}
 	return d.file.Flush()
 }
+
+// HasZeroInit is qcow2_has_zero_init: a new image reads as zeroes
+// unless it is preallocated (its first L1 entry set) and encrypted (its
+// preallocated clusters then hold noise) or its data file does not.
+// dataFileZero is the data file's answer.
+func (d *Driver) HasZeroInit(dataFileZero bool) bool {
+	d.mu.Lock()
+	preallocated := len(d.l1) > 0 && d.l1[0] != 0
+	d.mu.Unlock()
+	switch {
+	case !preallocated:
+		return true
+	case d.encrypted():
+		return false
+	}
+	return dataFileZero
+}

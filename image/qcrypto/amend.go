@@ -117,9 +117,6 @@ func (b *Block) addKeyslot(o AmendOptions, force bool, rw HeaderIO) error {
 	if err != nil {
 		return err
 	}
-	if iterTime == 0 {
-		return errors.New("Parameter 'iter-time' must be greater than 0")
-	}
 	saved := *b.hdr
 	if err := b.storeKey(slot, newPw, mk, iterTime, rw); err != nil {
 		*b.hdr = saved

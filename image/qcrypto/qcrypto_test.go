@@ -76,10 +76,21 @@ func create(t *testing.T, o CreateOptions) (*Block, *memIO) {
 }
 
 func TestRoundTrip(t *testing.T) {
+	// where QEMU 7.2 aborts: key material of part of a sector
+	for _, alg := range []string{"aes-192", "serpent-192", "twofish-192"} {
+		_, err := Create(CreateOptions{Format: "luks", CipherAlg: alg, CipherMode: "cbc", KeySecret: "s",
+			Lookup: secrets("s", "x"), IterTime: u64(10)}, func(n int64) (HeaderIO, error) { return &memIO{b: make([]byte, n)}, nil })
+		if err == nil || !strings.Contains(err.Error(), "is not a whole number of 512-byte sectors") {
+			t.Errorf("%s-cbc: %v", alg, err)
+		}
+	}
 	for _, c := range []struct{ alg, mode, ivgen, hash string }{
 		{"", "", "", ""},
 		{"aes-128", "cbc", "essiv", "sha1"},
-		{"aes-192", "cbc", "plain", "sha512"},
+		{"aes-192", "xts", "plain", "sha512"},
+		// (serpent in xts and with longer keys: tests/differential,
+		// against QEMU's images; it is slow under -race)
+		{"serpent-128", "cbc", "essiv", "sha1"},
 		{"aes-256", "ecb", "plain64", "ripemd160"},
 		{"twofish-128", "xts", "plain64", "sha224"},
 		{"cast5-128", "cbc", "plain64", "md5"},
@@ -172,7 +183,7 @@ func TestDamagedHeaders(t *testing.T) {
 		{"hash", func(b []byte) { copy(b[72:104], "whirlpool\x00") }, "Hash algorithm 'whirlpool' not supported"},
 		{"ivgen", func(b []byte) { copy(b[40:72], "xts-benbi\x00") }, "IV generator 'benbi' not supported"},
 		{"essiv hash", func(b []byte) { copy(b[40:72], "xts-essiv\x00") }, "Missing IV generator hash specification"},
-		{"serpent", func(b []byte) { copy(b[8:40], "serpent\x00") }, "Unsupported cipher algorithm serpent-256"},
+		{"serpent", func(b []byte) { copy(b[8:40], "serpent\x00") }, "Invalid password, cannot unlock any keyslot"},
 		{"truncated", func(b []byte) {}, "Could not read encryption header: Input/output error"},
 	} {
 		b := append([]byte(nil), m.b...)
