@@ -3,10 +3,10 @@ package img
 import (
 	"context"
 	"fmt"
-	"github.com/goqio/goqio/create"
 	"strconv"
 
 	"github.com/goqio/goqio/commands"
+	"github.com/goqio/goqio/create"
 	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/qcow2"
 )
