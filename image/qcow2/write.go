@@ -136,28 +136,30 @@ func (d *Driver) needsNewAlloc(entry uint64) bool {
 // WriteAt writes guest data, allocating clusters and copying on write as
 // QEMU's qcow2_co_pwritev_part does.
 func (d *Driver) WriteAt(p []byte, off int64) (int, error) {
-	if err := d.lockWrite(); err != nil {
+	if err := d.lockWriteReq(); err != nil {
 		return 0, err
 	}
 	defer d.mu.Unlock()
 	if err := d.evict(); err != nil {
 		return 0, err
 	}
-	if err := d.writeLocked(p, off); err != nil {
+	if err := d.writeGuest(p, off, false); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-// writeLocked writes guest data with the lock held.
-func (d *Driver) writeLocked(p []byte, off int64) error {
+// writeGuest writes guest data with d.mu held on entry and on return; the
+// data and the copy-on-write areas are written without it (unless keep,
+// for a caller that must stay atomic: it has no conflict in flight).
+func (d *Driver) writeGuest(p []byte, off int64, keep bool) error {
 	done := 0
 	for done < len(p) {
 		cur := int64(min(len(p)-done, intMax))
 		if d.encrypted() {
 			cur = min(cur, maxCryptClusters*d.clusterSize-(off+int64(done))&(d.clusterSize-1))
 		}
-		host, n, metas, err := d.allocHostOffset(off+int64(done), cur)
+		host, n, metas, err := d.allocHostOffset(off+int64(done), cur, keep)
 		if err != nil {
 			d.abortMetas(metas)
 			return err
@@ -166,7 +168,14 @@ func (d *Driver) writeLocked(p []byte, off int64) error {
 			d.abortMetas(metas)
 			return err
 		}
-		if err := d.writeTask(p[done:done+int(n)], off+int64(done), host, metas); err != nil {
+		var f *flight
+		if !keep {
+			f = &flight{write: true, start: off + int64(done), end: off + int64(done) + n, metas: metas}
+			d.begin(f)
+		}
+		err = d.writeTask(p[done:done+int(n)], off+int64(done), host, metas, keep)
+		d.end(f)
+		if err != nil {
 			return err
 		}
 		done += int(n)
@@ -175,12 +184,13 @@ func (d *Driver) writeLocked(p []byte, off int64) error {
 }
 
 // writeTask writes the data of one allocation round and links it, as
-// QEMU's qcow2_co_pwritev_task.
+// QEMU's qcow2_co_pwritev_task: entered with d.mu held, it drops it around
+// the data I/O.
 //
 // When a step fails, the allocations not yet linked are given back (QEMU's
 // qcow2_handle_l2meta with link_l2 false), so a failed write leaks no
 // cluster.
-func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta) error {
+func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta, keep bool) error {
 	if d.encrypted() {
 		enc, err := d.encryptData(p, host, off)
 		if err != nil {
@@ -188,24 +198,34 @@ func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta) error {
 		}
 		p = enc
 	}
-	if err := d.handleAllocSpace(metas); err != nil {
+	if err := d.handleAllocSpace(metas, keep); err != nil {
 		d.abortMetas(metas)
 		return err
 	}
-	merged, err := d.mergeCow(p, off, metas)
+	merged, err := d.mergeCow(p, off, metas, keep)
 	if err != nil {
 		d.abortMetas(metas)
 		return err
 	}
 	if !merged {
-		d.file.DebugEvent("write_aio")
-		if err := d.dataDisk().WriteAt(p, host, false); err != nil {
+		err := d.unlocked(keep, func() error {
+			d.file.DebugEvent("write_aio")
+			return d.dataDisk().WriteAt(p, host, false)
+		})
+		if err != nil {
 			d.abortMetas(metas)
 			return err
 		}
 	}
+	if !keep {
+		for _, m := range metas {
+			if !m.keepOld {
+				d.waitReads(m)
+			}
+		}
+	}
 	for i, m := range metas {
-		if err := d.linkL2(m, merged); err != nil {
+		if err := d.linkL2(m, merged, keep); err != nil {
 			d.abortMetas(metas[i:])
 			return err
 		}
@@ -230,7 +250,7 @@ func (d *Driver) abortMetas(metas []*l2Meta) {
 // handleAllocSpace: when the COW areas of an allocation read as zero
 // (QEMU's is_zero_cow), zero the new clusters in the file (fallocate)
 // instead of writing zero buffers.
-func (d *Driver) handleAllocSpace(metas []*l2Meta) error {
+func (d *Driver) handleAllocSpace(metas []*l2Meta, keep bool) error {
 	if d.encrypted() {
 		return nil // zeroes in the file would not read as zeroes
 	}
@@ -247,8 +267,11 @@ func (d *Driver) handleAllocSpace(metas []*l2Meta) error {
 		if err := d.preWriteCheckData(start, n); err != nil {
 			return err
 		}
-		d.file.DebugEvent("cluster_alloc_space")
-		if err := d.dataDisk().WriteZeroes(start, n, image.ZeroNoFallback, false); err != nil {
+		err := d.unlocked(keep, func() error {
+			d.file.DebugEvent("cluster_alloc_space")
+			return d.dataDisk().WriteZeroes(start, n, image.ZeroNoFallback, false)
+		})
+		if err != nil {
 			if image.Errno(err) == syscall.EOPNOTSUPP {
 				continue
 			}
@@ -275,7 +298,7 @@ func (d *Driver) isZeroFast(off, n int64) bool {
 
 // mergeCow writes COW areas and data in one request when one allocation's
 // COW areas border the data, as QEMU's merge_cow; it reports whether it did.
-func (d *Driver) mergeCow(p []byte, off int64, metas []*l2Meta) (bool, error) {
+func (d *Driver) mergeCow(p []byte, off int64, metas []*l2Meta, keep bool) (bool, error) {
 	for _, m := range metas {
 		if m.skipCow || (m.cowStart[1] == 0 && m.cowEnd[1] == 0) {
 			continue
@@ -283,7 +306,7 @@ func (d *Driver) mergeCow(p []byte, off int64, metas []*l2Meta) (bool, error) {
 		if m.guest+m.cowStart[0]+m.cowStart[1] != off || m.guest+m.cowEnd[0] != off+int64(len(p)) {
 			continue
 		}
-		if err := d.performCow(m, p); err != nil {
+		if err := d.performCow(m, p, keep); err != nil {
 			return false, err
 		}
 		m.skipCow = true // the COW areas are written
@@ -295,14 +318,14 @@ func (d *Driver) mergeCow(p []byte, off int64, metas []*l2Meta) (bool, error) {
 // performCow copies the COW areas of m (read through this image, so from
 // the backing file, zeroes or the old cluster) into the new clusters; with
 // data, it writes start area, data and end area as one request.
-func (d *Driver) performCow(m *l2Meta, data []byte) error {
+func (d *Driver) performCow(m *l2Meta, data []byte, keep bool) error {
 	start := make([]byte, m.cowStart[1])
 	end := make([]byte, m.cowEnd[1])
-	d.file.DebugEvent("cow_read")
-	if err := d.readGuest(start, m.guest+m.cowStart[0]); err != nil {
+	d.unlocked(keep, func() error { d.file.DebugEvent("cow_read"); return nil })
+	if err := d.readGuest(start, m.guest+m.cowStart[0], keep); err != nil {
 		return err
 	}
-	if err := d.readGuest(end, m.guest+m.cowEnd[0]); err != nil {
+	if err := d.readGuest(end, m.guest+m.cowEnd[0], keep); err != nil {
 		return err
 	}
 	if err := d.preWriteCheckData(m.allocOffset+m.cowStart[0], int64(len(start))); err != nil {
@@ -320,31 +343,33 @@ func (d *Driver) performCow(m *l2Meta, data []byte) error {
 			return err
 		}
 	}
-	d.file.DebugEvent("cow_write")
 	dst := d.dataDisk()
-	if data != nil {
-		buf := make([]byte, 0, len(start)+len(data)+len(end))
-		buf = append(append(append(buf, start...), data...), end...)
-		return dst.WriteAt(buf, m.allocOffset+m.cowStart[0], false)
-	}
-	if len(start) > 0 {
-		if err := dst.WriteAt(start, m.allocOffset+m.cowStart[0], false); err != nil {
-			return err
+	return d.unlocked(keep, func() error {
+		d.file.DebugEvent("cow_write")
+		if data != nil {
+			buf := make([]byte, 0, len(start)+len(data)+len(end))
+			buf = append(append(append(buf, start...), data...), end...)
+			return dst.WriteAt(buf, m.allocOffset+m.cowStart[0], false)
 		}
-	}
-	if len(end) > 0 {
-		if err := dst.WriteAt(end, m.allocOffset+m.cowEnd[0], false); err != nil {
-			return err
+		if len(start) > 0 {
+			if err := dst.WriteAt(start, m.allocOffset+m.cowStart[0], false); err != nil {
+				return err
+			}
 		}
-	}
-	return nil
+		if len(end) > 0 {
+			if err := dst.WriteAt(end, m.allocOffset+m.cowEnd[0], false); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // linkL2 is QEMU's qcow2_alloc_cluster_link_l2: copy on write (unless done
 // with the data), point the L2 entries at the new clusters, free the old.
-func (d *Driver) linkL2(m *l2Meta, merged bool) error {
+func (d *Driver) linkL2(m *l2Meta, merged, keep bool) error {
 	if !m.skipCow && (m.cowStart[1] != 0 || m.cowEnd[1] != 0) {
-		if err := d.performCow(m, nil); err != nil {
+		if err := d.performCow(m, nil, keep); err != nil {
 			return err
 		}
 	}
@@ -423,7 +448,8 @@ func (d *Driver) compressedRange(entry uint64) (int64, int64) {
 // allocHostOffset is QEMU's qcow2_alloc_host_offset: the host offset for a
 // write at off and how many of the n bytes it covers, using clusters that
 // are already ours (COPIED) and allocating new ones contiguously after them.
-func (d *Driver) allocHostOffset(off, n int64) (int64, int64, []*l2Meta, error) {
+func (d *Driver) allocHostOffset(off, n int64, keep bool) (int64, int64, []*l2Meta, error) {
+again:
 	start, remaining := off, n
 	clusterOff := int64(-1)
 	host := int64(-1)
@@ -442,6 +468,12 @@ func (d *Driver) allocHostOffset(off, n int64) (int64, int64, []*l2Meta, error) 
 			break
 		}
 		cur = remaining
+		if !keep && d.handleDependencies(start, &cur, len(metas) > 0) {
+			goto again // it waited: everything may have changed
+		}
+		if cur == 0 {
+			break
+		}
 		ok, err := d.handleCopied(start, &clusterOff, &cur, &metas)
 		if err != nil {
 			return 0, 0, metas, err

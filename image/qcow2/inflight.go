@@ -1,0 +1,264 @@
+package qcow2
+
+import "sync"
+
+// Concurrency, as QEMU's qcow2 has it.
+//
+// The metadata (header, L1, the caches, the allocator) is guarded by d.mu,
+// a FIFO lock with QEMU's CoMutex semantics: requests take it in the order
+// they ask for it, and a request waiting on a queue (coQueue) gives it up
+// and takes it back, ahead of later arrivals, when it is woken. Guest data
+// is read and written without it:
+//
+//   - a read looks up one run of clusters under the lock, then reads the
+//     data (data clusters, the backing file, compressed clusters and their
+//     decompression) without it, and looks up the next run;
+//   - a write allocates under the lock (the host offsets and the in-flight
+//     allocation, QEMU's QCowL2Meta, registered), writes its data and its
+//     copy-on-write areas without it, and links the L2 entries under it
+//     again;
+//   - a write that allocates or overwrites bytes another in-flight write is
+//     allocating (or writing) waits for it, or stops short of it, as QEMU's
+//     handle_dependencies; reads never wait;
+//   - discards, zero writes and compressed writes, which may free clusters
+//     or need them unallocated, run entirely under the lock once no
+//     request in flight touches their clusters; a write that drops a
+//     compressed cluster waits for the reads of that cluster in flight, so
+//     that no read ever finds its host cluster reused;
+//   - everything else (snapshots, truncate, check, amend, bitmaps, close)
+//     takes the lock exclusively: it waits until no request is in flight,
+//     and no new request starts meanwhile.
+//
+// Sequential requests do exactly what they did under one lock: the same
+// host offsets, the same metadata writes, the same blkdebug events in the
+// same order.
+
+// coMutex is a FIFO mutex: Lock hands the lock to waiters in arrival order.
+// Its zero value is unlocked.
+type coMutex struct {
+	mu     sync.Mutex
+	locked bool
+	queue  []chan struct{}
+	// exclusive state, guarded by the coMutex itself (not mu)
+	inflight  []*flight // newest last
+	exclWait  int       // exclusive lockers waiting for the requests to drain
+	drainQ    coQueue   // exclusive lockers waiting
+	exclQ     coQueue   // new requests waiting for an exclusive locker
+	admitHook func()    // called once a request has its place in the queue
+}
+
+// lockRaw takes the lock; enqueued, when set, is called once the caller
+// has its place in the queue (before it blocks).
+func (m *coMutex) lockRaw(enqueued func()) {
+	m.mu.Lock()
+	if !m.locked {
+		m.locked = true
+		m.mu.Unlock()
+		if enqueued != nil {
+			enqueued()
+		}
+		return
+	}
+	ch := make(chan struct{})
+	m.queue = append(m.queue, ch)
+	m.mu.Unlock()
+	if enqueued != nil {
+		enqueued()
+	}
+	<-ch // the lock is handed over
+}
+
+// unlockRaw gives the lock to the first waiter, if any.
+func (m *coMutex) unlockRaw() {
+	m.mu.Lock()
+	if len(m.queue) > 0 {
+		ch := m.queue[0]
+		m.queue = m.queue[1:]
+		m.mu.Unlock()
+		close(ch)
+		return
+	}
+	m.locked = false
+	m.mu.Unlock()
+}
+
+// Lock takes the lock exclusively: once no request is in flight (their
+// data I/O done), with no new request starting meanwhile.
+func (m *coMutex) Lock() {
+	m.lockRaw(nil)
+	for len(m.inflight) > 0 {
+		m.exclWait++
+		m.drainQ.wait(m)
+		m.exclWait--
+	}
+}
+
+// Unlock ends an exclusive (or metadata) hold; the requests that waited
+// for an exclusive locker go first.
+func (m *coMutex) Unlock() {
+	if m.exclWait == 0 {
+		m.exclQ.restartAll(m)
+	}
+	m.unlockRaw()
+}
+
+// lockReq takes the lock for a new request: after any exclusive locker
+// that waits, and calling the admission hook once the request has its
+// place in the queue.
+func (m *coMutex) lockReq() {
+	m.lockRaw(m.admitHook)
+	for m.exclWait > 0 {
+		m.exclQ.wait(m)
+	}
+}
+
+// coQueue is QEMU's CoQueue over a coMutex: wait gives the lock up until
+// restartAll, and returns with it held again.
+type coQueue struct {
+	waiters []chan struct{}
+}
+
+// wait must be called with m held; it returns with m held.
+func (q *coQueue) wait(m *coMutex) {
+	ch := make(chan struct{})
+	q.waiters = append(q.waiters, ch)
+	m.unlockRaw()
+	<-ch
+}
+
+// restartAll (with m held) puts every waiter at the head of m's queue, in
+// the order they waited: they take the lock before anyone who asked for it
+// later, as they were there first.
+func (q *coQueue) restartAll(m *coMutex) {
+	if len(q.waiters) == 0 {
+		return
+	}
+	m.mu.Lock()
+	m.queue = append(append([]chan struct{}(nil), q.waiters...), m.queue...)
+	m.mu.Unlock()
+	q.waiters = nil
+}
+
+// flight is a request in flight: a read, or one round of a write (its
+// byte range and its allocations), guarded by d.mu.
+type flight struct {
+	write      bool
+	start, end int64     // guest bytes
+	metas      []*l2Meta // a write's allocations (QEMU's cluster_allocs)
+	q          coQueue   // requests waiting for this one
+}
+
+// begin registers f as in flight (d.mu held).
+func (d *Driver) begin(f *flight) {
+	d.mu.inflight = append(d.mu.inflight, f)
+}
+
+// end removes f and wakes whoever waits for it (d.mu held).
+func (d *Driver) end(f *flight) {
+	if f == nil {
+		return
+	}
+	for i, g := range d.mu.inflight {
+		if g == f {
+			d.mu.inflight = append(d.mu.inflight[:i], d.mu.inflight[i+1:]...)
+			break
+		}
+	}
+	f.q.restartAll(&d.mu)
+	if len(d.mu.inflight) == 0 {
+		d.mu.drainQ.restartAll(&d.mu)
+	}
+}
+
+// metaRange is the guest range an allocation owns for dependencies: its
+// clusters, from the start of its COW area to the end of the other.
+func (d *Driver) metaRange(m *l2Meta) (int64, int64) {
+	start := (m.guest + m.cowStart[0]) &^ (d.clusterSize - 1)
+	end := (m.guest + m.cowEnd[0] + m.cowEnd[1] + d.clusterSize - 1) &^ (d.clusterSize - 1)
+	return start, end
+}
+
+// handleDependencies is QEMU's handle_dependencies for a write of *n bytes
+// at off: a write that would touch what an in-flight write allocates (or,
+// beyond QEMU, bytes it writes in place, so that overlapping writes take
+// effect in submission order) is shortened to end before it, or, when it
+// starts inside it, waits for it and reports true (the caller starts
+// over). With allocations already gathered (haveMetas) it does not wait
+// but stops (*n = 0).
+func (d *Driver) handleDependencies(off int64, n *int64, haveMetas bool) bool {
+	start, end := off, off+*n
+	bytes := *n
+	// newest first, as QEMU walks its list
+	for i := len(d.mu.inflight) - 1; i >= 0; i-- {
+		f := d.mu.inflight[i]
+		if !f.write {
+			continue
+		}
+		cs := int64(-1)
+		if start < f.end && end > f.start {
+			cs = f.start // bytes written by the other request
+		}
+		for _, m := range f.metas {
+			ms, me := d.metaRange(m)
+			if end <= ms || start >= me {
+				continue
+			}
+			if m.keepOld && (end <= m.guest+m.cowStart[0] || start >= m.guest+m.cowEnd[0]+m.cowEnd[1]) {
+				continue // the clusters are there already, the COW areas apart
+			}
+			if cs < 0 || ms < cs {
+				cs = ms
+			}
+		}
+		if cs < 0 {
+			continue
+		}
+		if start < cs {
+			bytes = min(bytes, cs-start)
+			end = start + bytes
+			continue
+		}
+		if haveMetas {
+			*n = 0
+			return false
+		}
+		f.q.wait(&d.mu)
+		return true
+	}
+	*n = bytes
+	return false
+}
+
+// waitClusters waits (d.mu held) until no request in flight touches the
+// clusters of [off, off+n): what a discard, a zero write or a compressed
+// write needs before it changes them.
+func (d *Driver) waitClusters(off, n int64) {
+	start := off &^ (d.clusterSize - 1)
+	end := (off + n + d.clusterSize - 1) &^ (d.clusterSize - 1)
+again:
+	for _, f := range d.mu.inflight {
+		fs, fe := f.start&^(d.clusterSize-1), (f.end+d.clusterSize-1)&^(d.clusterSize-1)
+		hit := fs < end && fe > start
+		for _, m := range f.metas {
+			ms, me := d.metaRange(m)
+			hit = hit || (ms < end && me > start)
+		}
+		if hit {
+			f.q.wait(&d.mu)
+			goto again
+		}
+	}
+}
+
+// waitReads waits (d.mu held) until no read in flight touches the
+// clusters of m: they may be reading the compressed cluster m replaces.
+func (d *Driver) waitReads(m *l2Meta) {
+	start, end := m.guest, m.guest+m.nbClusters<<d.clusterBits
+again:
+	for _, f := range d.mu.inflight {
+		if !f.write && f.start < end && f.end > start {
+			f.q.wait(&d.mu)
+			goto again
+		}
+	}
+}
