@@ -4,11 +4,10 @@ import "sync"
 
 // Concurrency, as QEMU's qcow2 has it.
 //
-// The metadata (header, L1, the caches, the allocator) is guarded by d.mu,
-// a FIFO lock with QEMU's CoMutex semantics: requests take it in the order
-// they ask for it, and a request waiting on a queue (coQueue) gives it up
-// and takes it back, ahead of later arrivals, when it is woken. Guest data
-// is read and written without it:
+// The metadata (header, L1, the caches, the allocator) is guarded by d.mu
+// (coMutex); a request waiting on a queue (coQueue, QEMU's CoQueue) gives
+// it up and takes it back when woken. Guest data is read and written
+// without it:
 //
 //   - a read looks up one run of clusters under the lock, then reads the
 //     data (data clusters, the backing file, compressed clusters and their
@@ -33,59 +32,30 @@ import "sync"
 // host offsets, the same metadata writes, the same blkdebug events in the
 // same order.
 
-// coMutex is a FIFO mutex: Lock hands the lock to waiters in arrival order.
-// Its zero value is unlocked.
+// coMutex is the metadata lock. Requests take it as they come (a
+// sync.Mutex: a running goroutine may take it ahead of a sleeping one,
+// which keeps the lock cheap under contention); the order of admission
+// that QEMU's coroutines have is kept by the block layer's submission
+// ticket, which a request gives up only once it holds the lock
+// (admitHook), so that request n+1 cannot take it before request n.
 type coMutex struct {
-	mu     sync.Mutex
-	locked bool
-	queue  []chan struct{}
-	// exclusive state, guarded by the coMutex itself (not mu)
+	inner sync.Mutex
+	// guarded by inner:
 	inflight  []*flight // newest last
 	exclWait  int       // exclusive lockers waiting for the requests to drain
 	drainQ    coQueue   // exclusive lockers waiting
 	exclQ     coQueue   // new requests waiting for an exclusive locker
-	admitHook func()    // called once a request has its place in the queue
+	admitHook func()    // called once a request holds the lock
 }
 
-// lockRaw takes the lock; enqueued, when set, is called once the caller
-// has its place in the queue (before it blocks).
-func (m *coMutex) lockRaw(enqueued func()) {
-	m.mu.Lock()
-	if !m.locked {
-		m.locked = true
-		m.mu.Unlock()
-		if enqueued != nil {
-			enqueued()
-		}
-		return
-	}
-	ch := make(chan struct{})
-	m.queue = append(m.queue, ch)
-	m.mu.Unlock()
-	if enqueued != nil {
-		enqueued()
-	}
-	<-ch // the lock is handed over
-}
-
-// unlockRaw gives the lock to the first waiter, if any.
-func (m *coMutex) unlockRaw() {
-	m.mu.Lock()
-	if len(m.queue) > 0 {
-		ch := m.queue[0]
-		m.queue = m.queue[1:]
-		m.mu.Unlock()
-		close(ch)
-		return
-	}
-	m.locked = false
-	m.mu.Unlock()
-}
+// lockRaw takes the lock, for a holder that changes no guest data (or
+// that already has requests in flight: it must not wait for them).
+func (m *coMutex) lockRaw() { m.inner.Lock() }
 
 // Lock takes the lock exclusively: once no request is in flight (their
 // data I/O done), with no new request starting meanwhile.
 func (m *coMutex) Lock() {
-	m.lockRaw(nil)
+	m.inner.Lock()
 	for len(m.inflight) > 0 {
 		m.exclWait++
 		m.drainQ.wait(m)
@@ -93,20 +63,22 @@ func (m *coMutex) Lock() {
 	}
 }
 
-// Unlock ends an exclusive (or metadata) hold; the requests that waited
-// for an exclusive locker go first.
+// Unlock ends any hold; when the last exclusive locker is done, the
+// requests that waited for it go on.
 func (m *coMutex) Unlock() {
 	if m.exclWait == 0 {
-		m.exclQ.restartAll(m)
+		m.exclQ.restartAll()
 	}
-	m.unlockRaw()
+	m.inner.Unlock()
 }
 
-// lockReq takes the lock for a new request: after any exclusive locker
-// that waits, and calling the admission hook once the request has its
-// place in the queue.
+// lockReq takes the lock for a new request: it is admitted (admitHook),
+// then waits for any exclusive locker that waits.
 func (m *coMutex) lockReq() {
-	m.lockRaw(m.admitHook)
+	m.inner.Lock()
+	if m.admitHook != nil {
+		m.admitHook()
+	}
 	for m.exclWait > 0 {
 		m.exclQ.wait(m)
 	}
@@ -122,20 +94,16 @@ type coQueue struct {
 func (q *coQueue) wait(m *coMutex) {
 	ch := make(chan struct{})
 	q.waiters = append(q.waiters, ch)
-	m.unlockRaw()
+	m.inner.Unlock()
 	<-ch
+	m.inner.Lock()
 }
 
-// restartAll (with m held) puts every waiter at the head of m's queue, in
-// the order they waited: they take the lock before anyone who asked for it
-// later, as they were there first.
-func (q *coQueue) restartAll(m *coMutex) {
-	if len(q.waiters) == 0 {
-		return
+// restartAll (with the lock held) wakes every waiter.
+func (q *coQueue) restartAll() {
+	for _, ch := range q.waiters {
+		close(ch)
 	}
-	m.mu.Lock()
-	m.queue = append(append([]chan struct{}(nil), q.waiters...), m.queue...)
-	m.mu.Unlock()
 	q.waiters = nil
 }
 
@@ -164,9 +132,9 @@ func (d *Driver) end(f *flight) {
 			break
 		}
 	}
-	f.q.restartAll(&d.mu)
+	f.q.restartAll()
 	if len(d.mu.inflight) == 0 {
-		d.mu.drainQ.restartAll(&d.mu)
+		d.mu.drainQ.restartAll()
 	}
 }
 

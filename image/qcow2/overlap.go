@@ -181,7 +181,7 @@ var errNoMedium = syscall.ENOMEDIUM
 
 // Dead reports whether a fatal corruption made the image unusable.
 func (d *Driver) Dead() bool {
-	d.mu.lockRaw(nil)
+	d.mu.lockRaw()
 	defer d.mu.Unlock()
 	return d.dead
 }

@@ -699,7 +699,7 @@ func (d *Driver) unlocked(keep bool, fn func() error) error {
 	}
 	d.mu.Unlock()
 	err := fn()
-	d.mu.lockRaw(nil)
+	d.mu.lockRaw()
 	return err
 }
 
@@ -788,7 +788,7 @@ func (d *Driver) readBacking(p []byte, off int64) error {
 
 // BlockStatus is QEMU's qcow2_co_block_status.
 func (d *Driver) BlockStatus(off, n int64, wantZero bool) (e image.Extent, err error) {
-	d.mu.lockRaw(nil)
+	d.mu.lockRaw()
 	defer d.mu.Unlock()
 	if d.dead {
 		return image.Extent{}, errNoMedium
@@ -895,7 +895,7 @@ func (d *Driver) evict() error {
 func (d *Driver) Flush() error {
 	// as QEMU's: a flush does not wait for the writes in flight (what
 	// they link is linked after their data is written)
-	d.mu.lockRaw(nil)
+	d.mu.lockRaw()
 	defer d.mu.Unlock()
 	if d.dead {
 		return errNoMedium

@@ -19,6 +19,7 @@ type l2Meta struct {
 	cowStart    [2]int64 // offset in the first cluster, bytes
 	cowEnd      [2]int64 // offset from the first cluster, bytes
 	skipCow     bool     // the COW areas were zeroed in the file instead
+	data        []byte   // the guest data, to write with the COW areas (merge_cow)
 	prealloc    bool     // metadata preallocation: subclusters stay unallocated
 }
 
@@ -202,12 +203,7 @@ func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta, keep bool
 		d.abortMetas(metas)
 		return err
 	}
-	merged, err := d.mergeCow(p, off, metas, keep)
-	if err != nil {
-		d.abortMetas(metas)
-		return err
-	}
-	if !merged {
+	if !d.mergeCow(p, off, metas) {
 		err := d.unlocked(keep, func() error {
 			d.file.DebugEvent("write_aio")
 			return d.dataDisk().WriteAt(p, host, false)
@@ -225,7 +221,7 @@ func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta, keep bool
 		}
 	}
 	for i, m := range metas {
-		if err := d.linkL2(m, merged, keep); err != nil {
+		if err := d.linkL2(m, keep); err != nil {
 			d.abortMetas(metas[i:])
 			return err
 		}
@@ -296,9 +292,10 @@ func (d *Driver) isZeroFast(off, n int64) bool {
 	return err == nil && run == n && st&image.StatusZero != 0
 }
 
-// mergeCow writes COW areas and data in one request when one allocation's
-// COW areas border the data, as QEMU's merge_cow; it reports whether it did.
-func (d *Driver) mergeCow(p []byte, off int64, metas []*l2Meta, keep bool) (bool, error) {
+// mergeCow is QEMU's merge_cow: when one allocation's COW areas border
+// the data, the data is handed to it, to be written with them in one
+// request when the allocation is linked; it reports whether it was.
+func (d *Driver) mergeCow(p []byte, off int64, metas []*l2Meta) bool {
 	for _, m := range metas {
 		if m.skipCow || (m.cowStart[1] == 0 && m.cowEnd[1] == 0) {
 			continue
@@ -306,33 +303,47 @@ func (d *Driver) mergeCow(p []byte, off int64, metas []*l2Meta, keep bool) (bool
 		if m.guest+m.cowStart[0]+m.cowStart[1] != off || m.guest+m.cowEnd[0] != off+int64(len(p)) {
 			continue
 		}
-		if err := d.performCow(m, p, keep); err != nil {
-			return false, err
-		}
-		m.skipCow = true // the COW areas are written
-		return true, nil
+		m.data = p
+		return true
 	}
-	return false, nil
+	return false
 }
 
-// performCow copies the COW areas of m (read through this image, so from
-// the backing file, zeroes or the old cluster) into the new clusters; with
-// data, it writes start area, data and end area as one request.
-func (d *Driver) performCow(m *l2Meta, data []byte, keep bool) error {
+// performCow is QEMU's perform_cow: it copies the COW areas of m (read
+// through this image, so from the backing file, zeroes or the old
+// cluster) into the new clusters, without d.mu (unless keep); with the
+// data mergeCow gave it, it writes start area, data and end area as one
+// request. Both areas are read at once when the data between them is at
+// most 16 KiB.
+func (d *Driver) performCow(m *l2Meta, keep bool) error {
+	if (m.cowStart[1] == 0 && m.cowEnd[1] == 0) || m.skipCow {
+		return nil
+	}
+	data := m.data
 	start := make([]byte, m.cowStart[1])
 	end := make([]byte, m.cowEnd[1])
-	d.unlocked(keep, func() error { d.file.DebugEvent("cow_read"); return nil })
-	if err := d.readGuest(start, m.guest+m.cowStart[0], keep); err != nil {
-		return err
+	cowRead := func(p []byte, off int64) error {
+		if len(p) == 0 {
+			return nil
+		}
+		d.unlocked(keep, func() error { d.file.DebugEvent("cow_read"); return nil })
+		return d.readGuest(p, off, keep)
 	}
-	if err := d.readGuest(end, m.guest+m.cowEnd[0], keep); err != nil {
-		return err
-	}
-	if err := d.preWriteCheckData(m.allocOffset+m.cowStart[0], int64(len(start))); err != nil {
-		return err
-	}
-	if err := d.preWriteCheckData(m.allocOffset+m.cowEnd[0], int64(len(end))); err != nil {
-		return err
+	middle := m.cowEnd[0] - (m.cowStart[0] + m.cowStart[1])
+	if len(start) > 0 && len(end) > 0 && middle <= 16384 {
+		buf := make([]byte, m.cowEnd[0]+m.cowEnd[1]-m.cowStart[0])
+		if err := cowRead(buf, m.guest+m.cowStart[0]); err != nil {
+			return err
+		}
+		copy(start, buf)
+		copy(end, buf[int64(len(buf))-m.cowEnd[1]:])
+	} else {
+		if err := cowRead(start, m.guest+m.cowStart[0]); err != nil {
+			return err
+		}
+		if err := cowRead(end, m.guest+m.cowEnd[0]); err != nil {
+			return err
+		}
 	}
 	if d.encrypted() {
 		var err error
@@ -344,34 +355,36 @@ func (d *Driver) performCow(m *l2Meta, data []byte, keep bool) error {
 		}
 	}
 	dst := d.dataDisk()
-	return d.unlocked(keep, func() error {
-		d.file.DebugEvent("cow_write")
-		if data != nil {
-			buf := make([]byte, 0, len(start)+len(data)+len(end))
-			buf = append(append(append(buf, start...), data...), end...)
-			return dst.WriteAt(buf, m.allocOffset+m.cowStart[0], false)
+	cowWrite := func(p []byte, off int64) error {
+		if len(p) == 0 {
+			return nil
 		}
-		if len(start) > 0 {
-			if err := dst.WriteAt(start, m.allocOffset+m.cowStart[0], false); err != nil {
-				return err
-			}
+		if err := d.preWriteCheckData(off, int64(len(p))); err != nil {
+			return err
 		}
-		if len(end) > 0 {
-			if err := dst.WriteAt(end, m.allocOffset+m.cowEnd[0], false); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+		return d.unlocked(keep, func() error {
+			d.file.DebugEvent("cow_write")
+			return dst.WriteAt(p, off, false)
+		})
+	}
+	if data != nil {
+		buf := make([]byte, 0, len(start)+len(data)+len(end))
+		buf = append(append(append(buf, start...), data...), end...)
+		// (QEMU's write_aio, then cow_write, for one write)
+		d.unlocked(keep, func() error { d.file.DebugEvent("write_aio"); return nil })
+		return cowWrite(buf, m.allocOffset+m.cowStart[0])
+	}
+	if err := cowWrite(start, m.allocOffset+m.cowStart[0]); err != nil {
+		return err
+	}
+	return cowWrite(end, m.allocOffset+m.cowEnd[0])
 }
 
 // linkL2 is QEMU's qcow2_alloc_cluster_link_l2: copy on write (unless done
 // with the data), point the L2 entries at the new clusters, free the old.
-func (d *Driver) linkL2(m *l2Meta, merged, keep bool) error {
-	if !m.skipCow && (m.cowStart[1] != 0 || m.cowEnd[1] != 0) {
-		if err := d.performCow(m, nil, keep); err != nil {
-			return err
-		}
+func (d *Driver) linkL2(m *l2Meta, keep bool) error {
+	if err := d.performCow(m, keep); err != nil {
+		return err
 	}
 	if d.lazyRefcounts() {
 		// the refcounts of what is linked now may lag until a clean close
