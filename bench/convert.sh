@@ -11,22 +11,9 @@
 # C5  convert -c of 256 MiB of compressible data to qcow2 (zlib), -m 8 -W
 # C6  1 TiB qcow2 with 50,000 scattered 4 KiB clusters -> sparse raw
 set -euo pipefail
-runs=3
-only=""
-while getopts "n:w:" o; do
-  case $o in n) runs=$OPTARG ;; w) only=",$OPTARG," ;; *) exit 2 ;; esac
-done
-shift $((OPTIND - 1))
-here=$(cd "$(dirname "$0")" && pwd)
-goqio=${1:-}
-if [ -z "$goqio" ]; then
-  goqio=$(mktemp -d)/goqio
-  (cd "$here/.." && go build -o "$goqio" ./cmd/goqio)
-fi
-command -v qemu-img >/dev/null || { echo "qemu-img is not installed (apt-get install qemu-utils)"; exit 1; }
-work=$(mktemp -d /dev/shm/goqio-cbench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+. "$(dirname "$0")/lib.sh"
+bench_init 3 cbench "$@"
+bench_need qemu-img qemu-io
 mkdir bin
 ln -s "$goqio" bin/qemu-img
 gimg=$work/bin/qemu-img
@@ -56,25 +43,16 @@ cmd[C4]='$PROG convert -m 8 -W -O qcow2 full.raw out.img'
 cmd[C5]='$PROG convert -c -m 8 -W -O qcow2 comp.raw out.img'
 cmd[C6]='$PROG convert -O raw sparse.qcow2 out.img'
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-
-printf "%-4s %12s %12s %8s %12s %12s\n" work "qemu-img ms" "goqio ms" ratio "qemu-img KB" "goqio KB"
+bench_header qemu-img
 for w in C1 C2 C3 C4 C5 C6; do
-  [ -n "$only" ] && [[ "$only" != *",$w,"* ]] && continue
-  : > t.qemu; : > t.goqio; : > m.qemu; : > m.goqio
+  bench_selected $w || continue
+  bench_reset
   for ((i = 0; i < runs; i++)); do
     for p in qemu goqio; do
       rm -f out.img
       if [ $p = qemu ]; then prog=qemu-img; else prog=$gimg; fi
-      printf '%s\n' "${cmd[$w]}" > w.sh
-      t0=$(date +%s%N)
-      /usr/bin/time -f "%M" -o tm env PROG="$prog" bash w.sh >/dev/null 2>&1 || true
-      t1=$(date +%s%N)
-      echo "$(( (t1 - t0) / 1000000 ))" >> t.$p; tail -1 tm >> m.$p
+      bench_run $p "$prog" "${cmd[$w]}"
     done
   done
-  tq=$(median < t.qemu); tg=$(median < t.goqio)
-  mq=$(median < m.qemu); mg=$(median < m.goqio)
-  ratio=$(awk -v a="$tg" -v b="$tq" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-  printf "%-4s %12s %12s %8s %12s %12s\n" "$w" "$tq" "$tg" "$ratio" "$mq" "$mg"
+  bench_row $w
 done

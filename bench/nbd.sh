@@ -13,29 +13,14 @@
 #       (a libnbd Python script)
 # Targets: N1 at most qemu-nbd's time, N4 at most half of it, NW at most.
 set -euo pipefail
-runs=5
-only=""
-while getopts "n:w:" o; do
-  case $o in n) runs=$OPTARG ;; w) only=",$OPTARG," ;; *) exit 2 ;; esac
-done
-shift $((OPTIND - 1))
-here=$(cd "$(dirname "$0")" && pwd)
-goqio=${1:-}
-if [ -z "$goqio" ]; then
-  goqio=$(mktemp -d)/goqio
-  (cd "$here/.." && go build -o "$goqio" ./cmd/goqio)
-fi
+. "$(dirname "$0")/lib.sh"
+bench_init 5 nbdbench "$@"
 # libnbd's Python binding (python3-libnbd) is the system python's
 PY=/usr/bin/python3
 $PY -c 'import nbd' 2>/dev/null || { echo "python3-libnbd is not installed"; exit 1; }
 export PY
-for tool in qemu-nbd qemu-img qemu-io nbdcopy; do
-  command -v $tool >/dev/null || { echo "$tool is not installed (qemu-utils, libnbd-bin, python3-libnbd)"; exit 1; }
-done
-work=$(mktemp -d /dev/shm/goqio-nbdbench.XXXXXX)
+bench_need qemu-nbd qemu-img qemu-io nbdcopy
 ln -s "$goqio" "$work/qemu-nbd"
-trap 'rm -rf "$work"' EXIT
-cd "$work"
 
 qemu-img create -q -f qcow2 full.qcow2 1G
 qemu-io -f qcow2 -t writeback -c "write -P 0xab 0 1G" full.qcow2 >/dev/null
@@ -69,12 +54,10 @@ prep[NW]='qemu-img create -q -f qcow2 w.qcow2 1G'
 sargs[NW]='-f qcow2 w.qcow2'
 cmd[NW]='$PY rand.py "$URI"'
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-
-printf "%-4s %12s %12s %8s %12s %12s\n" work "qemu-nbd ms" "goqio ms" ratio "qemu-nbd KB" "goqio KB"
+bench_header qemu-nbd
 for w in N1 N4 NW; do
-  [ -n "$only" ] && [[ "$only" != *",$w,"* ]] && continue
-  : > t.qemu; : > t.goqio; : > m.qemu; : > m.goqio
+  bench_selected $w || continue
+  bench_reset
   for ((i = 0; i < runs; i++)); do
     for p in qemu goqio; do
       eval "${prep[$w]}"
@@ -88,11 +71,8 @@ for w in N1 N4 NW; do
       URI="nbd+unix:///?socket=$work/s.sock" bash -c "${cmd[$w]}" >/dev/null 2>&1 || { echo "$w $p: client failed" >&2; kill $spid; }
       t1=$(date +%s%N)
       wait $spid || true
-      echo "$(( (t1 - t0) / 1000000 ))" >> t.$p; tail -1 tm >> m.$p
+      bench_sample $p $(((t1 - t0) / 1000000))
     done
   done
-  tq=$(median < t.qemu); tg=$(median < t.goqio)
-  mq=$(median < m.qemu); mg=$(median < m.goqio)
-  ratio=$(awk -v a="$tg" -v b="$tq" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-  printf "%-4s %12s %12s %8s %12s %12s\n" "$w" "$tq" "$tg" "$ratio" "$mq" "$mg"
+  bench_row $w
 done

@@ -8,36 +8,11 @@
 # prints the median wall time (ms, whole process) of each, the goqio/qemu-io ratio, and the peak
 # resident memory (GNU time's %M). GOQIO defaults to a fresh build.
 set -euo pipefail
-runs=5
-only=""
-while getopts "n:w:" o; do
-  case $o in n) runs=$OPTARG ;; w) only=",$OPTARG," ;; *) exit 2 ;; esac
-done
-shift $((OPTIND - 1))
-here=$(cd "$(dirname "$0")" && pwd)
-goqio=${1:-}
-if [ -z "$goqio" ]; then
-  goqio=$(mktemp -d)/goqio
-  (cd "$here/.." && go build -o "$goqio" ./cmd/goqio)
-fi
-command -v qemu-io >/dev/null || { echo "qemu-io is not installed (apt-get install qemu-utils)"; exit 1; }
-work=$(mktemp -d /dev/shm/goqio-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+. "$(dirname "$0")/lib.sh"
+bench_init 5 bench "$@"
+bench_need qemu-io qemu-img
 
-# kernel-split zero writes of LEN bytes (1023, 8, 1016, 8, ... sectors)
-ksplit() {
-  python3 - "$1" <<'PY'
-import sys
-end = int(sys.argv[1]); off = 0; first = True
-while off < end:
-    n = min(1023 * 512 if first else 1016 * 512, end - off); first = False
-    print("write -z %d %d" % (off, n)); off += n
-    if off < end:
-        n = min(8 * 512, end - off); print("write -z %d %d" % (off, n)); off += n
-PY
-}
-ksplit $((256 << 20)) > ksplit.txt
+ksplit 0 $((256 << 20)) > ksplit.txt
 python3 -c "
 import random
 r = random.Random(1)
@@ -89,25 +64,16 @@ cmd[W10]="\$PROG $encobj -r -c 'read 0 256M' $encimg=w10.img"
 prep[W11]="[ -f w11.img ] || qemu-img create -q -f qcow2 $encobj -o encrypt.format=luks,encrypt.key-secret=s0 w11.img 64M"
 cmd[W11]="\$PROG $encobj -r -c 'read 0 512' $encimg=w11.img"
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-
-printf "%-4s %12s %12s %8s %12s %12s\n" work "qemu-io ms" "goqio ms" ratio "qemu-io KB" "goqio KB"
+bench_header qemu-io
 for w in W1 W2 W3 W4 W5 W6 W7 W7Z W8 W9 W10 W11; do
-  [ -n "$only" ] && [[ "$only" != *",$w,"* ]] && continue
-  : > t.qemu; : > t.goqio; : > m.qemu; : > m.goqio
+  bench_selected $w || continue
+  bench_reset
   for ((i = 0; i < runs; i++)); do
     for p in qemu goqio; do
       eval "${prep[$w]}"
       if [ $p = qemu ]; then prog=qemu-io; else prog=$goqio; fi
-      printf '%s\n' "${cmd[$w]}" > w.sh
-      t0=$(date +%s%N)
-      /usr/bin/time -f "%M" -o tm env PROG="$prog" bash w.sh >/dev/null 2>&1 || true
-      t1=$(date +%s%N)
-      echo "$(( (t1 - t0) / 1000000 ))" >> t.$p; tail -1 tm >> m.$p
+      bench_run $p "$prog" "${cmd[$w]}"
     done
   done
-  tq=$(median < t.qemu); tg=$(median < t.goqio)
-  mq=$(median < m.qemu); mg=$(median < m.goqio)
-  ratio=$(awk -v a="$tg" -v b="$tq" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-  printf "%-4s %12s %12s %8s %12s %12s\n" "$w" "$tq" "$tg" "$ratio" "$mq" "$mg"
+  bench_row $w
 done

@@ -112,10 +112,12 @@ func runAioRead(s *Session, argv []string) error {
 		return ErrFailed
 	}
 	buf := newBuf(total, 0xab)
-	d := s.disk
+	// the request's place in submission order is taken here, as QEMU's
+	// coroutine runs at submission (image.Ticket)
+	tk := s.disk.Ticket()
 	start := s.Now()
 	s.submitAio(func() func() {
-		err := d.ReadAt(buf, offset)
+		err := tk.ReadAt(buf, offset)
 		elapsed := s.Now().Sub(start)
 		return func() {
 			if err != nil {
@@ -194,7 +196,7 @@ func runAioWrite(s *Session, argv []string) error {
 		}
 		buf = newBuf(total, pattern)
 	}
-	d := s.disk
+	tk := s.disk.Ticket()
 	start := s.Now()
 	s.submitAio(func() func() {
 		var err error
@@ -203,9 +205,9 @@ func runAioWrite(s *Session, argv []string) error {
 			if unmap {
 				flags |= image.ZeroMayUnmap
 			}
-			err = d.WriteZeroes(offset, total, flags, fua)
+			err = tk.WriteZeroes(offset, total, flags, fua)
 		} else {
-			err = d.WriteAt(buf, offset, fua)
+			err = tk.WriteAt(buf, offset, fua)
 		}
 		elapsed := s.Now().Sub(start)
 		return func() {

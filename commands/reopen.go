@@ -92,6 +92,8 @@ func runReopen(s *Session, argv []string) error {
 	nf.NoCache = r.Flags&formats.FlagNoCache != 0
 	nf.NoFlush = r.Flags&formats.FlagNoFlush != 0
 	nf.Unmap = r.Flags&formats.FlagUnmap != 0
+	s.graph.KeepConnections(s.node)
+	defer s.graph.DropKept()
 	s.node.Close()
 	s.disk, s.node = nil, nil
 	open := func(d *qdict.Dict, fl OpenFlags) (*formats.Node, error) {

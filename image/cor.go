@@ -159,6 +159,13 @@ func (d *Disk) copyOnRead(buf []byte, off int64, lim Limits) error {
 // backing chain as a copy-on-read read copies them; nothing is returned.
 // On a read-only Disk nothing is copied.
 func (d *Disk) Prefetch(off, n int64) error {
+	if d.gate() == nil {
+		return d.prefetch(off, n)
+	}
+	return d.Ticket().Prefetch(off, n)
+}
+
+func (d *Disk) prefetch(off, n int64) error {
 	if err := d.checkRange(off, n); err != nil {
 		return err
 	}

@@ -68,6 +68,11 @@ type Disk struct {
 	serial  sync.RWMutex
 	tracked tracker
 
+	// order runs ticketed requests in submission order (order.go); nil
+	// when the driver runs requests in parallel. Set once, by gate.
+	order     *orderGate
+	orderOnce sync.Once
+
 	mu     sync.Mutex
 	closed bool
 
@@ -172,6 +177,13 @@ func (d *Disk) checkWrite(off, n int64) error {
 // completely or returns an error; a request beyond the end of the image is
 // ErrOutOfRange, a zero-length request at the end succeeds.
 func (d *Disk) ReadAt(p []byte, off int64) error {
+	if d.gate() == nil {
+		return d.readAt(p, off)
+	}
+	return d.Ticket().ReadAt(p, off)
+}
+
+func (d *Disk) readAt(p []byte, off int64) error {
 	n := int64(len(p))
 	if err := d.checkRange(off, n); err != nil {
 		return err
@@ -299,6 +311,13 @@ func (d *Disk) writeAlignedFUA(p []byte, off int64, lim Limits, native bool) err
 // With DetectZeroes, a request (padding included) that is all zeroes is
 // written as a zero write instead.
 func (d *Disk) WriteAt(p []byte, off int64, fua bool) error {
+	if d.gate() == nil {
+		return d.writeAt(p, off, fua)
+	}
+	return d.Ticket().WriteAt(p, off, fua)
+}
+
+func (d *Disk) writeAt(p []byte, off int64, fua bool) error {
 	n := int64(len(p))
 	if err := d.checkWrite(off, n); err != nil {
 		return err
@@ -447,6 +466,13 @@ func (d *Disk) writeData(bufs [][]byte, off int64, flags ZeroFlags, fua bool, li
 // piece goes to the driver, and a piece the driver refuses with
 // ErrNotSupported is written as explicit zeroes unless ZeroNoFallback is set.
 func (d *Disk) WriteZeroes(off, n int64, flags ZeroFlags, fua bool) error {
+	if d.gate() == nil {
+		return d.writeZeroes(off, n, flags, fua)
+	}
+	return d.Ticket().WriteZeroes(off, n, flags, fua)
+}
+
+func (d *Disk) writeZeroes(off, n int64, flags ZeroFlags, fua bool) error {
 	if err := d.checkWrite(off, n); err != nil {
 		return err
 	}
@@ -611,6 +637,13 @@ func (d *Disk) zeroAligned(off, n int64, flags ZeroFlags, fua bool, lim Limits) 
 // skipped. The range is split as QEMU splits it: small pieces up to the first
 // discard-alignment boundary, the aligned middle, the tail.
 func (d *Disk) Discard(off, n int64) error {
+	if d.gate() == nil {
+		return d.discard(off, n)
+	}
+	return d.Ticket().Discard(off, n)
+}
+
+func (d *Disk) discard(off, n int64) error {
 	if err := d.checkWrite(off, n); err != nil {
 		return err
 	}
@@ -647,6 +680,13 @@ func (d *Disk) Discard(off, n int64) error {
 // ErrNotSupported. QEMU's compressed path takes no FUA, so a write-through
 // Disk does not flush after it.
 func (d *Disk) WriteCompressed(p []byte, off int64) error {
+	if d.gate() == nil {
+		return d.writeCompressed(p, off)
+	}
+	return d.Ticket().WriteCompressed(p, off)
+}
+
+func (d *Disk) writeCompressed(p []byte, off int64) error {
 	if err := d.checkWrite(off, int64(len(p))); err != nil {
 		return err
 	}

@@ -490,7 +490,7 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 		workers: 8, copyRange: o.CopyRange, compressed: o.Compress, salvage: o.Salvage, quiet: o.Quiet,
 		hasZeroInit: o.TargetIsZero}
 	s.warn = func(m string) { fmt.Fprintf(o.stderr(), "%s: warning: %s\n", o.prog(), m) }
-	snap, err := parseSnapshotParam(o.Snapshot)
+	snap, err := parseSnapshotParam(o.Snapshot, s.warn)
 	if err != nil {
 		return err
 	}
@@ -598,14 +598,14 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 		s.total += sectors
 	}
 	if snap.opts {
-		if err := snap.load(nodes[0]); err != nil {
+		if err := snap.Load(nodes[0]); err != nil {
 			return err
 		}
 	} else if snap.given {
 		if len(o.Sources) > 1 {
 			return errorf(ErrInvalidOptions, "No support for concatenating multiple snapshot")
 		}
-		if err := snap.load(nodes[0]); err != nil {
+		if err := snap.Load(nodes[0]); err != nil {
 			return err
 		}
 	}

@@ -2,6 +2,7 @@ package img
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 
 	"github.com/goqio/goqio/commands"
@@ -42,7 +43,7 @@ type MeasureResult struct {
 // format would be, empty or holding the source's data.
 func Measure(ctx context.Context, o MeasureOptions) (MeasureResult, error) {
 	var r MeasureResult
-	snap, err := parseSnapshotParam(o.Snapshot)
+	snap, err := parseSnapshotParam(o.Snapshot, func(m string) { fmt.Fprintf(o.stderr(), "%s: warning: %s\n", o.prog(), m) })
 	if err != nil {
 		return r, err
 	}
@@ -68,7 +69,7 @@ func Measure(ctx context.Context, o MeasureOptions) (MeasureResult, error) {
 		src = n.Disk
 		srcQcow2, _ = image.SkipFilters(src).Driver().(*qcow2.Driver)
 		if snap.given {
-			if err := snap.load(n); err != nil {
+			if err := snap.Load(n); err != nil {
 				return r, err
 			}
 		}

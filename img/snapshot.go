@@ -10,40 +10,48 @@ import (
 	"github.com/goqio/goqio/image/qcow2"
 )
 
-// snapshotParam is -l: "snapshot.id=ID,snapshot.name=NAME" or an ID or
-// name.
-type snapshotParam struct {
+// SnapshotParam is a parsed -l argument of qemu-img convert and
+// measure and of qemu-nbd: "snapshot.id=ID,snapshot.name=NAME" (either
+// may be left out) or an ID or name.
+type SnapshotParam struct {
 	given    bool
-	opts     bool // the snapshot.* form
-	id, name string
+	opts     bool    // the snapshot.* form
+	id, name *string // nil: not given (QEMU's NULL); "" is given and empty
 	idOrName string
 }
 
-// parseSnapshotParam parses -l as qemu-img's getopt loop does.
-func parseSnapshotParam(s string) (snapshotParam, error) {
-	if s == "" {
-		return snapshotParam{}, nil
-	}
+// ParseSnapshotParam parses -l. The error is the option parser's
+// ("Invalid parameter 'snapshot.x'"); each program adds its own line.
+// warn, when not nil, gets the parser's warnings (a short-form boolean).
+func ParseSnapshotParam(s string, warn func(string)) (SnapshotParam, error) {
 	if !strings.HasPrefix(s, "snapshot.") {
-		return snapshotParam{given: true, idOrName: s}, nil
+		return SnapshotParam{given: true, idOrName: s}, nil
 	}
-	p := snapshotParam{given: true, opts: true}
-	pairs, err := commands.ParseOptionList(s, "", nil)
-	if err == nil {
-		for _, kv := range pairs {
-			switch kv[0] {
-			case "snapshot.id":
-				p.id = kv[1]
-			case "snapshot.name":
-				p.name = kv[1]
-			default:
-				err = errorf(ErrInvalidOptions, "Invalid parameter '%s'", kv[0])
-			}
-			if err != nil {
-				break
-			}
+	p := SnapshotParam{given: true, opts: true}
+	pairs, err := commands.ParseOptionList(s, "", warn)
+	if err != nil {
+		return p, err
+	}
+	for _, kv := range pairs {
+		v := kv[1]
+		switch kv[0] {
+		case "snapshot.id":
+			p.id = &v
+		case "snapshot.name":
+			p.name = &v
+		default:
+			return p, errorf(ErrInvalidOptions, "Invalid parameter '%s'", kv[0])
 		}
 	}
+	return p, nil
+}
+
+// parseSnapshotParam is qemu-img's -l ("" when not given).
+func parseSnapshotParam(s string, warn func(string)) (SnapshotParam, error) {
+	if s == "" {
+		return SnapshotParam{}, nil
+	}
+	p, err := ParseSnapshotParam(s, warn)
 	if err != nil {
 		return p, &Error{Msg: err.Error(), Hint: "", Err: wrapErr{ErrInvalidOptions, err},
 			more: "Failed in parsing snapshot param '" + s + "'"}
@@ -51,23 +59,24 @@ func parseSnapshotParam(s string) (snapshotParam, error) {
 	return p, nil
 }
 
-// load is bdrv_snapshot_load_tmp (or its _by_id_or_name form) on n.
-func (p snapshotParam) load(n *formats.Node) error {
+// Load is bdrv_snapshot_load_tmp (or its _by_id_or_name form) on n: the
+// read-only image reads the snapshot until it is closed.
+func (p SnapshotParam) Load(n *formats.Node) error {
 	d, ok := image.SkipFilters(n.Disk).Driver().(*qcow2.Driver)
 	if !ok {
 		return errorf(image.ErrNotSupported, "Failed to load snapshot: Block format '%s' used by device '' does not support temporarily loading internal snapshots", n.Drv.Name)
 	}
 	var err error
 	if p.opts {
-		if p.id == "" && p.name == "" {
+		if p.id == nil && p.name == nil {
 			err = errors.New("snapshot_id and name are both NULL")
 		} else {
 			err = d.LoadSnapshotTmp(p.id, p.name)
 		}
 	} else {
-		err = d.LoadSnapshotTmp(p.idOrName, "")
+		err = d.LoadSnapshotTmp(&p.idOrName, nil)
 		if err != nil {
-			err = d.LoadSnapshotTmp("", p.idOrName)
+			err = d.LoadSnapshotTmp(nil, &p.idOrName)
 		}
 	}
 	if err != nil {

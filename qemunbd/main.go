@@ -21,6 +21,7 @@ import (
 	"github.com/goqio/goqio/commands"
 	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/formats"
+	"github.com/goqio/goqio/img"
 	"github.com/goqio/goqio/nbd"
 	"github.com/goqio/goqio/nbd/server"
 )
@@ -94,7 +95,7 @@ type config struct {
 	exportName, description                                   *string
 	bitmaps                                                   []string
 	tlsCreds, tlsHostname, tlsAuthz, pidFile, selinux         string
-	snapshotParam                                             string
+	loadSnapshot                                              *img.SnapshotParam // -l
 	devOffset                                                 uint64
 	shared                                                    int
 	seenCache, seenAIO, seenDiscard                           bool
@@ -168,7 +169,12 @@ func Main(argv []string, stdout, stderr io.Writer) int {
 			}
 			cfg.devOffset = v
 		case 'l':
-			cfg.snapshotParam = arg
+			p, err := img.ParseSnapshotParam(arg, func(m string) { e.report("warning: %s", m) })
+			if err != nil {
+				e.report("%v", err)
+				return e.fail("Failed in parsing snapshot param `%s'", arg)
+			}
+			cfg.loadSnapshot = &p
 			cfg.readOnly = true
 		case 'r':
 			cfg.readOnly = true
@@ -269,7 +275,7 @@ func Main(argv []string, stdout, stderr io.Writer) int {
 			return e.fail("List mode is incompatible with a file name")
 		}
 		if cfg.exportName != nil || cfg.description != nil || cfg.devOffset != 0 || cfg.device != "" ||
-			cfg.disconnect || cfg.format != "" || cfg.snapshotParam != "" || len(cfg.bitmaps) > 0 ||
+			cfg.disconnect || cfg.format != "" || cfg.loadSnapshot != nil || len(cfg.bitmaps) > 0 ||
 			cfg.allocDepth || cfg.seenAIO || cfg.seenDiscard || cfg.seenCache {
 			return e.fail("List mode is incompatible with per-device settings")
 		}
@@ -516,9 +522,11 @@ func (e *env) serve(cfg *config, graph *formats.Graph, tlsCfg *tlsSetup, activat
 		}
 		return 1
 	}
-	if cfg.snapshotParam != "" {
-		node.Close()
-		return e.fail("Failed to load snapshot: goqio cannot load internal snapshots read-only yet")
+	if cfg.loadSnapshot != nil {
+		if err := cfg.loadSnapshot.Load(node); err != nil {
+			node.Close()
+			return e.fail("%v", err)
+		}
 	}
 	node.Disk.SetWriteThrough(cfg.flags.WriteThrough)
 	node.Disk.SetDetectZeroes(cfg.detectZeroes)

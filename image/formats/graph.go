@@ -11,6 +11,7 @@ import (
 	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/qcow2"
 	"github.com/goqio/goqio/image/qdict"
+	"github.com/goqio/goqio/nbd/client"
 )
 
 // Flags are QEMU's BDRV_O_* open flags.
@@ -185,9 +186,12 @@ type Graph struct {
 	// checks only at a first open (force-share on a read-write node) is
 	// not checked again.
 	Reopening bool
-	nodes     map[string]*Node
-	counter   int
-	implicit  bool // the backing file being opened is implicit
+	// keptNBD holds the connections of the nbd nodes a reopen closed, by
+	// nbdNode.key, for the open that follows (KeepConnections).
+	keptNBD  map[string][]*client.Conn
+	nodes    map[string]*Node
+	counter  int
+	implicit bool // the backing file being opened is implicit
 	// Objects are the --object definitions (secrets, throttle groups).
 	Objects Objects
 }

@@ -309,6 +309,60 @@ type nbdNode struct {
 	align int64
 	depth bool // x-dirty-bitmap=qemu:allocation-depth
 	rw    bool // opened read-write: flushed at close
+	kept  bool // the connection goes on in the reopened node (KeepConnections)
+	key   string
+}
+
+// KeepConnections is what keeps a reopen from reconnecting: QEMU's
+// reopen changes an nbd node's flags and keeps its connection, which a
+// server that serves one client (qemu-nbd without -t) would not accept
+// again. goqio reopens by opening the graph again; the nbd nodes of top's
+// tree hand their connections to g, to be taken by the open that follows
+// (the same server, export and options); DropKept closes those left.
+func (g *Graph) KeepConnections(top *Node) {
+	seen := map[*Node]bool{}
+	var walk func(n *Node)
+	walk = func(n *Node) {
+		if n == nil || seen[n] {
+			return
+		}
+		seen[n] = true
+		if d, ok := n.Impl.(*nbdNode); ok {
+			d.mu.Lock()
+			if d.conn != nil && d.conn.Err() == nil {
+				d.kept = true
+				if g.keptNBD == nil {
+					g.keptNBD = map[string][]*client.Conn{}
+				}
+				g.keptNBD[d.key] = append(g.keptNBD[d.key], d.conn)
+			}
+			d.mu.Unlock()
+		}
+		for _, c := range n.Children {
+			walk(c.Node)
+		}
+	}
+	walk(top)
+}
+
+// DropKept disconnects the kept connections no node took.
+func (g *Graph) DropKept() {
+	for _, cs := range g.keptNBD {
+		for _, c := range cs {
+			c.Close()
+		}
+	}
+	g.keptNBD = nil
+}
+
+// takeKept returns a kept connection for key, or nil.
+func (g *Graph) takeKept(key string) *client.Conn {
+	cs := g.keptNBD[key]
+	if len(cs) == 0 {
+		return nil
+	}
+	g.keptNBD[key] = cs[1:]
+	return cs[0]
 }
 
 var (
@@ -415,9 +469,13 @@ func openNBDNode(g *Graph, n *Node, opts *qdict.Dict) error {
 	timeout := time.Duration(o.Num("open-timeout", 0)) * time.Second
 	d.exact = nbdExactFilename(addr, export, hasExport)
 
-	conn, err := d.connect(timeout)
-	if err != nil {
-		return nbdErr(err)
+	tlsID, _ := o.Str("tls-creds")
+	d.key = strings.Join([]string{d.exact, d.opts.MetaContext, tlsID}, "\x00")
+	conn := g.takeKept(d.key)
+	if conn == nil {
+		if conn, err = d.connect(timeout); err != nil {
+			return nbdErr(err)
+		}
 	}
 	info := conn.Info()
 	if d.opts.MetaContext != "" && !info.BaseAllocation {
@@ -611,6 +669,9 @@ func (d *nbdNode) Close() error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.kept {
+		return nil // the reopened node has it
+	}
 	return d.conn.Close()
 }
 

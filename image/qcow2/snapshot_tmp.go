@@ -10,15 +10,21 @@ var ErrSnapshotNotReadOnly = errors.New("Device is not readonly")
 
 // LoadSnapshotTmp is QEMU's qcow2_snapshot_load_tmp (qemu-img convert
 // -l, measure -l): the read-only image reads the internal snapshot
-// matching id and name (an empty one matches any) instead of its active
-// state, until it is closed. The image keeps its size.
-func (d *Driver) LoadSnapshotTmp(id, name string) error {
+// matching id and name (nil matches any; QEMU's find_snapshot_by_id_and_name)
+// instead of its active state, until it is closed. The image keeps its size.
+func (d *Driver) LoadSnapshotTmp(id, name *string) error {
 	if !d.opts.ReadOnly {
 		return ErrSnapshotNotReadOnly
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	i := d.findSnapshot(id, name)
+	i := -1
+	for j, sn := range d.snaps {
+		if (id != nil || name != nil) && (id == nil || cstr(sn.id) == *id) && (name == nil || cstr(sn.name) == *name) {
+			i = j
+			break
+		}
+	}
 	if i < 0 {
 		return &snapTableError{msg: "Can't find snapshot", errno: syscall.ENOENT}
 	}

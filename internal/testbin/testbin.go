@@ -3,10 +3,12 @@
 package testbin
 
 import (
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -80,4 +82,12 @@ func Cleanup() {
 	if dir != "" {
 		os.RemoveAll(dir)
 	}
+}
+
+// WidenParallel raises the default of -test.parallel to twice GOMAXPROCS,
+// for packages whose parallel tests mostly wait for the programs they run
+// (qemu-io, qemu-img, goqio): at GOMAXPROCS they keep about one core busy.
+// Called from TestMain before m.Run, so an explicit -parallel still wins.
+func WidenParallel() {
+	flag.Set("test.parallel", strconv.Itoa(2*runtime.GOMAXPROCS(0)))
 }

@@ -22,8 +22,12 @@ const maxExtents = (1 << 20) / 8
 type request struct {
 	nbd.Request
 	data     []byte
-	complete bool  // the payload was read
-	err      error // a request refused by the checks of nbd_co_receive_request
+	complete bool // the payload was read
+	// tk is the request's place in the export's submission order, drawn
+	// when it was received: QEMU's coroutine takes the driver lock (and
+	// allocates) in that order, a goroutine per request would race
+	tk  *image.Ticket
+	err error // a request refused by the checks of nbd_co_receive_request
 }
 
 // budget bounds the bytes of the buffers in flight.
@@ -128,9 +132,11 @@ func (c *client) transmit() {
 			}
 			break
 		}
+		req.tk = c.exp.Disk.Ticket()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer req.tk.Drop()
 			defer func() { <-slots }()
 			var err error
 			if req.err != nil {
@@ -316,11 +322,11 @@ func (c *client) handle(req *request) error {
 	fua := req.Flags&nbd.CmdFlagFUA != 0
 	switch req.Type {
 	case nbd.CmdCache:
-		return c.replyErr(req.Handle, d.Prefetch(off, n), "caching data failed")
+		return c.replyErr(req.Handle, req.tk.Prefetch(off, n), "caching data failed")
 	case nbd.CmdRead:
 		return c.read(req)
 	case nbd.CmdWrite:
-		return c.replyErr(req.Handle, d.WriteAt(req.data, off, fua), "writing to file failed")
+		return c.replyErr(req.Handle, req.tk.WriteAt(req.data, off, fua), "writing to file failed")
 	case nbd.CmdWriteZeroes:
 		var f image.ZeroFlags
 		if req.Flags&nbd.CmdFlagNoHole == 0 {
@@ -329,11 +335,11 @@ func (c *client) handle(req *request) error {
 		if req.Flags&nbd.CmdFlagFastZero != 0 {
 			f |= image.ZeroNoFallback
 		}
-		return c.replyErr(req.Handle, d.WriteZeroes(off, n, f, fua), "writing to file failed")
+		return c.replyErr(req.Handle, req.tk.WriteZeroes(off, n, f, fua), "writing to file failed")
 	case nbd.CmdFlush:
 		return c.replyErr(req.Handle, d.Flush(), "flush failed")
 	case nbd.CmdTrim:
-		err := d.Discard(off, n)
+		err := req.tk.Discard(off, n)
 		if err == nil && fua {
 			err = d.Flush()
 		}
@@ -356,7 +362,7 @@ func (c *client) read(req *request) error {
 	if c.structured && req.Flags&nbd.CmdFlagDF == 0 && n > 0 {
 		return c.sparseRead(req)
 	}
-	if err := d.ReadAt(req.data, off); err != nil {
+	if err := req.tk.ReadAt(req.data, off); err != nil {
 		return c.replyErr(req.Handle, err, "reading from file failed")
 	}
 	if c.structured {
@@ -397,7 +403,7 @@ func (c *client) sparseRead(req *request) error {
 			}
 		} else {
 			p := req.data[progress : progress+pnum]
-			if err := d.ReadAt(p, off+progress); err != nil {
+			if err := req.tk.ReadAt(p, off+progress); err != nil {
 				// QEMU drops the connection here ("reading from file
 				// failed"), the reply being half sent
 				return fmt.Errorf("reading from file failed: %s", image.StrerrorOf(err))

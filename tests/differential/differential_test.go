@@ -22,6 +22,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	testbin.WidenParallel()
 	code := m.Run()
 	testbin.Cleanup()
 	os.Exit(code)
@@ -537,6 +538,11 @@ func TestQcow2HandWritten(t *testing.T) {
 		{Fmt: "qcow2", Size: "1M", Args: cmds(q, "read -P 0 0 1M", "write 1M 1", "read 1048575 2", "length")},
 		{Fmt: "qcow2", Size: "1M", Args: cmds(append(q, "-n"), "write -P 6 1 1000", "read -P 6 1 1000", "map")},
 		{Fmt: "qcow2", Size: "1M", Args: cmds(append(q, "-r"), "write 0 1", "read 0 1")},
+		// requests in flight take effect, and allocate, in submission
+		// order, as QEMU's coroutines do (image.Ticket)
+		{Fmt: "qcow2", Size: "1M", Args: cmds(q, "aio_write -q -P 1 0 4k", "aio_write -q -P 2 0 4k", "aio_write -q -P 3 2k 4k", "aio_flush", "read -v 2040 16")},
+		{Fmt: "qcow2", Size: "4M", Args: cmds(q, "aio_write -q -P 1 256k 4k", "aio_write -q -P 2 64k 4k", "aio_write -q -P 3 0 128k",
+			"aio_write -q -z 1M 4k", "aio_write -q -P 4 2M 64k", "aio_write -q -P 5 1536k 4k", "aio_flush", "map")},
 	}
 	runCases(t, tl, cases)
 }

@@ -33,6 +33,8 @@ type nbdCase struct {
 	// IMG in them is the image's path). "" runs no server.
 	Server     string
 	ServerArgs []string
+	// OneShot runs qemu-nbd without -t: it ends when its client leaves
+	OneShot bool
 	// Args are the qemu-io arguments; URI stands for the export's URI
 	// (nbd+unix:///exp?socket=S for qemu-nbd, nbd+unix://?socket=S for
 	// nbdkit), SOCK for the socket's path.
@@ -66,7 +68,11 @@ func (c nbdCase) startServer(t *testing.T, dir string) (string, string, func()) 
 	case "":
 		return sock, "nbd+unix:///exp?socket=" + sock, func() {}
 	case "qemu-nbd":
-		args := append([]string{"--fork", "--pid-file", pidf, "-k", sock, "-x", "exp", "-t", "-e", "4", "-f", c.format()}, c.ServerArgs...)
+		args := []string{"--fork", "--pid-file", pidf, "-k", sock, "-x", "exp", "-t", "-e", "4", "-f", c.format()}
+		if c.OneShot {
+			args = append(args[:7], args[8:]...) // no -t
+		}
+		args = append(args, c.ServerArgs...)
 		cmd = exec.Command("qemu-nbd", append(args, filepath.Join(dir, "img"))...)
 	case "nbdkit":
 		args := []string{"-U", sock, "-P", pidf}
@@ -231,6 +237,13 @@ func TestNBDQemuNBD(t *testing.T) {
 			Args: ncmds(nil, "read -P 0x22 300k 100k", "map"), Img: [][]string{{"compare", "URI", "URI"}, {"map", "-f", "qcow2", "URI"}}},
 		{Size: "1M", Setup: setupRaw, Server: "qemu-nbd", ServerArgs: []string{"-r"},
 			Args: ncmds([]string{"-f", "raw"}, "read -P 0x22 300k 100k", "write 0 512")},
+		// a reopen keeps the connection: a server without -t would not
+		// take a new one
+		{Fmt: "qcow2", Size: "1M", Setup: setupRaw, Server: "qemu-nbd", OneShot: true,
+			Args: ncmds([]string{"-f", "raw"}, "reopen -r", "read -P 0x11 0 4k", "write 0 512", "reopen -w", "write -P 3 0 512",
+				"reopen -c none", "read -P 3 0 512", "reopen -o server.path=/x", "reopen -o detect-zeroes=on", "write -P 0 4k 4k", "map")},
+		{Size: "1M", Setup: setupRaw, Server: "qemu-nbd", OneShot: true, ServerArgs: []string{"-r"},
+			Args: ncmds([]string{"-f", "raw"}, "reopen -w", "read -P 0x11 0 4k", "reopen -r", "reopen -o auto-read-only=on", "read -P 0x11 0 4k")},
 		// the forms of the filename
 		{Size: "1M", Setup: setupRaw, Server: "qemu-nbd", Args: ncmds([]string{"-f", "raw"}, "read -P 0x11 0 4k", "info"), Img: [][]string{
 			{"info", "nbd:unix:SOCK:exportname=exp"}, {"info", "nbd:unix:SOCK"}, {"info", "nbd+unix:///nope?socket=SOCK"},

@@ -22,7 +22,9 @@ suite skips ("not run") is none. Exits 1 on a regression (or when a pass
 list lost an entry), 2 when the suite cannot be set up, 0 otherwise.
 
 Options:
-  -f, --formats LIST  formats, comma-separated (default: qcow2,raw)
+  -f, --formats LIST  formats, comma-separated (default: qcow2,raw); FMT-nbd
+                      runs FMT over the nbd protocol (raw-nbd: qemu-nbd
+                      serving the test images; with --as io,nbd, goqio's)
   -j N                tests the suite runs in parallel (default: 2)
   --update            add the tests that passed to the pass lists (an entry
                       is never removed)
@@ -183,15 +185,17 @@ fi
 ln -s "$iot/check" "$work/build/tests/qemu-iotests/check"
 
 # run_suite FMT ATTEMPT TEST...: one run of check, TAP output to the logs
+# (FMT-nbd: FMT over the nbd protocol)
 run_suite() {
-  local fmt=$1 n=$2 rc t0=$SECONDS; shift 2
+  local fmt=$1 n=$2 rc t0=$SECONDS proto=file; shift 2
+  [[ $fmt == *-nbd ]] && proto=nbd
   mkdir -p "$work/scratch/$fmt-$n" "$work/sock/$fmt-$n"
   (cd "$work/build/tests/qemu-iotests" &&
    env -u IMGOPTS -u QEMU_IO_OPTIONS -u QEMU_IMG_OPTIONS -u QEMU_NBD_OPTIONS -u QEMU_OPTIONS -u GDB_OPTIONS \
      QEMU_PROG="$work/bin/qemu-system" QSD_PROG="$work/bin/qemu-system" \
      QEMU_IO_PROG="$io" QEMU_IMG_PROG="$img" QEMU_NBD_PROG="$nbd" \
      TEST_DIR="$work/scratch/$fmt-$n" SOCK_DIR="$work/sock/$fmt-$n" \
-     timeout -k 10 "$timeout_s" "$python" ./check -tap -j "$jobs" "-$fmt" -file "$@") \
+     timeout -k 10 "$timeout_s" "$python" ./check -tap -j "$jobs" "-${fmt%-nbd}" "-$proto" "$@") \
     </dev/null >"$work/logs/$fmt-$n.tap" 2>"$work/logs/$fmt-$n.diff"
   rc=$?
   ((rc == 124 || rc == 137)) && echo "iotests $fmt: the suite's run $n timed out after ${timeout_s}s" >&2
@@ -303,7 +307,7 @@ for fmt in ${formats//,/ }; do
     times=once; ((attempt == 2)) && times=twice
     echo "  REGRESSIONS (in ${expected#"$root"/}, failed $times): ${regressions[*]}"
     for t in "${regressions[@]:0:5}"; do
-      bad=$work/logs/$fmt-$attempt/$t.out.bad ref=$(reference "$t" "$fmt")
+      bad=$work/logs/$fmt-$attempt/$t.out.bad ref=$(reference "$t" "${fmt%-nbd}")
       if [[ -f $bad && -n $ref ]]; then
         echo "  --- $t: diff of the expected output and this run's (first 60 lines)"
         diff -u "$ref" "$bad" | head -60 | sed 's/^/    /'
@@ -317,7 +321,7 @@ for fmt in ${formats//,/ }; do
     if ((update)); then
       {
         if [[ -f $pass ]]; then sed -n '/^[^#]/q; p' "$pass"   # the leading comment block
-        else echo "# qemu-iotests that pass with goqio as qemu-io ($fmt, file protocol); only grows"; fi
+        else echo "# qemu-iotests that pass with $label ($fmt); only grows"; fi
         { names "$pass"; printf '%s\n' "${new[@]}"; } | LC_ALL=C sort -u
       } >"$pass.new" && mv "$pass.new" "$pass"
       echo "  added to ${pass#"$root"/}: ${new[*]}"

@@ -34,6 +34,8 @@ func TestCommandLine(t *testing.T) {
 		{"-k", dir + "/s4", "--image-opts", "-f", "raw", "r.img"}, {"-k", dir + "/s5", "-B", "nope", "-f", "qcow2", "bm.qcow2"},
 		{"-k", dir + "/nodir/s.sock", "r.img"}, {"-k", dir + "/s6", "--image-opts", "driver=qcow2,file.filename=t.qcow2,bogus=1"},
 		{"-k", dir + "/s7", "-f", "nosuchfmt", "r.img"},
+		{"-l", "snapshot.foo=1", "x"}, {"-l", "snapshot.id=1,bogus", "x"}, {"-k", dir + "/s8", "-l", "nope", "t.qcow2"},
+		{"-k", dir + "/s9", "-l", "snapshot.id=", "t.qcow2"}, {"-k", dir + "/s10", "-l", "s1", "-f", "raw", "r.img"},
 	}
 	if _, err := os.Stat("/dev/nbd0"); err != nil {
 		// qemu-nbd's message where the kernel's device is missing

@@ -352,6 +352,24 @@ func TestQemuImg(t *testing.T) {
 		})
 }
 
+// TestLoadSnapshot: -l exports an internal snapshot, read-only, by ID,
+// name or both.
+func TestLoadSnapshot(t *testing.T) {
+	setup := chainSetup + `qemu-img snapshot -c s1 t.qcow2
+qemu-io -c 'write -P 0x44 0 2M' t.qcow2 >/dev/null
+qemu-img snapshot -c s2 t.qcow2
+qemu-io -c 'write -P 0x45 1M 2M' t.qcow2 >/dev/null
+`
+	for _, l := range []string{"s1", "2", "snapshot.name=s2", "snapshot.id=1,snapshot.name=s1"} {
+		t.Run(l, func(t *testing.T) {
+			t.Parallel()
+			sideBySide(t, setup, []string{"-l", l, "t.qcow2"}, false, []string{"t.qcow2"}, func(t *testing.T, s *server, dir string) string {
+				return qemuIO(s, dir, "read -P 0x44 0 64k", "read -P 0x66 1M 64k", "write 0 4k", "map")
+			})
+		})
+	}
+}
+
 func TestNbdcopy(t *testing.T) {
 	need(t, "nbdcopy")
 	for _, conns := range []string{"1", "4"} {

@@ -31,6 +31,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the NNN.out golden files")
 
 func TestMain(m *testing.M) {
+	testbin.WidenParallel()
 	code := m.Run()
 	testbin.Cleanup()
 	os.Exit(code)

@@ -201,6 +201,8 @@ var convertCases = []convertCase{
 	cc("", "convert", "-l", "nope", "sn.qcow2", "o.raw"), cc("", "convert", "-l", "snapshot.name=nope", "sn.qcow2", "o.raw"),
 	cc("", "convert", "-l", "snapshot.foo=1", "sn.qcow2", "o.raw"), cc("", "convert", "-l", "s1", "sp.raw", "o.raw"),
 	cc("", "convert", "-l", "s1", "sn.qcow2", "top.qcow2", "o.raw"), cc("", "convert", "-l", "snapshot.id=1,snapshot.name=s2", "sn.qcow2", "o.raw"),
+	cc("", "convert", "-l", "snapshot.id=", "sn.qcow2", "o.raw"), cc("", "convert", "-l", "snapshot.id=1,bogus", "sn.qcow2", "o.raw"),
+	cc("", "measure", "-l", "snapshot.id=1,bogus", "-O", "raw", "sn.qcow2"),
 	// bad input
 	cc("", "convert"), cc("", "convert", "o.raw"), cc("", "convert", "nope.qcow2", "o.raw"),
 	cc("", "convert", "-f", "qcow2", "sp.raw", "o.raw"), cc("", "convert", "-O", "foo", "sp.raw", "o.raw"),

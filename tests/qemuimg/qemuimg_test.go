@@ -18,6 +18,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	testbin.WidenParallel()
 	code := m.Run()
 	testbin.Cleanup()
 	os.Exit(code)

@@ -1,0 +1,198 @@
+package image
+
+import "sync"
+
+// Submission order.
+//
+// QEMU runs a request's coroutine at submission until its first yield, so
+// the requests a client has in flight take the driver's lock, and allocate
+// clusters, in the order they were submitted: an NBD client's writes, or
+// qemu-io's aio_writes, land at the same host offsets in every run. A
+// goroutine per request would race for the lock instead. A Ticket keeps
+// QEMU's order: the submitter draws it (in its own goroutine, when it
+// submits), and the request's goroutine uses it for its Disk call, which
+// waits until every earlier ticket of that Disk has gone through.
+//
+// Only a Disk whose driver runs one request at a time (SerialDriver, or a
+// filter over one) orders its requests: there, waiting for the turn costs
+// nothing the driver's own lock would not. Elsewhere a Ticket is free and
+// requests run in parallel, as QEMU's thread pool runs them.
+
+// SerialDriver is implemented by drivers that run one request at a time
+// (the qcow2 driver holds its lock over data I/O): their Disk runs ticketed
+// requests in submission order.
+type SerialDriver interface {
+	SerialRequests() bool
+}
+
+// Ticket is one request's place in its Disk's submission order. It is
+// used once, by one goroutine, for one call of its methods (a second call
+// takes a new place, at the end of the queue); a ticket that is not used
+// must be dropped with Drop, or the requests after it would wait forever.
+type Ticket struct {
+	d    *Disk
+	n    uint64 // 0: the Disk does not order its requests
+	used bool
+}
+
+// Ticket draws the next place in d's submission order.
+func (d *Disk) Ticket() *Ticket {
+	t := &Ticket{d: d}
+	if g := d.gate(); g != nil {
+		t.n = g.draw()
+	}
+	return t
+}
+
+// Drop gives the place up when the ticket was not used (it is harmless
+// after a use, so that `defer t.Drop()` is the usual pattern).
+func (t *Ticket) Drop() {
+	if t.used || t.n == 0 {
+		return
+	}
+	t.used = true
+	t.d.order.drop(t.n)
+}
+
+// enter waits for the ticket's turn and returns what ends it.
+func (t *Ticket) enter() func() {
+	g := t.d.gate()
+	if g == nil {
+		return func() {}
+	}
+	if t.used || t.n == 0 {
+		t.n = g.draw()
+	}
+	t.used = true
+	g.acquire(t.n)
+	return g.release
+}
+
+// ReadAt is Disk.ReadAt in the ticket's turn.
+func (t *Ticket) ReadAt(p []byte, off int64) error {
+	defer t.enter()()
+	return t.d.readAt(p, off)
+}
+
+// WriteAt is Disk.WriteAt in the ticket's turn.
+func (t *Ticket) WriteAt(p []byte, off int64, fua bool) error {
+	defer t.enter()()
+	return t.d.writeAt(p, off, fua)
+}
+
+// WriteZeroes is Disk.WriteZeroes in the ticket's turn.
+func (t *Ticket) WriteZeroes(off, n int64, flags ZeroFlags, fua bool) error {
+	defer t.enter()()
+	return t.d.writeZeroes(off, n, flags, fua)
+}
+
+// Discard is Disk.Discard in the ticket's turn.
+func (t *Ticket) Discard(off, n int64) error {
+	defer t.enter()()
+	return t.d.discard(off, n)
+}
+
+// WriteCompressed is Disk.WriteCompressed in the ticket's turn.
+func (t *Ticket) WriteCompressed(p []byte, off int64) error {
+	defer t.enter()()
+	return t.d.writeCompressed(p, off)
+}
+
+// Prefetch is Disk.Prefetch in the ticket's turn.
+func (t *Ticket) Prefetch(off, n int64) error {
+	defer t.enter()()
+	return t.d.prefetch(off, n)
+}
+
+// gate returns d's order gate, nil when d does not order its requests.
+func (d *Disk) gate() *orderGate {
+	d.orderOnce.Do(func() {
+		if serialDriver(d) {
+			d.order = &orderGate{next: 1, turn: 1}
+		}
+	})
+	return d.order
+}
+
+// serialDriver reports whether d's driver, or the driver under its
+// filters, runs one request at a time.
+func serialDriver(d *Disk) bool {
+	for i := 0; d != nil && i < 64; i++ {
+		if s, ok := d.drv.(SerialDriver); ok && s.SerialRequests() {
+			return true
+		}
+		f, ok := d.drv.(Filter)
+		if !ok {
+			return false
+		}
+		d = f.Filtered()
+	}
+	return false
+}
+
+// orderGate is a FIFO ticket lock whose tickets are drawn ahead of use.
+type orderGate struct {
+	mu      sync.Mutex
+	next    uint64 // the next ticket drawn
+	turn    uint64 // the ticket that holds, or may take, the gate
+	waiting map[uint64]chan struct{}
+	dropped map[uint64]bool
+}
+
+func (g *orderGate) draw() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := g.next
+	g.next++
+	return n
+}
+
+// acquire waits until it is ticket n's turn.
+func (g *orderGate) acquire(n uint64) {
+	g.mu.Lock()
+	if g.turn == n {
+		g.mu.Unlock()
+		return
+	}
+	if g.waiting == nil {
+		g.waiting = map[uint64]chan struct{}{}
+	}
+	ch := make(chan struct{})
+	g.waiting[n] = ch
+	g.mu.Unlock()
+	<-ch
+}
+
+// release ends the current turn.
+func (g *orderGate) release() {
+	g.mu.Lock()
+	g.advance()
+	g.mu.Unlock()
+}
+
+// advance passes the turn on, over dropped tickets, and wakes its holder.
+func (g *orderGate) advance() {
+	g.turn++
+	for g.dropped[g.turn] {
+		delete(g.dropped, g.turn)
+		g.turn++
+	}
+	if ch, ok := g.waiting[g.turn]; ok {
+		delete(g.waiting, g.turn)
+		close(ch)
+	}
+}
+
+// drop gives up unused ticket n.
+func (g *orderGate) drop(n uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.turn == n {
+		g.advance()
+		return
+	}
+	if g.dropped == nil {
+		g.dropped = map[uint64]bool{}
+	}
+	g.dropped[n] = true
+}
