@@ -230,3 +230,15 @@ again:
 		}
 	}
 }
+
+// SetAdmit sets what the driver calls once a guest request (a read, write,
+// zero write, discard or compressed write) holds the metadata lock: from
+// then on no request that comes later can take the lock before it, so the
+// block layer may let the next request of its submission order in
+// (image.Ticket), and requests in flight allocate in submission order, as
+// QEMU's coroutines do.
+func (d *Driver) SetAdmit(f func()) {
+	d.mu.lockRaw()
+	d.mu.admitHook = f
+	d.mu.Unlock()
+}
