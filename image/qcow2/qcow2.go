@@ -751,17 +751,19 @@ func (d *Driver) readGuest(p []byte, off int64, keep bool) error {
 		case clusterZeroPlain, clusterZeroAlloc:
 			clear(q)
 		case clusterNormal:
+			o := off
 			err := d.unlocked(keep, func() error {
 				d.file.DebugEvent("read_aio")
-				return d.dataDisk().ReadAt(q, int64(host))
+				if err := d.dataDisk().ReadAt(q, int64(host)); err != nil {
+					return err
+				}
+				if d.encrypted() { // (the cipher is safe for concurrent use)
+					return d.decryptData(q, int64(host), o)
+				}
+				return nil
 			})
 			if err != nil {
 				return err
-			}
-			if d.encrypted() {
-				if err := d.decryptData(q, int64(host), off); err != nil {
-					return err
-				}
 			}
 		}
 		p = p[n:]

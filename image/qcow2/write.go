@@ -193,8 +193,13 @@ func (d *Driver) writeGuest(p []byte, off int64, keep bool) error {
 // cluster.
 func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta, keep bool) error {
 	if d.encrypted() {
-		enc, err := d.encryptData(p, host, off)
+		var enc []byte
+		err := d.unlocked(keep, func() (err error) {
+			enc, err = d.encryptData(p, host, off)
+			return err
+		})
 		if err != nil {
+			d.abortMetas(metas)
 			return err
 		}
 		p = enc
