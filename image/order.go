@@ -25,6 +25,17 @@ type SerialDriver interface {
 	SerialRequests() bool
 }
 
+// AdmittingDriver is implemented by drivers that run requests in parallel
+// but in the order they take their lock, which no later request can take
+// first once a request holds it (qcow2's metadata lock, which QEMU's
+// coroutines take in submission order): the Disk hands SetAdmit a function
+// that the driver calls once a request holds its lock, and lets the next
+// ticket in from then on instead of when the request completes. Through a
+// filter, such a driver is ordered as a serial one.
+type AdmittingDriver interface {
+	SetAdmit(admit func())
+}
+
 // Ticket is one request's place in its Disk's submission order. It is
 // used once, by one goroutine, for one call of its methods (a second call
 // takes a new place, at the end of the queue); a ticket that is not used
@@ -65,7 +76,14 @@ func (t *Ticket) enter() func() {
 	}
 	t.used = true
 	g.acquire(t.n)
-	return g.release
+	if !g.early {
+		return g.release
+	}
+	n := t.n
+	g.mu.Lock()
+	g.holder = n
+	g.mu.Unlock()
+	return func() { g.releaseHolder(n) }
 }
 
 // ReadAt is Disk.ReadAt in the ticket's turn.
@@ -109,6 +127,10 @@ func (d *Disk) gate() *orderGate {
 	d.orderOnce.Do(func() {
 		if serialDriver(d) {
 			d.order = &orderGate{next: 1, turn: 1}
+		} else if a, ok := d.drv.(AdmittingDriver); ok {
+			g := &orderGate{next: 1, turn: 1, early: true}
+			a.SetAdmit(func() { g.releaseHolder(0) })
+			d.order = g
 		}
 	})
 	return d.order
@@ -120,6 +142,9 @@ func serialDriver(d *Disk) bool {
 	for i := 0; d != nil && i < 64; i++ {
 		if s, ok := d.drv.(SerialDriver); ok && s.SerialRequests() {
 			return true
+		}
+		if _, ok := d.drv.(AdmittingDriver); ok && i > 0 {
+			return true // under a filter: its requests one at a time, in order
 		}
 		f, ok := d.drv.(Filter)
 		if !ok {
@@ -137,6 +162,21 @@ type orderGate struct {
 	turn    uint64 // the ticket that holds, or may take, the gate
 	waiting map[uint64]chan struct{}
 	dropped map[uint64]bool
+	// early: the driver admits requests (AdmittingDriver); holder is the
+	// ticket in its turn that the driver has not admitted yet, 0 when none
+	early  bool
+	holder uint64
+}
+
+// releaseHolder ends the turn of ticket n (of whichever ticket holds it,
+// for n 0: the driver admitted it) unless it has ended already.
+func (g *orderGate) releaseHolder(n uint64) {
+	g.mu.Lock()
+	if g.holder != 0 && (n == 0 || g.holder == n) {
+		g.holder = 0
+		g.advance()
+	}
+	g.mu.Unlock()
 }
 
 func (g *orderGate) draw() uint64 {

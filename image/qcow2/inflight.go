@@ -1,6 +1,10 @@
 package qcow2
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/goqio/goqio/image"
+)
 
 // Concurrency, as QEMU's qcow2 has it.
 //
@@ -242,3 +246,5 @@ func (d *Driver) SetAdmit(f func()) {
 	d.mu.admitHook = f
 	d.mu.Unlock()
 }
+
+var _ image.AdmittingDriver = (*Driver)(nil)

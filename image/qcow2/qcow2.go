@@ -553,11 +553,6 @@ func (d *Driver) unsupportedFeatures(mask uint64) error {
 func (d *Driver) Size() int64 { return d.size }
 
 // Limits: byte-granular requests; zero writes and discards in clusters.
-// SerialRequests tells the block layer that the driver runs one request at
-// a time (d.mu covers data I/O), so that it keeps requests in submission
-// order (image.Ticket) as QEMU's coroutines allocate in that order.
-func (d *Driver) SerialRequests() bool { return true }
-
 func (d *Driver) Limits() image.Limits {
 	if d.encrypted() {
 		// encryption works on sectors (qcow2_refresh_limits)
