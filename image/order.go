@@ -15,12 +15,20 @@ import "sync"
 //
 // Only a Disk whose driver runs one request at a time (SerialDriver, or a
 // filter over one) orders its requests: there, waiting for the turn costs
-// nothing the driver's own lock would not. Elsewhere a Ticket is free and
-// requests run in parallel, as QEMU's thread pool runs them.
+// nothing the driver's own lock would not. A Disk whose driver admits its
+// requests (AdmittingDriver: qcow2, whose metadata lock requests take in
+// turn while their data I/O runs in parallel) orders them only up to the
+// driver's lock. Elsewhere a Ticket is free and requests run in parallel,
+// as QEMU's thread pool runs them.
+//
+// Known limit: a Disk request that calls its driver twice (a zero write
+// the driver refuses and the Disk writes as explicit zeroes, the
+// read-modify-write of a padded write) is admitted by its first call; its
+// second one admits the next ticket early, which then runs unordered
+// against the ticket after it.
 
-// SerialDriver is implemented by drivers that run one request at a time
-// (the qcow2 driver holds its lock over data I/O): their Disk runs ticketed
-// requests in submission order.
+// SerialDriver is implemented by drivers that run one request at a time:
+// their Disk runs ticketed requests in submission order.
 type SerialDriver interface {
 	SerialRequests() bool
 }
