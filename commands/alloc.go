@@ -29,6 +29,9 @@ func runAlloc(s *Session, argv []string) error {
 	remaining := count
 	var sum int64
 	for remaining > 0 {
+		if s.interrupted() {
+			return ErrFailed
+		}
 		alloc, num, err := s.disk.IsAllocated(offset, remaining)
 		if err != nil {
 			s.printf("is_allocated failed: %s\n", Strerror(err))

@@ -63,7 +63,7 @@ func runMap(s *Session, argv []string) error {
 	if s.JSON {
 		runs = []mapRun{}
 	}
-	for n > 0 {
+	for n > 0 && !s.interrupted() {
 		alloc, num, err := s.mapIsAllocated(offset, n)
 		if err != nil {
 			s.errorf("Failed to get allocation status: %s", Strerror(err))
@@ -86,6 +86,9 @@ func runMap(s *Session, argv []string) error {
 		s.printf("%s (0x%x) bytes %s at offset %s (0x%x)\n", Cvtstr(float64(num)), num, what, Cvtstr(float64(offset)), offset)
 		offset += num
 		n -= num
+	}
+	if s.interrupted() {
+		return ErrFailed
 	}
 	return nil
 }
@@ -114,8 +117,14 @@ func (s *Session) imgMapJSON() error {
 		depth := e.Depth
 		r.Depth = &depth
 		runs = append(runs, r)
+		if s.interrupted() {
+			return errInterrupted
+		}
 		return nil
 	})
+	if err == errInterrupted {
+		return ErrFailed
+	}
 	if err != nil {
 		s.errorf("%v", err)
 		return ErrFailed

@@ -127,8 +127,11 @@ func runRead(s *Session, argv []string) error {
 	}
 	if count >= streamMin && !bflag && !verbose {
 		start := s.Now()
-		ok, err := streamRead(s.disk, offset, count, pattern, patOff, patCount)
+		ok, err := streamRead(s.disk, offset, count, pattern, patOff, patCount, s.interrupted)
 		d := s.elapsed(start)
+		if s.reportInterrupted("read", "read", err, offset, count) {
+			return ErrFailed
+		}
 		if err != nil {
 			s.printf("read failed: %s\n", Strerror(err))
 			return ErrFailed

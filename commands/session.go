@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/goqio/goqio/image"
@@ -60,8 +61,11 @@ type Session struct {
 
 	curCmd string // the verb running, for JSON messages on stderr
 
-	// interrupt is closed by Ctrl-C while a shell command runs
+	// interrupt is closed by Ctrl-C while a shell command runs; intrCur is
+	// the channel the shell's signal handler closes (under intrMu)
 	interrupt chan struct{}
+	intrMu    sync.Mutex
+	intrCur   chan struct{}
 
 	disk *image.Disk
 	node *formats.Node // the top node of the open image

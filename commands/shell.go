@@ -123,8 +123,10 @@ func completePath(cur string) [][]rune {
 // history and tab completion. Ctrl-C abandons the line being typed; Ctrl-D
 // on an empty line ends the session with a newline, as qemu-io's does.
 // Ctrl-C while a command runs does not end the program: the command stops
-// at its next interruption point (sleep; otherwise when its request is
-// done, so the image stays consistent) and the prompt comes back. It reports whether any command failed.
+// at its next interruption point (sleep; between the block status calls of
+// map and alloc; between the chunks of a streamed read or write of 64 MiB
+// or more; otherwise when its request is done, so the image stays
+// consistent) and the prompt comes back. It reports whether any command failed.
 func (s *Session) Shell(stdin io.Reader) bool {
 	rl, err := readline.NewEx(&readline.Config{
 		Prompt:          s.Prog + "> ",
@@ -138,6 +140,30 @@ func (s *Session) Shell(stdin io.Reader) bool {
 		return s.stdinLoop(stdin)
 	}
 	defer rl.Close()
+	// SIGINT is caught for the whole session, not only while a command
+	// runs: a Ctrl-C just after Enter (the terminal back in cooked mode,
+	// the command not started yet) or just after a command ends must not
+	// kill the program. At the prompt the terminal is raw and Ctrl-C is a
+	// key readline reads.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt)
+	stop := make(chan struct{})
+	defer func() { signal.Stop(sig); close(stop) }()
+	go func() {
+		for {
+			select {
+			case <-sig:
+				s.intrMu.Lock()
+				if s.intrCur != nil {
+					close(s.intrCur)
+					s.intrCur = nil
+				}
+				s.intrMu.Unlock()
+			case <-stop:
+				return
+			}
+		}
+	}()
 	failed := false
 	for !s.quit {
 		s.Out.Flush()
@@ -156,24 +182,47 @@ func (s *Session) Shell(stdin io.Reader) bool {
 	return failed
 }
 
-// runInterruptible runs one shell command with SIGINT caught: Ctrl-C sets
-// s.interrupt instead of killing the program.
+// interrupted reports whether Ctrl-C was pressed while the shell command
+// runs: commands made of many requests (map, alloc) check it between them
+// and stop there, with the image as the requests done so far left it.
+func (s *Session) interrupted() bool {
+	if s.interrupt == nil {
+		return false
+	}
+	select {
+	case <-s.interrupt:
+		return true
+	default:
+		return false
+	}
+}
+
+// reportInterrupted reports a streamed read or write stopped by Ctrl-C
+// between two chunks (goqio's message: qemu-io would have been killed).
+func (s *Session) reportInterrupted(op, verb string, err error, offset, count int64) bool {
+	var ie *interruptedError
+	if !errors.As(err, &ie) {
+		return false
+	}
+	s.errorf("%s interrupted: %d/%d bytes %s at offset %d", op, ie.done, count, verb, offset)
+	return true
+}
+
+// errInterrupted ends a command stopped by Ctrl-C.
+var errInterrupted = errors.New("interrupted")
+
+// runInterruptible runs one shell command, a Ctrl-C meanwhile closing
+// s.interrupt (see Shell) instead of killing the program.
 func (s *Session) runInterruptible(line string) error {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt)
 	intr := make(chan struct{})
-	done := make(chan struct{})
+	s.intrMu.Lock()
+	s.intrCur = intr
+	s.intrMu.Unlock()
 	s.interrupt = intr
-	go func() {
-		select {
-		case <-sig:
-			close(intr)
-		case <-done:
-		}
-	}()
 	err := s.Run(line)
-	signal.Stop(sig)
-	close(done)
+	s.intrMu.Lock()
+	s.intrCur = nil
+	s.intrMu.Unlock()
 	s.interrupt = nil
 	select {
 	case <-intr:

@@ -1,6 +1,10 @@
 package commands
 
-import "github.com/goqio/goqio/image"
+import (
+	"errors"
+
+	"github.com/goqio/goqio/image"
+)
 
 // Large requests are streamed through bounded buffers instead of one buffer
 // of the whole length (qemu-io allocates all of it: 1 GiB for read 0 1G).
@@ -15,9 +19,17 @@ const (
 	streamAlign = 2 << 20
 )
 
-// chunks calls fn for consecutive pieces of [off, off+n).
-func chunks(off, n int64, fn func(off, n int64, last bool) error) error {
-	end := off + n
+// interruptedError ends a streamed request stopped between two chunks
+// (Ctrl-C in the shell): done bytes from its start were transferred.
+type interruptedError struct{ done int64 }
+
+func (e *interruptedError) Error() string { return "interrupted" }
+
+// chunks calls fn for consecutive pieces of [off, off+n). After each piece
+// but the last, stop (when not nil) may end the walk with an
+// *interruptedError.
+func chunks(off, n int64, stop func() bool, fn func(off, n int64, last bool) error) error {
+	start, end := off, off+n
 	for off < end {
 		next := (off + streamChunk) &^ (streamAlign - 1)
 		if next <= off {
@@ -28,6 +40,9 @@ func chunks(off, n int64, fn func(off, n int64, last bool) error) error {
 			return err
 		}
 		off = next
+		if off < end && stop != nil && stop() {
+			return &interruptedError{done: off - start}
+		}
 	}
 	return nil
 }
@@ -35,20 +50,29 @@ func chunks(off, n int64, fn func(off, n int64, last bool) error) error {
 // patternBuf is a reusable buffer of one byte value.
 func patternBuf(pattern byte) []byte { return newBuf(streamChunk+streamAlign, pattern) }
 
-// streamWrite writes count bytes of pattern at offset in chunks.
-func streamWrite(d *image.Disk, pattern byte, offset, count int64, fua bool) error {
+// streamWrite writes count bytes of pattern at offset in chunks. Stopped
+// by stop, a FUA write flushes what it wrote, as its last chunk would have.
+func streamWrite(d *image.Disk, pattern byte, offset, count int64, fua bool, stop func() bool) error {
 	if offset < 0 || offset > d.Size() || d.Size()-offset < count {
 		return image.ErrOutOfRange
 	}
 	buf := patternBuf(pattern)
-	return chunks(offset, count, func(off, n int64, last bool) error {
+	err := chunks(offset, count, stop, func(off, n int64, last bool) error {
 		return d.WriteAt(buf[:n], off, fua && last)
 	})
+	var ie *interruptedError
+	if fua && errors.As(err, &ie) {
+		if ferr := d.Flush(); ferr != nil {
+			return ferr
+		}
+	}
+	return err
 }
 
 // streamRead reads count bytes at offset in chunks and reports whether
-// bytes [patOff, patOff+patCount) of the request all equal pattern.
-func streamRead(d *image.Disk, offset, count int64, pattern byte, patOff, patCount int64) (bool, error) {
+// bytes [patOff, patOff+patCount) of the request all equal pattern; stop
+// may end it between chunks (not with copy-on-read: one request).
+func streamRead(d *image.Disk, offset, count int64, pattern byte, patOff, patCount int64, stop func() bool) (bool, error) {
 	if offset < 0 || offset > d.Size() || d.Size()-offset < count {
 		return false, image.ErrOutOfRange
 	}
@@ -65,7 +89,7 @@ func streamRead(d *image.Disk, offset, count int64, pattern byte, patOff, patCou
 	}
 	buf := make([]byte, streamChunk+streamAlign)
 	ok := true
-	err := chunks(offset, count, func(off, n int64, last bool) error {
+	err := chunks(offset, count, stop, func(off, n int64, last bool) error {
 		b := buf[:n]
 		if err := d.ReadAt(b, off); err != nil {
 			return err

@@ -122,7 +122,10 @@ func runWrite(s *Session, argv []string) error {
 	}
 	if count >= streamMin && !zflag && !sflag && !bflag && !cflag {
 		start := s.Now()
-		err := streamWrite(s.disk, pattern, offset, count, fua)
+		err := streamWrite(s.disk, pattern, offset, count, fua, s.interrupted)
+		if s.reportInterrupted("write", "written", err, offset, count) {
+			return ErrFailed
+		}
 		return s.writeDone("write", "wrote", err, s.elapsed(start), offset, count, quiet, machine)
 	}
 	var buf []byte

@@ -3,6 +3,7 @@ package nbd
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -15,8 +16,10 @@ import (
 // server-cert.pem/server-key.pem for the server endpoint (client-cert.pem
 // and client-key.pem for a client, optional unless the server verifies
 // peers). verifyPeer is the object's verify-peer (QEMU's default: on): a
-// server then requires a client certificate signed by the CA; a client
-// always checks the server's certificate against the CA.
+// server then asks for a client certificate (GnuTLS's GNUTLS_CERT_REQUEST:
+// the handshake goes through without one) and checks it after the
+// handshake with VerifyClient, as qcrypto_tls_session_check_credentials;
+// a client always checks the server's certificate against the CA.
 func LoadX509Creds(dir string, server, verifyPeer bool) (*tls.Config, error) {
 	read := func(name string, required bool) ([]byte, error) {
 		p := filepath.Join(dir, name)
@@ -65,7 +68,7 @@ func LoadX509Creds(dir string, server, verifyPeer bool) (*tls.Config, error) {
 	}
 	if server {
 		if verifyPeer {
-			cfg.ClientAuth = tls.RequireAndVerifyClientCert
+			cfg.ClientAuth = tls.RequestClientCert
 			cfg.ClientCAs = pool
 		}
 	} else {
@@ -85,4 +88,78 @@ func strerror(e syscall.Errno) string {
 		return "Is a directory"
 	}
 	return e.Error()
+}
+
+// TLSReason is a peer certificate refused, worded as QEMU's
+// qcrypto_tls_session_check_certificate words GnuTLS's verdict.
+type TLSReason string
+
+func (r TLSReason) Error() string { return string(r) }
+
+// VerifyClient is what a QEMU server checks of its client once the
+// handshake is done, with a config from LoadX509Creds: nothing unless it
+// asked for a certificate (verify-peer); then one must have come, chaining
+// to the CA.
+func VerifyClient(cfg *tls.Config, cs tls.ConnectionState) error {
+	if cfg.ClientAuth != tls.RequestClientCert {
+		return nil
+	}
+	if len(cs.PeerCertificates) == 0 {
+		// gnutls_certificate_verify_peers2: GNUTLS_E_NO_CERTIFICATE_FOUND
+		return TLSReason("Verify failed: No certificate was found.")
+	}
+	return VerifyChain(cs.PeerCertificates, cfg.ClientCAs, nil, x509.ExtKeyUsageAny)
+}
+
+// VerifyChain checks a peer's chain (leaf first) against the CA pool as
+// GnuTLS does, and words a refusal as QEMU: no CA of the issuer's name is
+// "hasn't got a known issuer" (GNUTLS_CERT_SIGNER_NOT_FOUND), a CA of that
+// name that did not sign it, or an expired certificate, "is not trusted"
+// (GNUTLS_CERT_INVALID). cas are the pool's certificates (nil: taken from
+// the pool's subjects).
+func VerifyChain(certs []*x509.Certificate, roots *x509.CertPool, cas []*x509.Certificate, usage x509.ExtKeyUsage) error {
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}})
+	if err == nil {
+		return nil
+	}
+	reason := "The certificate hasn't got a known issuer"
+	var ie x509.CertificateInvalidError
+	if errors.As(err, &ie) {
+		reason = "The certificate is not trusted"
+	}
+	issuer := string(certs[len(certs)-1].RawIssuer)
+	if cas != nil {
+		for _, c := range cas {
+			if string(c.RawSubject) == issuer {
+				reason = "The certificate is not trusted"
+			}
+		}
+	} else if roots != nil {
+		//lint:ignore SA1019 the subjects of a pool made from PEM files, not the system pool
+		for _, subj := range roots.Subjects() {
+			if string(subj) == issuer {
+				reason = "The certificate is not trusted"
+			}
+		}
+	}
+	return TLSReason(reason)
+}
+
+// ParseCerts returns the certificates of a PEM file's blocks (the ones
+// that parse).
+func ParseCerts(b []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for rest := b; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			return out
+		}
+		if c, err := x509.ParseCertificate(blk.Bytes); err == nil {
+			out = append(out, c)
+		}
+	}
 }

@@ -8,6 +8,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"regexp"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -21,7 +22,7 @@ import (
 const ModulePath = "github.com/goqio/goqio"
 
 func faceCommands() []*cli.Command {
-	return []*cli.Command{{
+	cmds := []*cli.Command{{
 		Name:      "help",
 		Usage:     "goqio's help, a subcommand's options, or a qemu-io verb's help",
 		ArgsUsage: "[SUBCOMMAND|VERB]",
@@ -33,7 +34,14 @@ func faceCommands() []*cli.Command {
 			}
 			arg := c.Args().First()
 			if cmd := c.App.Command(arg); cmd != nil {
-				return cli.ShowCommandHelp(c.Lineage()[1], arg)
+				if err := cli.ShowCommandHelp(c.Lineage()[1], arg); err != nil {
+					return err
+				}
+				if h, ok := commands.VerbHelp(arg); ok {
+					// info and map are qemu-io verbs too
+					fmt.Fprintf(w, "\n%s is also a qemu-io command (for -c and the shell):\n\n%s", arg, h)
+				}
+				return nil
 			}
 			if h, ok := commands.VerbHelp(arg); ok {
 				fmt.Fprint(w, h)
@@ -72,6 +80,12 @@ func faceCommands() []*cli.Command {
 			return nil
 		},
 	}}
+	for _, c := range cmds {
+		// no cli "help" subcommand under them: 'goqio help help' is the
+		// help verb's help, not cli's help of help
+		c.HideHelpCommand = true
+	}
+	return cmds
 }
 
 // optionLabel is "-c, --cmd=STRING" for an option.
@@ -122,10 +136,12 @@ Report bugs on the project's issue tracker (the repository of %[2]s).
 }
 
 // buildInfo is the module version and VCS revision of this binary.
-func buildInfo() (module, revision string) {
+func buildInfo() (module, revision string) { return buildInfoOf(debug.ReadBuildInfo()) }
+
+// buildInfoOf is buildInfo from what debug.ReadBuildInfo returned.
+func buildInfoOf(bi *debug.BuildInfo, ok bool) (module, revision string) {
 	module, revision = "unknown", "unknown (built without VCS stamping)"
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
+	if !ok || bi == nil {
 		return
 	}
 	module = bi.Main.Path + " " + bi.Main.Version
@@ -152,9 +168,21 @@ func buildInfo() (module, revision string) {
 	return
 }
 
+// releaseVersion is a module version of a tagged release (v1.2.3).
+var releaseVersion = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
+
+// goqioVersion is goqio's version: the release the binary was installed at
+// (go install ...@v1.2.3), else commands.Version.
+func goqioVersion(bi *debug.BuildInfo, ok bool) string {
+	if ok && bi != nil && releaseVersion.MatchString(bi.Main.Version) {
+		return bi.Main.Version[1:]
+	}
+	return commands.Version
+}
+
 func printVersion(w io.Writer, name string) {
 	module, revision := buildInfo()
-	fmt.Fprintf(w, "%s %s\nmodule: %s\nrevision: %s\nmatches: qemu-io %s\n", name, commands.Version, module, revision, commands.QEMUVersion)
+	fmt.Fprintf(w, "%s %s\nmodule: %s\nrevision: %s\nmatches: qemu-io %s\n", name, goqioVersion(debug.ReadBuildInfo()), module, revision, commands.QEMUVersion)
 }
 
 // docApp is newApp with the qemu-io mode options as the app's flags and
@@ -162,6 +190,7 @@ func printVersion(w io.Writer, name string) {
 func docApp(name string) *cli.App {
 	app := newApp(name)
 	app.HideHelp = true
+	app.HideVersion = true // -V, --version are in MainOptions; cli's own would add -v
 	app.UsageText = name + " [OPTIONS]... [-c COMMAND]... [FILE]\n" + name + " SUBCOMMAND [ARGUMENTS]..."
 	for _, o := range commands.MainOptions {
 		names := []string{o.Long}
@@ -273,7 +302,15 @@ func zshCompletion(name string) string {
 	b.WriteString("  case $words[2] in\n")
 	fmt.Fprintf(&b, "    help) (( CURRENT == 3 )) && compadd -- %s $verbs; return;;\n", strings.Join(subs, " "))
 	b.WriteString("    completion) (( CURRENT == 3 )) && compadd -- bash zsh fish; return;;\n")
-	b.WriteString("    version|man) return;;\n    create|check|snapshot) _files; return;;\n  esac\n")
+	var fileSubs []string // subcommands that take image files
+	for _, c := range app.Commands {
+		switch c.Name {
+		case "help", "completion", "version", "man":
+		default:
+			fileSubs = append(fileSubs, c.Name)
+		}
+	}
+	fmt.Fprintf(&b, "    version|man) return;;\n    %s) _files; return;;\n  esac\n", strings.Join(fileSubs, "|"))
 	b.WriteString("  _arguments -s -S \\\n")
 	for _, o := range commands.MainOptions {
 		action := ""
@@ -323,18 +360,18 @@ func fishCompletion(name string) (string, error) {
 	}
 	var b strings.Builder
 	b.WriteString(script)
-	_, _, values, verbs := completionData(name)
-	keys := make([]string, 0, len(values))
-	for k := range values {
-		if strings.HasPrefix(k, "--") {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
 	b.WriteString("\n# values of the options and the verbs of -c and help\n")
-	for _, k := range keys {
-		fmt.Fprintf(&b, "complete -c %s -l %s -x -a '%s'\n", name, k[2:], strings.Join(values[k], " "))
+	for _, o := range commands.MainOptions {
+		if o.Values == nil {
+			continue
+		}
+		short := ""
+		if o.Short != "" {
+			short = " -s " + o.Short
+		}
+		fmt.Fprintf(&b, "complete -c %s%s -l %s -x -a '%s'\n", name, short, o.Long, strings.Join(o.Values, " "))
 	}
+	_, _, _, verbs := completionData(name)
 	fmt.Fprintf(&b, "complete -c %s -s c -l cmd -x -a '%s'\n", name, strings.Join(verbs, " "))
 	fmt.Fprintf(&b, "complete -c %s -n '__fish_seen_subcommand_from help' -f -a '%s'\n", name, strings.Join(verbs, " "))
 	fmt.Fprintf(&b, "complete -c %s -n '__fish_seen_subcommand_from completion' -f -a 'bash zsh fish'\n", name)

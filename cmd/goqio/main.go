@@ -47,11 +47,6 @@ func main() {
 	os.Exit(run(os.Args))
 }
 
-// imgSubcommands are qemu-img's subcommands goqio runs with qemu-img's own
-// command line (as goqio info, goqio map, goqio compare).
-var imgSubcommands = map[string]bool{"info": true, "map": true, "compare": true,
-	"convert": true, "measure": true, "dd": true, "bench": true}
-
 // pbkdf2Bench is GOQIO_PBKDF2_ITERS_PER_SEC, a test knob: the PBKDF2
 // iterations per second creation assumes instead of measuring them (QEMU's
 // benchmark spends at least half a second of CPU on every key it makes).
@@ -75,11 +70,11 @@ func run(argv []string) int {
 	if name == "qemu-nbd" {
 		return qemunbd.Main(argv, os.Stdout, os.Stderr)
 	}
-	if !commands.IsQEMUName(name) && len(argv) > 1 && argv[1] == "nbd" {
+	if !commands.IsQEMUName(name) && len(argv) > 1 && argv[1] == nbdSub.name {
 		// goqio nbd ARGS: qemu-nbd's command line, messages named goqio-nbd
 		return qemunbd.Main(append([]string{name + " nbd"}, argv[2:]...), os.Stdout, os.Stderr)
 	}
-	if !commands.IsQEMUName(name) && len(argv) > 1 && imgSubcommands[argv[1]] {
+	if !commands.IsQEMUName(name) && len(argv) > 1 && imgSubcommand(argv[1]) {
 		stdout := commands.StdoutOutput(os.Stdout)
 		code := qemuimg.Sub(name, argv[1:], stdout, os.Stderr)
 		stdout.Flush()
@@ -118,7 +113,7 @@ func newApp(name string) *cli.App {
 		Usage:           "qemu-io's commands for raw and qcow2 images, in Go",
 		HideHelpCommand: true,
 		Commands: []*cli.Command{{
-			Name:      "create",
+			Name: "create", HideHelpCommand: true,
 			Usage:     "create a new image, as qemu-img create",
 			ArgsUsage: "FILE [SIZE]",
 			Flags: []cli.Flag{
@@ -132,7 +127,7 @@ func newApp(name string) *cli.App {
 			},
 			Action: createAction,
 		}, {
-			Name:      "check",
+			Name: "check", HideHelpCommand: true,
 			Usage:     "check an image's metadata, as qemu-img check",
 			ArgsUsage: "FILE",
 			Flags: []cli.Flag{
@@ -143,7 +138,7 @@ func newApp(name string) *cli.App {
 			},
 			Action: checkAction,
 		}, {
-			Name:      "snapshot",
+			Name: "snapshot", HideHelpCommand: true,
 			Usage:     "list, create, apply or delete a qcow2 image's internal snapshots, as qemu-img snapshot",
 			ArgsUsage: "[-l | -a SNAPSHOT | -c SNAPSHOT | -d SNAPSHOT] FILE",
 			Flags: []cli.Flag{
@@ -157,6 +152,7 @@ func newApp(name string) *cli.App {
 		}},
 	}
 	if !commands.IsQEMUName(name) {
+		app.Commands = append(app.Commands, passCommands(name)...)
 		app.Commands = append(app.Commands, faceCommands()...)
 	}
 	return app

@@ -298,7 +298,7 @@ func tlsMessage(err error) string {
 	if errors.Is(err, errNoHostname) {
 		return errNoHostname.Error()
 	}
-	var r tlsReason
+	var r nbd.TLSReason
 	if errors.As(err, &r) {
 		return string(r)
 	}

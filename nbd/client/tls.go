@@ -11,16 +11,12 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/nbd"
 )
 
 // errNoHostname: QEMU's client refuses a verified peer it has no name to
 // check against (qcrypto_tls_session_check_certificate).
 var errNoHostname = errors.New("No hostname for certificate validation")
-
-// tlsReason is a peer verification failure worded as QEMU words it.
-type tlsReason string
-
-func (r tlsReason) Error() string { return string(r) }
 
 // X509Config builds the client side of QEMU's tls-creds-x509 object
 // (endpoint=client) from its directory: ca-cert.pem (needed),
@@ -61,16 +57,7 @@ func X509Config(dir string, verifyPeer bool, hostname string) (*tls.Config, erro
 		return nil, &Error{Msg: fmt.Sprintf("Cannot load CA certificate '%s': %v", ca, err), Err: syscall.EINVAL}
 	}
 	pool := x509.NewCertPool()
-	var caCerts []*x509.Certificate
-	for rest := caPEM; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
-			caCerts = append(caCerts, c)
-		}
-	}
+	caCerts := nbd.ParseCerts(caPEM)
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, &Error{Msg: fmt.Sprintf("Cannot load CA certificate '%s': Base64 decoding error.", ca), Err: syscall.EINVAL}
 	}
@@ -98,24 +85,8 @@ func X509Config(dir string, verifyPeer bool, hostname string) (*tls.Config, erro
 				}
 				certs[i] = c
 			}
-			inter := x509.NewCertPool()
-			for _, c := range certs[1:] {
-				inter.AddCert(c)
-			}
-			if _, err := certs[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter}); err != nil {
-				// GnuTLS's status: no CA of the issuer's name is
-				// SIGNER_NOT_FOUND, one that did not sign it INVALID
-				reason := "The certificate hasn't got a known issuer"
-				var ie x509.CertificateInvalidError
-				if errors.As(err, &ie) {
-					reason = "The certificate is not trusted"
-				}
-				for _, c := range caCerts {
-					if string(c.RawSubject) == string(certs[len(certs)-1].RawIssuer) {
-						reason = "The certificate is not trusted"
-					}
-				}
-				return tlsReason(reason)
+			if err := nbd.VerifyChain(certs, pool, caCerts, x509.ExtKeyUsageServerAuth); err != nil {
+				return err
 			}
 			if hostname == "" {
 				return errNoHostname

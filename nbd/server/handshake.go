@@ -433,6 +433,14 @@ func (c *client) startTLS() error {
 	if err := t.Handshake(); err != nil {
 		return tlsError(err)
 	}
+	// QEMU checks the client's certificate once the handshake is done
+	// (qcrypto_tls_session_check_credentials): the client then sees the
+	// connection close after a successful handshake
+	// (and closes the socket with no TLS close_notify, as QEMU drops the
+	// session: the client reads a broken channel, not a clean end)
+	if err := nbd.VerifyClient(c.srv.TLS, t.ConnectionState()); err != nil {
+		return err
+	}
 	c.conn = t
 	return nil
 }

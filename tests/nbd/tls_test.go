@@ -96,27 +96,33 @@ func TestTLS(t *testing.T) {
 			string(wout) + qemuIO(s, dir, "read 0 4k") + run(dir, "nbdinfo", s.uri())
 	})
 	// refused: a client that does not trust the server, a client the
-	// server does not trust; the server goes on serving
-	dir := t.TempDir()
-	sh(t, dir, chainSetup)
-	s := start(t, servers(t)["goqio"], dir, args...)
-	for _, creds := range []string{"wrongca", "untrusted"} {
-		if out := tlsIO(s, dir, filepath.Join(base, creds)); !strings.Contains(out, "[rc=1]") || strings.Contains(out, "wrote") {
-			t.Errorf("%s: connected: %s", creds, out)
-		}
-		if creds == "untrusted" {
-			out, err := exec.Command("nbdinfo", "nbds+unix:///?socket="+s.sock+"&tls-certificates="+filepath.Join(base, creds)).CombinedOutput()
-			if err == nil {
-				t.Errorf("%s: nbdinfo connected: %s", creds, out)
+	// server does not trust; the server goes on serving, and says what
+	// qemu-nbd says (the client's words depend on the timing of the
+	// server's close: not compared)
+	msgs := map[string]string{}
+	for _, name := range []string{"qemu", "goqio"} {
+		dir := t.TempDir()
+		sh(t, dir, chainSetup)
+		s := start(t, servers(t)[name], dir, args...)
+		for _, creds := range []string{"wrongca", "untrusted"} {
+			if out := tlsIO(s, dir, filepath.Join(base, creds)); !strings.Contains(out, "[rc=1]") || strings.Contains(out, "wrote") {
+				t.Errorf("%s %s: connected: %s", name, creds, out)
+			}
+			if creds == "untrusted" {
+				out, err := exec.Command("nbdinfo", "nbds+unix:///?socket="+s.sock+"&tls-certificates="+filepath.Join(base, creds)).CombinedOutput()
+				if err == nil {
+					t.Errorf("%s %s: nbdinfo connected: %s", name, creds, out)
+				}
 			}
 		}
+		if out := tlsIO(s, dir, filepath.Join(base, "client")); !strings.Contains(out, "[rc=0]") {
+			t.Errorf("%s: not served after refusals: %s", name, out)
+		}
+		s.stop()
+		s.wait(t)
+		msgs[name] = s.stderr.String()
 	}
-	if out := tlsIO(s, dir, filepath.Join(base, "client")); !strings.Contains(out, "[rc=0]") {
-		t.Errorf("not served after refusals: %s", out)
-	}
-	s.stop()
-	s.wait(t)
-	if msg := s.stderr.String(); !strings.Contains(msg, "option negotiation failed: TLS handshake failed") {
-		t.Errorf("server messages: %s", msg)
+	if msgs["qemu"] != msgs["goqio"] {
+		t.Errorf("server messages differ\nqemu-nbd:\n%s\ngoqio:\n%s", msgs["qemu"], msgs["goqio"])
 	}
 }
