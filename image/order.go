@@ -15,14 +15,33 @@ import "sync"
 //
 // Only a Disk whose driver runs one request at a time (SerialDriver, or a
 // filter over one) orders its requests: there, waiting for the turn costs
-// nothing the driver's own lock would not. Elsewhere a Ticket is free and
-// requests run in parallel, as QEMU's thread pool runs them.
+// nothing the driver's own lock would not. A Disk whose driver admits its
+// requests (AdmittingDriver: qcow2, whose metadata lock requests take in
+// turn while their data I/O runs in parallel) orders them only up to the
+// driver's lock. Elsewhere a Ticket is free and requests run in parallel,
+// as QEMU's thread pool runs them.
+//
+// Known limit: a Disk request that calls its driver twice (a zero write
+// the driver refuses and the Disk writes as explicit zeroes, the
+// read-modify-write of a padded write) is admitted by its first call; its
+// second one admits the next ticket early, which then runs unordered
+// against the ticket after it.
 
-// SerialDriver is implemented by drivers that run one request at a time
-// (the qcow2 driver holds its lock over data I/O): their Disk runs ticketed
-// requests in submission order.
+// SerialDriver is implemented by drivers that run one request at a time:
+// their Disk runs ticketed requests in submission order.
 type SerialDriver interface {
 	SerialRequests() bool
+}
+
+// AdmittingDriver is implemented by drivers that run requests in parallel
+// but in the order they take their lock, which no later request can take
+// first once a request holds it (qcow2's metadata lock, which QEMU's
+// coroutines take in submission order): the Disk hands SetAdmit a function
+// that the driver calls once a request holds its lock, and lets the next
+// ticket in from then on instead of when the request completes. Through a
+// filter, such a driver is ordered as a serial one.
+type AdmittingDriver interface {
+	SetAdmit(admit func())
 }
 
 // Ticket is one request's place in its Disk's submission order. It is
@@ -65,7 +84,14 @@ func (t *Ticket) enter() func() {
 	}
 	t.used = true
 	g.acquire(t.n)
-	return g.release
+	if !g.early {
+		return g.release
+	}
+	n := t.n
+	g.mu.Lock()
+	g.holder = n
+	g.mu.Unlock()
+	return func() { g.releaseHolder(n) }
 }
 
 // ReadAt is Disk.ReadAt in the ticket's turn.
@@ -109,6 +135,10 @@ func (d *Disk) gate() *orderGate {
 	d.orderOnce.Do(func() {
 		if serialDriver(d) {
 			d.order = &orderGate{next: 1, turn: 1}
+		} else if a, ok := d.drv.(AdmittingDriver); ok {
+			g := &orderGate{next: 1, turn: 1, early: true}
+			a.SetAdmit(func() { g.releaseHolder(0) })
+			d.order = g
 		}
 	})
 	return d.order
@@ -120,6 +150,9 @@ func serialDriver(d *Disk) bool {
 	for i := 0; d != nil && i < 64; i++ {
 		if s, ok := d.drv.(SerialDriver); ok && s.SerialRequests() {
 			return true
+		}
+		if _, ok := d.drv.(AdmittingDriver); ok && i > 0 {
+			return true // under a filter: its requests one at a time, in order
 		}
 		f, ok := d.drv.(Filter)
 		if !ok {
@@ -137,6 +170,21 @@ type orderGate struct {
 	turn    uint64 // the ticket that holds, or may take, the gate
 	waiting map[uint64]chan struct{}
 	dropped map[uint64]bool
+	// early: the driver admits requests (AdmittingDriver); holder is the
+	// ticket in its turn that the driver has not admitted yet, 0 when none
+	early  bool
+	holder uint64
+}
+
+// releaseHolder ends the turn of ticket n (of whichever ticket holds it,
+// for n 0: the driver admitted it) unless it has ended already.
+func (g *orderGate) releaseHolder(n uint64) {
+	g.mu.Lock()
+	if g.holder != 0 && (n == 0 || g.holder == n) {
+		g.holder = 0
+		g.advance()
+	}
+	g.mu.Unlock()
 }
 
 func (g *orderGate) draw() uint64 {

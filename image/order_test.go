@@ -1,6 +1,7 @@
 package image_test
 
 import (
+	"runtime"
 	"sync"
 	"testing"
 
@@ -90,5 +91,65 @@ func TestTicketParallel(t *testing.T) {
 	}
 	if err := a.WriteAt([]byte{1}, 512, false); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// admittingMem admits a write as soon as it reaches the driver, then
+// holds it until release is closed.
+type admittingMem struct {
+	*imagetest.MemDriver
+	admit   func()
+	mu      sync.Mutex
+	order   []int64
+	release chan struct{}
+}
+
+func (a *admittingMem) SetAdmit(f func()) { a.admit = f }
+
+func (a *admittingMem) WriteAt(p []byte, off int64) (int, error) {
+	a.mu.Lock()
+	a.order = append(a.order, off)
+	a.admit()
+	a.mu.Unlock()
+	<-a.release
+	return a.MemDriver.WriteAt(p, off)
+}
+
+// TestTicketAdmission: over an AdmittingDriver, requests reach the driver
+// in ticket order, and each lets the next in once admitted, before it
+// completes (all of them are in the driver at once).
+func TestTicketAdmission(t *testing.T) {
+	drv := &admittingMem{MemDriver: imagetest.NewMem(1<<20, image.Limits{}, false), release: make(chan struct{})}
+	d := image.New(drv, "mem", image.Options{})
+	const n = 16
+	tickets := make([]*image.Ticket, n)
+	for i := range tickets {
+		tickets[i] = d.Ticket()
+	}
+	var wg sync.WaitGroup
+	for i := n - 1; i >= 0; i-- {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if err := tickets[i].WriteAt([]byte{byte(i)}, int64(i)*512, false); err != nil {
+				t.Error(err)
+			}
+		}(i)
+	}
+	for {
+		drv.mu.Lock()
+		k := len(drv.order)
+		drv.mu.Unlock()
+		if k == n {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(drv.release)
+	wg.Wait()
+	for i, off := range drv.order {
+		if off != int64(i)*512 {
+			t.Fatalf("order %v", drv.order)
+		}
 	}
 }

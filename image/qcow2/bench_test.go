@@ -1,8 +1,12 @@
 package qcow2
 
 import (
+	"fmt"
 	"math/rand"
+	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/goqio/goqio/image"
@@ -76,6 +80,77 @@ func BenchmarkBlockStatus(b *testing.B) {
 				b.Fatal(err)
 			}
 			off += e.Len
+		}
+	}
+}
+
+// BenchmarkParallel4K: 4 KiB random reads of allocated data and in-place
+// writes from 1, 2, 4 and 8 goroutines on a 256 MiB image in /dev/shm when
+// there is one (the disk's noise kept out): with data I/O outside the
+// metadata lock, throughput scales with the cores.
+func BenchmarkParallel4K(b *testing.B) {
+	const size = 256 << 20
+	dir := b.TempDir()
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		if d, err := os.MkdirTemp("/dev/shm", "qcow2bench"); err == nil {
+			dir = d
+			b.Cleanup(func() { os.RemoveAll(d) })
+		}
+	}
+	path := filepath.Join(dir, "p.qcow2")
+	if err := Create(path, CreateOptions{Size: size, ClusterSize: 65536, Version: 3, RefcountBits: 16}); err != nil {
+		b.Fatal(err)
+	}
+	d, err := Open(path, Options{Unmap: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	fill := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += 1 << 20 {
+		if _, err := d.WriteAt(fill, off); err != nil {
+			b.Fatal(err)
+		}
+	}
+	disk := image.New(d, path, image.Options{})
+	// read/write: the driver's ReadAt/WriteAt; disk-*: through the block
+	// layer (image.Disk), whose submission order admits one request at a
+	// time into the driver's lock
+	for _, op := range []string{"read", "write", "disk-read", "disk-write"} {
+		for _, g := range []int{1, 2, 4, 8} {
+			b.Run(fmt.Sprintf("%s-g%d", op, g), func(b *testing.B) {
+				b.SetBytes(4096)
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				for w := 0; w < g; w++ {
+					wg.Add(1)
+					go func(seed int64) {
+						defer wg.Done()
+						rng := rand.New(rand.NewSource(seed))
+						buf := make([]byte, 4096)
+						for next.Add(1) <= int64(b.N) {
+							off := rng.Int63n(size/4096) * 4096
+							var err error
+							switch op {
+							case "read":
+								_, err = d.ReadAt(buf, off)
+							case "write":
+								_, err = d.WriteAt(buf, off)
+							case "disk-read":
+								err = disk.ReadAt(buf, off)
+							default:
+								err = disk.WriteAt(buf, off, false)
+							}
+							if err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}(int64(w))
+				}
+				wg.Wait()
+			})
 		}
 	}
 }

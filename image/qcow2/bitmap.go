@@ -317,7 +317,7 @@ func (d *Driver) MarkDirty(off, n int64) {
 	if len(d.bitmaps) == 0 { // (set at open only): no lock for images without bitmaps
 		return
 	}
-	d.mu.Lock()
+	d.mu.lockRaw() // metadata only: no need to wait for requests in flight
 	defer d.mu.Unlock()
 	d.markDirtyLocked(off, n)
 }
@@ -642,7 +642,7 @@ func (v *BitmapView) Inconsistent() bool { return v.bm.inconsistent }
 // length (at most maxLen, clipped to end), or ok false.
 func (v *BitmapView) NextDirty(off, end, maxLen int64) (int64, int64, bool) {
 	d, bm := v.d, v.bm
-	d.mu.Lock()
+	d.mu.lockRaw()
 	defer d.mu.Unlock()
 	g := bm.info.gbits
 	cb := d.chunkBits()

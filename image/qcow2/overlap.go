@@ -161,13 +161,27 @@ func (d *Driver) lockWrite() error {
 	return nil
 }
 
+// lockWriteReq is lockWrite for a guest request (inflight.go): it takes
+// the lock in turn, not exclusively.
+func (d *Driver) lockWriteReq() error {
+	if d.opts.ReadOnly {
+		return image.ErrReadOnly
+	}
+	d.mu.lockReq()
+	if d.dead {
+		d.mu.Unlock()
+		return errNoMedium
+	}
+	return nil
+}
+
 // errNoMedium is what every request gets once a fatal corruption made the
 // image unusable (QEMU sets bs->drv to NULL).
 var errNoMedium = syscall.ENOMEDIUM
 
 // Dead reports whether a fatal corruption made the image unusable.
 func (d *Driver) Dead() bool {
-	d.mu.Lock()
+	d.mu.lockRaw()
 	defer d.mu.Unlock()
 	return d.dead
 }

@@ -35,9 +35,9 @@
 // image (QEMU's qcow2_check with the refcount rebuild). A clean close
 // writes everything and clears the bit.
 //
-// Concurrency: one mutex serialises all requests on an image. Reads of the
-// backing file and data clusters happen under it too; this is simple and
-// correct, and leaves parallelism for later.
+// Concurrency: metadata under one FIFO lock, guest data read and written
+// outside it, overlapping allocations ordered as QEMU orders them
+// (inflight.go).
 package qcow2
 
 import (
@@ -48,7 +48,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 
 	"github.com/goqio/goqio/image"
@@ -116,7 +115,8 @@ type Driver struct {
 	name string
 	opts Options
 
-	mu sync.Mutex
+	// mu guards everything below but the fields fixed at open (inflight.go)
+	mu coMutex
 	// flushEvents: a Flush of the image is running (its debug events)
 	flushEvents bool
 
@@ -553,11 +553,6 @@ func (d *Driver) unsupportedFeatures(mask uint64) error {
 func (d *Driver) Size() int64 { return d.size }
 
 // Limits: byte-granular requests; zero writes and discards in clusters.
-// SerialRequests tells the block layer that the driver runs one request at
-// a time (d.mu covers data I/O), so that it keeps requests in submission
-// order (image.Ticket) as QEMU's coroutines allocate in that order.
-func (d *Driver) SerialRequests() bool { return true }
-
 func (d *Driver) Limits() image.Limits {
 	if d.encrypted() {
 		// encryption works on sectors (qcow2_refresh_limits)
@@ -667,7 +662,7 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 // reaches past Size returns the bytes before the end and io.EOF (0 and
 // io.EOF at or past the end); a negative offset is an error.
 func (d *Driver) ReadAt(p []byte, off int64) (int, error) {
-	d.mu.Lock()
+	d.mu.lockReq()
 	defer d.mu.Unlock()
 	if d.dead {
 		return 0, errNoMedium
@@ -685,16 +680,43 @@ func (d *Driver) ReadAt(p []byte, off int64) (int, error) {
 	if err := d.evict(); err != nil {
 		return 0, err
 	}
-	if err := d.readGuest(p, off); err != nil {
+	f := &flight{start: off, end: off + int64(len(p))}
+	d.begin(f)
+	err := d.readGuest(p, off, false)
+	d.end(f)
+	if err != nil {
 		return 0, err
 	}
 	return len(p), eof
 }
 
-// readGuest reads guest data with the lock held. Consecutive compressed
-// clusters are decompressed in parallel.
-func (d *Driver) readGuest(p []byte, off int64) error {
+// unlocked runs the I/O fn without d.mu (held on entry and on return),
+// unless keep: then the caller keeps the lock over it (an exclusive
+// operation, or one that must be atomic).
+func (d *Driver) unlocked(keep bool, fn func() error) error {
+	if keep {
+		return fn()
+	}
+	d.mu.Unlock()
+	err := fn()
+	d.mu.lockRaw()
+	return err
+}
+
+// readGuest reads guest data, with d.mu held on entry and on return: each
+// run of clusters is looked up under it, its data read without it (unless
+// keep), as QEMU's qcow2_co_preadv_part. Consecutive compressed clusters
+// are decompressed in parallel.
+func (d *Driver) readGuest(p []byte, off int64, keep bool) error {
 	var batch []compressedJob
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := d.unlocked(keep, func() error { return d.readCompressedBatch(batch) })
+		batch = batch[:0]
+		return err
+	}
 	for len(p) > 0 {
 		typ, host, n, err := d.hostRun(off, int64(len(p)))
 		if err != nil {
@@ -704,41 +726,45 @@ func (d *Driver) readGuest(p []byte, off int64) error {
 		if typ == clusterCompressed {
 			batch = append(batch, compressedJob{q, host, off & (d.clusterSize - 1)})
 			if len(batch) == 64 {
-				if err := d.readCompressedBatch(batch); err != nil {
+				if err := flush(); err != nil {
 					return err
 				}
-				batch = batch[:0]
 			}
 			p = p[n:]
 			off += n
 			continue
 		}
-		if err := d.readCompressedBatch(batch); err != nil {
+		if err := flush(); err != nil {
 			return err
 		}
-		batch = batch[:0]
 		switch typ {
 		case clusterUnallocated, clusterUnallocAlloc:
-			if err := d.readBacking(q, off); err != nil {
+			o := off
+			if err := d.unlocked(keep, func() error { return d.readBacking(q, o) }); err != nil {
 				return err
 			}
 		case clusterZeroPlain, clusterZeroAlloc:
 			clear(q)
 		case clusterNormal:
-			d.file.DebugEvent("read_aio")
-			if err := d.dataDisk().ReadAt(q, int64(host)); err != nil {
-				return err
-			}
-			if d.encrypted() {
-				if err := d.decryptData(q, int64(host), off); err != nil {
+			o := off
+			err := d.unlocked(keep, func() error {
+				d.file.DebugEvent("read_aio")
+				if err := d.dataDisk().ReadAt(q, int64(host)); err != nil {
 					return err
 				}
+				if d.encrypted() { // (the cipher is safe for concurrent use)
+					return d.decryptData(q, int64(host), o)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 		}
 		p = p[n:]
 		off += n
 	}
-	return d.readCompressedBatch(batch)
+	return flush()
 }
 
 // readBacking reads from the backing file; what lies past its end (or
@@ -764,7 +790,7 @@ func (d *Driver) readBacking(p []byte, off int64) error {
 
 // BlockStatus is QEMU's qcow2_co_block_status.
 func (d *Driver) BlockStatus(off, n int64, wantZero bool) (e image.Extent, err error) {
-	d.mu.Lock()
+	d.mu.lockRaw()
 	defer d.mu.Unlock()
 	if d.dead {
 		return image.Extent{}, errNoMedium
@@ -869,7 +895,9 @@ func (d *Driver) evict() error {
 
 // Flush writes cached metadata (refcounts first) and syncs the file.
 func (d *Driver) Flush() error {
-	d.mu.Lock()
+	// as QEMU's: a flush does not wait for the writes in flight (what
+	// they link is linked after their data is written)
+	d.mu.lockRaw()
 	defer d.mu.Unlock()
 	if d.dead {
 		return errNoMedium

@@ -19,6 +19,7 @@ type l2Meta struct {
 	cowStart    [2]int64 // offset in the first cluster, bytes
 	cowEnd      [2]int64 // offset from the first cluster, bytes
 	skipCow     bool     // the COW areas were zeroed in the file instead
+	data        []byte   // the guest data, to write with the COW areas (merge_cow)
 	prealloc    bool     // metadata preallocation: subclusters stay unallocated
 }
 
@@ -136,28 +137,30 @@ func (d *Driver) needsNewAlloc(entry uint64) bool {
 // WriteAt writes guest data, allocating clusters and copying on write as
 // QEMU's qcow2_co_pwritev_part does.
 func (d *Driver) WriteAt(p []byte, off int64) (int, error) {
-	if err := d.lockWrite(); err != nil {
+	if err := d.lockWriteReq(); err != nil {
 		return 0, err
 	}
 	defer d.mu.Unlock()
 	if err := d.evict(); err != nil {
 		return 0, err
 	}
-	if err := d.writeLocked(p, off); err != nil {
+	if err := d.writeGuest(p, off, false); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-// writeLocked writes guest data with the lock held.
-func (d *Driver) writeLocked(p []byte, off int64) error {
+// writeGuest writes guest data with d.mu held on entry and on return; the
+// data and the copy-on-write areas are written without it (unless keep,
+// for a caller that must stay atomic: it has no conflict in flight).
+func (d *Driver) writeGuest(p []byte, off int64, keep bool) error {
 	done := 0
 	for done < len(p) {
 		cur := int64(min(len(p)-done, intMax))
 		if d.encrypted() {
 			cur = min(cur, maxCryptClusters*d.clusterSize-(off+int64(done))&(d.clusterSize-1))
 		}
-		host, n, metas, err := d.allocHostOffset(off+int64(done), cur)
+		host, n, metas, err := d.allocHostOffset(off+int64(done), cur, keep)
 		if err != nil {
 			d.abortMetas(metas)
 			return err
@@ -166,7 +169,14 @@ func (d *Driver) writeLocked(p []byte, off int64) error {
 			d.abortMetas(metas)
 			return err
 		}
-		if err := d.writeTask(p[done:done+int(n)], off+int64(done), host, metas); err != nil {
+		var f *flight
+		if !keep {
+			f = &flight{write: true, start: off + int64(done), end: off + int64(done) + n, metas: metas}
+			d.begin(f)
+		}
+		err = d.writeTask(p[done:done+int(n)], off+int64(done), host, metas, keep)
+		d.end(f)
+		if err != nil {
 			return err
 		}
 		done += int(n)
@@ -175,37 +185,48 @@ func (d *Driver) writeLocked(p []byte, off int64) error {
 }
 
 // writeTask writes the data of one allocation round and links it, as
-// QEMU's qcow2_co_pwritev_task.
+// QEMU's qcow2_co_pwritev_task: entered with d.mu held, it drops it around
+// the data I/O.
 //
 // When a step fails, the allocations not yet linked are given back (QEMU's
 // qcow2_handle_l2meta with link_l2 false), so a failed write leaks no
 // cluster.
-func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta) error {
+func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta, keep bool) error {
 	if d.encrypted() {
-		enc, err := d.encryptData(p, host, off)
+		var enc []byte
+		err := d.unlocked(keep, func() (err error) {
+			enc, err = d.encryptData(p, host, off)
+			return err
+		})
 		if err != nil {
+			d.abortMetas(metas)
 			return err
 		}
 		p = enc
 	}
-	if err := d.handleAllocSpace(metas); err != nil {
+	if err := d.handleAllocSpace(metas, keep); err != nil {
 		d.abortMetas(metas)
 		return err
 	}
-	merged, err := d.mergeCow(p, off, metas)
-	if err != nil {
-		d.abortMetas(metas)
-		return err
-	}
-	if !merged {
-		d.file.DebugEvent("write_aio")
-		if err := d.dataDisk().WriteAt(p, host, false); err != nil {
+	if !d.mergeCow(p, off, metas) {
+		err := d.unlocked(keep, func() error {
+			d.file.DebugEvent("write_aio")
+			return d.dataDisk().WriteAt(p, host, false)
+		})
+		if err != nil {
 			d.abortMetas(metas)
 			return err
 		}
 	}
+	if !keep {
+		for _, m := range metas {
+			if !m.keepOld {
+				d.waitReads(m)
+			}
+		}
+	}
 	for i, m := range metas {
-		if err := d.linkL2(m, merged); err != nil {
+		if err := d.linkL2(m, keep); err != nil {
 			d.abortMetas(metas[i:])
 			return err
 		}
@@ -230,7 +251,7 @@ func (d *Driver) abortMetas(metas []*l2Meta) {
 // handleAllocSpace: when the COW areas of an allocation read as zero
 // (QEMU's is_zero_cow), zero the new clusters in the file (fallocate)
 // instead of writing zero buffers.
-func (d *Driver) handleAllocSpace(metas []*l2Meta) error {
+func (d *Driver) handleAllocSpace(metas []*l2Meta, keep bool) error {
 	if d.encrypted() {
 		return nil // zeroes in the file would not read as zeroes
 	}
@@ -247,8 +268,11 @@ func (d *Driver) handleAllocSpace(metas []*l2Meta) error {
 		if err := d.preWriteCheckData(start, n); err != nil {
 			return err
 		}
-		d.file.DebugEvent("cluster_alloc_space")
-		if err := d.dataDisk().WriteZeroes(start, n, image.ZeroNoFallback, false); err != nil {
+		err := d.unlocked(keep, func() error {
+			d.file.DebugEvent("cluster_alloc_space")
+			return d.dataDisk().WriteZeroes(start, n, image.ZeroNoFallback, false)
+		})
+		if err != nil {
 			if image.Errno(err) == syscall.EOPNOTSUPP {
 				continue
 			}
@@ -273,9 +297,10 @@ func (d *Driver) isZeroFast(off, n int64) bool {
 	return err == nil && run == n && st&image.StatusZero != 0
 }
 
-// mergeCow writes COW areas and data in one request when one allocation's
-// COW areas border the data, as QEMU's merge_cow; it reports whether it did.
-func (d *Driver) mergeCow(p []byte, off int64, metas []*l2Meta) (bool, error) {
+// mergeCow is QEMU's merge_cow: when one allocation's COW areas border
+// the data, the data is handed to it, to be written with them in one
+// request when the allocation is linked; it reports whether it was.
+func (d *Driver) mergeCow(p []byte, off int64, metas []*l2Meta) bool {
 	for _, m := range metas {
 		if m.skipCow || (m.cowStart[1] == 0 && m.cowEnd[1] == 0) {
 			continue
@@ -283,33 +308,47 @@ func (d *Driver) mergeCow(p []byte, off int64, metas []*l2Meta) (bool, error) {
 		if m.guest+m.cowStart[0]+m.cowStart[1] != off || m.guest+m.cowEnd[0] != off+int64(len(p)) {
 			continue
 		}
-		if err := d.performCow(m, p); err != nil {
-			return false, err
-		}
-		m.skipCow = true // the COW areas are written
-		return true, nil
+		m.data = p
+		return true
 	}
-	return false, nil
+	return false
 }
 
-// performCow copies the COW areas of m (read through this image, so from
-// the backing file, zeroes or the old cluster) into the new clusters; with
-// data, it writes start area, data and end area as one request.
-func (d *Driver) performCow(m *l2Meta, data []byte) error {
+// performCow is QEMU's perform_cow: it copies the COW areas of m (read
+// through this image, so from the backing file, zeroes or the old
+// cluster) into the new clusters, without d.mu (unless keep); with the
+// data mergeCow gave it, it writes start area, data and end area as one
+// request. Both areas are read at once when the data between them is at
+// most 16 KiB.
+func (d *Driver) performCow(m *l2Meta, keep bool) error {
+	if (m.cowStart[1] == 0 && m.cowEnd[1] == 0) || m.skipCow {
+		return nil
+	}
+	data := m.data
 	start := make([]byte, m.cowStart[1])
 	end := make([]byte, m.cowEnd[1])
-	d.file.DebugEvent("cow_read")
-	if err := d.readGuest(start, m.guest+m.cowStart[0]); err != nil {
-		return err
+	cowRead := func(p []byte, off int64) error {
+		if len(p) == 0 {
+			return nil
+		}
+		d.unlocked(keep, func() error { d.file.DebugEvent("cow_read"); return nil })
+		return d.readGuest(p, off, keep)
 	}
-	if err := d.readGuest(end, m.guest+m.cowEnd[0]); err != nil {
-		return err
-	}
-	if err := d.preWriteCheckData(m.allocOffset+m.cowStart[0], int64(len(start))); err != nil {
-		return err
-	}
-	if err := d.preWriteCheckData(m.allocOffset+m.cowEnd[0], int64(len(end))); err != nil {
-		return err
+	middle := m.cowEnd[0] - (m.cowStart[0] + m.cowStart[1])
+	if len(start) > 0 && len(end) > 0 && middle <= 16384 {
+		buf := make([]byte, m.cowEnd[0]+m.cowEnd[1]-m.cowStart[0])
+		if err := cowRead(buf, m.guest+m.cowStart[0]); err != nil {
+			return err
+		}
+		copy(start, buf)
+		copy(end, buf[int64(len(buf))-m.cowEnd[1]:])
+	} else {
+		if err := cowRead(start, m.guest+m.cowStart[0]); err != nil {
+			return err
+		}
+		if err := cowRead(end, m.guest+m.cowEnd[0]); err != nil {
+			return err
+		}
 	}
 	if d.encrypted() {
 		var err error
@@ -320,33 +359,37 @@ func (d *Driver) performCow(m *l2Meta, data []byte) error {
 			return err
 		}
 	}
-	d.file.DebugEvent("cow_write")
 	dst := d.dataDisk()
+	cowWrite := func(p []byte, off int64) error {
+		if len(p) == 0 {
+			return nil
+		}
+		if err := d.preWriteCheckData(off, int64(len(p))); err != nil {
+			return err
+		}
+		return d.unlocked(keep, func() error {
+			d.file.DebugEvent("cow_write")
+			return dst.WriteAt(p, off, false)
+		})
+	}
 	if data != nil {
 		buf := make([]byte, 0, len(start)+len(data)+len(end))
 		buf = append(append(append(buf, start...), data...), end...)
-		return dst.WriteAt(buf, m.allocOffset+m.cowStart[0], false)
+		// (QEMU's write_aio, then cow_write, for one write)
+		d.unlocked(keep, func() error { d.file.DebugEvent("write_aio"); return nil })
+		return cowWrite(buf, m.allocOffset+m.cowStart[0])
 	}
-	if len(start) > 0 {
-		if err := dst.WriteAt(start, m.allocOffset+m.cowStart[0], false); err != nil {
-			return err
-		}
+	if err := cowWrite(start, m.allocOffset+m.cowStart[0]); err != nil {
+		return err
 	}
-	if len(end) > 0 {
-		if err := dst.WriteAt(end, m.allocOffset+m.cowEnd[0], false); err != nil {
-			return err
-		}
-	}
-	return nil
+	return cowWrite(end, m.allocOffset+m.cowEnd[0])
 }
 
 // linkL2 is QEMU's qcow2_alloc_cluster_link_l2: copy on write (unless done
 // with the data), point the L2 entries at the new clusters, free the old.
-func (d *Driver) linkL2(m *l2Meta, merged bool) error {
-	if !m.skipCow && (m.cowStart[1] != 0 || m.cowEnd[1] != 0) {
-		if err := d.performCow(m, nil); err != nil {
-			return err
-		}
+func (d *Driver) linkL2(m *l2Meta, keep bool) error {
+	if err := d.performCow(m, keep); err != nil {
+		return err
 	}
 	if d.lazyRefcounts() {
 		// the refcounts of what is linked now may lag until a clean close
@@ -423,7 +466,8 @@ func (d *Driver) compressedRange(entry uint64) (int64, int64) {
 // allocHostOffset is QEMU's qcow2_alloc_host_offset: the host offset for a
 // write at off and how many of the n bytes it covers, using clusters that
 // are already ours (COPIED) and allocating new ones contiguously after them.
-func (d *Driver) allocHostOffset(off, n int64) (int64, int64, []*l2Meta, error) {
+func (d *Driver) allocHostOffset(off, n int64, keep bool) (int64, int64, []*l2Meta, error) {
+again:
 	start, remaining := off, n
 	clusterOff := int64(-1)
 	host := int64(-1)
@@ -442,6 +486,12 @@ func (d *Driver) allocHostOffset(off, n int64) (int64, int64, []*l2Meta, error) 
 			break
 		}
 		cur = remaining
+		if !keep && d.handleDependencies(start, &cur, len(metas) > 0) {
+			goto again // it waited: everything may have changed
+		}
+		if cur == 0 {
+			break
+		}
 		ok, err := d.handleCopied(start, &clusterOff, &cur, &metas)
 		if err != nil {
 			return 0, 0, metas, err
