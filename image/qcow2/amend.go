@@ -152,7 +152,13 @@ func (d *Driver) Amend(o AmendOptions) error {
 			return amendErr(syscall.EINVAL, "Refcount widths other than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)")
 		}
 		p.current = 3
-		return amendErr(syscall.ENOTSUP, "goqio cannot change the refcount width of an image yet")
+		order := uint(0)
+		for 1<<order != refBits {
+			order++
+		}
+		if err := d.changeRefcountOrder(order, p); err != nil {
+			return err
+		}
 	}
 	if dataFileRaw {
 		d.hdr.AutoclearFeatures |= autoclearDataFileRaw

@@ -71,6 +71,14 @@ qemu-img bitmap --add -g 4k bm2.qcow2 x
 qemu-io -c 'write 600k 1k' bm2.qcow2
 qemu-img create -q -f qcow2 bm3.qcow2 2M
 qemu-img bitmap --add bm3.qcow2 x
+qemu-img create -q -f qcow2 -o cluster_size=4k rb.qcow2 24M
+qemu-io -c 'write -P 1 0 1M' -c 'write -P 2 9M 2M' -c 'write -z 20M 1M' rb.qcow2
+qemu-img snapshot -c s1 rb.qcow2
+qemu-io -c 'write -P 3 512k 1M' rb.qcow2
+qemu-img create -q -f qcow2 -o refcount_bits=1,cluster_size=512 rw.qcow2 64k
+qemu-io -c 'write 0 29696' rw.qcow2
+qemu-img create -q -f qcow2 -o refcount_bits=64,cluster_size=1k r64.qcow2 4M
+qemu-io -c 'write -P 5 0 3M' r64.qcow2
 `
 
 // chainCase is one command line; guest: qemu-img's host offsets are not
@@ -139,6 +147,14 @@ var chainCases = []chainCase{
 	{args: []string{"amend", "-o", "compat=0.10", "-o", "lazy_refcounts=on", "z.qcow2"}}, {args: []string{"amend", "-o", "encrypt.new-secret=x", "z.qcow2"}}, {args: []string{"amend", "-o", "lazy_refcounts=x", "z.qcow2"}},
 	{args: []string{"amend", "-o", "compat=0.10", "nothere"}}, {args: []string{"amend", "-o", "compat=0.10", "miss.qcow2"}}, {args: []string{"amend", "-q", "-p", "-o", "compat=0.10", "k.qcow2"}},
 	{args: []string{"amend", "-t", "foo", "-o", "compat=0.10", "z.qcow2"}}, {args: []string{"amend", "-o", "compat=0.10", "--image-opts", "driver=qcow2,file.filename=z.qcow2"}}, {args: []string{"amend", "-x", "z.qcow2"}},
+	// amend -o refcount_bits: the new refcount structures where QEMU puts them
+	{args: []string{"amend", "-o", "refcount_bits=1", "rb.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=2", "rb.qcow2"}},
+	{args: []string{"amend", "-p", "-o", "refcount_bits=64", "rb.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=8", "z.qcow2"}},
+	{args: []string{"amend", "-p", "-o", "refcount_bits=64", "rw.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=4", "r64.qcow2"}},
+	{args: []string{"amend", "-o", "refcount_bits=1", "r64.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=32,compat=0.10", "z.qcow2"}},
+	{args: []string{"amend", "-o", "compat=0.10,refcount_bits=16", "r64.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=2", "v2.qcow2"}},
+	{args: []string{"amend", "-o", "compat=1.1,refcount_bits=1", "a2.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=128", "z.qcow2"}},
+	{args: []string{"amend", "-o", "refcount_bits=8,lazy_refcounts=on", "bm.qcow2"}},
 	// bitmap
 	{args: []string{"bitmap", "--add", "v2.qcow2", "b"}}, {args: []string{"bitmap", "--add", "-g", "256", "a.qcow2", "b"}}, {args: []string{"bitmap", "--add", "-g", "4G", "a.qcow2", "b"}},
 	{args: []string{"bitmap", "--add", "a.qcow2", "b"}}, {args: []string{"bitmap", "--add", "-g", "512", "a.qcow2", "b"}}, {args: []string{"bitmap", "--add", "-g", "2G", "a.qcow2", "b"}},
