@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"regexp"
 	"testing"
 	"time"
 
@@ -226,6 +227,38 @@ func TestInterleaved(t *testing.T) {
 		}
 		if outs[0] != outs[1] {
 			t.Errorf("qemu-img %q:\nqemu-img:\n%s\ngoqio:\n%s", args, outs[0], outs[1])
+		}
+	}
+}
+
+// TestInfoDataFile: qemu-img info of images with an external data file
+// shows the data file and data-file-raw members (the disk size is left
+// out: qemu-img 7.2 does not count the data file, goqio does).
+func TestInfoDataFile(t *testing.T) {
+	_, qemuImg := testbin.QEMU(t)
+	goqio := testbin.Goqio(t)
+	dir := t.TempDir()
+	script := `set -e
+qemu-img create -q -f qcow2 -o data_file=df.data df.qcow2 1M
+qemu-img create -q -f qcow2 -o data_file=dr.data,data_file_raw=on dr.qcow2 1M
+qemu-img create -q -f qcow2 -o data_file=dn.data dn.qcow2 1M
+qemu-img amend -o data_file= --image-opts data-file.filename=dn.data,file.filename=dn.qcow2
+`
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("making images: %v\n%s", err, out)
+	}
+	size := regexp.MustCompile(`(?m)^(disk size:|    "actual-size":).*\n`)
+	for _, args := range [][]string{
+		{"info", "df.qcow2"}, {"info", "--output=json", "df.qcow2"}, {"info", "dr.qcow2"},
+		{"info", "--output=json", "dr.qcow2"}, {"info", "--image-opts", "data-file.filename=dn.data,file.filename=dn.qcow2"},
+		{"info", "--output=json", "--image-opts", "data-file.filename=dn.data,file.filename=dn.qcow2"},
+	} {
+		want, got := run(t, dir, qemuImg, args), run(t, dir, goqio, args)
+		want.out, got.out = size.ReplaceAllString(want.out, ""), size.ReplaceAllString(got.out, "")
+		if want != got {
+			t.Errorf("qemu-img %q:\nqemu-img: rc %d\n%s%s\ngoqio: rc %d\n%s%s", args, want.rc, want.out, want.err, got.rc, got.out, got.err)
 		}
 	}
 }
