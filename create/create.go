@@ -94,11 +94,9 @@ func createRaw(r Request, out io.Writer, parseSize func(string) (int64, error)) 
 			}
 			optSize = n
 		case "preallocation":
-			p, ok := parsePrealloc(v)
-			if !ok {
-				return fail(r.File, "Parameter 'preallocation' does not accept value '%s'", v)
-			}
-			prealloc, preallocGiven = p, v
+			// a bad value is refused by file-posix's raw_co_create_opts,
+			// after the Formatting line
+			prealloc, preallocGiven = parsePreallocOr(v), v
 		default:
 			return fail(r.File, "Invalid parameter '%s'", k)
 		}
@@ -118,15 +116,30 @@ func createRaw(r Request, out io.Writer, parseSize func(string) (int64, error)) 
 	if !r.Quiet {
 		line := fmt.Sprintf("Formatting '%s', fmt=%s size=%d", r.File, r.Format, r.Size)
 		if preallocGiven != "" {
-			line += " preallocation=" + preallocGiven
+			line += " preallocation=" + escapeOpt(preallocGiven)
 		}
 		fmt.Fprintln(out, line)
+	}
+	if preallocGiven != "" && prealloc < 0 {
+		return fail(r.File, "invalid parameter value: %s", preallocGiven)
 	}
 	if err := raw.Create(r.File, r.Size, prealloc); err != nil {
 		return fail(r.File, "%v", err)
 	}
 	return nil
 }
+
+// parsePreallocOr is parsePrealloc with -1 for a bad value.
+func parsePreallocOr(v string) image.Prealloc {
+	if p, ok := parsePrealloc(v); ok {
+		return p
+	}
+	return -1
+}
+
+// escapeOpt is qemu_opts_print's escaped_print: a value's commas doubled,
+// as an option list would need them.
+func escapeOpt(v string) string { return strings.ReplaceAll(v, ",", ",,") }
 
 // sizeOnce takes the size given with -o size (optSize, -1 if none),
 // refusing it when the size operand was given too.
@@ -243,18 +256,18 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 		fmt.Fprintf(&b, "Formatting '%s', fmt=qcow2", r.File)
 		for _, k := range qcow2EncryptOpts {
 			if v, ok := given[k]; ok {
-				fmt.Fprintf(&b, " %s=%s", k, v)
+				fmt.Fprintf(&b, " %s=%s", k, escapeOpt(v))
 			}
 		}
 		fmt.Fprintf(&b, " cluster_size=%d", o.ClusterSize)
 		fmt.Fprintf(&b, " extended_l2=%s", orDefault(given["extended_l2"], "off"))
 		if v, ok := given["preallocation"]; ok {
-			fmt.Fprintf(&b, " preallocation=%s", v)
+			fmt.Fprintf(&b, " preallocation=%s", escapeOpt(v))
 		}
 		fmt.Fprintf(&b, " compression_type=%s size=%d", ct, r.Size)
 		for _, k := range []string{"compat", "backing_file", "backing_fmt", "data_file", "data_file_raw"} {
 			if v, ok := given[k]; ok {
-				fmt.Fprintf(&b, " %s=%s", k, v)
+				fmt.Fprintf(&b, " %s=%s", k, escapeOpt(v))
 			}
 		}
 		fmt.Fprintf(&b, " lazy_refcounts=%s refcount_bits=%s", orDefault(given["lazy_refcounts"], "off"), orDefault(given["refcount_bits"], "16"))

@@ -149,7 +149,7 @@ func createLUKS(r Request, out io.Writer, parseSize func(string) (int64, error))
 		fmt.Fprintf(&b, "Formatting '%s', fmt=luks size=%d", r.File, r.Size)
 		for _, k := range append(luksCreateOpts, "preallocation") {
 			if v, ok := given[k]; ok {
-				fmt.Fprintf(&b, " %s=%s", k, v)
+				fmt.Fprintf(&b, " %s=%s", k, escapeOpt(v))
 			}
 		}
 		fmt.Fprintln(out, b.String())

@@ -214,6 +214,9 @@ func TestInterleaved(t *testing.T) {
 	for _, args := range [][]string{
 		{"create", "-f", "qcow2", "-o", "compat=0.42", "x.qcow2", "64M"},
 		{"create", "-f", "qcow2", "-o", "preallocation=1234", "x.qcow2", "64M"},
+		{"create", "-f", "raw", "-o", "preallocation=xx", "x.qcow2", "1M"},
+		{"create", "-f", "raw", "-o", "preallocation=off,,x", "x.qcow2", "1M"},
+		{"create", "-f", "qcow2", "-u", "-F", "qcow2", "-b", "json:{'driver': 'qcow2', 'file': {'driver': 'file', 'filename': 'b,c'}}", "x.qcow2", "1M"},
 		{"map", "base.qcow2"}, {"compare", "-s", "t3.raw", "big.raw"}, {"info", "--backing-chain", "loop1.qcow2"},
 	} {
 		var outs [2]string
