@@ -81,6 +81,10 @@ qemu-img create -q -f qcow2 -o refcount_bits=64,cluster_size=1k r64.qcow2 4M
 qemu-img create -q -f qcow2 jb.qcow2 1M
 qemu-img create -q -f qcow2 -F qcow2 -b 'json:{"driver": "qcow2", "file": {"driver": "blkdebug", "inject-error": [{"event": "write_aio", "errno": 28, "once": true}], "image": {"driver": "file", "filename": "jb.qcow2"}}}' jo.qcow2
 qemu-io -c 'write -P 3 0 64k' jo.qcow2
+qemu-img create -q -f qcow2 eb.qcow2 64M
+qemu-img create -q -f qcow2 -b eb.qcow2 -F qcow2 eo.qcow2 64M
+qemu-io -c 'write 0 64k' eo.qcow2
+for e in l1_update empty_image_prepare reftable_update refblock_alloc; do printf '[inject-error]\nevent = "%s"\n' $e > $e.conf; done
 qemu-io -c 'write -P 5 0 3M' r64.qcow2
 `
 
@@ -182,6 +186,8 @@ var chainCases = []chainCase{
 	{args: []string{"commit", "-r", "100M", "k.qcow2"}}, {args: []string{"commit", "-t", "foo", "o.qcow2"}},
 	{args: []string{"commit", "-f", "raw", "r.raw"}}, {args: []string{"commit", "nothere"}}, {args: []string{"commit", "miss.qcow2"}},
 	{args: []string{"commit", "loop1.qcow2"}}, {args: []string{"commit"}}, {args: []string{"commit", "k.qcow2", "m.qcow2"}},
+	{args: []string{"commit", "blkdebug:l1_update.conf:eo.qcow2"}}, {args: []string{"commit", "blkdebug:empty_image_prepare.conf:eo.qcow2"}},
+	{args: []string{"commit", "blkdebug:reftable_update.conf:eo.qcow2"}}, {args: []string{"commit", "blkdebug:refblock_alloc.conf:eo.qcow2"}},
 	{args: []string{"commit", "jo.qcow2"}}, {args: []string{"commit", "-d", "jo.qcow2"}},
 	{args: []string{"commit", "--image-opts", "driver=qcow2,file.filename=k.qcow2"}}, {args: []string{"commit", "-f", "raw", "k.qcow2"}},
 }
