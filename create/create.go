@@ -83,6 +83,7 @@ func sortedKeys(m map[string]string) []string {
 
 func createRaw(r Request, out io.Writer, parseSize func(string) (int64, error)) error {
 	prealloc, preallocGiven := image.PreallocOff, ""
+	var fo fileOpts
 	optSize := int64(-1)
 	for _, k := range sortedKeys(r.Options) {
 		v := r.Options[k]
@@ -97,6 +98,10 @@ func createRaw(r Request, out io.Writer, parseSize func(string) (int64, error)) 
 			// a bad value is refused by file-posix's raw_co_create_opts,
 			// after the Formatting line
 			prealloc, preallocGiven = parsePreallocOr(v), v
+		case "nocow", "extent_size_hint":
+			if err := fo.parse(r.File, k, v, parseSize); err != nil {
+				return err
+			}
 		default:
 			return fail(r.File, "Invalid parameter '%s'", k)
 		}
@@ -115,16 +120,59 @@ func createRaw(r Request, out io.Writer, parseSize func(string) (int64, error)) 
 	}
 	if !r.Quiet {
 		line := fmt.Sprintf("Formatting '%s', fmt=%s size=%d", r.File, r.Format, r.Size)
+		if fo.nocow != "" {
+			line += " nocow=" + fo.nocow
+		}
 		if preallocGiven != "" {
 			line += " preallocation=" + escapeOpt(preallocGiven)
 		}
+		if fo.hasHint {
+			line += fmt.Sprintf(" extent_size_hint=%d", fo.hint)
+		}
 		fmt.Fprintln(out, line)
+	}
+	if err := fo.check(r.File); err != nil {
+		return err
 	}
 	if preallocGiven != "" && prealloc < 0 {
 		return fail(r.File, "invalid parameter value: %s", preallocGiven)
 	}
 	if err := raw.Create(r.File, r.Size, prealloc); err != nil {
 		return fail(r.File, "%v", err)
+	}
+	return nil
+}
+
+// fileOpts are the file protocol's create options that goqio takes and
+// checks but does not act on: nocow (chattr +C, for btrfs) and
+// extent_size_hint (an XFS extent size hint).
+type fileOpts struct {
+	nocow   string
+	hint    int64
+	hasHint bool
+}
+
+func (fo *fileOpts) parse(file, k, v string, parseSize func(string) (int64, error)) error {
+	if k == "nocow" {
+		if _, err := onOff(file, k, v); err != nil {
+			return err
+		}
+		fo.nocow = v
+		return nil
+	}
+	n, err := parseSize(v)
+	if err != nil {
+		return fail(file, sizeErr, k)
+	}
+	fo.hint, fo.hasHint = n, true
+	return nil
+}
+
+// check is what file-posix's raw_co_create refuses before it creates the
+// file.
+func (fo *fileOpts) check(file string) error {
+	if fo.hasHint && uint64(fo.hint) > 0xffffffff {
+		return fail(file, "Extent size hint is too large")
 	}
 	return nil
 }
@@ -167,6 +215,7 @@ func onOff(file, key, v string) (bool, error) {
 func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)) error {
 	o := qcow2.CreateOptions{ClusterSize: 65536, Version: 3, RefcountBits: 16}
 	given := map[string]string{}
+	var fo fileOpts
 	optSize := int64(-1)
 	for _, k := range sortedKeys(r.Options) {
 		v := r.Options[k]
@@ -212,6 +261,11 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 			if _, err := onOff(r.File, k, v); err != nil {
 				return err
 			}
+		case "nocow", "extent_size_hint":
+			if err := fo.parse(r.File, k, v, parseSize); err != nil {
+				return err
+			}
+			continue
 		case "compat", "compression_type", "preallocation", "backing_file", "backing_fmt", "encrypt.format",
 			"encrypt.key-secret", "encrypt.cipher-alg", "encrypt.cipher-mode", "encrypt.ivgen-alg",
 			"encrypt.ivgen-hash-alg", "encrypt.hash-alg":
@@ -271,7 +325,16 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 			}
 		}
 		fmt.Fprintf(&b, " lazy_refcounts=%s refcount_bits=%s", orDefault(given["lazy_refcounts"], "off"), orDefault(given["refcount_bits"], "16"))
+		if fo.nocow != "" {
+			fmt.Fprintf(&b, " nocow=%s", fo.nocow)
+		}
+		if fo.hasHint {
+			fmt.Fprintf(&b, " extent_size_hint=%d", fo.hint)
+		}
 		fmt.Fprintln(out, b.String())
+	}
+	if err := fo.check(r.File); err != nil {
+		return err
 	}
 	if v, ok := given["data_file"]; ok && v == "" {
 		// QEMU creates the image file, then fails to create a data file
