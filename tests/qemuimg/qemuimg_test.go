@@ -87,6 +87,8 @@ printf '\x01' | dd of=dirty.qcow2 bs=1 seek=79 conv=notrunc status=none
 cp top.qcow2 corrupt.qcow2
 printf '\x02' | dd of=corrupt.qcow2 bs=1 seek=79 conv=notrunc status=none
 echo garbage > text.raw
+truncate -s 65537 un.raw
+qemu-io -f raw -c 'write 65536 1' un.raw
 `
 	cmd := exec.Command("bash", "-c", script)
 	cmd.Dir = dir
@@ -136,6 +138,8 @@ var cases = [][]string{
 	{"map", "--image-opts", "driver=qcow2,file.filename=t3.qcow2"},
 	{"map", "--output=json", "--image-opts", "driver=qcow2,file.filename=t3.qcow2,backing="},
 	{"map", "-f", "qcow2", "sp.raw"}, {"map", "t3c.qcow2"}, {"map", "--output=json", "t3c.qcow2"},
+	{"map", "--output=json", "un.raw"}, {"map", "un.raw"}, {"map", "-f", "raw", "--output=json", "un.raw"},
+	{"map", "--output=json", "-s", "65537", "un.raw"},
 	{"map", "--output=json", "v2.qcow2"}, {"map", "t3.qcow2", "--output", "json"}, {"map", "miss.qcow2"},
 	// compare
 	{"compare", "t3.qcow2", "t3.raw"}, {"compare", "-f", "qcow2", "-F", "raw", "t3.qcow2", "t3.raw"},
