@@ -81,8 +81,8 @@ func imgAmend(e *env, argv []string) int {
 	if quiet {
 		progress = false
 	}
-	p := newJobProgress(e.stdout, progress, 1.0)
-	defer p.end()
+	p := &img.QemuProgress{W: e.stdout, Off: !progress, MinSkip: 1.0}
+	defer p.End()
 	if fmtName != "" && hasHelpOption(options) {
 		return e.amendHelp(fmtName)
 	}
@@ -113,10 +113,10 @@ func imgAmend(e *env, argv []string) int {
 		return 1
 	}
 	o.Force = force
-	o.Progress = p.print
-	p.print(0, 0)
+	o.Progress = p.Print
+	p.Print(0, 0)
 	err = img.Amend(context.Background(), img.FromNode(node), o)
-	p.print(100, 0)
+	p.Print(100, 0)
 	if err != nil {
 		e.chainErr(err)
 		return 1
