@@ -175,6 +175,9 @@ type Driver struct {
 	dead            bool        // a fatal corruption made the image unusable
 	snapshotsSize   int64       // bytes of the snapshot table (for overlap checks)
 	cs              cryptoState // encryption (crypto.go)
+	// dataUnopened: an image with an external data file opened with
+	// NoIO, its data file not opened (datafile.go)
+	dataUnopened bool
 }
 
 // Error texts of open failures are QEMU's.
@@ -900,7 +903,7 @@ func (d *Driver) flushLocked() error {
 	if err := d.file.Flush(); err != nil {
 		return err
 	}
-	if d.hasDataFile() {
+	if d.data != nil {
 		return d.data.Flush()
 	}
 	return nil
