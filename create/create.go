@@ -137,7 +137,7 @@ func createRaw(r Request, out io.Writer, parseSize func(string) (int64, error)) 
 	if preallocGiven != "" && prealloc < 0 {
 		return fail(r.File, "invalid parameter value: %s", preallocGiven)
 	}
-	if err := raw.Create(r.File, r.Size, prealloc); err != nil {
+	if err := raw.Create(hostPath(r.File), r.Size, prealloc); err != nil {
 		return fail(r.File, "%v", err)
 	}
 	return nil
@@ -176,6 +176,10 @@ func (fo *fileOpts) check(file string) error {
 	}
 	return nil
 }
+
+// hostPath is the file a name creates: without a "file:" protocol
+// prefix (file-posix's raw_co_create_opts strips it).
+func hostPath(name string) string { return strings.TrimPrefix(name, "file:") }
 
 // parsePreallocOr is parsePrealloc with -1 for a bad value.
 func parsePreallocOr(v string) image.Prealloc {
@@ -339,12 +343,12 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 	if v, ok := given["data_file"]; ok && v == "" {
 		// QEMU creates the image file, then fails to create a data file
 		// named "", and removes the image file again
-		f, err := os.OpenFile(r.File, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		f, err := os.OpenFile(hostPath(r.File), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err != nil {
-			return fail(r.File, "Could not create '%s': %s", r.File, formats.Strerror(image.Errno(err)))
+			return fail(r.File, "Could not create '%s': %s", hostPath(r.File), formats.Strerror(image.Errno(err)))
 		}
 		f.Close()
-		os.Remove(r.File)
+		os.Remove(hostPath(r.File))
 		return fail(r.File, "Could not create '': %s", formats.Strerror(syscall.ENOENT))
 	}
 	switch v := given["compat"]; v {
@@ -383,7 +387,7 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 	if o.RefcountBits == 0 {
 		o.RefcountBits = -1
 	}
-	if err := qcow2.Create(r.File, o); err != nil {
+	if err := qcow2.Create(hostPath(r.File), o); err != nil {
 		return fail(r.File, "%v", err)
 	}
 	return nil

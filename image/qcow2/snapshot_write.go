@@ -236,14 +236,14 @@ func (d *Driver) DeleteSnapshot(id, name string) error {
 	}
 	d.snaps = append(d.snaps[:i:i], d.snaps[i+1:]...)
 	if err := d.writeSnapshots(); err != nil {
-		return fmt.Errorf("Failed to remove snapshot from snapshot list: %w", err)
+		return &errnoError{"Failed to remove snapshot from snapshot list", err}
 	}
 	if err := d.updateSnapshotRefcount(int64(sn.l1Off), int64(sn.l1Size), -1); err != nil {
-		return fmt.Errorf("Failed to free the cluster and L1 table: %w", err)
+		return &errnoError{"Failed to free the cluster and L1 table", err}
 	}
 	d.freeClusters(int64(sn.l1Off), int64(sn.l1Size)*8, discardSnapshot)
 	if err := d.updateSnapshotRefcount(d.l1Offset, int64(len(d.l1)), 0); err != nil {
-		return fmt.Errorf("Failed to update snapshot status in disk: %w", err)
+		return &errnoError{"Failed to update snapshot status in disk", err}
 	}
 	return nil
 }
@@ -311,3 +311,14 @@ func (d *Driver) ApplySnapshot(idOrName string) error {
 	}
 	return d.updateSnapshotRefcount(d.l1Offset, int64(len(d.l1)), 0)
 }
+
+// errnoError is QEMU's error_setg_errno: a message, then strerror of the
+// cause (which errors.Is and errors.As still see).
+type errnoError struct {
+	msg string
+	err error
+}
+
+func (e *errnoError) Error() string { return e.msg + ": " + image.StrerrorOf(e.err) }
+
+func (e *errnoError) Unwrap() error { return e.err }

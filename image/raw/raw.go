@@ -497,7 +497,7 @@ func Create(path string, size int64, prealloc image.Prealloc) error {
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_CLOEXEC, 0o644)
 	if err != nil {
-		return err
+		return &createError{path, err}
 	}
 	defer f.Close()
 	size = roundUp512(size)
@@ -738,3 +738,15 @@ func (d *Driver) SetProbed(probeHeader func(block0 []byte) bool) {
 		d.align = 512
 	}
 }
+
+// createError is file-posix's "Could not create '%s'" with the errno.
+type createError struct {
+	path string
+	err  error
+}
+
+func (e *createError) Error() string {
+	return fmt.Sprintf("Could not create '%s': %s", e.path, image.StrerrorOf(e.err))
+}
+
+func (e *createError) Unwrap() error { return e.err }

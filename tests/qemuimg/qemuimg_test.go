@@ -218,6 +218,8 @@ func TestInterleaved(t *testing.T) {
 		{"create", "-f", "qcow2", "-o", "compat=0.42", "x.qcow2", "64M"},
 		{"create", "-f", "qcow2", "-o", "preallocation=1234", "x.qcow2", "64M"},
 		{"create", "-f", "raw", "-o", "preallocation=xx", "x.qcow2", "1M"},
+		{"create", "-f", "qcow2", "file:x.qcow2", "1M"}, {"create", "-f", "raw", "file:nodir/x.raw", "1M"},
+		{"create", "-f", "raw", "nodir/x.raw", "1M"}, {"create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "file:x.qcow2"},
 		{"create", "-f", "qcow2", "-o", "extent_size_hint=0,nocow=on,preallocation=off", "x.qcow2", "128k"},
 		{"create", "-f", "raw", "-o", "extent_size_hint=0x10,nocow=off,preallocation=off", "x.qcow2", "128k"},
 		{"create", "-f", "qcow2", "-o", "extent_size_hint=5G", "x.qcow2", "128k"}, {"create", "-f", "raw", "-o", "nocow=x", "x.qcow2", "1M"},
