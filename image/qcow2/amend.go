@@ -333,7 +333,7 @@ func (d *Driver) expandZeroClusters(p *amendProgress) error {
 	}
 	d.l2c.tables = map[int64]*table{}
 	for _, sn := range d.snaps {
-		if err := d.validateTable(sn.l1Off, uint64(sn.l1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
+		if err := d.validateTableReported(sn.l1Off, uint64(sn.l1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
 			return err
 		}
 		b := make([]byte, int64(sn.l1Size)*8)

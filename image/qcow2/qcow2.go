@@ -482,6 +482,21 @@ func (d *Driver) validateTable(off, entries, entryLen, maxBytes uint64, name str
 	return nil
 }
 
+// validateTableReported is qcow2_validate_table whose error QEMU's caller
+// prints (error_report_err) before failing with its errno: EFBIG for a
+// table too large, EINVAL for a bad offset.
+func (d *Driver) validateTableReported(off, entries, entryLen, maxBytes uint64, name string) error {
+	err := d.validateTable(off, entries, entryLen, maxBytes, name)
+	if err == nil {
+		return nil
+	}
+	d.report("%s", err.Error())
+	if strings.HasSuffix(err.Error(), "too large") {
+		return syscall.EFBIG
+	}
+	return syscall.EINVAL
+}
+
 func (d *Driver) sizeToL1(size int64) int64 {
 	shift := d.clusterBits + d.l2Bits
 	return (size + (1 << shift) - 1) >> shift

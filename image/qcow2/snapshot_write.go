@@ -58,7 +58,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 					if addend != 0 {
 						off, size := d.compressedRange(entry)
 						if err := d.updateRefcount(off, size, 1, addend < 0, discardSnapshot); err != nil {
-							return err
+							return againErrno(err)
 						}
 					}
 					rc = 2 // compressed clusters are never modified in place
@@ -69,7 +69,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 					}
 					if addend != 0 {
 						if err := d.updateRefcount(off, 1, 1, addend < 0, discardSnapshot); err != nil {
-							return err
+							return againErrno(err)
 						}
 					}
 					if rc, err = d.getRefcount(off >> d.clusterBits); err != nil {
@@ -150,6 +150,9 @@ func (d *Driver) CreateSnapshot(name string, now time.Time) error {
 		return err
 	}
 	defer d.mu.Unlock()
+	if len(d.snaps) >= maxSnapshots {
+		return syscall.EFBIG
+	}
 	if d.hasDataFile() {
 		return image.ErrNotSupported // no internal snapshots with a data file
 	}
@@ -270,7 +273,7 @@ func (d *Driver) ApplySnapshot(idOrName string) error {
 		return ErrSnapshotNotFound
 	}
 	sn := d.snaps[i]
-	if err := d.validateTable(sn.l1Off, uint64(sn.l1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
+	if err := d.validateTableReported(sn.l1Off, uint64(sn.l1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
 		d.mu.Unlock()
 		return err
 	}
@@ -322,3 +325,12 @@ type errnoError struct {
 func (e *errnoError) Error() string { return e.msg + ": " + image.StrerrorOf(e.err) }
 
 func (e *errnoError) Unwrap() error { return e.err }
+
+// againErrno is update_refcount's -EAGAIN as the errno QEMU's callers
+// pass up (qcow2_update_snapshot_refcount).
+func againErrno(err error) error {
+	if err == errAgain {
+		return syscall.EAGAIN
+	}
+	return err
+}

@@ -84,6 +84,16 @@ qemu-io -c 'write -P 3 0 64k' jo.qcow2
 qemu-img create -q -f qcow2 eb.qcow2 64M
 qemu-img create -q -f qcow2 -b eb.qcow2 -F qcow2 eo.qcow2 64M
 qemu-io -c 'write 0 64k' eo.qcow2
+qemu-img create -q -f qcow2 sl.qcow2 1M
+qemu-io -c 'write -z 0 64k' sl.qcow2
+qemu-img snapshot -c test sl.qcow2
+cp sl.qcow2 sl2.qcow2
+so=$(od -An -tu8 --endian=big -j 64 -N 8 sl.qcow2 | tr -d ' ')
+printf '\x00\x00\x00\x00\x00\x40\x02\x00' | dd of=sl.qcow2 bs=1 seek=$so conv=notrunc status=none
+printf '\x10\x00\x00\x00' | dd of=sl2.qcow2 bs=1 seek=$((so+8)) conv=notrunc status=none
+qemu-img create -q -f qcow2 sn.qcow2 64M
+printf '\x00\x00\x00\x00\x01\x00\x00\x00' | dd of=sn.qcow2 bs=1 seek=64 conv=notrunc status=none
+printf '\x00\x01\x00\x00' | dd of=sn.qcow2 bs=1 seek=60 conv=notrunc status=none
 for e in l1_update empty_image_prepare reftable_update refblock_alloc; do printf '[inject-error]\nevent = "%s"\n' $e > $e.conf; done
 qemu-io -c 'write -P 5 0 3M' r64.qcow2
 `
@@ -162,6 +172,10 @@ var chainCases = []chainCase{
 	{args: []string{"amend", "-o", "compat=0.10,refcount_bits=16", "r64.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=2", "v2.qcow2"}},
 	{args: []string{"amend", "-o", "compat=1.1,refcount_bits=1", "a2.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=128", "z.qcow2"}},
 	{args: []string{"amend", "-o", "refcount_bits=8,lazy_refcounts=on", "bm.qcow2"}},
+	// broken snapshot tables (iotest 080)
+	{args: []string{"amend", "-o", "compat=0.10", "sl.qcow2"}}, {args: []string{"snapshot", "-a", "test", "sl.qcow2"}},
+	{args: []string{"amend", "-o", "compat=0.10", "sl2.qcow2"}}, {args: []string{"snapshot", "-a", "test", "sl2.qcow2"}},
+	{args: []string{"snapshot", "-d", "test", "sl2.qcow2"}}, {args: []string{"snapshot", "-c", "x", "sn.qcow2"}},
 	// bitmap
 	{args: []string{"bitmap", "--add", "v2.qcow2", "b"}}, {args: []string{"bitmap", "--add", "-g", "256", "a.qcow2", "b"}}, {args: []string{"bitmap", "--add", "-g", "4G", "a.qcow2", "b"}},
 	{args: []string{"bitmap", "--add", "a.qcow2", "b"}}, {args: []string{"bitmap", "--add", "-g", "512", "a.qcow2", "b"}}, {args: []string{"bitmap", "--add", "-g", "2G", "a.qcow2", "b"}},
