@@ -87,6 +87,8 @@ cp top.qcow2 corrupt.qcow2
 printf '\x02' | dd of=corrupt.qcow2 bs=1 seek=79 conv=notrunc status=none
 echo garbage > text.raw
 truncate -s 65537 un.raw
+qemu-img create -q -f qcow2 lsn.qcow2 1M
+qemu-img snapshot -c $(printf 'n%.0s' $(seq 300)) lsn.qcow2
 qemu-io -f raw -c 'write 65536 1' un.raw
 `
 	cmd := exec.Command("bash", "-c", script)
@@ -137,6 +139,7 @@ var cases = [][]string{
 	{"map", "--image-opts", "driver=qcow2,file.filename=t3.qcow2"},
 	{"map", "--output=json", "--image-opts", "driver=qcow2,file.filename=t3.qcow2,backing="},
 	{"map", "-f", "qcow2", "sp.raw"}, {"map", "t3c.qcow2"}, {"map", "--output=json", "t3c.qcow2"},
+	{"info", "lsn.qcow2"}, {"info", "--output=json", "lsn.qcow2"}, {"snapshot", "-l", "lsn.qcow2"},
 	{"map", "--output=json", "un.raw"}, {"map", "un.raw"}, {"map", "-f", "raw", "--output=json", "un.raw"},
 	{"map", "--output=json", "-s", "65537", "un.raw"},
 	{"map", "--output=json", "v2.qcow2"}, {"map", "t3.qcow2", "--output", "json"}, {"map", "miss.qcow2"},
