@@ -415,7 +415,7 @@ func checkBacking(r *Request, hasBacking, hasFmt bool) error {
 		return nil
 	}
 	d, err := formats.Open(fullBackingName(r.File, r.Backing), formats.Options{Format: r.BackingFmt, ReadOnly: true,
-		ForceShare: true, Stderr: r.Stderr, Prog: r.Prog})
+		ForceShare: true, NoIO: true, Stderr: r.Stderr, Prog: r.Prog})
 	if err != nil {
 		return fail(r.File, "%v\nCould not open backing image.", err)
 	}

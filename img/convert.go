@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -679,7 +680,7 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 		if err != nil {
 			return errorf(wrapErr{ErrCreate, err}, "%s: error while converting %s: %v", o.Target, outFmt, err)
 		}
-		if err := createTarget(outFmt, o.Target, s.total*sectorSize, createOpts, o.stderr(), o.prog()); err != nil {
+		if err := createTarget(outFmt, o.Target, s.total*sectorSize, createOpts, o.stderr(), o.prog(), o.Graph); err != nil {
 			return errorf(wrapErr{ErrCreate, err}, "%s: error while converting %s: %v", o.Target, outFmt, err)
 		}
 	}
@@ -698,7 +699,15 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 		tn, err = o.Open(OpenSpec{Name: o.Target, Format: outFmt, ImageOpts: o.TargetImageOpts,
 			Cache: cache, Unmap: s.minSparse != 0})
 	} else {
-		tn, err = o.Open(OpenSpec{Name: o.Target, Format: outFmt, Cache: cache, Unmap: s.minSparse != 0})
+		// img_add_key_secrets: the target opens with the -o options
+		// that name its secrets
+		secrets := map[string]string{}
+		for k, v := range createOpts {
+			if strings.HasSuffix(k, "key-secret") {
+				secrets[k] = v
+			}
+		}
+		tn, err = o.Open(OpenSpec{Name: o.Target, Format: outFmt, Cache: cache, Unmap: s.minSparse != 0, Options: secrets})
 	}
 	if err != nil {
 		return err
@@ -769,13 +778,18 @@ func Convert(ctx context.Context, o ConvertOptions) (err error) {
 
 // hasZeroInit is bdrv_has_zero_init of a new target: a new file reads as
 // zeroes, and so does a new qcow2 image (preallocated or not, its file
-// is new).
+// is new) unless it is preallocated and encrypted.
 func hasZeroInit(n *formats.Node) bool {
 	if n.Disk.Backing() != nil {
 		return false
 	}
 	switch n.Drv.Name {
-	case "raw", "file", "qcow2":
+	case "raw", "file":
+		return true
+	case "qcow2":
+		if q, ok := image.SkipFilters(n.Disk).Driver().(*qcow2.Driver); ok {
+			return q.HasZeroInit()
+		}
 		return true
 	}
 	return false

@@ -8,6 +8,7 @@ import (
 
 	"github.com/goqio/goqio/commands"
 	"github.com/goqio/goqio/create"
+	"github.com/goqio/goqio/image/formats"
 )
 
 // optType is a QemuOpts type of a creation option.
@@ -116,7 +117,7 @@ func parseCreateOptions(format, options string) (map[string]string, error) {
 // createTarget is bdrv_create for convert and dd: the image with the
 // options given (size set), with no "Formatting" line. The error is the
 // driver's message without a prefix.
-func createTarget(format, file string, size int64, opts map[string]string, stderr io.Writer, prog string) error {
+func createTarget(format, file string, size int64, opts map[string]string, stderr io.Writer, prog string, g *formats.Graph) error {
 	o := map[string]string{}
 	for k, v := range opts {
 		switch k {
@@ -127,6 +128,10 @@ func createTarget(format, file string, size int64, opts map[string]string, stder
 	}
 	req := create.Request{Format: format, File: file, Size: size, Options: o, Quiet: true,
 		NoBackingOpen: true, Stderr: stderr, Prog: prog}
+	if g != nil {
+		// the --object secrets (encrypt.key-secret of the target)
+		req.Secrets = g.Objects.Secret
+	}
 	err := create.Create(req, io.Discard, commands.ParseSize)
 	if err == nil {
 		return nil

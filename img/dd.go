@@ -64,7 +64,7 @@ func Dd(ctx context.Context, o DdOptions) error {
 	if usesFile([]*formats.Node{in}, o.Output) {
 		return errorf(ErrCreate, "%s: error while creating output image: Failed to get \"write\" lock\nIs another process using the image [%s]?", o.Output, o.Output)
 	}
-	if err := createTarget(outFmt, o.Output, outSize, map[string]string{}, o.stderr(), o.prog()); err != nil {
+	if err := createTarget(outFmt, o.Output, outSize, map[string]string{}, o.stderr(), o.prog(), o.Graph); err != nil {
 		return errorf(wrapErr{ErrCreate, err}, "%s: error while creating output image: %v", o.Output, err)
 	}
 	out, err := o.Open(OpenSpec{Name: o.Output, Format: outFmt})

@@ -79,6 +79,9 @@ type OpenSpec struct {
 	Cache string
 	// Unmap opens with discard=unmap (BDRV_O_UNMAP).
 	Unmap bool
+	// Options are options of the node opened by Name (not with
+	// ImageOpts), such as convert's encrypt.key-secret of its target.
+	Options map[string]string
 }
 
 // Env is what every call shares: the graph (its --object objects and node
@@ -125,6 +128,9 @@ func (e Env) Open(s OpenSpec) (*formats.Node, error) {
 		o.Direct, o.NoFlush, o.WriteThrough = f.NoCache, f.NoFlush, f.WriteThrough
 	}
 	path := s.Name
+	if !s.ImageOpts && len(s.Options) > 0 {
+		o.Options = s.Options
+	}
 	if s.ImageOpts {
 		if s.Format != "" {
 			return nil, errorf(ErrInvalidOptions, "--image-opts and --format are mutually exclusive")

@@ -62,3 +62,14 @@ func (d *Driver) SpecificInfo() *qdict.Dict {
 
 // Dirty reports the image's dirty bit (BlockDriverInfo.is_dirty).
 func (d *Driver) Dirty() bool { return d.hdr.IncompatibleFeatures&incompatDirty != 0 }
+
+// HasZeroInit is qcow2_has_zero_init for a new image on a new file: an
+// image without preallocated L2 tables reads as zeroes; a preallocated one
+// does too unless it is encrypted (its unwritten clusters decrypt to
+// garbage).
+func (d *Driver) HasZeroInit() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	preallocated := len(d.l1) > 0 && d.l1[0] != 0
+	return !preallocated || d.hdr.CryptMethod == 0
+}
