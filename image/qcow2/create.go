@@ -248,7 +248,7 @@ func createOn(f *os.File, path string, o CreateOptions) error {
 		return err
 	}
 	// QEMU grows the new image to its size with the preallocation asked for
-	if _, err := d.growArea(0, o.Size, o.Prealloc); err != nil {
+	if _, err := d.growArea(0, o.Size, o.Prealloc, false); err != nil {
 		d.Close()
 		return err
 	}

@@ -102,6 +102,9 @@ qemu-io -c 'write -q -P 1 4k 2k' -c 'write -q -z 4k 2k' xu.qcow2
 qemu-io -c 'write -q -P 1 4k 2k' xd.qcow2
 printf '\x02' | dd of=xu.qcow2 bs=1 seek=$((0x40006)) conv=notrunc status=none
 printf '\x02' | dd of=xd.qcow2 bs=1 seek=$((0x40006)) conv=notrunc status=none
+qemu-img create -q -f raw xb2.raw 1M
+qemu-io -f raw -c 'write -q -P 0xff 0 1M' xb2.raw
+qemu-img create -q -f qcow2 -o extended_l2=on -F raw -b xb2.raw xr.qcow2 515072
 for e in l1_update empty_image_prepare reftable_update refblock_alloc; do printf '[inject-error]\nevent = "%s"\n' $e > $e.conf; done
 qemu-io -c 'write -P 5 0 3M' r64.qcow2
 `
@@ -180,6 +183,9 @@ var chainCases = []chainCase{
 	{args: []string{"amend", "-o", "compat=0.10,refcount_bits=16", "r64.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=2", "v2.qcow2"}},
 	{args: []string{"amend", "-o", "compat=1.1,refcount_bits=1", "a2.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=128", "z.qcow2"}},
 	{args: []string{"amend", "-o", "refcount_bits=8,lazy_refcounts=on", "bm.qcow2"}},
+	// growing an extended-L2 image over a longer backing file (iotest 271)
+	{args: []string{"resize", "--preallocation=falloc", "xr.qcow2", "1037312"}}, {args: []string{"resize", "--preallocation=full", "xr.qcow2", "1037312"}},
+	{args: []string{"resize", "--preallocation=metadata", "xr.qcow2", "1037312"}},
 	// unaligned extended L2 entries (iotest 271)
 	{args: []string{"check", "xu.qcow2"}}, {args: []string{"check", "-r", "all", "xu.qcow2"}}, {args: []string{"check", "-r", "all", "xd.qcow2"}},
 	// broken snapshot tables (iotest 080)
