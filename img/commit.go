@@ -64,8 +64,17 @@ func Commit(ctx context.Context, im *Image, filename string, o CommitOptions) er
 	// reading the base: what it may have cached is only ever of ranges not
 	// yet written, which the copy does not change.
 	g := formats.NewGraph(formats.Env{})
+	opts := map[string]string{lockingKey(base): "off"}
+	if pg := base.Graph(); pg != nil {
+		// the --object secrets, and the base's key (as the reopened node
+		// keeps its options)
+		g.Objects = pg.Objects
+	}
+	if v, ok := base.Options.Str("encrypt.key-secret"); ok {
+		opts["encrypt.key-secret"] = v
+	}
 	target, err := formats.OpenNode(base.Filename, formats.Options{Format: base.Drv.Name, Graph: g, Unmap: true,
-		Options: map[string]string{lockingKey(base): "off"}})
+		Options: opts})
 	if err != nil {
 		return err
 	}
