@@ -87,6 +87,7 @@ func sortedKeys(m map[string]string) []string {
 
 func createRaw(r Request, out io.Writer, parseSize func(string) (int64, error)) error {
 	prealloc, preallocGiven := image.PreallocOff, ""
+	var fo fileOpts
 	optSize := int64(-1)
 	for _, k := range sortedKeys(r.Options) {
 		v := r.Options[k]
@@ -98,11 +99,13 @@ func createRaw(r Request, out io.Writer, parseSize func(string) (int64, error)) 
 			}
 			optSize = n
 		case "preallocation":
-			p, ok := parsePrealloc(v)
-			if !ok {
-				return fail(r.File, "Parameter 'preallocation' does not accept value '%s'", v)
+			// a bad value is refused by file-posix's raw_co_create_opts,
+			// after the Formatting line
+			prealloc, preallocGiven = parsePreallocOr(v), v
+		case "nocow", "extent_size_hint":
+			if err := fo.parse(r.File, k, v, parseSize); err != nil {
+				return err
 			}
-			prealloc, preallocGiven = p, v
 		default:
 			return fail(r.File, "Invalid parameter '%s'", k)
 		}
@@ -121,16 +124,78 @@ func createRaw(r Request, out io.Writer, parseSize func(string) (int64, error)) 
 	}
 	if !r.Quiet {
 		line := fmt.Sprintf("Formatting '%s', fmt=%s size=%d", r.File, r.Format, r.Size)
+		if fo.nocow != "" {
+			line += " nocow=" + fo.nocow
+		}
 		if preallocGiven != "" {
-			line += " preallocation=" + preallocGiven
+			line += " preallocation=" + escapeOpt(preallocGiven)
+		}
+		if fo.hasHint {
+			line += fmt.Sprintf(" extent_size_hint=%d", fo.hint)
 		}
 		fmt.Fprintln(out, line)
 	}
-	if err := raw.Create(r.File, r.Size, prealloc); err != nil {
+	if err := fo.check(r.File); err != nil {
+		return err
+	}
+	if preallocGiven != "" && prealloc < 0 {
+		return fail(r.File, "invalid parameter value: %s", preallocGiven)
+	}
+	if err := raw.Create(hostPath(r.File), r.Size, prealloc); err != nil {
 		return fail(r.File, "%v", err)
 	}
 	return nil
 }
+
+// fileOpts are the file protocol's create options that goqio takes and
+// checks but does not act on: nocow (chattr +C, for btrfs) and
+// extent_size_hint (an XFS extent size hint).
+type fileOpts struct {
+	nocow   string
+	hint    int64
+	hasHint bool
+}
+
+func (fo *fileOpts) parse(file, k, v string, parseSize func(string) (int64, error)) error {
+	if k == "nocow" {
+		if _, err := onOff(file, k, v); err != nil {
+			return err
+		}
+		fo.nocow = v
+		return nil
+	}
+	n, err := parseSize(v)
+	if err != nil {
+		return fail(file, sizeErr, k)
+	}
+	fo.hint, fo.hasHint = n, true
+	return nil
+}
+
+// check is what file-posix's raw_co_create refuses before it creates the
+// file.
+func (fo *fileOpts) check(file string) error {
+	if fo.hasHint && uint64(fo.hint) > 0xffffffff {
+		return fail(file, "Extent size hint is too large")
+	}
+	return nil
+}
+
+// hostPath is the file a name creates: without a "file:" protocol
+// prefix (file-posix's raw_co_create_opts strips it).
+func hostPath(name string) string { return strings.TrimPrefix(name, "file:") }
+
+// parsePreallocOr is parsePrealloc with -1 for a bad value.
+func parsePreallocOr(v string) image.Prealloc {
+	if p, ok := parsePrealloc(v); ok {
+		return p
+	}
+	return -1
+}
+
+// escapeOpt is qemu_opts_print's escaped_print: a value's commas doubled,
+// as an option list would need them.
+func escapeOpt(v string) string { return strings.ReplaceAll(v, ",", ",,") }
 
 // sizeOnce takes the size given with -o size (optSize, -1 if none),
 // refusing it when the size operand was given too.
@@ -158,6 +223,7 @@ func onOff(file, key, v string) (bool, error) {
 func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)) error {
 	o := qcow2.CreateOptions{ClusterSize: 65536, Version: 3, RefcountBits: 16}
 	given := map[string]string{}
+	var fo fileOpts
 	optSize := int64(-1)
 	for _, k := range sortedKeys(r.Options) {
 		v := r.Options[k]
@@ -203,6 +269,11 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 			if _, err := onOff(r.File, k, v); err != nil {
 				return err
 			}
+		case "nocow", "extent_size_hint":
+			if err := fo.parse(r.File, k, v, parseSize); err != nil {
+				return err
+			}
+			continue
 		case "compat", "compression_type", "preallocation", "backing_file", "backing_fmt", "encrypt.format",
 			"encrypt.key-secret", "encrypt.cipher-alg", "encrypt.cipher-mode", "encrypt.ivgen-alg",
 			"encrypt.ivgen-hash-alg", "encrypt.hash-alg":
@@ -247,32 +318,41 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 		fmt.Fprintf(&b, "Formatting '%s', fmt=qcow2", r.File)
 		for _, k := range qcow2EncryptOpts {
 			if v, ok := given[k]; ok {
-				fmt.Fprintf(&b, " %s=%s", k, v)
+				fmt.Fprintf(&b, " %s=%s", k, escapeOpt(v))
 			}
 		}
 		fmt.Fprintf(&b, " cluster_size=%d", o.ClusterSize)
 		fmt.Fprintf(&b, " extended_l2=%s", orDefault(given["extended_l2"], "off"))
 		if v, ok := given["preallocation"]; ok {
-			fmt.Fprintf(&b, " preallocation=%s", v)
+			fmt.Fprintf(&b, " preallocation=%s", escapeOpt(v))
 		}
 		fmt.Fprintf(&b, " compression_type=%s size=%d", ct, r.Size)
 		for _, k := range []string{"compat", "backing_file", "backing_fmt", "data_file", "data_file_raw"} {
 			if v, ok := given[k]; ok {
-				fmt.Fprintf(&b, " %s=%s", k, v)
+				fmt.Fprintf(&b, " %s=%s", k, escapeOpt(v))
 			}
 		}
 		fmt.Fprintf(&b, " lazy_refcounts=%s refcount_bits=%s", orDefault(given["lazy_refcounts"], "off"), orDefault(given["refcount_bits"], "16"))
+		if fo.nocow != "" {
+			fmt.Fprintf(&b, " nocow=%s", fo.nocow)
+		}
+		if fo.hasHint {
+			fmt.Fprintf(&b, " extent_size_hint=%d", fo.hint)
+		}
 		fmt.Fprintln(out, b.String())
+	}
+	if err := fo.check(r.File); err != nil {
+		return err
 	}
 	if v, ok := given["data_file"]; ok && v == "" {
 		// QEMU creates the image file, then fails to create a data file
 		// named "", and removes the image file again
-		f, err := os.OpenFile(r.File, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		f, err := os.OpenFile(hostPath(r.File), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err != nil {
-			return fail(r.File, "Could not create '%s': %s", r.File, formats.Strerror(image.Errno(err)))
+			return fail(r.File, "Could not create '%s': %s", hostPath(r.File), formats.Strerror(image.Errno(err)))
 		}
 		f.Close()
-		os.Remove(r.File)
+		os.Remove(hostPath(r.File))
 		return fail(r.File, "Could not create '': %s", formats.Strerror(syscall.ENOENT))
 	}
 	switch v := given["compat"]; v {
@@ -311,7 +391,7 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 	if o.RefcountBits == 0 {
 		o.RefcountBits = -1
 	}
-	if err := qcow2.Create(r.File, o); err != nil {
+	if err := qcow2.Create(hostPath(r.File), o); err != nil {
 		return fail(r.File, "%v", err)
 	}
 	return nil

@@ -165,7 +165,7 @@ func createLUKS(r Request, out io.Writer, parseSize func(string) (int64, error))
 		fmt.Fprintf(&b, "Formatting '%s', fmt=luks size=%d", r.File, r.Size)
 		for _, k := range append(luksCreateOpts, "preallocation") {
 			if v, ok := given[k]; ok {
-				fmt.Fprintf(&b, " %s=%s", k, v)
+				fmt.Fprintf(&b, " %s=%s", k, escapeOpt(v))
 			}
 		}
 		fmt.Fprintln(out, b.String())
@@ -184,19 +184,19 @@ func createLUKS(r Request, out io.Writer, parseSize func(string) (int64, error))
 	if err != nil {
 		return err
 	}
-	if err := raw.Create(r.File, 0, image.PreallocOff); err != nil {
-		return fail(r.File, "Could not create '%s': %s", r.File, image.StrerrorOf(err))
+	if err := raw.Create(hostPath(r.File), 0, image.PreallocOff); err != nil {
+		return fail(r.File, "Could not create '%s': %s", hostPath(r.File), image.StrerrorOf(err))
 	}
 	var f *os.File
 	_, err = qcrypto.Create(*o, func(n int64) (qcrypto.HeaderIO, error) {
 		if r.Size > 1<<63-1-n {
 			return nil, fmt.Errorf("The requested file size is too large")
 		}
-		if err := raw.Create(r.File, r.Size+n, prealloc); err != nil {
+		if err := raw.Create(hostPath(r.File), r.Size+n, prealloc); err != nil {
 			return nil, err
 		}
 		var err error
-		if f, err = os.OpenFile(r.File, os.O_RDWR, 0); err != nil {
+		if f, err = os.OpenFile(hostPath(r.File), os.O_RDWR, 0); err != nil {
 			return nil, err
 		}
 		return luksFile{f}, nil
@@ -208,7 +208,7 @@ func createLUKS(r Request, out io.Writer, parseSize func(string) (int64, error))
 		f.Close()
 	}
 	if err != nil {
-		os.Remove(r.File)
+		os.Remove(hostPath(r.File))
 		return fail(r.File, "%v", err)
 	}
 	return nil

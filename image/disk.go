@@ -787,6 +787,13 @@ func (d *Disk) Backing() *Disk {
 	return nil
 }
 
+// StatusAligner is a driver whose block status requests are aligned
+// otherwise than its reads and writes (a probed raw file: 512-byte
+// requests, block status in the file's own units).
+type StatusAligner interface {
+	StatusAlignment() int64
+}
+
 // BlockStatus is QEMU's bdrv_co_block_status for this layer alone: it
 // describes the run starting at off (at most n bytes). Past the end it returns
 // an extent of length 0 with StatusEOF. The driver's answer gains Allocated
@@ -826,6 +833,9 @@ func (d *Disk) BlockStatus(off, n int64, wantZero bool) (Extent, error) {
 		e = Extent{Status: StatusData | StatusAllocated, Len: n}
 	} else {
 		ra := d.Limits().RequestAlignment
+		if sa, ok := d.drv.(StatusAligner); ok {
+			ra = sa.StatusAlignment()
+		}
 		aoff := blkalign.AlignDown(off, ra)
 		alen := blkalign.AlignUp(off+n, ra) - aoff
 		var err error

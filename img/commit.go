@@ -64,20 +64,31 @@ func Commit(ctx context.Context, im *Image, filename string, o CommitOptions) er
 	// reading the base: what it may have cached is only ever of ranges not
 	// yet written, which the copy does not change.
 	g := formats.NewGraph(formats.Env{})
-	if pg := top.Graph(); pg != nil {
-		g.Objects = pg.Objects // the secrets of an encrypted base
+	opts := map[string]string{lockingKey(base): "off"}
+	if pg := base.Graph(); pg != nil {
+		// the --object secrets, and the base's key (as the reopened node
+		// keeps its options)
+		g.Objects = pg.Objects
+	}
+	if v, ok := base.Options.Str("encrypt.key-secret"); ok {
+		opts["encrypt.key-secret"] = v
 	}
 	target, err := formats.OpenNode(base.Filename, formats.Options{Format: base.Drv.Name, Graph: g, Unmap: true,
-		Options: map[string]string{"file.locking": "off"}})
+		Options: opts})
 	if err != nil {
 		return err
 	}
 	defer target.Close()
-	if err := mirror(ctx, top.Disk, base.Disk, target, o); err != nil {
-		return err
+	err = mirror(ctx, top.Disk, base.Disk, target, o)
+	if err == nil {
+		err = target.Disk.Flush()
 	}
-	if err := target.Disk.Flush(); err != nil {
-		return err
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		// common_block_job_cb: the job's failure, with its errno
+		return &Error{Msg: "Block job failed: " + image.StrerrorOf(err), Err: err}
 	}
 	if !o.Drop {
 		if q, ok := image.SkipFilters(top.Disk).Driver().(*qcow2.Driver); ok {
@@ -88,6 +99,31 @@ func Commit(ctx context.Context, im *Image, filename string, o CommitOptions) er
 		}
 	}
 	return nil
+}
+
+// lockingKey is the option that turns locking off in the file node under
+// n: "file.locking" for a format over a file, "file.image.locking" with a
+// blkdebug between them, and so on down the primary children.
+func lockingKey(n *formats.Node) string {
+	key := ""
+	for n != nil {
+		var next *formats.Child
+		for _, c := range n.Children {
+			if c.Name == "file" || c.Name == "image" {
+				next = c
+				break
+			}
+		}
+		if next == nil {
+			break
+		}
+		key += next.Name + "."
+		n = next.Node
+	}
+	if key == "" {
+		key = "file."
+	}
+	return key + "locking"
 }
 
 // granularity is bdrv_get_default_bitmap_granularity.

@@ -16,23 +16,42 @@ type Progress interface {
 }
 
 // QemuProgress prints progress as qemu-img's util/qemu-progress.c does:
-// "    (xx.xx/100%)\r" whenever the value moves by more than one percent
-// from the last line printed, or reaches 0 or 100, and a newline at the
-// end. W should be the process's stdout.
+// "    (xx.xx/100%)\r" whenever the value moves by more than MinSkip
+// percent (0: one percent) from the last line printed, or reaches 0 or
+// 100, and a newline at the end. W should be the process's stdout. With
+// Off (qemu-img without -p) it keeps the value and prints nothing.
 type QemuProgress struct {
 	W         io.Writer
+	MinSkip   float32
+	Off       bool
 	current   float32
 	lastPrint float32
 }
 
 // Report is qemu_progress_print(percent, 0).
-func (p *QemuProgress) Report(percent float32) {
-	if percent > 100 {
-		percent = 100
+func (p *QemuProgress) Report(percent float32) { p.Print(percent, 0) }
+
+// Print is qemu_progress_print: with max 0, delta is the progress in
+// percent; otherwise the progress advances by delta percent of max
+// percent. It is a ProgressFunc.
+func (p *QemuProgress) Print(delta float32, max int) {
+	cur := delta
+	if max != 0 {
+		cur = p.current + delta/100*float32(max)
 	}
-	p.current = percent
-	if percent > p.lastPrint+1 || percent < p.lastPrint-1 || percent == 100 || percent == 0 {
+	if cur > 100 {
+		cur = 100
+	}
+	p.current = cur
+	skip := p.MinSkip
+	if skip == 0 {
+		skip = 1
+	}
+	if cur > p.lastPrint+skip || cur < p.lastPrint-skip || cur == 100 || cur == 0 {
 		p.lastPrint = p.current
+		if p.Off {
+			return
+		}
 		fmt.Fprintf(p.W, "    (%3.2f/100%%)\r", p.current)
 		if f, ok := p.W.(interface{ Flush() error }); ok {
 			f.Flush()
@@ -41,7 +60,11 @@ func (p *QemuProgress) Report(percent float32) {
 }
 
 // End is qemu_progress_end.
-func (p *QemuProgress) End() { fmt.Fprint(p.W, "\n") }
+func (p *QemuProgress) End() {
+	if !p.Off {
+		fmt.Fprint(p.W, "\n")
+	}
+}
 
 // BarProgress draws a progress bar with the rate and the time left on a
 // terminal, redrawn at most ten times a second. Total is the work in

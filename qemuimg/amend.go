@@ -85,8 +85,8 @@ func imgAmend(e *env, argv []string) int {
 	if quiet {
 		progress = false
 	}
-	p := newJobProgress(e.stdout, progress, 1.0)
-	defer p.end()
+	p := &img.QemuProgress{W: e.stdout, Off: !progress, MinSkip: 1.0}
+	defer p.End()
 	if fmtName != "" && hasHelpOption(options) {
 		return e.amendHelp(fmtName)
 	}
@@ -118,9 +118,9 @@ func imgAmend(e *env, argv []string) int {
 			e.graph = formats.NewGraph(formats.Env{Prog: e.prog})
 		}
 		o.Lookup = e.graph.Objects.Secret
-		p.print(0, 0)
+		p.Print(0, 0)
 		err = formats.AmendLUKS(e.graph, node, o, force)
-		p.print(100, 0)
+		p.Print(100, 0)
 		if err != nil {
 			e.chainErr(err)
 			return 1
@@ -137,10 +137,10 @@ func imgAmend(e *env, argv []string) int {
 		return 1
 	}
 	o.Force = force
-	o.Progress = p.print
-	p.print(0, 0)
+	o.Progress = p.Print
+	p.Print(0, 0)
 	err = img.Amend(context.Background(), img.FromNode(node), o)
-	p.print(100, 0)
+	p.Print(100, 0)
 	if err != nil {
 		e.chainErr(err)
 		return 1

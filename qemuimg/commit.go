@@ -60,14 +60,14 @@ func imgCommit(e *env, argv []string) int {
 	if node == nil {
 		return 1
 	}
-	p := newJobProgress(e.stdout, progress, 1.0)
-	p.print(0, 100)
-	o.Progress = p.print
+	p := &img.QemuProgress{W: e.stdout, Off: !progress, MinSkip: 1.0}
+	p.Print(0, 100)
+	o.Progress = p.Print
 	err := img.Commit(context.Background(), img.FromNode(node), ops[0], o)
 	if err == nil {
-		p.print(100, 0)
+		p.Print(100, 0)
 	}
-	p.end()
+	p.End()
 	node.Close()
 	if err != nil {
 		e.chainErr(err)

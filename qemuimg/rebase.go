@@ -54,9 +54,9 @@ func imgRebase(e *env, argv []string) int {
 	if !o.Unsafe && !backingGiven {
 		return e.errorExit("Must specify backing file (-b) or use unsafe mode (-u)")
 	}
-	p := newJobProgress(e.stdout, progress, 2.0)
-	p.print(0, 100)
-	defer p.end()
+	p := &img.QemuProgress{W: e.stdout, Off: !progress, MinSkip: 2.0}
+	p.Print(0, 100)
+	defer p.End()
 	var f commands.OpenFlags
 	if !commands.ParseCacheMode(cache, &f) {
 		e.report("Invalid cache option: %s", cache)
@@ -72,7 +72,7 @@ func imgRebase(e *env, argv []string) int {
 	}
 	defer node.Close()
 	o.Graph = e.graph
-	o.Progress = p.print
+	o.Progress = p.Print
 	o.Warn = func(m string) { fmt.Fprintln(e.stderr, m) }
 	o.WarnReport = e.warn
 	if err := img.Rebase(context.Background(), img.FromNode(node), o); err != nil {

@@ -303,6 +303,12 @@ func openQcow2(g *Graph, n *Node, opts *qdict.Dict) error {
 	qo.Stderr, qo.Prog = g.Env.Stderr, g.Env.Prog
 	qo.NoIO, qo.Secrets = n.Flags&FlagNoIO != 0, g.Objects.Secret
 	qo.OpenDataFile = func(name string) (*image.Disk, error) { return openDataFile(g, n, opts, name) }
+	if qo.NoIO {
+		// qcow2_do_open with BDRV_O_NO_IO (QEMU 7.2.x, CVE-2024-4467):
+		// the data file is not opened and its options are dropped
+		opts.DelSub("data-file.")
+		opts.Del("data-file")
+	}
 	d, err := qcow2.OpenOn(file.Disk, file.Filename, qo)
 	if err != nil {
 		if e, ok := err.(*Error); ok {

@@ -155,6 +155,9 @@ func (n *Node) closeRest() error {
 // OnClose registers f to run when the node closes, after its driver.
 func (n *Node) OnClose(f func() error) { n.closers = append(n.closers, f) }
 
+// Graph is the graph the node belongs to (nil for one opened alone).
+func (n *Node) Graph() *Graph { return n.graph }
+
 // Env is what a graph's drivers may use of the program around them.
 type Env struct {
 	// Warn receives warnings QEMU prints with warn_report (no prefix, no
@@ -177,9 +180,6 @@ type Env struct {
 	// BlockBackend's write cache disabled).
 	WriteThrough bool
 }
-
-// Graph returns the graph the node is in (its --object objects).
-func (n *Node) Graph() *Graph { return n.graph }
 
 // Graph is a set of nodes that can refer to each other by node-name, as
 // QEMU's global node list. A qemu-io session keeps one for its lifetime.

@@ -152,7 +152,13 @@ func (d *Driver) Amend(o AmendOptions) error {
 			return amendErr(syscall.EINVAL, "Refcount widths other than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)")
 		}
 		p.current = 3
-		return amendErr(syscall.ENOTSUP, "goqio cannot change the refcount width of an image yet")
+		order := uint(0)
+		for 1<<order != refBits {
+			order++
+		}
+		if err := d.changeRefcountOrder(order, p); err != nil {
+			return err
+		}
 	}
 	if dataFileRaw {
 		d.hdr.AutoclearFeatures |= autoclearDataFileRaw
@@ -327,7 +333,7 @@ func (d *Driver) expandZeroClusters(p *amendProgress) error {
 	}
 	d.l2c.tables = map[int64]*table{}
 	for _, sn := range d.snaps {
-		if err := d.validateTable(sn.l1Off, uint64(sn.l1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
+		if err := d.validateTableReported(sn.l1Off, uint64(sn.l1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
 			return err
 		}
 		b := make([]byte, int64(sn.l1Size)*8)

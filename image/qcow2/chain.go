@@ -87,10 +87,12 @@ func (d *Driver) makeCompletelyEmpty(l1c int64) error {
 	}
 	cs := d.clusterSize
 	broken := func(err error) error { d.dead = true; return err }
+	d.file.DebugEvent("l1_update")
 	if err := d.file.WriteZeroes(d.l1Offset, l1c*cs, 0, false); err != nil {
 		return broken(err)
 	}
 	clear(d.l1)
+	d.file.DebugEvent("empty_image_prepare")
 	if err := d.file.WriteZeroes(cs, (2+l1c)*cs, 0, false); err != nil {
 		return broken(err)
 	}
@@ -98,6 +100,8 @@ func (d *Driver) makeCompletelyEmpty(l1c int64) error {
 	binary.BigEndian.PutUint64(hb[0:], uint64(3*cs))
 	binary.BigEndian.PutUint64(hb[8:], uint64(cs))
 	binary.BigEndian.PutUint32(hb[16:], 1)
+	d.file.DebugEvent("l1_update")
+	d.file.DebugEvent("reftable_update")
 	if err := d.writeSync(hb[:], 40); err != nil {
 		return broken(err)
 	}
@@ -106,6 +110,7 @@ func (d *Driver) makeCompletelyEmpty(l1c int64) error {
 	d.refTable = make([]uint64, cs/8)
 	d.refTableOffset = cs
 	d.hdr.RefcountTableOffset, d.hdr.RefcountTableClusters = uint64(cs), 1
+	d.file.DebugEvent("refblock_alloc")
 	var rt [8]byte
 	binary.BigEndian.PutUint64(rt[:], uint64(2*cs))
 	if err := d.writeSync(rt[:], cs); err != nil {

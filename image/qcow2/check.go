@@ -131,7 +131,12 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 			}
 			if off&(r.d.clusterSize-1) != 0 {
 				r.res.Corruptions++
-				if e&oflagZero == 0 {
+				containsData := e&oflagZero == 0
+				if r.d.extL2 {
+					// with subclusters: whether any of them is allocated
+					containsData = bm&0xffffffff != 0
+				}
+				if containsData {
 					fmt.Fprintf(r.w, "ERROR offset=%x: Data cluster is not properly aligned; L2 entry corrupted.\n", off)
 				} else {
 					what := "ERROR"
@@ -140,7 +145,8 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 					}
 					fmt.Fprintf(r.w, "%s offset=%x: Preallocated cluster is not properly aligned; L2 entry corrupted.\n", what, off)
 					if r.fix&FixErrors != 0 {
-						// the entry becomes a plain zero cluster
+						// the entry becomes a plain zero cluster (unallocated
+						// with subclusters)
 						eoff := l2off + r.d.l2EntrySize*i
 						ign := olInactiveL2
 						if frag {
@@ -152,7 +158,9 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 							return err
 						}
 						var nb [8]byte
-						binary.BigEndian.PutUint64(nb[:], oflagZero)
+						if !r.d.extL2 { // with subclusters the entry becomes 0, its bitmap stays
+							binary.BigEndian.PutUint64(nb[:], oflagZero)
+						}
 						r.d.l2c.drop(l2off)
 						if err := r.d.writeSync(nb[:], eoff); err != nil {
 							fmt.Fprintf(r.w, "ERROR: Failed to overwrite L2 table entry: %s\n", image.StrerrorOf(err))

@@ -199,14 +199,18 @@ func createOn(f *os.File, path string, o CreateOptions) error {
 	if err != nil {
 		return err
 	}
-	rd, err := raw.Open(path, raw.Options{NoFlush: true})
+	// the file is flushed as QEMU's qcow2_co_create_opts leaves it (only
+	// the qcow2 node is opened with no-flush): its fdatasyncs between the
+	// metadata writes decide where the file system places the clusters,
+	// which the preallocation modes' host sizes depend on (iotest 125)
+	rd, err := raw.Open(path, raw.Options{})
 	if err != nil {
 		return err
 	}
 	file := image.New(rd, path, image.Options{Grow: true})
 	var data *image.Disk
 	if o.DataFile != "" {
-		rd, err := raw.Open(o.DataFile, raw.Options{NoFlush: true})
+		rd, err := raw.Open(o.DataFile, raw.Options{})
 		if err != nil {
 			file.Close()
 			return err
@@ -244,7 +248,7 @@ func createOn(f *os.File, path string, o CreateOptions) error {
 		return err
 	}
 	// QEMU grows the new image to its size with the preallocation asked for
-	if _, err := d.growArea(0, o.Size, o.Prealloc); err != nil {
+	if _, err := d.growArea(0, o.Size, o.Prealloc, false); err != nil {
 		d.Close()
 		return err
 	}

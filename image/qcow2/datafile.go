@@ -18,6 +18,13 @@ import (
 // the caller's options name, else (with the data-file bit set) the file
 // the header extension names; then the consistency checks.
 func (d *Driver) openDataFile() error {
+	if d.opts.NoIO {
+		// QEMU 7.2.x's fix of CVE-2024-4467: 'qemu-img info' opens no
+		// data file (has_data_file stays true with the data-file bit);
+		// the caller drops the data-file options
+		d.dataUnopened = d.hdr.IncompatibleFeatures&incompatDataFile != 0
+		return nil
+	}
 	var data *image.Disk
 	if d.opts.OpenDataFile != nil {
 		var err error
@@ -48,7 +55,7 @@ func (d *Driver) openDataFile() error {
 }
 
 // hasDataFile is QEMU's has_data_file.
-func (d *Driver) hasDataFile() bool { return d.data != nil }
+func (d *Driver) hasDataFile() bool { return d.data != nil || d.dataUnopened }
 
 // dataFileRaw is QEMU's data_file_is_raw.
 func (d *Driver) dataFileRaw() bool { return d.hdr.AutoclearFeatures&autoclearDataFileRaw != 0 }

@@ -23,6 +23,12 @@ func (d *Driver) SpecificInfo() *qdict.Dict {
 		return s
 	}
 	s.Put("compat", "1.1")
+	if d.hasDataName {
+		s.Put("data-file", d.dataName)
+	}
+	if d.hasDataFile() {
+		s.Put("data-file-raw", d.dataFileRaw())
+	}
 	s.Put("extended-l2", d.hdr.IncompatibleFeatures&incompatExtL2 != 0)
 	s.Put("lazy-refcounts", d.hdr.CompatibleFeatures&compatLazyRefcounts != 0)
 	s.Put("corrupt", d.hdr.IncompatibleFeatures&incompatCorrupt != 0)

@@ -67,7 +67,10 @@ func (d *Driver) lastCluster(size int64) (int64, error) {
 // refcount structures placed past the file's last used cluster, covering
 // the new data clusters (allocated there in one run, the file grown over
 // them with mode's preallocation) and their L2 tables; then the L2 entries.
-func (d *Driver) preallocateData(old, size int64, mode image.Prealloc) error {
+// zeroWrite is BDRV_REQ_ZERO_WRITE (a backing file would show through the
+// new area): the grown file reads as zeroes, so the new subclusters are
+// marked allocated (QEMU's subclusters_need_allocation, prealloc off).
+func (d *Driver) preallocateData(old, size int64, mode image.Prealloc, zeroWrite bool) error {
 	last, err := d.lastCluster(d.file.Size())
 	if err != nil {
 		return err
@@ -103,7 +106,7 @@ func (d *Driver) preallocateData(old, size int64, mode image.Prealloc) error {
 		cowStart := guest & (d.clusterSize - 1)
 		guest &^= d.clusterSize - 1
 		m := &l2Meta{allocOffset: host, guest: guest, nbClusters: n,
-			cowStart: [2]int64{0, cowStart}, cowEnd: [2]int64{n << d.clusterBits, 0}, prealloc: true}
+			cowStart: [2]int64{0, cowStart}, cowEnd: [2]int64{n << d.clusterBits, 0}, prealloc: !zeroWrite}
 		if err := d.linkL2(m, true); err != nil {
 			return fmt.Errorf("Failed to update L2 tables: %s", image.StrerrorOf(err))
 		}

@@ -175,6 +175,9 @@ type Driver struct {
 	dead            bool        // a fatal corruption made the image unusable
 	snapshotsSize   int64       // bytes of the snapshot table (for overlap checks)
 	cs              cryptoState // encryption (crypto.go)
+	// dataUnopened: an image with an external data file opened with
+	// NoIO, its data file not opened (datafile.go)
+	dataUnopened bool
 }
 
 // Error texts of open failures are QEMU's.
@@ -477,6 +480,21 @@ func (d *Driver) validateTable(off, entries, entryLen, maxBytes uint64, name str
 		return openErr("%s offset invalid", name)
 	}
 	return nil
+}
+
+// validateTableReported is qcow2_validate_table whose error QEMU's caller
+// prints (error_report_err) before failing with its errno: EFBIG for a
+// table too large, EINVAL for a bad offset.
+func (d *Driver) validateTableReported(off, entries, entryLen, maxBytes uint64, name string) error {
+	err := d.validateTable(off, entries, entryLen, maxBytes, name)
+	if err == nil {
+		return nil
+	}
+	d.report("%s", err.Error())
+	if strings.HasSuffix(err.Error(), "too large") {
+		return syscall.EFBIG
+	}
+	return syscall.EINVAL
 }
 
 func (d *Driver) sizeToL1(size int64) int64 {
@@ -933,7 +951,7 @@ func (d *Driver) flushLocked() error {
 	if err := d.file.Flush(); err != nil {
 		return err
 	}
-	if d.hasDataFile() {
+	if d.data != nil {
 		return d.data.Flush()
 	}
 	return nil

@@ -43,7 +43,7 @@ func (d *Driver) Snapshots() ([]Snapshot, error) {
 			return nil, fmt.Errorf("snapshot table entry %d is outside the file: %w", i, syscall.EFBIG)
 		}
 		out = append(out, Snapshot{
-			ID: sn.id, Name: sn.name, L1Offset: int64(sn.l1Off), L1Size: int64(sn.l1Size),
+			ID: pstr(sn.id, 128), Name: pstr(sn.name, 256), L1Offset: int64(sn.l1Off), L1Size: int64(sn.l1Size),
 			DateSec: sn.dateSec, DateNsec: sn.dateNsec, VMClockNsec: sn.vmClock,
 			VMStateSize: sn.vmStateSize, ICount: sn.icount,
 		})
@@ -296,6 +296,17 @@ func (d *Driver) writeSnapshots() error {
 	d.hdr.NbSnapshots, d.hdr.SnapshotsOffset = uint32(len(d.snaps)), uint64(off)
 	d.snapshotsSize = size
 	return nil
+}
+
+// pstr is pstrcpy of s into a buffer of n bytes (QEMUSnapshotInfo's
+// id_str[128] and name[256], as qcow2_snapshot_list fills them): up to the
+// first NUL, at most n-1 bytes.
+func pstr(s string, n int) string {
+	s = cstr(s)
+	if len(s) > n-1 {
+		s = s[:n-1]
+	}
+	return s
 }
 
 // cstr is s as C sees it: up to the first NUL.

@@ -58,7 +58,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 					if addend != 0 {
 						off, size := d.compressedRange(entry)
 						if err := d.updateRefcount(off, size, 1, addend < 0, discardSnapshot); err != nil {
-							return err
+							return againErrno(err)
 						}
 					}
 					rc = 2 // compressed clusters are never modified in place
@@ -69,7 +69,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 					}
 					if addend != 0 {
 						if err := d.updateRefcount(off, 1, 1, addend < 0, discardSnapshot); err != nil {
-							return err
+							return againErrno(err)
 						}
 					}
 					if rc, err = d.getRefcount(off >> d.clusterBits); err != nil {
@@ -150,6 +150,9 @@ func (d *Driver) CreateSnapshot(name string, now time.Time) error {
 		return err
 	}
 	defer d.mu.Unlock()
+	if len(d.snaps) >= maxSnapshots {
+		return syscall.EFBIG
+	}
 	if d.hasDataFile() {
 		return image.ErrNotSupported // no internal snapshots with a data file
 	}
@@ -236,14 +239,14 @@ func (d *Driver) DeleteSnapshot(id, name string) error {
 	}
 	d.snaps = append(d.snaps[:i:i], d.snaps[i+1:]...)
 	if err := d.writeSnapshots(); err != nil {
-		return fmt.Errorf("Failed to remove snapshot from snapshot list: %w", err)
+		return &errnoError{"Failed to remove snapshot from snapshot list", err}
 	}
 	if err := d.updateSnapshotRefcount(int64(sn.l1Off), int64(sn.l1Size), -1); err != nil {
-		return fmt.Errorf("Failed to free the cluster and L1 table: %w", err)
+		return &errnoError{"Failed to free the cluster and L1 table", err}
 	}
 	d.freeClusters(int64(sn.l1Off), int64(sn.l1Size)*8, discardSnapshot)
 	if err := d.updateSnapshotRefcount(d.l1Offset, int64(len(d.l1)), 0); err != nil {
-		return fmt.Errorf("Failed to update snapshot status in disk: %w", err)
+		return &errnoError{"Failed to update snapshot status in disk", err}
 	}
 	return nil
 }
@@ -270,7 +273,7 @@ func (d *Driver) ApplySnapshot(idOrName string) error {
 		return ErrSnapshotNotFound
 	}
 	sn := d.snaps[i]
-	if err := d.validateTable(sn.l1Off, uint64(sn.l1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
+	if err := d.validateTableReported(sn.l1Off, uint64(sn.l1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
 		d.mu.Unlock()
 		return err
 	}
@@ -310,4 +313,24 @@ func (d *Driver) ApplySnapshot(idOrName string) error {
 		return err
 	}
 	return d.updateSnapshotRefcount(d.l1Offset, int64(len(d.l1)), 0)
+}
+
+// errnoError is QEMU's error_setg_errno: a message, then strerror of the
+// cause (which errors.Is and errors.As still see).
+type errnoError struct {
+	msg string
+	err error
+}
+
+func (e *errnoError) Error() string { return e.msg + ": " + image.StrerrorOf(e.err) }
+
+func (e *errnoError) Unwrap() error { return e.err }
+
+// againErrno is update_refcount's -EAGAIN as the errno QEMU's callers
+// pass up (qcow2_update_snapshot_refcount).
+func againErrno(err error) error {
+	if err == errAgain {
+		return syscall.EAGAIN
+	}
+	return err
 }

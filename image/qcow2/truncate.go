@@ -85,14 +85,14 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 			}
 		}
 		// preallocation off: the external data file follows the size
-		if _, err := d.growArea(old, size, p); err != nil {
+		if _, err := d.growArea(old, size, p, zeroTail); err != nil {
 			return err
 		}
 	} else {
 		if err := d.growL1(newL1, true); err != nil {
 			return fmt.Errorf("Failed to grow the L1 table: %s", image.StrerrorOf(err))
 		}
-		zeroed, err := d.growArea(old, size, p)
+		zeroed, err := d.growArea(old, size, p, zeroTail)
 		if err != nil {
 			return err
 		}
@@ -103,7 +103,8 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 		}
 	}
 	if zeroTail {
-		zeroStart := (old + d.clusterSize - 1) &^ (d.clusterSize - 1)
+		// subcluster-aligned, as qcow2_subcluster_zeroize needs
+		zeroStart := (old + d.scSize - 1) &^ (d.scSize - 1)
 		d.size = size
 		if size > zeroStart {
 			if err := d.zeroize(zeroStart, size-zeroStart, 0); err != nil {
@@ -237,7 +238,7 @@ func (d *Driver) discardRefcountBlock(off int64) error {
 // the data file's new area. It reports whether the new clusters were
 // allocated over zeroes in the image file (falloc/full without a data
 // file).
-func (d *Driver) growArea(old, size int64, p image.Prealloc) (bool, error) {
+func (d *Driver) growArea(old, size int64, p image.Prealloc, zeroWrite bool) (bool, error) {
 	if d.hasDataFile() && d.dataFileRaw() && p == image.PreallocOff && size >= old {
 		p = image.PreallocMetadata
 	}
@@ -254,7 +255,7 @@ func (d *Driver) growArea(old, size int64, p image.Prealloc) (bool, error) {
 		if d.hasDataFile() {
 			return false, d.preallocateMetadata(old, size, p)
 		}
-		return true, d.preallocateData(old, size, p)
+		return true, d.preallocateData(old, size, p, zeroWrite)
 	}
 	return false, nil
 }

@@ -46,6 +46,10 @@ type Driver struct {
 	name  string
 	opts  Options
 	align int64 // request alignment
+	// fileAlign is the file's own request alignment (align before a
+	// probed image raised it to 512): block status answers in its units,
+	// as QEMU's file node under a probed raw node does
+	fileAlign int64
 	// memAlign is the buffer alignment O_DIRECT needs.
 	memAlign int
 
@@ -109,6 +113,7 @@ func Open(path string, opts Options) (*Driver, error) {
 	if opts.Direct {
 		d.align, d.memAlign = probeAlignment(f)
 	}
+	d.fileAlign = d.align
 	if opts.Probed && d.align < 512 {
 		d.align = 512
 	}
@@ -393,8 +398,8 @@ func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) 
 	if off >= d.bscStart && off < d.bscEnd {
 		l := d.bscEnd - off
 		d.bscMu.Unlock()
-		if l%d.align != 0 {
-			l = (l + d.align - 1) / d.align * d.align
+		if l%d.fileAlign != 0 {
+			l = (l + d.fileAlign - 1) / d.fileAlign * d.fileAlign
 		}
 		e.Len = l
 		return e, nil
@@ -413,8 +418,8 @@ func (d *Driver) BlockStatus(off, n int64, wantZero bool) (image.Extent, error) 
 		// no information: pretend there are no holes
 	case data == off:
 		l := hole - off
-		if l%d.align != 0 {
-			l = (l + d.align - 1) / d.align * d.align
+		if l%d.fileAlign != 0 {
+			l = (l + d.fileAlign - 1) / d.fileAlign * d.fileAlign
 		}
 		e.Len = l
 	default:
@@ -492,7 +497,7 @@ func Create(path string, size int64, prealloc image.Prealloc) error {
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_CLOEXEC, 0o644)
 	if err != nil {
-		return err
+		return &createError{path, err}
 	}
 	defer f.Close()
 	size = roundUp512(size)
@@ -722,9 +727,26 @@ func (d *Driver) SetLock(l Lock) error {
 // SetProbed marks the image as one whose format was guessed (see
 // Options.Probed); probeHeader says whether a block 0 looks like another
 // format.
+// StatusAlignment is the alignment of block status requests: the file's
+// own, also when the image was probed (the raw format node over it passes
+// block status through unaligned, BDRV_BLOCK_RAW).
+func (d *Driver) StatusAlignment() int64 { return d.fileAlign }
+
 func (d *Driver) SetProbed(probeHeader func(block0 []byte) bool) {
 	d.opts.Probed, d.opts.ProbeHeader = true, probeHeader
 	if d.align < 512 {
 		d.align = 512
 	}
 }
+
+// createError is file-posix's "Could not create '%s'" with the errno.
+type createError struct {
+	path string
+	err  error
+}
+
+func (e *createError) Error() string {
+	return fmt.Sprintf("Could not create '%s': %s", e.path, image.StrerrorOf(e.err))
+}
+
+func (e *createError) Unwrap() error { return e.err }

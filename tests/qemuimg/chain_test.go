@@ -71,6 +71,42 @@ qemu-img bitmap --add -g 4k bm2.qcow2 x
 qemu-io -c 'write 600k 1k' bm2.qcow2
 qemu-img create -q -f qcow2 bm3.qcow2 2M
 qemu-img bitmap --add bm3.qcow2 x
+qemu-img create -q -f qcow2 -o cluster_size=4k rb.qcow2 24M
+qemu-io -c 'write -P 1 0 1M' -c 'write -P 2 9M 2M' -c 'write -z 20M 1M' rb.qcow2
+qemu-img snapshot -c s1 rb.qcow2
+qemu-io -c 'write -P 3 512k 1M' rb.qcow2
+qemu-img create -q -f qcow2 -o refcount_bits=1,cluster_size=512 rw.qcow2 64k
+qemu-io -c 'write 0 29696' rw.qcow2
+qemu-img create -q -f qcow2 -o refcount_bits=64,cluster_size=1k r64.qcow2 4M
+qemu-img create -q -f qcow2 jb.qcow2 1M
+qemu-img create -q -f qcow2 -F qcow2 -b 'json:{"driver": "qcow2", "file": {"driver": "blkdebug", "inject-error": [{"event": "write_aio", "errno": 28, "once": true}], "image": {"driver": "file", "filename": "jb.qcow2"}}}' jo.qcow2
+qemu-io -c 'write -P 3 0 64k' jo.qcow2
+qemu-img create -q -f qcow2 eb.qcow2 64M
+qemu-img create -q -f qcow2 -b eb.qcow2 -F qcow2 eo.qcow2 64M
+qemu-io -c 'write 0 64k' eo.qcow2
+qemu-img create -q -f qcow2 sl.qcow2 1M
+qemu-io -c 'write -z 0 64k' sl.qcow2
+qemu-img snapshot -c test sl.qcow2
+cp sl.qcow2 sl2.qcow2
+so=$(od -An -tu8 --endian=big -j 64 -N 8 sl.qcow2 | tr -d ' ')
+printf '\x00\x00\x00\x00\x00\x40\x02\x00' | dd of=sl.qcow2 bs=1 seek=$so conv=notrunc status=none
+printf '\x10\x00\x00\x00' | dd of=sl2.qcow2 bs=1 seek=$((so+8)) conv=notrunc status=none
+qemu-img create -q -f qcow2 sn.qcow2 64M
+printf '\x00\x00\x00\x00\x01\x00\x00\x00' | dd of=sn.qcow2 bs=1 seek=64 conv=notrunc status=none
+printf '\x00\x01\x00\x00' | dd of=sn.qcow2 bs=1 seek=60 conv=notrunc status=none
+qemu-img create -q -f raw xb.raw 128k
+qemu-io -f raw -c 'write -q -P 0xff 0 128k' xb.raw
+qemu-img create -q -f qcow2 -o extended_l2=on -F raw -b xb.raw xu.qcow2
+cp xu.qcow2 xd.qcow2
+qemu-io -c 'write -q -P 1 4k 2k' -c 'write -q -z 4k 2k' xu.qcow2
+qemu-io -c 'write -q -P 1 4k 2k' xd.qcow2
+printf '\x02' | dd of=xu.qcow2 bs=1 seek=$((0x40006)) conv=notrunc status=none
+printf '\x02' | dd of=xd.qcow2 bs=1 seek=$((0x40006)) conv=notrunc status=none
+qemu-img create -q -f raw xb2.raw 1M
+qemu-io -f raw -c 'write -q -P 0xff 0 1M' xb2.raw
+qemu-img create -q -f qcow2 -o extended_l2=on -F raw -b xb2.raw xr.qcow2 515072
+for e in l1_update empty_image_prepare reftable_update refblock_alloc; do printf '[inject-error]\nevent = "%s"\n' $e > $e.conf; done
+qemu-io -c 'write -P 5 0 3M' r64.qcow2
 `
 
 // chainCase is one command line; guest: qemu-img's host offsets are not
@@ -139,6 +175,23 @@ var chainCases = []chainCase{
 	{args: []string{"amend", "-o", "compat=0.10", "-o", "lazy_refcounts=on", "z.qcow2"}}, {args: []string{"amend", "-o", "encrypt.new-secret=x", "z.qcow2"}}, {args: []string{"amend", "-o", "lazy_refcounts=x", "z.qcow2"}},
 	{args: []string{"amend", "-o", "compat=0.10", "nothere"}}, {args: []string{"amend", "-o", "compat=0.10", "miss.qcow2"}}, {args: []string{"amend", "-q", "-p", "-o", "compat=0.10", "k.qcow2"}},
 	{args: []string{"amend", "-t", "foo", "-o", "compat=0.10", "z.qcow2"}}, {args: []string{"amend", "-o", "compat=0.10", "--image-opts", "driver=qcow2,file.filename=z.qcow2"}}, {args: []string{"amend", "-x", "z.qcow2"}},
+	// amend -o refcount_bits: the new refcount structures where QEMU puts them
+	{args: []string{"amend", "-o", "refcount_bits=1", "rb.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=2", "rb.qcow2"}},
+	{args: []string{"amend", "-p", "-o", "refcount_bits=64", "rb.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=8", "z.qcow2"}},
+	{args: []string{"amend", "-p", "-o", "refcount_bits=64", "rw.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=4", "r64.qcow2"}},
+	{args: []string{"amend", "-o", "refcount_bits=1", "r64.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=32,compat=0.10", "z.qcow2"}},
+	{args: []string{"amend", "-o", "compat=0.10,refcount_bits=16", "r64.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=2", "v2.qcow2"}},
+	{args: []string{"amend", "-o", "compat=1.1,refcount_bits=1", "a2.qcow2"}}, {args: []string{"amend", "-o", "refcount_bits=128", "z.qcow2"}},
+	{args: []string{"amend", "-o", "refcount_bits=8,lazy_refcounts=on", "bm.qcow2"}},
+	// growing an extended-L2 image over a longer backing file (iotest 271)
+	{args: []string{"resize", "--preallocation=falloc", "xr.qcow2", "1037312"}}, {args: []string{"resize", "--preallocation=full", "xr.qcow2", "1037312"}},
+	{args: []string{"resize", "--preallocation=metadata", "xr.qcow2", "1037312"}},
+	// unaligned extended L2 entries (iotest 271)
+	{args: []string{"check", "xu.qcow2"}}, {args: []string{"check", "-r", "all", "xu.qcow2"}}, {args: []string{"check", "-r", "all", "xd.qcow2"}},
+	// broken snapshot tables (iotest 080)
+	{args: []string{"amend", "-o", "compat=0.10", "sl.qcow2"}}, {args: []string{"snapshot", "-a", "test", "sl.qcow2"}},
+	{args: []string{"amend", "-o", "compat=0.10", "sl2.qcow2"}}, {args: []string{"snapshot", "-a", "test", "sl2.qcow2"}},
+	{args: []string{"snapshot", "-d", "test", "sl2.qcow2"}}, {args: []string{"snapshot", "-c", "x", "sn.qcow2"}},
 	// bitmap
 	{args: []string{"bitmap", "--add", "v2.qcow2", "b"}}, {args: []string{"bitmap", "--add", "-g", "256", "a.qcow2", "b"}}, {args: []string{"bitmap", "--add", "-g", "4G", "a.qcow2", "b"}},
 	{args: []string{"bitmap", "--add", "a.qcow2", "b"}}, {args: []string{"bitmap", "--add", "-g", "512", "a.qcow2", "b"}}, {args: []string{"bitmap", "--add", "-g", "2G", "a.qcow2", "b"}},
@@ -163,6 +216,9 @@ var chainCases = []chainCase{
 	{args: []string{"commit", "-r", "100M", "k.qcow2"}}, {args: []string{"commit", "-t", "foo", "o.qcow2"}},
 	{args: []string{"commit", "-f", "raw", "r.raw"}}, {args: []string{"commit", "nothere"}}, {args: []string{"commit", "miss.qcow2"}},
 	{args: []string{"commit", "loop1.qcow2"}}, {args: []string{"commit"}}, {args: []string{"commit", "k.qcow2", "m.qcow2"}},
+	{args: []string{"commit", "blkdebug:l1_update.conf:eo.qcow2"}}, {args: []string{"commit", "blkdebug:empty_image_prepare.conf:eo.qcow2"}},
+	{args: []string{"commit", "blkdebug:reftable_update.conf:eo.qcow2"}}, {args: []string{"commit", "blkdebug:refblock_alloc.conf:eo.qcow2"}},
+	{args: []string{"commit", "jo.qcow2"}}, {args: []string{"commit", "-d", "jo.qcow2"}},
 	{args: []string{"commit", "--image-opts", "driver=qcow2,file.filename=k.qcow2"}}, {args: []string{"commit", "-f", "raw", "k.qcow2"}},
 }
 

@@ -509,3 +509,47 @@ func TestConvertENOSPC(t *testing.T) {
 		}
 	}
 }
+
+// TestConvertEncrypted: convert to an encrypted qcow2 target takes the
+// --object secret named by -o encrypt.key-secret, opens the target with
+// it, and writes the zeroes of a preallocated encrypted target (which
+// does not read as zeroes); create with an encrypted backing file opens
+// it without its key. The result is compared with the source by guest
+// data (the LUKS headers are random).
+func TestConvertEncrypted(t *testing.T) {
+	t.Parallel()
+	_, qemuImg := testbin.QEMU(t)
+	goqio := testbin.Goqio(t)
+	dir := makeImages(t, `set -e
+qemu-img create -q -f qcow2 --object secret,id=s0,data=pw -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 enc.qcow2 1M
+qemu-img create -q -f qcow2 src.qcow2 1M
+qemu-io -c 'write -P 7 64k 64k' src.qcow2
+`)
+	sec := "secret,id=s0,data=pw"
+	open := "driver=qcow2,encrypt.key-secret=s0,file.filename="
+	for i, c := range [][]string{
+		{"convert", "-O", "qcow2", "--object", sec, "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10,preallocation=metadata", "src.qcow2", "OUT"},
+		{"convert", "-O", "qcow2", "--object", sec, "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10", "--image-opts", open + "enc.qcow2", "OUT"},
+		{"create", "-q", "-f", "qcow2", "--object", "secret,id=s1,data=x", "-o", "encrypt.format=luks,encrypt.key-secret=s1,encrypt.iter-time=10", "-b", "enc.qcow2", "-F", "qcow2", "OUT"},
+	} {
+		var res [2]result
+		for j, prog := range []string{qemuImg, goqio} {
+			out := fmt.Sprintf("o%d-%d.qcow2", i, j)
+			args := append([]string(nil), c...)
+			args[len(args)-1] = out
+			res[j] = run(t, dir, prog, args)
+		}
+		if res[0] != res[1] {
+			t.Errorf("%q:\nqemu-img: %+v\ngoqio: %+v", c, res[0], res[1])
+			continue
+		}
+		if c[0] != "convert" {
+			continue
+		}
+		r := run(t, dir, qemuImg, []string{"compare", "--object", sec, "--object", "secret,id=s1,data=x", "--image-opts",
+			fmt.Sprintf("%so%d-0.qcow2", open, i), fmt.Sprintf("%so%d-1.qcow2", open, i)})
+		if r.rc != 0 {
+			t.Errorf("%q: targets differ: %s%s", c, r.out, r.err)
+		}
+	}
+}

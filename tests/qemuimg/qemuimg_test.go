@@ -87,6 +87,10 @@ printf '\x01' | dd of=dirty.qcow2 bs=1 seek=79 conv=notrunc status=none
 cp top.qcow2 corrupt.qcow2
 printf '\x02' | dd of=corrupt.qcow2 bs=1 seek=79 conv=notrunc status=none
 echo garbage > text.raw
+truncate -s 65537 un.raw
+qemu-img create -q -f qcow2 lsn.qcow2 1M
+qemu-img snapshot -c $(printf 'n%.0s' $(seq 300)) lsn.qcow2
+qemu-io -f raw -c 'write 65536 1' un.raw
 `
 	cmd := exec.Command("bash", "-c", script)
 	cmd.Dir = dir
@@ -136,6 +140,9 @@ var cases = [][]string{
 	{"map", "--image-opts", "driver=qcow2,file.filename=t3.qcow2"},
 	{"map", "--output=json", "--image-opts", "driver=qcow2,file.filename=t3.qcow2,backing="},
 	{"map", "-f", "qcow2", "sp.raw"}, {"map", "t3c.qcow2"}, {"map", "--output=json", "t3c.qcow2"},
+	{"info", "lsn.qcow2"}, {"info", "--output=json", "lsn.qcow2"}, {"snapshot", "-l", "lsn.qcow2"},
+	{"map", "--output=json", "un.raw"}, {"map", "un.raw"}, {"map", "-f", "raw", "--output=json", "un.raw"},
+	{"map", "--output=json", "-s", "65537", "un.raw"},
 	{"map", "--output=json", "v2.qcow2"}, {"map", "t3.qcow2", "--output", "json"}, {"map", "miss.qcow2"},
 	// compare
 	{"compare", "t3.qcow2", "t3.raw"}, {"compare", "-f", "qcow2", "-F", "raw", "t3.qcow2", "t3.raw"},
@@ -214,6 +221,15 @@ func TestInterleaved(t *testing.T) {
 	for _, args := range [][]string{
 		{"create", "-f", "qcow2", "-o", "compat=0.42", "x.qcow2", "64M"},
 		{"create", "-f", "qcow2", "-o", "preallocation=1234", "x.qcow2", "64M"},
+		{"create", "-f", "raw", "-o", "preallocation=xx", "x.qcow2", "1M"},
+		{"create", "-f", "qcow2", "file:x.qcow2", "1M"}, {"create", "-f", "raw", "file:nodir/x.raw", "1M"},
+		{"create", "-f", "raw", "nodir/x.raw", "1M"}, {"create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "file:x.qcow2"},
+		{"create", "-f", "qcow2", "-o", "extent_size_hint=0,nocow=on,preallocation=off", "x.qcow2", "128k"},
+		{"create", "-f", "raw", "-o", "extent_size_hint=0x10,nocow=off,preallocation=off", "x.qcow2", "128k"},
+		{"create", "-f", "qcow2", "-o", "extent_size_hint=5G", "x.qcow2", "128k"}, {"create", "-f", "raw", "-o", "nocow=x", "x.qcow2", "1M"},
+		{"create", "-f", "raw", "-o", "extent_size_hint=-1", "x.qcow2", "1M"}, {"create", "-f", "file", "-o", "extent_size_hint=5G", "x.qcow2", "1M"},
+		{"create", "-f", "raw", "-o", "preallocation=off,,x", "x.qcow2", "1M"},
+		{"create", "-f", "qcow2", "-u", "-F", "qcow2", "-b", "json:{'driver': 'qcow2', 'file': {'driver': 'file', 'filename': 'b,c'}}", "x.qcow2", "1M"},
 		{"map", "base.qcow2"}, {"compare", "-s", "t3.raw", "big.raw"}, {"info", "--backing-chain", "loop1.qcow2"},
 	} {
 		var outs [2]string
@@ -227,6 +243,43 @@ func TestInterleaved(t *testing.T) {
 		}
 		if outs[0] != outs[1] {
 			t.Errorf("qemu-img %q:\nqemu-img:\n%s\ngoqio:\n%s", args, outs[0], outs[1])
+		}
+	}
+}
+
+// TestInfoDataFile: qemu-img info of images with an external data file
+// shows the data file and data-file-raw members, and opens no data file
+// (QEMU 7.2.x's fix of CVE-2024-4467): its disk size is not counted, a
+// missing one is no error, data-file options are dropped.
+func TestInfoDataFile(t *testing.T) {
+	_, qemuImg := testbin.QEMU(t)
+	goqio := testbin.Goqio(t)
+	dir := t.TempDir()
+	script := `set -e
+qemu-img create -q -f qcow2 -o data_file=df.data df.qcow2 1M
+qemu-img create -q -f qcow2 -o data_file=dr.data,data_file_raw=on dr.qcow2 1M
+qemu-img create -q -f qcow2 -o data_file=dn.data dn.qcow2 1M
+qemu-img amend -o data_file= --image-opts data-file.filename=dn.data,file.filename=dn.qcow2
+qemu-io -c 'write 0 512k' df.qcow2
+qemu-img create -q -f qcow2 -o data_file=gone.data gone.qcow2 1M
+rm gone.data
+qemu-img create -q -f qcow2 plain.qcow2 1M
+`
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("making images: %v\n%s", err, out)
+	}
+	for _, args := range [][]string{
+		{"info", "df.qcow2"}, {"info", "--output=json", "df.qcow2"}, {"info", "dr.qcow2"},
+		{"info", "--output=json", "dr.qcow2"}, {"info", "--image-opts", "data-file.filename=dn.data,file.filename=dn.qcow2"},
+		{"info", "--output=json", "--image-opts", "data-file.filename=dn.data,file.filename=dn.qcow2"},
+		{"info", "gone.qcow2"}, {"info", "--output=json", "--image-opts", "data-file.filename=nothere,file.filename=gone.qcow2"},
+		{"info", "--image-opts", "data-file.driver=foo,file.filename=df.qcow2"}, {"info", "--image-opts", "data-file.filename=df.data,file.filename=plain.qcow2"},
+	} {
+		want, got := run(t, dir, qemuImg, args), run(t, dir, goqio, args)
+		if want != got {
+			t.Errorf("qemu-img %q:\nqemu-img: rc %d\n%s%s\ngoqio: rc %d\n%s%s", args, want.rc, want.out, want.err, got.rc, got.out, got.err)
 		}
 	}
 }
