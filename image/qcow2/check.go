@@ -44,6 +44,9 @@ type refs struct {
 	fix CheckMode
 	res *CheckResult
 	w   io.Writer
+	// l2buf is the buffer checkL2 reads each table into (one for the
+	// whole walk, as QEMU's check_refcounts_l2 allocates one a table)
+	l2buf []byte
 }
 
 // inc is QEMU's qcow2_inc_refcounts_imrt: one more reference to every
@@ -78,7 +81,10 @@ func (r *refs) inc(off, n int64) {
 
 // checkL2 is QEMU's check_refcounts_l2.
 func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
-	b := make([]byte, r.d.clusterSize)
+	if int64(len(r.l2buf)) != r.d.clusterSize {
+		r.l2buf = make([]byte, r.d.clusterSize)
+	}
+	b := r.l2buf
 	if err := r.d.file.ReadAt(b, l2off); err != nil {
 		fmt.Fprintf(r.w, "ERROR: I/O error in check_refcounts_l2\n")
 		r.res.CheckErrors++
@@ -485,7 +491,7 @@ func (d *Driver) writeRefblocks(r *refs, first, end int64, table *[]uint64) (boo
 // structure made from the in-memory counts alone; the old one is leaked
 // (and repaired by the leak fix that follows).
 func (d *Driver) rebuildRefcounts(r *refs) error {
-	d.rbc.tables = map[int64]*table{}
+	d.rbc.reset()
 	var table []uint64
 	grown, err := d.writeRefblocks(r, 0, int64(len(r.counts)), &table)
 	if err != nil {
@@ -585,6 +591,7 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) error
 	if repair {
 		what = "Repairing"
 	}
+	var own []byte
 	for i, e := range d.l1 {
 		l2off := int64(e & l1eOffsetMask)
 		if l2off == 0 {
@@ -611,11 +618,20 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) error
 				res.CorruptionsFixed++
 			}
 		}
-		b, err := d.l2c.get(l2off)
-		if err != nil {
-			fmt.Fprintf(w, "ERROR: Could not read L2 table: %s\n", image.StrerrorOf(err))
-			res.CheckErrors++
-			return err
+		// QEMU's check_oflag_copied reads each table into a buffer of its
+		// own, not through the cache (no l2_load, and the cache stays as
+		// it was); a cached copy is the newer one, and is used
+		b := d.l2c.cached(l2off)
+		if b == nil {
+			if int64(len(own)) != d.clusterSize {
+				own = make([]byte, d.clusterSize)
+			}
+			b = own
+			if err := d.file.ReadAt(b, l2off); err != nil {
+				fmt.Fprintf(w, "ERROR: Could not read L2 table: %s\n", image.StrerrorOf(err))
+				res.CheckErrors++
+				return err
+			}
 		}
 		if allZero(b) {
 			continue // no entry has a cluster to check
