@@ -278,23 +278,25 @@ func (c *tableCache) writeTable(t *table) error {
 	return nil
 }
 
-// flushDependency writes the cache this one depends on (and syncs the file
-// when that wrote anything) and forgets the dependency.
+// flushDependency is QEMU's qcow2_cache_flush_dependency: the cache this
+// one depends on is written and the file synced (qcow2_cache_flush), then
+// the dependency forgotten. The sync is asked for even when the dependency
+// had nothing left to write: its tables may have been written without one
+// (qcow2_write_caches writes the L2 cache before the refcount cache that
+// depends on it), and the file skips a sync with no write since the last,
+// as QEMU's bdrv_co_flush does.
 func (c *tableCache) flushDependency() error {
 	dep := c.dependsOn
 	if dep == nil {
 		return nil
 	}
-	wrote, err := dep.writeBack()
-	if err != nil {
+	if _, err := dep.writeBack(); err != nil {
+		return err
+	}
+	if err := c.d.file.Flush(); err != nil {
 		return err
 	}
 	c.dependsOn = nil
-	if wrote > 0 {
-		// as QEMU's qcow2_cache_flush: the dependency is on the disk
-		// before anything that relies on it is written
-		return c.d.file.Flush()
-	}
 	return nil
 }
 

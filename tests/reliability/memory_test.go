@@ -1,8 +1,12 @@
 package reliability
 
 import (
+	"bytes"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,19 +20,59 @@ import (
 // of L2 tables and 16 refcount blocks).
 const memLimit = 100 << 20
 
-// runPeak runs the goqio binary and returns its output and peak RSS.
+// peakEnv marks a run of this test binary as the measuring parent of one
+// goqio run (see init).
+const peakEnv = "GOQIO_TEST_PEAK_RSS"
+
+// init: as the measuring parent, run the command in os.Args[1:], copy its
+// output and exit code, and print its peak RSS (KiB) on stderr. A child
+// started by the test process itself would not do: Go starts children
+// with vfork semantics (the child shares the parent's memory until exec),
+// and Linux carries the high-water RSS of that memory across exec into
+// the child's ru_maxrss, so each child would report at least the test
+// process's own peak. This small process's peak is what its child gets.
+func init() {
+	if os.Getenv(peakEnv) != "1" {
+		return
+	}
+	cmd := exec.Command(os.Args[1], os.Args[2:]...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		code = 125
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+	}
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			fmt.Fprintf(os.Stderr, "%d\n", ru.Maxrss)
+		}
+	}
+	os.Exit(code)
+}
+
+// runPeak runs the goqio binary (through a measuring parent) and returns
+// its output and peak RSS in bytes.
 func runPeak(t *testing.T, bin string, args ...string) (string, int64) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	out, err := cmd.CombinedOutput()
+	self, err := os.Executable()
 	if err != nil {
-		t.Fatalf("goqio %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatal(err)
 	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		t.Skip("no rusage of the child on this system")
+	cmd := exec.Command(self, append([]string{bin}, args...)...)
+	cmd.Env = append(os.Environ(), peakEnv+"=1")
+	var out, peak bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &peak
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("goqio %s: %v\n%s", strings.Join(args, " "), err, out.String())
 	}
-	return string(out), ru.Maxrss << 10 // KiB on Linux
+	kib, err := strconv.ParseInt(strings.TrimSpace(peak.String()), 10, 64)
+	if err != nil {
+		t.Skipf("no peak RSS of the child on this system (%q)", peak.String())
+	}
+	return out.String(), kib << 10 // ru_maxrss is in KiB on Linux
 }
 
 // TestMemoryBoundedByCache: one request that walks hundreds of L2 tables
