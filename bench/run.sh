@@ -63,9 +63,13 @@ prep[W10]="[ -f w10.img ] || { qemu-img create -q -f qcow2 $encobj -o encrypt.fo
 cmd[W10]="\$PROG $encobj -r -c 'read 0 256M' $encimg=w10.img"
 prep[W11]="[ -f w11.img ] || qemu-img create -q -f qcow2 $encobj -o encrypt.format=luks,encrypt.key-secret=s0 w11.img 64M"
 cmd[W11]="\$PROG $encobj -r -c 'read 0 512' $encimg=w11.img"
+# one zero write over 128 L2 tables of 2 MiB (64 TiB): time and peak memory
+# of a request that walks more tables than the L2 cache holds (32 MiB)
+prep[W12]='qemu-img create -q -f qcow2 -o cluster_size=2M img 64T'
+cmd[W12]='$PROG -f qcow2 -c "write -zn 0 64T" img'
 
 bench_header qemu-io
-for w in W1 W2 W3 W4 W5 W6 W7 W7Z W8 W9 W10 W11; do
+for w in W1 W2 W3 W4 W5 W6 W7 W7Z W8 W9 W10 W11 W12; do
   bench_selected $w || continue
   bench_reset
   for ((i = 0; i < runs; i++)); do

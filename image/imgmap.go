@@ -68,10 +68,16 @@ func mergeable(a, b *MapEntry) bool {
 func Map(d *Disk, start, length int64, emit func(cur, next *MapEntry) error) error {
 	end := min(d.Size(), start+length)
 	cur := MapEntry{Start: start}
+	// next is declared once: emit gets its address, so one declared in the
+	// loop would be a heap allocation per step, and a map of a huge image
+	// (64 Mi steps of 1 GiB for 64 PiB) would make garbage enough for the
+	// collector to let the heap grow to twice what is live (the cache)
+	var next MapEntry
 	for cur.Start+cur.Length < end {
 		off := cur.Start + cur.Length
 		n := min(int64(1)<<30, end-off)
-		next, err := layerStatus(d, off, n)
+		var err error
+		next, err = layerStatus(d, off, n)
 		if err != nil {
 			return err
 		}

@@ -331,7 +331,7 @@ func (d *Driver) expandZeroClusters(p *amendProgress) error {
 	if err := d.l2c.flush(); err != nil {
 		return err
 	}
-	d.l2c.tables = map[int64]*table{}
+	d.l2c.reset()
 	for _, sn := range d.snaps {
 		if err := d.validateTableReported(sn.l1Off, uint64(sn.l1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
 			return err
@@ -349,6 +349,7 @@ func (d *Driver) expandZeroClusters(p *amendProgress) error {
 
 func (d *Driver) expandInL1(l1 []uint64, active bool, visited *int64, entries int64, p *amendProgress) error {
 	for i, e := range l1 {
+		d.safePoint() // one L2 table a step, none held between
 		l2off := int64(e & l1eOffsetMask)
 		if l2off == 0 {
 			*visited++

@@ -80,8 +80,8 @@ func (d *Driver) makeCompletelyEmpty(l1c int64) error {
 	if err := d.rbc.flush(); err != nil {
 		return err
 	}
-	d.l2c.tables = map[int64]*table{}
-	d.rbc.tables = map[int64]*table{}
+	d.l2c.reset()
+	d.rbc.reset()
 	if err := d.markDirty(); err != nil {
 		return err
 	}

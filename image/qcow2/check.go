@@ -36,7 +36,7 @@ const (
 // refs is the in-memory refcount table a check builds.
 type refs struct {
 	d      *Driver
-	counts []uint64
+	counts refArray
 	// fileLen is the image file's length when the count began
 	fileLen int64
 	// fix is what the count may repair on the way (unaligned preallocated
@@ -44,6 +44,9 @@ type refs struct {
 	fix CheckMode
 	res *CheckResult
 	w   io.Writer
+	// l2buf is the buffer checkL2 reads each table into (one for the
+	// whole walk, as QEMU's check_refcounts_l2 allocates one a table)
+	l2buf []byte
 }
 
 // inc is QEMU's qcow2_inc_refcounts_imrt: one more reference to every
@@ -63,22 +66,23 @@ func (r *refs) inc(off, n int64) {
 	cs := r.d.clusterSize
 	for c := off &^ (cs - 1); c < off+n; c += cs {
 		k := c >> r.d.clusterBits
-		for int64(len(r.counts)) <= k {
-			r.counts = append(r.counts, 0)
-		}
-		if r.counts[k] == r.d.refMax {
+		r.counts.grow(k + 1)
+		if r.counts.get(k) == r.d.refMax {
 			fmt.Fprintf(r.w, "ERROR: overflow cluster offset=%#x\n", c)
 			fmt.Fprintf(r.w, "Use qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean copy if the image cannot be opened for writing\n")
 			r.res.Corruptions++
 			continue
 		}
-		r.counts[k]++
+		r.counts.set(k, r.counts.get(k)+1)
 	}
 }
 
 // checkL2 is QEMU's check_refcounts_l2.
 func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
-	b := make([]byte, r.d.clusterSize)
+	if int64(len(r.l2buf)) != r.d.clusterSize {
+		r.l2buf = make([]byte, r.d.clusterSize)
+	}
+	b := r.l2buf
 	if err := r.d.file.ReadAt(b, l2off); err != nil {
 		fmt.Fprintf(r.w, "ERROR: I/O error in check_refcounts_l2\n")
 		r.res.CheckErrors++
@@ -229,7 +233,7 @@ func (d *Driver) Check(w io.Writer, fix CheckMode) (CheckResult, error) {
 // cluster, from the metadata.
 func (d *Driver) calculate(res *CheckResult, w io.Writer, fix CheckMode) (*refs, error) {
 	fileClusters := d.sizeToClusters(d.file.Size())
-	r := &refs{d: d, counts: make([]uint64, fileClusters), fileLen: d.file.Size(), fix: fix, res: res, w: w}
+	r := &refs{d: d, counts: newRefArray(d.refOrder, fileClusters), fileLen: d.file.Size(), fix: fix, res: res, w: w}
 	r.inc(0, d.clusterSize)
 	if err := r.checkL1(d.l1Offset, d.l1, true); err != nil {
 		return r, err
@@ -287,8 +291,8 @@ func (d *Driver) calculate(res *CheckResult, w io.Writer, fix CheckMode) (*refs,
 			continue
 		}
 		r.inc(off, d.clusterSize)
-		if k := off >> d.clusterBits; k < int64(len(r.counts)) && r.counts[k] != 1 {
-			fmt.Fprintf(w, "ERROR refcount block %d refcount=%d\n", i, r.counts[off>>d.clusterBits])
+		if k := off >> d.clusterBits; k < r.counts.len() && r.counts.get(k) != 1 {
+			fmt.Fprintf(w, "ERROR refcount block %d refcount=%d\n", i, r.counts.get(k))
 			res.Corruptions++
 			res.Rebuild = true
 		}
@@ -358,7 +362,7 @@ func (d *Driver) checkRefcountsLocked(w io.Writer, fix CheckMode) (CheckResult, 
 		return res, err
 	}
 	pre := res
-	highest := d.compareRefcounts(&res, 0, r.counts, w)
+	highest := d.compareRefcounts(&res, 0, &r.counts, w)
 	switch {
 	case res.Rebuild && fix&FixErrors != 0:
 		old := res
@@ -375,7 +379,7 @@ func (d *Driver) checkRefcountsLocked(w io.Writer, fix CheckMode) (CheckResult, 
 		if fix&FixLeaks != 0 {
 			saved := res
 			res = CheckResult{}
-			highest = d.compareRefcounts(&res, FixLeaks, r.counts, w)
+			highest = d.compareRefcounts(&res, FixLeaks, &r.counts, w)
 			if res.Rebuild {
 				fmt.Fprintf(w, "ERROR rebuilt refcount structure is still broken\n")
 			}
@@ -397,7 +401,7 @@ func (d *Driver) checkRefcountsLocked(w io.Writer, fix CheckMode) (CheckResult, 
 		}
 		if res.Leaks != 0 || res.Corruptions != 0 {
 			res = pre
-			highest = d.compareRefcounts(&res, fix, r.counts, w)
+			highest = d.compareRefcounts(&res, fix, &r.counts, w)
 		}
 	}
 	res.ImageEndOffset = (highest + 1) * d.clusterSize
@@ -426,8 +430,8 @@ func (r *refs) allocIMRT(n int64, first *int64) int64 {
 	c := *first
 	contiguous := int64(0)
 	firstGap := true
-	for ; c < int64(len(r.counts)) && contiguous < n; c++ {
-		if r.counts[c] == 0 {
+	for ; c < r.counts.len() && contiguous < n; c++ {
+		if r.counts.get(c) == 0 {
 			contiguous++
 			if firstGap {
 				*first = c
@@ -438,13 +442,11 @@ func (r *refs) allocIMRT(n int64, first *int64) int64 {
 		}
 	}
 	if contiguous < n {
-		for int64(len(r.counts)) < c+n-contiguous {
-			r.counts = append(r.counts, 0)
-		}
+		r.counts.grow(c + n - contiguous)
 	}
 	c -= contiguous
 	for i := int64(0); i < n; i++ {
-		r.counts[c+i] = 1
+		r.counts.set(c+i, 1)
 	}
 	return c << r.d.clusterBits
 }
@@ -457,7 +459,7 @@ func (d *Driver) writeRefblocks(r *refs, first, end int64, table *[]uint64) (boo
 	grown := false
 	freeCluster := int64(0)
 	for c := first; c < end; c++ {
-		if c >= int64(len(r.counts)) || r.counts[c] == 0 {
+		if c >= r.counts.len() || r.counts.get(c) == 0 {
 			continue
 		}
 		idx := c >> d.refBlockBits
@@ -482,8 +484,8 @@ func (d *Driver) writeRefblocks(r *refs, first, end int64, table *[]uint64) (boo
 			return false, rebuildErr("ERROR writing refblock", err)
 		}
 		b := make([]byte, d.clusterSize)
-		for i := int64(0); i < d.refBlockSize && start+i < int64(len(r.counts)); i++ {
-			d.refSet(b, i, r.counts[start+i])
+		for i := int64(0); i < d.refBlockSize && start+i < r.counts.len(); i++ {
+			d.refSet(b, i, r.counts.get(start+i))
 		}
 		if err := d.file.WriteAt(b, off, false); err != nil {
 			return false, rebuildErr("ERROR writing refblock", err)
@@ -497,9 +499,9 @@ func (d *Driver) writeRefblocks(r *refs, first, end int64, table *[]uint64) (boo
 // structure made from the in-memory counts alone; the old one is leaked
 // (and repaired by the leak fix that follows).
 func (d *Driver) rebuildRefcounts(r *refs) error {
-	d.rbc.tables = map[int64]*table{}
+	d.rbc.reset()
 	var table []uint64
-	grown, err := d.writeRefblocks(r, 0, int64(len(r.counts)), &table)
+	grown, err := d.writeRefblocks(r, 0, r.counts.len(), &table)
 	if err != nil {
 		return err
 	}
@@ -537,16 +539,16 @@ func (d *Driver) rebuildRefcounts(r *refs) error {
 
 // compareRefcounts is QEMU's compare_refcounts; it returns the highest
 // cluster in use.
-func (d *Driver) compareRefcounts(res *CheckResult, fix CheckMode, counts []uint64, w io.Writer) int64 {
+func (d *Driver) compareRefcounts(res *CheckResult, fix CheckMode, counts *refArray, w io.Writer) int64 {
 	var highest int64
-	for i := int64(0); i < int64(len(counts)); i++ {
+	for i := int64(0); i < counts.len(); i++ {
 		rc1, err := d.getRefcount(i)
 		if err != nil {
 			fmt.Fprintf(w, "Can't get refcount for cluster %d: %s\n", i, image.StrerrorOf(err))
 			res.CheckErrors++
 			continue
 		}
-		rc2 := counts[i]
+		rc2 := counts.get(i)
 		if rc1 > 0 || rc2 > 0 {
 			highest = i
 		}
@@ -597,6 +599,7 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) error
 	if repair {
 		what = "Repairing"
 	}
+	var own []byte
 	for i, e := range d.l1 {
 		l2off := int64(e & l1eOffsetMask)
 		if l2off == 0 {
@@ -623,11 +626,20 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) error
 				res.CorruptionsFixed++
 			}
 		}
-		b, err := d.l2c.get(l2off)
-		if err != nil {
-			fmt.Fprintf(w, "ERROR: Could not read L2 table: %s\n", image.StrerrorOf(err))
-			res.CheckErrors++
-			return err
+		// QEMU's check_oflag_copied reads each table into a buffer of its
+		// own, not through the cache (no l2_load, and the cache stays as
+		// it was); a cached copy is the newer one, and is used
+		b := d.l2c.cached(l2off)
+		if b == nil {
+			if int64(len(own)) != d.clusterSize {
+				own = make([]byte, d.clusterSize)
+			}
+			b = own
+			if err := d.file.ReadAt(b, l2off); err != nil {
+				fmt.Fprintf(w, "ERROR: Could not read L2 table: %s\n", image.StrerrorOf(err))
+				res.CheckErrors++
+				return err
+			}
 		}
 		if allZero(b) {
 			continue // no entry has a cluster to check
@@ -689,3 +701,55 @@ func OpenForCheck(path string, repair bool) (*Driver, error) {
 // points many times at empty tables is checked in time proportional to
 // its size, not to its entries.
 func allZero(b []byte) bool { return bytes.Count(b, []byte{0}) == len(b) }
+
+// refArray is check's in-memory refcount array, one entry per host
+// cluster, as wide as the image's refcounts (rounded up to a byte): QEMU's
+// calculate_refcounts allocates refcount_bits per cluster too, so a check
+// of a large file takes the memory QEMU's does (a []uint64 took 8 bytes a
+// cluster whatever the width: 4 times QEMU's for 16-bit refcounts).
+type refArray struct {
+	w int // bytes an entry: 1, 2, 4 or 8
+	b []byte
+}
+
+func newRefArray(order uint, n int64) refArray {
+	w := 1
+	if order > 3 {
+		w = 1 << (order - 3)
+	}
+	return refArray{w: w, b: make([]byte, n*int64(w))}
+}
+
+func (a *refArray) len() int64 { return int64(len(a.b) / a.w) }
+
+// grow makes the array at least n entries long (the new ones 0).
+func (a *refArray) grow(n int64) {
+	if need := n*int64(a.w) - int64(len(a.b)); need > 0 {
+		a.b = append(a.b, make([]byte, need)...)
+	}
+}
+
+func (a *refArray) get(i int64) uint64 {
+	switch a.w {
+	case 1:
+		return uint64(a.b[i])
+	case 2:
+		return uint64(binary.LittleEndian.Uint16(a.b[2*i:]))
+	case 4:
+		return uint64(binary.LittleEndian.Uint32(a.b[4*i:]))
+	}
+	return binary.LittleEndian.Uint64(a.b[8*i:])
+}
+
+func (a *refArray) set(i int64, v uint64) {
+	switch a.w {
+	case 1:
+		a.b[i] = byte(v)
+	case 2:
+		binary.LittleEndian.PutUint16(a.b[2*i:], uint16(v))
+	case 4:
+		binary.LittleEndian.PutUint32(a.b[4*i:], uint32(v))
+	default:
+		binary.LittleEndian.PutUint64(a.b[8*i:], v)
+	}
+}

@@ -17,6 +17,7 @@ import (
 func (d *Driver) preallocateMetadata(from, to int64, mode image.Prealloc) error {
 	var host, cur int64
 	for off := from; off < to; {
+		d.safePoint() // no table held between allocation rounds
 		cur = min(to-off, intMax&^(d.clusterSize-1))
 		h, n, metas, err := d.allocHostOffset(off, cur, true)
 		if err != nil {

@@ -606,7 +606,8 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 	if l2off&(d.clusterSize-1) != 0 {
 		return 0, 0, 0, d.corruption(fmt.Sprintf("L2 table offset %s unaligned (L1 index: %s)", hx(l2off), hx(l1i)))
 	}
-	b, err := d.l2c.get(l2off)
+	// not pinned: the entries are read here and the table let go
+	b, err := d.l2c.peek(l2off)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -903,7 +904,15 @@ func (d *Driver) Info() (image.Info, error) {
 	return info, nil
 }
 
-// evict trims the metadata caches between requests.
+// safePoint releases the pins of both caches (tableCache.safePoint): the
+// caller, a loop walking many tables, holds no table between two steps.
+func (d *Driver) safePoint() {
+	d.l2c.safePoint()
+	d.rbc.safePoint()
+}
+
+// evict is the safe point at the start of a request; it trims the caches
+// back to their sizes if the last request held more tables than that.
 func (d *Driver) evict() error {
 	if err := d.rbc.evict(); err != nil {
 		return err

@@ -88,8 +88,9 @@ func (d *Driver) getRefcount(ci int64) (uint64, error) {
 		return 0, err
 	}
 	// no refblock_load here: QEMU's qcow2_get_refcount reads through the
-	// cache without load_refcount_block's event
-	b, err := d.rbc.get(off)
+	// cache without load_refcount_block's event (and puts the block back at
+	// once: it is not held)
+	b, err := d.rbc.peek(off)
 	if err != nil {
 		return 0, err
 	}
@@ -231,7 +232,10 @@ func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool,
 				break
 			}
 			d.file.DebugEvent("refblock_load")
-			if block, err = d.rbc.get(blockOff); err != nil {
+			// not pinned: nothing else is loaded into the refcount cache
+			// before the next block is (so a discard that frees clusters
+			// counted in many blocks holds one at a time, as QEMU's)
+			if block, err = d.rbc.peek(blockOff); err != nil {
 				break
 			}
 		}
@@ -258,7 +262,7 @@ func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool,
 		d.refSet(block, bi, rc)
 		if rc == 0 {
 			// the cluster may have held metadata: forget its cached copy
-			if _, ok := d.rbc.tables[co]; ok {
+			if d.rbc.has(co) {
 				d.rbc.drop(co)
 				oldTI = -1
 			}
@@ -351,7 +355,10 @@ func (d *Driver) allocRefcountBlock(ci int64) (int64, error) {
 		return 0, d.corruption("Preventing invalid allocation of refcount block at offset 0")
 	}
 	if d.inSameRefblock(newBlock, ci<<d.clusterBits) {
-		b := d.rbc.getEmpty(newBlock)
+		b, err := d.rbc.getEmpty(newBlock)
+		if err != nil {
+			return 0, err
+		}
 		d.refSet(b, (newBlock>>d.clusterBits)&(d.refBlockSize-1), 1)
 	} else {
 		if err := d.updateRefcount(newBlock, d.clusterSize, 1, false, discardNever); err != nil {
@@ -360,7 +367,9 @@ func (d *Driver) allocRefcountBlock(ci int64) (int64, error) {
 		if err := d.cacheFlush(d.rbc); err != nil {
 			return 0, err
 		}
-		d.rbc.getEmpty(newBlock)
+		if _, err := d.rbc.getEmpty(newBlock); err != nil {
+			return 0, err
+		}
 	}
 	d.file.DebugEvent("refblock_alloc_write")
 	d.rbc.markDirty(newBlock)
@@ -454,15 +463,17 @@ func (d *Driver) refcountArea(startOffset, additional int64, exact bool, newInde
 	for i := areaIndex; i < total; i++ {
 		var b []byte
 		var off int64
+		var err error
 		if newTable[i] != 0 {
 			off = int64(newTable[i])
-			var err error
 			if b, err = d.rbc.get(off); err != nil {
 				return 0, err
 			}
 		} else {
 			off = blockOffset
-			b = d.rbc.getEmpty(off)
+			if b, err = d.rbc.getEmpty(off); err != nil {
+				return 0, err
+			}
 			d.rbc.markDirty(off)
 			newTable[i] = uint64(blockOffset)
 			blockOffset += d.clusterSize

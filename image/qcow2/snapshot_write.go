@@ -38,6 +38,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 	modified := false
 	err := func() error {
 		for i, e := range l1 {
+			d.safePoint() // one L2 table a step, none held between
 			if e == 0 {
 				continue
 			}

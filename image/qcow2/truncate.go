@@ -168,7 +168,7 @@ func (d *Driver) shrinkReftable() error {
 		if off == 0 {
 			continue
 		}
-		b, err := d.rbc.get(off)
+		b, err := d.rbc.peek(off) // read here and let go
 		if err != nil {
 			return err
 		}

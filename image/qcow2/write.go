@@ -776,7 +776,10 @@ func (d *Driver) l2Allocate(l1i int64) error {
 		}
 		src = append([]byte(nil), src...)
 	}
-	b := d.l2c.getEmpty(l2off)
+	b, err := d.l2c.getEmpty(l2off)
+	if err != nil {
+		return fail(err)
+	}
 	copy(b, src)
 	d.file.DebugEvent("l2_alloc_write")
 	d.l2c.markDirty(l2off)

@@ -145,6 +145,9 @@ func (d *Driver) zeroize(off, n int64, flags image.ZeroFlags) error {
 	}
 	nb := d.sizeToClusters(end - off)
 	for nb > 0 {
+		// one L2 table a step, none held between steps: the caches stay
+		// within their sizes however many tables the request covers
+		d.safePoint()
 		done, err := d.zeroInL2(off, nb, flags)
 		if err != nil {
 			return err
@@ -248,6 +251,7 @@ func (d *Driver) clusterDiscard(off, n int64, typ discardType, full bool) error 
 	defer d.cachingDiscards()()
 	nb := d.sizeToClusters(n)
 	for nb > 0 {
+		d.safePoint() // one L2 table a step, as zeroize
 		done, err := d.discardInL2(off, nb, typ, full)
 		if err != nil {
 			return err

@@ -18,37 +18,60 @@ var (
 	bin  string
 	err  error
 	dir  string
+
+	plainOnce sync.Once
+	plainBin  string
+	plainErr  error
+	plainDir  string
 )
 
 // Goqio builds ./cmd/goqio once per test process (with -race when the test
 // binary has it) and returns the path of the binary.
 func Goqio(t testing.TB) string {
 	t.Helper()
-	once.Do(func() {
-		dir, err = os.MkdirTemp("", "goqio-bin-")
-		if err != nil {
-			return
-		}
-		bin = filepath.Join(dir, "goqio")
-		_, file, _, _ := runtime.Caller(0)
-		root := filepath.Join(filepath.Dir(file), "..", "..")
-		args := []string{"build", "-o", bin}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "./cmd/goqio")
-		cmd := exec.Command("go", args...)
-		cmd.Dir = root
-		var out []byte
-		out, err = cmd.CombinedOutput()
-		if err != nil {
-			err = &buildError{string(out), err}
-		}
-	})
+	once.Do(func() { dir, bin, err = build(raceEnabled) })
 	if err != nil {
 		t.Fatalf("building goqio: %v", err)
 	}
 	return bin
+}
+
+// GoqioPlain is Goqio without -race whatever the test binary has: for
+// tests that measure the program (its peak memory), which the race
+// detector's shadow memory and slowness would distort. Without -race it
+// is Goqio's binary.
+func GoqioPlain(t testing.TB) string {
+	t.Helper()
+	if !raceEnabled {
+		return Goqio(t)
+	}
+	plainOnce.Do(func() { plainDir, plainBin, plainErr = build(false) })
+	if plainErr != nil {
+		t.Fatalf("building goqio: %v", plainErr)
+	}
+	return plainBin
+}
+
+func build(race bool) (dir, bin string, err error) {
+	dir, err = os.MkdirTemp("", "goqio-bin-")
+	if err != nil {
+		return "", "", err
+	}
+	bin = filepath.Join(dir, "goqio")
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
+	}
+	args = append(args, "./cmd/goqio")
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		err = &buildError{string(out), err}
+	}
+	return dir, bin, err
 }
 
 type buildError struct {
@@ -79,8 +102,10 @@ func HaveQEMU() bool {
 
 // Cleanup removes the built binary; call it from TestMain after m.Run.
 func Cleanup() {
-	if dir != "" {
-		os.RemoveAll(dir)
+	for _, d := range []string{dir, plainDir} {
+		if d != "" {
+			os.RemoveAll(d)
+		}
 	}
 }
 
