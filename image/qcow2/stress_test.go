@@ -26,18 +26,23 @@ func TestConcurrentStress(t *testing.T) {
 	type geo struct {
 		cluster int64
 		extL2   bool
+		tiny    bool // the smallest caches over an image of many L2 tables and refcount blocks
 	}
-	geos := []geo{{512, false}, {4096, false}, {65536, false}, {65536, true}}
+	geos := []geo{{512, false, false}, {4096, false, false}, {65536, false, false}, {65536, true, false}, {512, false, true}}
 	for _, g := range geos {
 		for _, backing := range []bool{false, true} {
 			g, backing := g, backing
-			t.Run(fmt.Sprintf("c%d-ext%v-backing%v", g.cluster, g.extL2, backing), func(t *testing.T) {
+			name := fmt.Sprintf("c%d-ext%v-backing%v", g.cluster, g.extL2, backing)
+			if g.tiny {
+				name += "-tinycache"
+			}
+			t.Run(name, func(t *testing.T) {
 				t.Parallel()
 				seed := int64(len(t.Name()))
 				if s, err := strconv.ParseInt(os.Getenv("STRESS_SEED"), 10, 64); err == nil {
 					seed += s
 				}
-				stress(t, g.cluster, g.extL2, backing, seed)
+				stress(t, g.cluster, g.extL2, backing, g.tiny, seed)
 			})
 		}
 	}
@@ -51,10 +56,15 @@ type stressOp struct {
 	failed bool // a compressed write refused (the cluster was allocated again)
 }
 
-func stress(t *testing.T, cluster int64, extL2, backing bool, seed int64) {
+func stress(t *testing.T, cluster int64, extL2, backing, tiny bool, seed int64) {
 	nclusters := int64(96)
 	if cluster == 65536 {
 		nclusters = 24
+	}
+	if tiny {
+		// 16 L2 tables and 4 refcount blocks of 512 bytes through caches
+		// of 2 tables each: requests evict what others just used
+		nclusters = 1024
 	}
 	size := nclusters * cluster
 	dir := t.TempDir()
@@ -73,7 +83,12 @@ func stress(t *testing.T, cluster int64, extL2, backing bool, seed int64) {
 	if err := Create(path, co); err != nil {
 		t.Fatal(err)
 	}
-	drv, err := Open(path, Options{Unmap: true})
+	opts := Options{Unmap: true}
+	if tiny {
+		l2, rc := uint64(2*cluster), uint64(2*cluster)
+		opts.Runtime.L2CacheSize, opts.Runtime.RefcountCacheSize = &l2, &rc
+	}
+	drv, err := Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
