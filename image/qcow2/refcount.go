@@ -47,8 +47,13 @@ func (d *Driver) refGet(b []byte, i int64) uint64 {
 }
 
 // refSet writes entry i of a refcount block.
-func (d *Driver) refSet(b []byte, i int64, v uint64) {
-	switch d.refOrder {
+func (d *Driver) refSet(b []byte, i int64, v uint64) { refSetOrder(d.refOrder, b, i, v) }
+
+// refSetOrder writes entry i of a refcount block of refcount order order
+// (entries of 1 << order bits), whether the image's or, while amend
+// changes it, the new one's.
+func refSetOrder(order uint, b []byte, i int64, v uint64) {
+	switch order {
 	case 0:
 		b[i/8] = b[i/8]&^(1<<(i%8)) | byte(v&1)<<(i%8)
 	case 1:

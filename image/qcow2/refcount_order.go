@@ -13,28 +13,6 @@ import (
 // header switched to them; the old structures are freed last, through the
 // new ones. The host offsets of everything allocated are QEMU's.
 
-// refSetOrder writes entry i of a refcount block of the given order.
-func refSetOrder(order uint, b []byte, i int64, v uint64) {
-	switch order {
-	case 0:
-		b[i/8] = b[i/8]&^(1<<(i%8)) | byte(v&1)<<(i%8)
-	case 1:
-		s := 2 * (i % 4)
-		b[i/4] = b[i/4]&^(3<<s) | byte(v&3)<<s
-	case 2:
-		s := 4 * (i % 2)
-		b[i/2] = b[i/2]&^(15<<s) | byte(v&15)<<s
-	case 3:
-		b[i] = byte(v)
-	case 4:
-		binary.BigEndian.PutUint16(b[2*i:], uint16(v))
-	case 5:
-		binary.BigEndian.PutUint32(b[4*i:], uint32(v))
-	default:
-		binary.BigEndian.PutUint64(b[8*i:], v)
-	}
-}
-
 // refblockOp is RefblockFinishOp: what the walk does with each completed
 // new refblock (index ti of the new reftable).
 type refblockOp func(rt *[]uint64, ti int64, block []byte, empty bool, allocated *bool) error
