@@ -5,6 +5,8 @@ import (
 	"crypto/cipher"
 	"encoding/hex"
 	"testing"
+
+	"github.com/goqio/goqio/image/qcrypto/internal/serpenttab"
 )
 
 func unhex(t *testing.T, s string) []byte {
@@ -65,7 +67,7 @@ func TestSerpentVectors(t *testing.T) {
 // sixteen inputs at once (bit position p holds input p).
 func TestSerpentSboxes(t *testing.T) {
 	t.Parallel()
-	for i, s := range serpentSboxes {
+	for i, s := range serpenttab.Sboxes {
 		var in [4]uint32
 		for p := 0; p < 16; p++ {
 			for j := range in {

@@ -3,7 +3,7 @@
 // output word the XOR of the monomials of its algebraic normal form
 // (derived here from the S-box tables by the Möbius transform). The
 // package's TestSerpentSboxes checks every generated function against
-// the tables in serpent.go.
+// the same tables (internal/serpenttab).
 //
 //	go generate ./image/qcrypto
 package main
@@ -15,18 +15,9 @@ import (
 	"log"
 	"os"
 	"strings"
-)
 
-var sboxes = [8][16]uint8{
-	{3, 8, 15, 1, 10, 6, 5, 11, 14, 13, 4, 2, 7, 0, 9, 12},
-	{15, 12, 2, 7, 9, 0, 5, 10, 1, 11, 14, 8, 6, 13, 3, 4},
-	{8, 6, 7, 9, 3, 12, 10, 15, 13, 1, 14, 4, 0, 11, 5, 2},
-	{0, 15, 11, 8, 12, 9, 6, 3, 13, 1, 2, 4, 10, 7, 5, 14},
-	{1, 15, 8, 3, 12, 0, 11, 6, 2, 5, 4, 10, 9, 14, 7, 13},
-	{15, 5, 2, 11, 4, 10, 9, 12, 0, 3, 14, 8, 13, 6, 7, 1},
-	{7, 2, 12, 5, 8, 4, 6, 11, 14, 9, 1, 15, 13, 3, 10, 0},
-	{1, 13, 15, 0, 14, 8, 2, 11, 7, 4, 12, 10, 9, 3, 5, 6},
-}
+	"github.com/goqio/goqio/image/qcrypto/internal/serpenttab"
+)
 
 // anf returns, for each output bit, the monomials (bit sets of inputs)
 // whose XOR it is.
@@ -116,10 +107,10 @@ func main() {
 	w.WriteString("// serpentSbox and serpentInvSbox are S0..S7 and their inverses on the\n// four words of a block, bit position by bit position.\n")
 	w.WriteString("var (\n\tserpentSbox    = [8]func(*[4]uint32){sbox0, sbox1, sbox2, sbox3, sbox4, sbox5, sbox6, sbox7}\n")
 	w.WriteString("\tserpentInvSbox = [8]func(*[4]uint32){invSbox0, invSbox1, invSbox2, invSbox3, invSbox4, invSbox5, invSbox6, invSbox7}\n)\n\n")
-	for i, s := range sboxes {
+	for i, s := range serpenttab.Sboxes {
 		gen(&w, fmt.Sprintf("sbox%d", i), s)
 	}
-	for i, s := range sboxes {
+	for i, s := range serpenttab.Sboxes {
 		var inv [16]uint8
 		for x, y := range s {
 			inv[y] = uint8(x)
