@@ -110,17 +110,8 @@ func createRaw(r Request, out io.Writer, parseSize func(string) (int64, error)) 
 			return fail(r.File, "Invalid parameter '%s'", k)
 		}
 	}
-	if err := sizeOnce(&r, optSize); err != nil {
+	if err := sizedNoBacking(&r, optSize); err != nil {
 		return err
-	}
-	if r.Backing != "" || r.BackingSet {
-		return fail(r.File, "Backing file not supported for file format '%s'", r.Format)
-	}
-	if r.BackingFmt != "" {
-		return fail(r.File, "Backing file format not supported for file format '%s'", r.Format)
-	}
-	if r.Size < 0 {
-		return fail(r.File, "Image creation needs a size parameter")
 	}
 	if !r.Quiet {
 		line := fmt.Sprintf("Formatting '%s', fmt=%s size=%d", r.File, r.Format, r.Size)
@@ -199,6 +190,25 @@ func escapeOpt(v string) string { return strings.ReplaceAll(v, ",", ",,") }
 
 // sizeOnce takes the size given with -o size (optSize, -1 if none),
 // refusing it when the size operand was given too.
+// sizedNoBacking is what a format without backing files (raw, luks)
+// checks of a request once its options are read: the size given once and
+// given, no backing file or backing format.
+func sizedNoBacking(r *Request, optSize int64) error {
+	if err := sizeOnce(r, optSize); err != nil {
+		return err
+	}
+	if r.Backing != "" || r.BackingSet {
+		return fail(r.File, "Backing file not supported for file format '%s'", r.Format)
+	}
+	if r.BackingFmt != "" {
+		return fail(r.File, "Backing file format not supported for file format '%s'", r.Format)
+	}
+	if r.Size < 0 {
+		return fail(r.File, "Image creation needs a size parameter")
+	}
+	return nil
+}
+
 func sizeOnce(r *Request, optSize int64) error {
 	if optSize < 0 {
 		return nil

@@ -148,17 +148,8 @@ func createLUKS(r Request, out io.Writer, parseSize func(string) (int64, error))
 		}
 		given[k] = v
 	}
-	if err := sizeOnce(&r, optSize); err != nil {
+	if err := sizedNoBacking(&r, optSize); err != nil {
 		return err
-	}
-	if r.Backing != "" || r.BackingSet {
-		return fail(r.File, "Backing file not supported for file format '%s'", r.Format)
-	}
-	if r.BackingFmt != "" {
-		return fail(r.File, "Backing file format not supported for file format '%s'", r.Format)
-	}
-	if r.Size < 0 {
-		return fail(r.File, "Image creation needs a size parameter")
 	}
 	if !r.Quiet {
 		var b strings.Builder
