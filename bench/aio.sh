@@ -31,15 +31,4 @@ prep[A2]='[ -f a2.img ] || { qemu-img create -q -f qcow2 a2.img 1G; qemu-io -f q
 cmd[A2]='$PROG -f qcow2 -r a2.img < aio-read.txt'
 
 bench_header qemu-io
-for w in A1 A2; do
-  bench_selected $w || continue
-  bench_reset
-  for ((i = 0; i < runs; i++)); do
-    for p in qemu goqio; do
-      eval "${prep[$w]}"
-      if [ $p = qemu ]; then prog=qemu-io; else prog=$goqio; fi
-      bench_run $p "$prog" "${cmd[$w]}"
-    done
-  done
-  bench_row $w
-done
+bench_workloads qemu-io "$goqio" A1 A2

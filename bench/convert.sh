@@ -35,24 +35,14 @@ import random
 r = random.Random(5)
 print('\n'.join('write -q %d 4k' % (r.randrange(0, 1 << 40, 65536)) for i in range(50000)))" | qemu-io -f qcow2 -t unsafe sparse.qcow2 >/dev/null
 
-declare -A cmd
+declare -A prep cmd
 cmd[C1]='$PROG convert -O raw full.qcow2 out.img'
 cmd[C2]='$PROG convert -O qcow2 full.raw out.img'
 cmd[C3]='$PROG convert -m 8 -W -O raw full.qcow2 out.img'
 cmd[C4]='$PROG convert -m 8 -W -O qcow2 full.raw out.img'
 cmd[C5]='$PROG convert -c -m 8 -W -O qcow2 comp.raw out.img'
 cmd[C6]='$PROG convert -O raw sparse.qcow2 out.img'
+for w in C1 C2 C3 C4 C5 C6; do prep[$w]='rm -f out.img'; done
 
 bench_header qemu-img
-for w in C1 C2 C3 C4 C5 C6; do
-  bench_selected $w || continue
-  bench_reset
-  for ((i = 0; i < runs; i++)); do
-    for p in qemu goqio; do
-      rm -f out.img
-      if [ $p = qemu ]; then prog=qemu-img; else prog=$gimg; fi
-      bench_run $p "$prog" "${cmd[$w]}"
-    done
-  done
-  bench_row $w
-done
+bench_workloads qemu-img "$gimg" C1 C2 C3 C4 C5 C6

@@ -48,15 +48,4 @@ prep[C2]='cp t-cb.qcow2 cb.qcow2; cp t-cz.qcow2 cz.qcow2'
 cmd[C2]='"$PROG" commit cz.qcow2'
 
 bench_header qemu-img
-for w in R1 C1 C2; do
-  bench_selected $w || continue
-  bench_reset
-  for ((i = 0; i < runs; i++)); do
-    for p in qemu goqio; do
-      eval "${prep[$w]}"
-      if [ $p = qemu ]; then prog=$(command -v qemu-img); else prog=$work/bin/qemu-img; fi
-      bench_run $p "$prog" "${cmd[$w]}"
-    done
-  done
-  bench_row $w
-done
+bench_workloads "$(command -v qemu-img)" "$work/bin/qemu-img" R1 C1 C2

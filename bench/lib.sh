@@ -74,6 +74,28 @@ bench_row() {
   printf "%-4s %12s %12s %8s %12s %12s\n" "$1" "$tq" "$tg" "$ratio" "$mq" "$mg"
 }
 
+# bench_workloads QEMU GOQIO W...: each workload W that -w selects, $runs
+# times per program, the two alternating: ${prep[W]} is evaluated before
+# every run, then ${cmd[W]} runs with $PROG the program under test (QEMU's
+# tool, then GOQIO); its row is printed. prep and cmd are the script's
+# associative arrays.
+bench_workloads() {
+  local qprog=$1 gprog=$2 w i p prog
+  shift 2
+  for w in "$@"; do
+    bench_selected "$w" || continue
+    bench_reset
+    for ((i = 0; i < runs; i++)); do
+      for p in qemu goqio; do
+        eval "${prep[$w]}"
+        if [ $p = qemu ]; then prog=$qprog; else prog=$gprog; fi
+        bench_run $p "$prog" "${cmd[$w]}"
+      done
+    done
+    bench_row "$w"
+  done
+}
+
 # ksplit OFF LEN: qemu-io zero writes of [OFF, OFF+LEN) split as the
 # kernel splits an O_DIRECT write from a 512-byte aligned buffer (1023,
 # 8, 1016, 8, ... sectors).

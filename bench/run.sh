@@ -69,15 +69,4 @@ prep[W12]='qemu-img create -q -f qcow2 -o cluster_size=2M img 64T'
 cmd[W12]='$PROG -f qcow2 -c "write -zn 0 64T" img'
 
 bench_header qemu-io
-for w in W1 W2 W3 W4 W5 W6 W7 W7Z W8 W9 W10 W11 W12; do
-  bench_selected $w || continue
-  bench_reset
-  for ((i = 0; i < runs; i++)); do
-    for p in qemu goqio; do
-      eval "${prep[$w]}"
-      if [ $p = qemu ]; then prog=qemu-io; else prog=$goqio; fi
-      bench_run $p "$prog" "${cmd[$w]}"
-    done
-  done
-  bench_row $w
-done
+bench_workloads qemu-io "$goqio" W1 W2 W3 W4 W5 W6 W7 W7Z W8 W9 W10 W11 W12
