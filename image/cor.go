@@ -162,7 +162,8 @@ func (d *Disk) Prefetch(off, n int64) error {
 	if d.gate() == nil {
 		return d.prefetch(off, n)
 	}
-	return d.Ticket().Prefetch(off, n)
+	t := d.draw()
+	return t.Prefetch(off, n)
 }
 
 func (d *Disk) prefetch(off, n int64) error {

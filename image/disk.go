@@ -180,7 +180,8 @@ func (d *Disk) ReadAt(p []byte, off int64) error {
 	if d.gate() == nil {
 		return d.readAt(p, off)
 	}
-	return d.Ticket().ReadAt(p, off)
+	t := d.draw()
+	return t.ReadAt(p, off)
 }
 
 func (d *Disk) readAt(p []byte, off int64) error {
@@ -314,7 +315,8 @@ func (d *Disk) WriteAt(p []byte, off int64, fua bool) error {
 	if d.gate() == nil {
 		return d.writeAt(p, off, fua)
 	}
-	return d.Ticket().WriteAt(p, off, fua)
+	t := d.draw()
+	return t.WriteAt(p, off, fua)
 }
 
 func (d *Disk) writeAt(p []byte, off int64, fua bool) error {
@@ -469,7 +471,8 @@ func (d *Disk) WriteZeroes(off, n int64, flags ZeroFlags, fua bool) error {
 	if d.gate() == nil {
 		return d.writeZeroes(off, n, flags, fua)
 	}
-	return d.Ticket().WriteZeroes(off, n, flags, fua)
+	t := d.draw()
+	return t.WriteZeroes(off, n, flags, fua)
 }
 
 func (d *Disk) writeZeroes(off, n int64, flags ZeroFlags, fua bool) error {
@@ -640,7 +643,8 @@ func (d *Disk) Discard(off, n int64) error {
 	if d.gate() == nil {
 		return d.discard(off, n)
 	}
-	return d.Ticket().Discard(off, n)
+	t := d.draw()
+	return t.Discard(off, n)
 }
 
 func (d *Disk) discard(off, n int64) error {
@@ -683,7 +687,8 @@ func (d *Disk) WriteCompressed(p []byte, off int64) error {
 	if d.gate() == nil {
 		return d.writeCompressed(p, off)
 	}
-	return d.Ticket().WriteCompressed(p, off)
+	t := d.draw()
+	return t.WriteCompressed(p, off)
 }
 
 func (d *Disk) writeCompressed(p []byte, off int64) error {

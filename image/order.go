@@ -56,7 +56,13 @@ type Ticket struct {
 
 // Ticket draws the next place in d's submission order.
 func (d *Disk) Ticket() *Ticket {
-	t := &Ticket{d: d}
+	t := d.draw()
+	return &t
+}
+
+// draw is Ticket as a value, for Disk's own calls (no allocation).
+func (d *Disk) draw() Ticket {
+	t := Ticket{d: d}
 	if g := d.gate(); g != nil {
 		t.n = g.draw()
 	}
