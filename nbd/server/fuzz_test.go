@@ -118,3 +118,31 @@ func TestSession(t *testing.T) {
 		t.Errorf("read past the end: %q", out)
 	}
 }
+
+// TestClosedHere: a connection the server closes itself (qemu-nbd ending
+// on SIGTERM) while a client is negotiating ends without a message; a
+// client that hangs up mid-negotiation gets qemu-nbd's.
+func TestClosedHere(t *testing.T) {
+	var msgs []string
+	srv := testServer(false)
+	srv.Report = func(m string) { msgs = append(msgs, m) }
+	c, s := socketPair(t)
+	done := make(chan bool)
+	go func() { done <- srv.Serve(s) }()
+	greeting := make([]byte, 18)
+	if _, err := io.ReadFull(c, greeting); err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte{0, 0, 0, 3})
+	time.Sleep(50 * time.Millisecond) // the server waits for an option
+	s.Close()
+	<-done
+	c.Close()
+	if len(msgs) != 0 {
+		t.Errorf("closed by the server: %q", msgs)
+	}
+	session(t, srv, []byte{0, 0, 0, 3})
+	if want := "option negotiation failed: Failed to read opts magic: Unexpected end-of-file before all data were read"; len(msgs) != 1 || msgs[0] != want {
+		t.Errorf("client hung up: %q, want %q", msgs, want)
+	}
+}

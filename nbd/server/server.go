@@ -118,13 +118,15 @@ func (s *Server) find(name string) *Export {
 // Serve runs one client on conn until it disconnects and closes conn. It
 // reports whether the client reached the transmission phase (qemu-nbd's
 // "negotiated", which decides whether a non-persistent server ends).
-// Closing conn from elsewhere ends Serve.
+// Closing conn from elsewhere ends Serve, without a message.
 func (s *Server) Serve(conn net.Conn) bool {
 	c := &client{srv: s, raw: conn, conn: conn}
 	defer func() { c.conn.Close() }()
 	ret, err := c.negotiate()
 	if ret != 0 {
-		if err != nil {
+		// a connection closed here (the server is ending: qemu-nbd
+		// exits without running that client again) says nothing
+		if err != nil && !errors.Is(err, net.ErrClosed) {
 			s.report("option negotiation failed: %v", err)
 		}
 		return false
@@ -191,7 +193,7 @@ func channelError(op string, err error) error {
 	if errors.As(err, &ne) {
 		err = ne.Err
 	}
-	return fmt.Errorf("Unable to %s socket: %v", op, err)
+	return fmt.Errorf("Unable to %s socket: %w", op, err)
 }
 
 // write is nbd_write.
