@@ -109,9 +109,8 @@ func (d *Disk) DetectZeroWrite(p []byte, off int64, fua bool) (bool, error) {
 	}
 	d.serial.RLock()
 	defer d.serial.RUnlock()
-	req := d.track(pad.Start(), pad.Length())
+	req := d.trackSerialising(pad.Start(), pad.Length(), lim.RequestAlignment)
 	defer d.untrack(req)
-	d.serialise(req, pad.Start(), pad.Length(), lim.RequestAlignment)
 	r, err := d.rmwRead(pad, lim)
 	if err != nil {
 		return true, err

@@ -341,12 +341,13 @@ func (d *Disk) writeAt(p []byte, off int64, fua bool) error {
 	pad := blkalign.Pad(off, n, lim.RequestAlignment)
 	d.serial.RLock()
 	defer d.serial.RUnlock()
-	req := d.track(pad.Start(), pad.Length())
-	defer d.untrack(req)
 	if !pad.Needed() {
+		req := d.track(off, n)
+		defer d.untrack(req)
 		return d.writeData([][]byte{p}, off, 0, fua, lim)
 	}
-	d.serialise(req, pad.Start(), pad.Length(), lim.RequestAlignment)
+	req := d.trackSerialising(pad.Start(), pad.Length(), lim.RequestAlignment)
+	defer d.untrack(req)
 	r, err := d.rmwRead(pad, lim)
 	if err != nil {
 		return err
@@ -502,12 +503,13 @@ func (d *Disk) zeroWrite(off, n int64, flags ZeroFlags, fua bool, lim Limits) er
 	pad := blkalign.Pad(off, n, lim.RequestAlignment)
 	d.serial.RLock()
 	defer d.serial.RUnlock()
-	req := d.track(off, n)
-	defer d.untrack(req)
 	if !pad.Needed() {
+		req := d.track(off, n)
+		defer d.untrack(req)
 		return d.zeroRequest(off, n, flags, fua, lim)
 	}
-	d.serialise(req, off, n, lim.RequestAlignment)
+	req := d.trackSerialising(off, n, lim.RequestAlignment)
+	defer d.untrack(req)
 	return d.zeroPadded(pad, flags, fua, lim)
 }
 

@@ -59,29 +59,28 @@ func (d *Disk) track(off, n int64) *trackedReq {
 // trackAll registers a request covering the whole image (copy-on-read,
 // which goqio serialises against everything).
 func (d *Disk) trackAll() *trackedReq {
-	r := d.track(0, 0)
-	d.serialise(r, 0, math.MaxInt64, 1)
-	return r
+	return d.trackSerialising(0, math.MaxInt64, 1)
 }
 
-// serialise makes r serialising over [off, off+n) widened to align, and
-// waits for every overlapping request in flight (QEMU's
-// bdrv_make_request_serialising).
-func (d *Disk) serialise(r *trackedReq, off, n, align int64) {
+// trackSerialising registers a serialising request over [off, off+n)
+// widened to align, and waits for every overlapping request in flight:
+// QEMU's tracked_request_begin and bdrv_make_request_serialising, which
+// run in one step of a coroutine. Under one lock, so that no request woken
+// meanwhile sees it as an ordinary one and goes on beside it.
+func (d *Disk) trackSerialising(off, n, align int64) *trackedReq {
 	t := &d.tracked
-	t.mu.Lock()
-	if !r.serialising {
-		r.serialising = true
-		t.serialising++
-	}
 	start := off - off%align
 	end := satAdd(off, n)
 	if rem := end % align; rem != 0 {
 		end = satAdd(end, align-rem)
 	}
-	r.start, r.end = min(r.start, start), max(r.end, end)
+	r := &trackedReq{start: start, end: end, serialising: true}
+	t.mu.Lock()
+	t.reqs = append(t.reqs, r)
+	t.serialising++
 	t.waitLocked(r)
 	t.mu.Unlock()
+	return r
 }
 
 func satAdd(a, b int64) int64 {

@@ -22,15 +22,13 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // order they came, one after the other, as QEMU's queues restart them.
 func TestTrackedRequests(t *testing.T) {
 	d := &Disk{}
-	a := d.track(0x200, 0x200)
-	d.serialise(a, 0x200, 0x200, 0x1000)
+	a := d.trackSerialising(0x200, 0x200, 0x1000)
 	if a.start != 0 || a.end != 0x1000 {
 		t.Fatalf("serialising range [%#x,%#x), want [0,0x1000)", a.start, a.end)
 	}
 	// other blocks: neither an aligned nor a serialising request waits
 	b := d.track(0x1000, 0x1000)
-	c := d.track(0x2e00, 0x200)
-	d.serialise(c, 0x2e00, 0x200, 0x1000)
+	c := d.trackSerialising(0x2e00, 0x200, 0x1000)
 	d.untrack(b)
 	d.untrack(c)
 
@@ -45,8 +43,7 @@ func TestTrackedRequests(t *testing.T) {
 			if i == 3 { // an aligned read of the same block waits too
 				d.track(0, 0x1000)
 			} else {
-				r := d.track(off, 0x200)
-				d.serialise(r, off, 0x200, 0x1000)
+				d.trackSerialising(off, 0x200, 0x1000)
 			}
 			mu.Lock()
 			order = append(order, i)
