@@ -584,6 +584,16 @@ func (d *Driver) Limits() image.Limits {
 // the image file.
 func (d *Driver) File() *image.Disk { return d.dataDisk() }
 
+// OffsetFile is the node the host offsets of block status refer to, for
+// reads of plain data straight from it (image.HostFile): none when the
+// data is encrypted.
+func (d *Driver) OffsetFile() *image.Disk {
+	if d.encrypted() {
+		return nil
+	}
+	return d.dataDisk()
+}
+
 // Backing returns the backing image or nil.
 func (d *Driver) Backing() *image.Disk { return d.backing }
 

@@ -750,3 +750,12 @@ func (e *createError) Error() string {
 }
 
 func (e *createError) Unwrap() error { return e.err }
+
+// OSFile is the open file, for reads straight from it (image.HostFile);
+// nil with O_DIRECT.
+func (d *Driver) OSFile() *os.File {
+	if d.opts.Direct {
+		return nil
+	}
+	return d.f
+}

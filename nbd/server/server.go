@@ -98,6 +98,10 @@ type Server struct {
 	// Report receives the messages qemu-nbd prints with error_report
 	// (without the program name); nil drops them.
 	Report func(msg string)
+	// NoSendfile makes reads of data stored as is in a host file go
+	// through a buffer too (by default the kernel copies them from the
+	// file to the socket).
+	NoSendfile bool
 }
 
 func (s *Server) report(format string, a ...any) {
@@ -120,7 +124,7 @@ func (s *Server) find(name string) *Export {
 // "negotiated", which decides whether a non-persistent server ends).
 // Closing conn from elsewhere ends Serve, without a message.
 func (s *Server) Serve(conn net.Conn) bool {
-	c := &client{srv: s, raw: conn, conn: conn}
+	c := &client{srv: s, raw: conn, conn: conn, noSendfile: s.NoSendfile}
 	defer func() { c.conn.Close() }()
 	ret, err := c.negotiate()
 	if ret != 0 {
@@ -150,6 +154,8 @@ type client struct {
 	meta       metaContexts
 
 	sendMu sync.Mutex
+	// noSendfile: data replies through a buffer (Server.NoSendfile)
+	noSendfile bool
 }
 
 // metaContexts is QEMU's NBDExportMetaContexts.

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 
 	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/nbd"
+	"golang.org/x/sys/unix"
 )
 
 // maxExtents is QEMU's NBD_MAX_BLOCK_STATUS_EXTENTS: 1 MiB of extents.
@@ -315,6 +317,77 @@ func (c *client) sendReadChunk(handle, off uint64, data []byte, final bool) erro
 	return c.send(h, data)
 }
 
+// hostData is the host file that holds a data run as it is, when the
+// reply can be sent from it by the kernel (sendfile): not through TLS.
+func (c *client) hostData(d *image.Disk, depth int, e image.Extent, n int64) (*os.File, int64, bool) {
+	if _, ok := c.conn.(syscall.Conn); !ok || c.noSendfile {
+		return nil, 0, false
+	}
+	return image.HostFile(d, depth, e, n)
+}
+
+// sendReadChunkFile is sendReadChunk with the n bytes of data at off in f,
+// copied by the kernel from the page cache to the socket.
+func (c *client) sendReadChunkFile(handle, goff uint64, f *os.File, off, n int64, final bool) error {
+	var fl uint16
+	if final {
+		fl = nbd.ReplyFlagDone
+	}
+	h := chunk(fl, nbd.ReplyTypeOffsetData, handle, 8+int(n))
+	h = binary.BigEndian.AppendUint64(h, goff)
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	if err := c.write(h); err != nil {
+		return err
+	}
+	rc, err := c.conn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return channelError("write to", err)
+	}
+	src := int(f.Fd())
+	left := n
+	var serr error
+	werr := rc.Write(func(fd uintptr) bool {
+		for left > 0 {
+			k, err := unix.Sendfile(int(fd), src, &off, int(min(left, 1<<30)))
+			if err == unix.EAGAIN {
+				return false
+			}
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				serr = err
+				return true
+			}
+			if k == 0 {
+				return true // the file ended meanwhile: zeroes below
+			}
+			left -= int64(k)
+		}
+		return true
+	})
+	if werr != nil {
+		return channelError("write to", werr)
+	}
+	if serr != nil {
+		return channelError("write to", serr)
+	}
+	for left > 0 {
+		// a file truncated under the read reads as zeroes, as pread's
+		// short read does in the file driver
+		z := getBuf(int(min(left, 1<<20)))
+		clear(z)
+		err := c.write(z)
+		left -= int64(len(z))
+		putBuf(z)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // handle is nbd_handle_request.
 func (c *client) handle(req *request) error {
 	d := c.exp.Disk
@@ -380,7 +453,7 @@ func (c *client) sparseRead(req *request) error {
 	d := c.exp.Disk
 	off, size := int64(req.Offset), int64(req.Length)
 	for progress := int64(0); progress < size; {
-		e, _, err := image.BlockStatusAbove(d, off+progress, size-progress, true)
+		e, depth, err := image.BlockStatusAbove(d, off+progress, size-progress, true)
 		if err == nil && e.Len <= 0 {
 			err = image.ErrInvalid
 		}
@@ -399,6 +472,11 @@ func (c *client) sparseRead(req *request) error {
 			h = binary.BigEndian.AppendUint64(h, uint64(off+progress))
 			h = binary.BigEndian.AppendUint32(h, uint32(pnum))
 			if err := c.send(h); err != nil {
+				return err
+			}
+		} else if f, hoff, ok := c.hostData(d, depth, e, pnum); ok {
+			req.tk.Drop() // the data is read outside the Disk's order
+			if err := c.sendReadChunkFile(req.Handle, uint64(off+progress), f, hoff, pnum, final); err != nil {
 				return err
 			}
 		} else {
