@@ -132,15 +132,15 @@ func createRaw(r Request, out io.Writer, parseSize func(string) (int64, error)) 
 	if preallocGiven != "" && prealloc < 0 {
 		return fail(r.File, "invalid parameter value: %s", preallocGiven)
 	}
-	if err := raw.Create(hostPath(r.File), r.Size, prealloc); err != nil {
+	if err := raw.CreateWith(hostPath(r.File), r.Size, prealloc, fo.attrs(r)); err != nil {
 		return fail(r.File, "%v", err)
 	}
 	return nil
 }
 
-// fileOpts are the file protocol's create options that goqio takes and
-// checks but does not act on: nocow (chattr +C, for btrfs) and
-// extent_size_hint (an XFS extent size hint).
+// fileOpts are the file protocol's create options that act on the new
+// file: nocow (chattr +C, for btrfs) and extent_size_hint (an XFS extent
+// size hint).
 type fileOpts struct {
 	nocow   string
 	hint    int64
@@ -161,6 +161,16 @@ func (fo *fileOpts) parse(file, k, v string, parseSize func(string) (int64, erro
 	}
 	fo.hint, fo.hasHint = n, true
 	return nil
+}
+
+// attrs are the options as the file driver sets them, its warning going
+// to r.Stderr.
+func (fo *fileOpts) attrs(r Request) raw.FileAttrs {
+	a := raw.FileAttrs{NoCOW: fo.nocow == "on", ExtentSizeHint: fo.hint, HintGiven: fo.hasHint}
+	if r.Stderr != nil {
+		a.Warn = func(msg string) { fmt.Fprintf(r.Stderr, "%s: warning: %s\n", r.Prog, msg) }
+	}
+	return a
 }
 
 // check is what file-posix's raw_co_create refuses before it creates the
@@ -401,6 +411,7 @@ func createQcow2(r Request, out io.Writer, parseSize func(string) (int64, error)
 	if o.RefcountBits == 0 {
 		o.RefcountBits = -1
 	}
+	o.FileAttrs = fo.attrs(r)
 	if err := qcow2.Create(hostPath(r.File), o); err != nil {
 		return fail(r.File, "%v", err)
 	}

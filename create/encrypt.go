@@ -128,6 +128,7 @@ func qcow2Encryption(r Request, given map[string]string) (*qcrypto.CreateOptions
 // its header then size bytes of payload.
 func createLUKS(r Request, out io.Writer, parseSize func(string) (int64, error)) error {
 	given := map[string]string{}
+	var fo fileOpts
 	optSize := int64(-1)
 	for _, k := range sortedKeys(r.Options) {
 		v := r.Options[k]
@@ -142,6 +143,11 @@ func createLUKS(r Request, out io.Writer, parseSize func(string) (int64, error))
 			if _, err := parseNumber(v); err != nil {
 				return fail(r.File, "Parameter '%s' expects a number", k)
 			}
+		case "nocow", "extent_size_hint":
+			if err := fo.parse(r.File, k, v, parseSize); err != nil {
+				return err
+			}
+			continue
 		case "key-secret", "cipher-alg", "cipher-mode", "ivgen-alg", "ivgen-hash-alg", "hash-alg", "preallocation":
 		default:
 			return fail(r.File, "Invalid parameter '%s'", k)
@@ -154,12 +160,25 @@ func createLUKS(r Request, out io.Writer, parseSize func(string) (int64, error))
 	if !r.Quiet {
 		var b strings.Builder
 		fmt.Fprintf(&b, "Formatting '%s', fmt=luks size=%d", r.File, r.Size)
-		for _, k := range append(luksCreateOpts, "preallocation") {
+		for _, k := range luksCreateOpts {
 			if v, ok := given[k]; ok {
 				fmt.Fprintf(&b, " %s=%s", k, escapeOpt(v))
 			}
 		}
+		// then the file protocol's options, in its order
+		if fo.nocow != "" {
+			fmt.Fprintf(&b, " nocow=%s", fo.nocow)
+		}
+		if v, ok := given["preallocation"]; ok {
+			fmt.Fprintf(&b, " preallocation=%s", escapeOpt(v))
+		}
+		if fo.hasHint {
+			fmt.Fprintf(&b, " extent_size_hint=%d", fo.hint)
+		}
 		fmt.Fprintln(out, b.String())
+	}
+	if err := fo.check(r.File); err != nil {
+		return err
 	}
 	prealloc := image.PreallocOff
 	if v, ok := given["preallocation"]; ok {
@@ -175,7 +194,7 @@ func createLUKS(r Request, out io.Writer, parseSize func(string) (int64, error))
 	if err != nil {
 		return err
 	}
-	if err := raw.Create(hostPath(r.File), 0, image.PreallocOff); err != nil {
+	if err := raw.CreateWith(hostPath(r.File), 0, image.PreallocOff, fo.attrs(r)); err != nil {
 		return fail(r.File, "Could not create '%s': %s", hostPath(r.File), image.StrerrorOf(err))
 	}
 	var f *os.File

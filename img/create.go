@@ -132,7 +132,7 @@ func createTarget(format, file string, size int64, opts map[string]string, secre
 	o := map[string]string{}
 	for k, v := range opts {
 		switch k {
-		case "size", "nocow", "extent_size_hint":
+		case "size":
 			continue
 		}
 		o[k] = v

@@ -27,6 +27,9 @@ type CreateOptions struct {
 	// in the image as given; DataFileRaw sets data-file-raw.
 	DataFile    string
 	DataFileRaw bool
+	// FileAttrs are set on the image file and the data file once created
+	// (nocow, extent_size_hint: file-posix's create options)
+	FileAttrs raw.FileAttrs
 	// Encrypt, when set, encrypts the image (encrypt.format=luks or
 	// qcow, the legacy AES; encrypt.* options), as
 	// qcow2_set_up_encryption after the size and backing file.
@@ -110,6 +113,7 @@ func Create(path string, o CreateOptions) error {
 	if err != nil {
 		return fmt.Errorf("Could not create '%s': %s", path, image.StrerrorOf(err))
 	}
+	o.FileAttrs.Apply(f)
 	created := []string{path}
 	if o.DataFile != "" {
 		df, err := os.OpenFile(o.DataFile, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_CLOEXEC, 0o644)
@@ -118,6 +122,7 @@ func Create(path string, o CreateOptions) error {
 			os.Remove(path)
 			return fmt.Errorf("Could not create '%s': %s", o.DataFile, image.StrerrorOf(err))
 		}
+		o.FileAttrs.Apply(df)
 		df.Close()
 		created = append(created, o.DataFile)
 	}

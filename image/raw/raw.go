@@ -492,6 +492,12 @@ func (d *Driver) Close() error { return d.f.Close() }
 // qemu-img create does: the file is created or truncated, sized, and its
 // first block is written with zeroes so that the file system allocates it.
 func Create(path string, size int64, prealloc image.Prealloc) error {
+	return CreateWith(path, size, prealloc, FileAttrs{})
+}
+
+// CreateWith is Create with the file attributes of file-posix's create
+// options, set once the file is empty (nocow, extent_size_hint).
+func CreateWith(path string, size int64, prealloc image.Prealloc, attrs FileAttrs) error {
 	if prealloc == image.PreallocMetadata {
 		return fmt.Errorf("Unsupported preallocation mode: metadata")
 	}
@@ -500,6 +506,7 @@ func Create(path string, size int64, prealloc image.Prealloc) error {
 		return &createError{path, err}
 	}
 	defer f.Close()
+	attrs.Apply(f)
 	size = roundUp512(size)
 	switch prealloc {
 	case image.PreallocFalloc:
