@@ -351,11 +351,17 @@ func Decode(b []byte) (Result, bool) {
 
 var timing = regexp.MustCompile(`[0-9]* ops; .*`)
 
+// Limit is how long Run lets a program run before it counts as hanging:
+// generous, because qemu-img takes about 5 s for some repairs (4095
+// snapshot table entries) on an idle machine, and a test run with -race
+// on 2 busy cores is many times slower.
+const Limit = 60 * time.Second
+
 // Run runs prog (with argv[0] set to argv0 when not empty) in dir, where
-// the image is t.qcow2, for at most 10 seconds. With digest, the result
+// the image is t.qcow2, for at most Limit. With digest, the result
 // records the image file's digest afterwards.
 func Run(prog, argv0, dir string, args []string, digest bool) Result {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, prog, args...)
 	cmd.Dir = dir

@@ -150,7 +150,7 @@ func TestCraftedImages(t *testing.T) {
 			}
 			g := crafted.Run(bin, "qemu-io", inDir(t, c.img), crafted.IOArgs, false)
 			if g.Timeout {
-				t.Fatalf("goqio did not finish in 10 s:\n%s", g.Out)
+				t.Fatalf("goqio did not finish in %v:\n%s", crafted.Limit, g.Out)
 			}
 			if strings.Contains(g.Out, "panic") || strings.Contains(g.Out, "goroutine ") || g.Code > 1 || g.Code < 0 {
 				t.Fatalf("goqio crashed (exit %d):\n%s", g.Code, g.Out)
@@ -201,7 +201,7 @@ func TestCraftedCheck(t *testing.T) {
 				g := crafted.Run(bin, "", inDir(t, c.img), args, digest)
 				label := strings.Join(args[:len(args)-3], " ")
 				if g.Timeout {
-					t.Fatalf("%s: goqio did not finish in 10 s:\n%s", label, g.Out)
+					t.Fatalf("%s: goqio did not finish in %v:\n%s", label, crafted.Limit, g.Out)
 				}
 				if strings.Contains(g.Out, "panic") || strings.Contains(g.Out, "goroutine ") || g.Code < 0 || g.Code > 3 {
 					t.Fatalf("%s: goqio crashed (exit %d):\n%s", label, g.Code, g.Out)
