@@ -305,6 +305,9 @@ func serialOrderExists(before, got []byte, ops []*stressOp, unit int64, optional
 	}
 	for u := lo &^ (unit - 1); u < hi; u += unit {
 		ue := min(u+unit, int64(len(before)))
+		if optional && bytes.Equal(before[u:ue], got[u:ue]) {
+			continue // the empty subset
+		}
 		var in []*stressOp
 		for _, op := range ops {
 			if op.off < ue && op.off+op.n > u {
