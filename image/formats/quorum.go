@@ -226,9 +226,13 @@ func (q *quorum) checkPerm(n *Node) error {
 	}
 	a, b := n.Children[last], n.Children[prev]
 	x := a.Node.NodeName
-	return errorf(syscall.EPERM, "Permission conflict on node '%s': permissions 'write' are both required by node '%s' "+
+	perms := "write"
+	if n.resizePerm() {
+		perms = "write, resize" // a format's file: its parent resizes it
+	}
+	return errorf(syscall.EPERM, "Permission conflict on node '%s': permissions '%s' are both required by node '%s' "+
 		"(uses node '%s' as '%s' child) and unshared by node '%s' (uses node '%s' as '%s' child).",
-		x, n.NodeName, x, b.Name, n.NodeName, x, a.Name)
+		x, perms, n.NodeName, x, b.Name, n.NodeName, x, a.Name)
 }
 
 // SerialRequests: over children that order their requests (qcow2 images,

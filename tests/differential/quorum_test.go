@@ -185,6 +185,11 @@ func TestQuorumQcow2(t *testing.T) {
 		Args:      append(withCmds(nil, cs...), quorumOf("'vote-threshold':2", qc("img"), qc("b.qcow2"))),
 		FilterMap: []string{quorumOf("'vote-threshold':2", qc("img"), qc("b.qcow2"))}})
 	// qcow2 over a quorum of two copies of its file
+	// one node as two children: a conflict on write (and resize, under qcow2)
+	for _, flags := range [][]string{nil, {"-r"}} {
+		dup := "json:{'driver':'qcow2','file':{'driver':'quorum','vote-threshold':1,'children':[{'driver':'file','filename':'img','node-name':'x'},'x']}}"
+		cases = append(cases, Case{Fmt: "qcow2", Size: "2M", Args: append(withCmds(flags, "read 0 4k"), dup)})
+	}
 	copyOf := ExtraImage{Name: "copy.img", Fmt: "qcow2", Size: "2M"}
 	over := "json:{'driver':'qcow2','file':" + strings.TrimPrefix(quorumOf("'vote-threshold':2", fileChild("img"), fileChild("copy.img")), "json:") + "}"
 	cases = append(cases, Case{Fmt: "qcow2", Size: "2M", Extra: []ExtraImage{copyOf},
