@@ -177,7 +177,7 @@ func sectorLength(d *image.Disk) int64 { return (d.Size() + 511) &^ 511 }
 // permissions (quorum_child_perm): what the parent holds (consistent read,
 // write when rw, more from a parent such as qcow2's resize), write for
 // rewrite-corrupted, and never sharing write or resize, which would let
-// the children differ.
+// the children differ (unless the child is force-share).
 func quorumLocks(n *Node, q *quorum, rw bool, perm, unshared uint) error {
 	l := raw.Lock{Perm: raw.PermConsistentRead | perm,
 		Unshared: unshared&(raw.PermConsistentRead|raw.PermWriteUnchanged) | raw.PermWrite | raw.PermResize}
@@ -191,7 +191,11 @@ func quorumLocks(n *Node, q *quorum, rw bool, perm, unshared uint) error {
 		if c.Role&RoleData == 0 {
 			continue
 		}
-		if err := attachLock(c.Node, l); err != nil {
+		cl := l
+		if c.Node.ForceShare {
+			cl.Unshared = 0 // bdrv_child_perm: a force-share child shares all
+		}
+		if err := attachLock(c.Node, cl); err != nil {
 			return errorf(err, "%v", err)
 		}
 	}

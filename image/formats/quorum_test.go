@@ -13,6 +13,7 @@ import (
 
 	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/qdict"
+	"github.com/goqio/goqio/image/raw"
 )
 
 func TestArrayEntries(t *testing.T) {
@@ -225,4 +226,24 @@ func TestQuorumConcurrent(t *testing.T) {
 	if err := n.Disk.Truncate(1<<20, image.PreallocOff); err == nil || errors.Is(err, image.ErrReadOnly) {
 		t.Errorf("truncate: %v", err)
 	}
+}
+
+// TestQuorumLocks: a child another open file holds for writing refuses
+// the quorum's unshared write, unless force-share (-U) shares all.
+func TestQuorumLocks(t *testing.T) {
+	files := quorumFiles(t, 2)
+	holder, err := raw.Open(files[0], raw.Options{Lock: &raw.Lock{Perm: raw.PermConsistentRead | raw.PermWrite}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	name := quorumJSON(`"vote-threshold":1,`, files)
+	if _, err := OpenNode(name, Options{ReadOnly: true}); err == nil || !strings.HasPrefix(err.Error(), `Failed to get shared "write" lock`) {
+		t.Errorf("read-only open beside a writer: %v", err)
+	}
+	n, err := OpenNode(name, Options{ReadOnly: true, ForceShare: true})
+	if err != nil {
+		t.Fatalf("-U -r: %v", err)
+	}
+	n.Close()
 }
