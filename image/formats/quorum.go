@@ -68,17 +68,21 @@ var (
 // when a key under prefix is not part of that array or an element is both.
 func arrayEntries(d *qdict.Dict, prefix string) int {
 	keys := d.Keys()
+	// the keys under each "prefixN.", by N as written
+	under := map[string]int{}
+	for _, k := range keys {
+		if rest, ok := strings.CutPrefix(k, prefix); ok {
+			if dot := strings.IndexByte(rest, '.'); dot >= 0 {
+				under[rest[:dot]]++
+			}
+		}
+	}
 	entries := 0
 	i := 0
 	for ; i < 1<<31-1; i++ {
-		key := prefix + strconv.Itoa(i)
-		sub := 0
-		for _, k := range keys {
-			if strings.HasPrefix(k, key+".") {
-				sub++
-			}
-		}
-		has := d.Has(key)
+		key := strconv.Itoa(i)
+		sub := under[key]
+		has := d.Has(prefix + key)
 		if has && sub > 0 {
 			return -1
 		}
