@@ -136,6 +136,12 @@ func (t *Ticket) Prefetch(off, n int64) error {
 	return t.d.prefetch(off, n)
 }
 
+// Ordered reports whether d runs its requests in submission order (its
+// driver, or the driver under its filters, is serial or admitting), for
+// drivers over several children that order their requests when one of
+// the children does.
+func (d *Disk) Ordered() bool { return d.gate() != nil }
+
 // gate returns d's order gate, nil when d does not order its requests.
 func (d *Disk) gate() *orderGate {
 	d.orderOnce.Do(func() {

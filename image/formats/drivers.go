@@ -38,7 +38,7 @@ func init() {
 		{"qcow", probeQcow}, {"qed", magicProbe("QED\x00")}, {"vmdk", probeVmdk},
 		{"vpc", magicProbe("conectix")}, {"vhdx", magicProbe("vhdxfile")}, {"luks", magicProbe("LUKS\xba\xbe")},
 		{"vdi", probeVdi}, {"parallels", probeParallels}, {"bochs", nil}, {"cloop", nil}, {"dmg", nil},
-		{"blklogwrites", nil}, {"quorum", nil},
+		{"blklogwrites", nil},
 		{"copy-before-write", nil}, {"snapshot-access", nil},
 	} {
 		if u.name == "luks" {
@@ -189,6 +189,11 @@ func attachLock(file *Node, l raw.Lock) error {
 			}
 		}
 		return nil
+	}
+	if q, ok := file.Impl.(*quorum); ok {
+		// quorum_child_perm: the parent's permissions, write and
+		// resize never shared
+		return quorumLocks(file, q, false, l.Perm, l.Unshared)
 	}
 	d := rawOf(file)
 	if d == nil || file.noLock {

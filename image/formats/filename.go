@@ -18,6 +18,7 @@ var strongOptions = map[string][]string{
 	"null-aio": {"size", "read-zeroes"},
 	"qcow2":    {"encrypt.key-secret"},
 	"luks":     {"key-secret"},
+	"quorum":   {"vote-threshold", "blkverify", "rewrite-corrupted", "read-pattern"},
 	"blkdebug": {"config", "inject-error.", "set-state.", "align", "max-transfer", "opt-write-zero",
 		"max-write-zero", "opt-discard", "max-discard"},
 }
@@ -44,11 +45,20 @@ func (n *Node) refreshFilename() {
 	}
 	opts := qdict.New()
 	gen := n.appendStrong(opts) || backingOverridden
-	for _, c := range n.Children {
-		if c.Name == "backing" && !backingOverridden {
-			continue
+	if n.Drv.Name == "quorum" {
+		// quorum_gather_child_options: the children as a list
+		l := &qdict.List{}
+		for _, c := range n.Children {
+			l.Items = append(l.Items, c.Node.FullOptions)
 		}
-		opts.Put(c.Name, c.Node.FullOptions)
+		opts.Put("children", l)
+	} else {
+		for _, c := range n.Children {
+			if c.Name == "backing" && !backingOverridden {
+				continue
+			}
+			opts.Put(c.Name, c.Node.FullOptions)
+		}
 	}
 	if backingOverridden && n.Child("backing") == nil {
 		opts.Put("backing", qdict.Null{})
@@ -78,6 +88,10 @@ func (n *Node) refreshFilename() {
 		if d, ok := n.Impl.(*nbdNode); ok {
 			n.exactFilename = d.exact
 		}
+	case n.Drv.Name == "quorum":
+		// no bdrv_refresh_filename, no primary child: never a plain
+		// name (and no directory, bdrv_dirname fails)
+		n.exactFilename = ""
 	case n.Drv.Name == "blkverify":
 		// blkverify_refresh_filename
 		n.exactFilename = ""

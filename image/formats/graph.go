@@ -538,7 +538,7 @@ func (g *Graph) finish(bs *Node, parent *Node) error {
 		CopyOnRead:   bs.CopyOnRead,
 		OnClose:      bs.closeRest,
 	}
-	if parent != nil && (bs.Drv.FileOpen || bs.Drv.IsFilter) {
+	if parent != nil && (bs.Drv.FileOpen || bs.Drv.IsFilter || bs.Drv.PassEnd) {
 		// below another node, requests may pass the end (QEMU checks
 		// the bounds in the BlockBackend only); a filter passes them on
 		o.Grow = true
@@ -549,6 +549,11 @@ func (g *Graph) finish(bs *Node, parent *Node) error {
 	if _, ok := bs.Impl.(rawShared); ok {
 		o.RawFormat = true // one Disk for the raw node and its file node
 	}
+	if pc, ok := bs.Impl.(permChecker); ok {
+		if err := pc.checkPerm(bs); err != nil {
+			return err
+		}
+	}
 	bs.Disk = image.New(bs.Impl, bs.Filename, o)
 	if bs.Drv.IsFilter && bs.Flags&FlagRDWR != 0 && !bs.resizePerm() {
 		// bdrv_node_refresh_perm, for the writer the node's parent is
@@ -558,6 +563,13 @@ func (g *Graph) finish(bs *Node, parent *Node) error {
 		}
 	}
 	return nil
+}
+
+// permChecker is a driver whose node checks the permissions it asks of
+// its children once its parent's are known (bdrv_node_refresh_perm when
+// the parent attaches it).
+type permChecker interface {
+	checkPerm(n *Node) error
 }
 
 // resizePerm reports whether the node's parent, as a writer, holds QEMU's

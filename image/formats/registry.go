@@ -26,6 +26,10 @@ type BlockDriver struct {
 	NeedsFilename bool
 	// SupportsBacking: the node may have a "backing" child.
 	SupportsBacking bool
+	// PassEnd: below a parent, requests may pass the node's end (QEMU
+	// checks bounds in the BlockBackend only), as for protocol drivers
+	// and filters.
+	PassEnd bool
 	// ParseFilename turns a protocol filename into options
 	// (bdrv_parse_filename).
 	ParseFilename func(filename string, opts *qdict.Dict) error

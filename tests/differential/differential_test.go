@@ -80,10 +80,18 @@ type Case struct {
 	CompareSize bool
 }
 
-// ExtraImage is a raw image beside img.
+// ExtraImage is an image beside img: raw unless Fmt says otherwise.
 type ExtraImage struct {
 	Name, Size string
 	Cmds       []string
+	Fmt        string // "" is raw; "qcow2" images are compared by map and check too
+}
+
+func (x ExtraImage) format() string {
+	if x.Fmt == "" {
+		return "raw"
+	}
+	return x.Fmt
 }
 
 func (c Case) format() string {
@@ -162,11 +170,11 @@ func (tl tools) run(t *testing.T, c Case) {
 			sh(t, d, "", tl.qemuIO, "-f", c.format(), "-c", s, "img")
 		}
 		for _, x := range c.Extra {
-			if _, e, rc := sh(t, d, "", tl.qemuImg, "create", "-q", "-f", "raw", x.Name, x.Size); rc != 0 {
+			if _, e, rc := sh(t, d, "", tl.qemuImg, "create", "-q", "-f", x.format(), x.Name, x.Size); rc != 0 {
 				t.Fatalf("qemu-img create %s: %s", x.Name, e)
 			}
 			for _, s := range x.Cmds {
-				sh(t, d, "", tl.qemuIO, "-f", "raw", "-c", s, x.Name)
+				sh(t, d, "", tl.qemuIO, "-f", x.format(), "-c", s, x.Name)
 			}
 		}
 		if c.Compress {
@@ -236,13 +244,26 @@ func (tl tools) run(t *testing.T, c Case) {
 	}
 	for _, x := range c.Extra {
 		a, b := filepath.Join(dirs[0], x.Name), filepath.Join(dirs[1], x.Name)
-		if _, e, rc := sh(t, top, "", tl.qemuImg, "compare", "-q", "-f", "raw", "-F", "raw", a, b); rc != 0 {
+		if _, e, rc := sh(t, top, "", tl.qemuImg, "compare", "-q", "-f", x.format(), "-F", x.format(), a, b); rc != 0 {
 			t.Errorf("args %q: %s differs (qemu-img compare exit %d %s)", c.Args, x.Name, rc, e)
 		}
 		sa, _ := os.Stat(a)
 		sb, _ := os.Stat(b)
-		if sa == nil || sb == nil || sa.Size() != sb.Size() {
+		if x.format() == "raw" && (sa == nil || sb == nil || sa.Size() != sb.Size()) {
 			t.Errorf("args %q: %s: file sizes differ", c.Args, x.Name)
+		}
+		if x.format() == "qcow2" {
+			var xm [2]string
+			for i, d := range dirs {
+				xm[i], _, _ = sh(t, d, "", tl.qemuImg, "map", "--output=json", "-f", "qcow2", x.Name)
+				xm[i] = normalizeMap(xm[i])
+			}
+			if xm[0] != xm[1] {
+				t.Errorf("args %q: maps of %s differ:\nqemu-io: %s\ngoqio:   %s", c.Args, x.Name, xm[0], xm[1])
+			}
+			if o, e, rc := sh(t, dirs[1], "", tl.qemuImg, "check", "-f", "qcow2", x.Name); rc != 0 {
+				t.Errorf("args %q: qemu-img check of goqio's %s: exit %d\n%s%s", c.Args, x.Name, rc, o, e)
+			}
 		}
 	}
 	for i, d := range dirs {
