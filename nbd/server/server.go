@@ -89,6 +89,10 @@ func (e *Export) Init() {
 	}
 }
 
+// unixSendBuffer is the send buffer of a unix socket connection (the
+// kernel doubles it, within net.core.wmem_max).
+const unixSendBuffer = 2 << 20
+
 // Server serves its exports to clients.
 type Server struct {
 	Exports []*Export
@@ -126,6 +130,12 @@ func (s *Server) find(name string) *Export {
 func (s *Server) Serve(conn net.Conn) bool {
 	c := &client{srv: s, raw: conn, conn: conn, noSendfile: s.NoSendfile}
 	defer func() { c.conn.Close() }()
+	if u, ok := conn.(*net.UnixConn); ok {
+		// a unix socket's default send buffer (~200 KiB) holds less than
+		// one of a copy's read replies: the server would wait for the
+		// client at every one (TCP tunes its own buffers)
+		u.SetWriteBuffer(unixSendBuffer)
+	}
 	ret, err := c.negotiate()
 	if ret != 0 {
 		// a connection closed here (the server is ending: qemu-nbd
