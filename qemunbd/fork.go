@@ -63,10 +63,13 @@ func (e *env) forkParent(activation int) int {
 	return 0
 }
 
-// forkedReady is the daemon's side: once the server runs, stderr goes
-// back to the parent's (--fork) and the pipe is closed, which lets the
-// parent exit; with -c it goes to /dev/null, as QEMU leaves it.
-func forkedReady(restore bool) func() {
+// forkedReady is the daemon's side: once the server runs (with -c, once
+// the device runs) the pipe is closed, which lets the parent exit, and
+// stderr goes to /dev/null. qemu-nbd 7.2 means to give the daemon the
+// parent's stderr back with --fork, but what it restores is its stdout,
+// /dev/null by then (qemu-nbd --fork prints nothing once it has started:
+// checked with the installed 7.2.22), so the daemon says nothing more.
+func forkedReady() func() {
 	fd, _ := strconv.Atoi(os.Getenv(forkEnv))
 	os.Unsetenv(forkEnv)
 	os.Unsetenv(forkListenEnv)
@@ -74,9 +77,7 @@ func forkedReady(restore bool) func() {
 		if fd <= 2 {
 			return
 		}
-		if restore {
-			unix.Dup2(fd, 2)
-		} else if null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
+		if null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
 			unix.Dup2(int(null.Fd()), 2)
 			null.Close()
 		}

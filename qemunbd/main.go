@@ -366,7 +366,7 @@ func Main(argv []string, stdout, stderr io.Writer) int {
 		if activation == 0 && os.Getenv(forkListenEnv) != "" {
 			activation = 1
 		}
-		ready = forkedReady(cfg.forkProcess)
+		ready = forkedReady()
 	}
 	return e.serve(cfg, graph, tlsCfg, activation, rest[0], ready)
 }
@@ -505,8 +505,8 @@ func requestAlignment(n *formats.Node) uint32 {
 // serve is the rest of qemu-nbd's main(): listen, open, export, loop.
 // ready, when set, is called once the server runs (--fork's child).
 func (e *env) serve(cfg *config, graph *formats.Graph, tlsCfg *tlsSetup, activation int, src string, ready func()) int {
-	if cfg.device != "" {
-		return e.connectDevice(cfg, graph, src)
+	if cfg.device != "" && cfg.sockpath == "" {
+		cfg.sockpath = socketPathFor(cfg.device)
 	}
 	l, err := e.listen(cfg, activation)
 	if err != nil {
@@ -563,14 +563,34 @@ func (e *env) serve(cfg *config, graph *formats.Graph, tlsCfg *tlsSetup, activat
 		node.Close()
 		return e.fail("Could not chdir to root directory: %s", sysErr(err))
 	}
+	// with -c, the device's client lets the parent of the fork go once
+	// the device runs (--fork: once the server runs, as without -c)
+	var devConnected func()
+	if cfg.device != "" && !cfg.forkProcess {
+		devConnected, ready = ready, nil
+	}
 	if ready != nil {
 		ready()
+	}
+	var devDone chan int
+	var started func(stop func())
+	if cfg.device != "" {
+		devDone = make(chan int, 1)
+		started = func(stop func()) {
+			go func() {
+				devDone <- e.deviceClient(cfg.device, cfg.sockpath, src, cfg.verbose, devConnected)
+				stop() // QEMU's thread ends the server with a SIGTERM
+			}()
+		}
 	}
 	code := run(srv, l, cfg, func() {
 		if cfg.sockpath != "" {
 			os.Remove(cfg.sockpath)
 		}
-	})
+	}, started)
+	if devDone != nil {
+		code = <-devDone
+	}
 	if err := node.Close(); err != nil {
 		e.report("%v", err)
 	}
@@ -584,7 +604,7 @@ func (e *env) serve(cfg *config, graph *formats.Graph, tlsCfg *tlsSetup, activat
 // are connected (any number with -e 0); without -t the server ends when
 // the last client that reached the transmission phase leaves; SIGTERM,
 // SIGINT and SIGHUP end it too (exit status 0).
-func run(srv *server.Server, l net.Listener, cfg *config, unlink func()) int {
+func run(srv *server.Server, l net.Listener, cfg *config, unlink func(), started func(stop func())) int {
 	var mu sync.Mutex
 	cond := sync.NewCond(&mu)
 	conns := map[net.Conn]bool{}
@@ -607,6 +627,9 @@ func run(srv *server.Server, l net.Listener, cfg *config, unlink func()) int {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sig)
+	if started != nil {
+		started(stop)
+	}
 	done := make(chan struct{})
 	defer close(done)
 	go func() {

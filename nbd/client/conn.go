@@ -486,3 +486,11 @@ func (c *Conn) Close() error {
 	<-c.done
 	return nil
 }
+
+// Handshake runs the handshake alone on c and returns what it learnt,
+// leaving c at the start of the transmission phase for another user of
+// the socket (qemu-nbd -c hands it to the kernel's NBD client).
+func Handshake(c net.Conn, o Options) (Info, error) {
+	g := &negotiator{rw: c, raw: c}
+	return g.negotiate(o)
+}
