@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 	"io"
 	"syscall"
 )
@@ -523,10 +524,9 @@ func (d *Driver) rebuildRefcounts(r *refs) error {
 	if err := d.file.WriteAt(buf, tableOff, false); err != nil {
 		return rebuildErr("ERROR writing reftable", err)
 	}
-	var hb [12]byte
-	binary.BigEndian.PutUint64(hb[0:], uint64(tableOff))
-	binary.BigEndian.PutUint32(hb[8:], uint32(tableClusters))
-	if err := d.writeSync(hb[:], 48); err != nil {
+	nh := d.hdr
+	nh.RefcountTableOffset, nh.RefcountTableClusters = uint64(tableOff), uint32(tableClusters)
+	if err := d.writeHeaderFields(&nh, layout.FieldRefcountTableOffset, layout.FieldRefcountTableClusters); err != nil {
 		return rebuildErr("ERROR setting reftable", err)
 	}
 	d.refTable = table

@@ -142,7 +142,7 @@ func FuzzHeader(f *testing.F) {
 		}
 		if h.Version == 3 && h.HeaderLength >= headerSize {
 			out := make([]byte, 65536)
-			h.encode(out)
+			h.Encode(out)
 			h2, err := parseHeader(out)
 			if err != nil || h2 != h {
 				t.Fatalf("header does not survive encode: %+v\n%+v (%v)", h, h2, err)

@@ -51,6 +51,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 	"github.com/goqio/goqio/image/qcrypto"
 	"github.com/goqio/goqio/image/raw"
 )
@@ -987,9 +988,9 @@ func (d *Driver) markDirty() error {
 	if err := d.file.Flush(); err != nil {
 		return err
 	}
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], d.hdr.IncompatibleFeatures|incompatDirty)
-	if err := d.writeSync(b[:], 72); err != nil {
+	nh := d.hdr
+	nh.IncompatibleFeatures |= incompatDirty
+	if err := d.writeHeaderFields(&nh, layout.FieldIncompatible, layout.FieldIncompatible); err != nil {
 		return err
 	}
 	d.hdr.IncompatibleFeatures |= incompatDirty
@@ -1085,7 +1086,7 @@ func (d *Driver) updateHeader() error {
 	if h.Version >= 3 {
 		h.HeaderLength = uint32(headerSize + len(d.unknownFields))
 	}
-	pos := int64(h.encode(buf))
+	pos := int64(h.Encode(buf))
 	if h.Version >= 3 {
 		pos += int64(copy(buf[pos:], d.unknownFields))
 	}
@@ -1144,8 +1145,8 @@ func (d *Driver) updateHeader() error {
 		copy(buf[pos:], d.backingFile)
 		h.BackingFileOffset = uint64(pos)
 		h.BackingFileSize = uint32(len(d.backingFile))
-		binary.BigEndian.PutUint64(buf[8:], h.BackingFileOffset)
-		binary.BigEndian.PutUint32(buf[16:], h.BackingFileSize)
+		binary.BigEndian.PutUint64(buf[layout.OffBackingFileOffset:], h.BackingFileOffset)
+		binary.BigEndian.PutUint32(buf[layout.OffBackingFileSize:], h.BackingFileSize)
 	}
 	d.hdr.BackingFileOffset, d.hdr.BackingFileSize = h.BackingFileOffset, h.BackingFileSize
 	return d.file.WriteAt(buf, 0, false)

@@ -57,12 +57,12 @@ func TestParseHeader(t *testing.T) {
 		t.Fatalf("got %+v\nwant %+v", h, want)
 	}
 	buf := make([]byte, 112)
-	if n := h.encode(buf); n != 112 || !bytes.Equal(buf, unhex(t, header1M)) {
+	if n := h.Encode(buf); n != 112 || !bytes.Equal(buf, unhex(t, header1M)) {
 		t.Fatalf("encode gives %x", buf)
 	}
 	v2 := h
 	v2.Version = 2
-	if n := v2.encode(buf); n != 72 {
+	if n := v2.Encode(buf); n != 72 {
 		t.Fatalf("v2 header is %d bytes", n)
 	}
 	if _, err := parseHeader([]byte("QFI")); err == nil {

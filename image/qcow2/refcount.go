@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // errAgain is QEMU's -EAGAIN from alloc_refcount_block: a new refcount
@@ -508,11 +509,10 @@ func (d *Driver) refcountArea(startOffset, additional int64, exact bool, newInde
 	if err := d.writeSync(buf, tableOffset); err != nil {
 		return 0, err
 	}
-	var hb [12]byte
-	binary.BigEndian.PutUint64(hb[0:], uint64(tableOffset))
-	binary.BigEndian.PutUint32(hb[8:], uint32(tableClusters))
+	nh := d.hdr
+	nh.RefcountTableOffset, nh.RefcountTableClusters = uint64(tableOffset), uint32(tableClusters)
 	d.file.DebugEvent("refblock_alloc_switch_table")
-	if err := d.writeSync(hb[:], 48); err != nil {
+	if err := d.writeHeaderFields(&nh, layout.FieldRefcountTableOffset, layout.FieldRefcountTableClusters); err != nil {
 		return 0, err
 	}
 	oldOffset, oldSize := d.refTableOffset, int64(len(d.refTable))

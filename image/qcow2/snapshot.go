@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // Snapshot is one entry of the internal snapshot table.
@@ -203,9 +204,9 @@ func (d *Driver) checkSnapshotTable(res *CheckResult, fix CheckMode, w io.Writer
 	res.Corruptions += int64(reduced + dropped)
 	if reduced > 0 {
 		// the header's count first: the refcount check relies on it
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], uint32(len(snaps)))
-		if err := d.writeSync(b[:], 60); err != nil {
+		nh := d.hdr
+		nh.NbSnapshots = uint32(len(snaps))
+		if err := d.writeHeaderFields(&nh, layout.FieldNbSnapshots, layout.FieldNbSnapshots); err != nil {
 			res.CheckErrors++
 			fmt.Fprintf(w, "ERROR failed to update the snapshot count in the image header: %s\n", image.StrerrorOf(err))
 			return err
@@ -285,10 +286,9 @@ func (d *Driver) writeSnapshots() error {
 		d.freeClusters(off, size, discardAlways)
 		return err
 	}
-	var hb [12]byte
-	be.PutUint32(hb[0:], uint32(len(d.snaps)))
-	be.PutUint64(hb[4:], uint64(off))
-	if err := d.writeSync(hb[:], 60); err != nil {
+	nh := d.hdr
+	nh.NbSnapshots, nh.SnapshotsOffset = uint32(len(d.snaps)), uint64(off)
+	if err := d.writeHeaderFields(&nh, layout.FieldNbSnapshots, layout.FieldSnapshotsOffset); err != nil {
 		d.freeClusters(off, size, discardAlways)
 		return err
 	}

@@ -1,10 +1,10 @@
 package qcow2
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // Truncate is QEMU's qcow2_co_truncate for preallocation off: growing adds
@@ -119,9 +119,9 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 		}
 	}
 	d.size = size
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(size))
-	if err := d.writeSync(b[:], 24); err != nil {
+	nh := d.hdr
+	nh.Size = uint64(size)
+	if err := d.writeHeaderFields(&nh, layout.FieldSize, layout.FieldSize); err != nil {
 		return fmt.Errorf("Failed to update the image size: %s", image.StrerrorOf(err))
 	}
 	d.hdr.Size = uint64(size)

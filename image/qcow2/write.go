@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // l2Meta describes a new allocation to link into the L2 table after the
@@ -854,10 +855,9 @@ func (d *Driver) growL1(minSize int64, exact bool) error {
 		return fail(err)
 	}
 	d.file.DebugEvent("l1_grow_activate_table")
-	var hb [12]byte
-	binary.BigEndian.PutUint32(hb[0:], uint32(newSize))
-	binary.BigEndian.PutUint64(hb[4:], uint64(newOff))
-	if err := d.writeSync(hb[:], 36); err != nil {
+	nh := d.hdr
+	nh.L1Size, nh.L1TableOffset = uint32(newSize), uint64(newOff)
+	if err := d.writeHeaderFields(&nh, layout.FieldL1Size, layout.FieldL1TableOffset); err != nil {
 		return fail(err)
 	}
 	oldOff, oldSize := d.l1Offset, int64(len(d.l1))
