@@ -5,6 +5,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // AmendOptions are qemu-img amend's qcow2 options (qcow2_amend_opts):
@@ -350,7 +351,7 @@ func (d *Driver) expandZeroClusters(p *amendProgress) error {
 func (d *Driver) expandInL1(l1 []uint64, active bool, visited *int64, entries int64, p *amendProgress) error {
 	for i, e := range l1 {
 		d.safePoint() // one L2 table a step, none held between
-		l2off := int64(e & l1eOffsetMask)
+		l2off := layout.L1Entry(e).Offset()
 		if l2off == 0 {
 			*visited++
 			p.cb(*visited, entries)
@@ -381,7 +382,7 @@ func (d *Driver) expandInL1(l1 []uint64, active bool, visited *int64, entries in
 			if ct != clusterZeroPlain && ct != clusterZeroAlloc {
 				continue
 			}
-			off := int64(ent & l2eOffsetMask)
+			off := ent.Offset()
 			if ct == clusterZeroPlain {
 				if d.backing == nil {
 					d.setEntry(b, j, 0)
@@ -401,9 +402,9 @@ func (d *Driver) expandInL1(l1 []uint64, active bool, visited *int64, entries in
 				return err
 			}
 			if l2ref == 1 {
-				d.setEntry(b, j, uint64(off)|oflagCopied)
+				d.setEntry(b, j, layout.L2At(off))
 			} else {
-				d.setEntry(b, j, uint64(off))
+				d.setEntry(b, j, layout.L2Entry(off))
 			}
 			dirty = true
 		}

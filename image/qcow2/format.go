@@ -33,16 +33,7 @@ const (
 	autoclearDataFileRaw = layout.AutoclearDataFileRaw
 	autoclearMask        = layout.AutoclearMask
 
-	// L1 and L2 entry bits.
-	oflagCopied     = uint64(1) << 63
-	oflagCompressed = uint64(1) << 62
-	oflagZero       = uint64(1) << 0
-
-	l1eOffsetMask        = 0x00fffffffffffe00
-	l2eOffsetMask        = 0x00fffffffffffe00
-	reftOffsetMask       = 0xfffffffffffffe00
-	l1eReservedMask      = 0x7f000000000001ff
-	l2eStdReservedMask   = 0x3f000000000001fe
+	reftOffsetMask       = layout.ReftOffsetMask
 	reftableEntrySize    = layout.ReftableEntrySize
 	maxReftableSize      = layout.MaxReftableSize
 	maxL1Size            = layout.MaxL1Size
@@ -125,55 +116,18 @@ func decodeFeatures(b []byte) []feature {
 	return fs
 }
 
-// clusterType is the kind of a standard cluster descriptor.
-type clusterType int
+// clusterType is the kind of a cluster (internal/layout).
+type clusterType = layout.ClusterType
 
 const (
-	clusterUnallocated clusterType = iota
-	clusterZeroPlain
-	clusterZeroAlloc
-	clusterNormal
-	clusterCompressed
-	// with extended L2 entries only (subcluster types):
-	clusterUnallocAlloc // a subcluster of an allocated cluster that is not yet allocated itself
-	clusterInvalid      // an L2 bitmap that contradicts its entry
+	clusterUnallocated  = layout.ClusterUnallocated
+	clusterZeroPlain    = layout.ClusterZeroPlain
+	clusterZeroAlloc    = layout.ClusterZeroAlloc
+	clusterNormal       = layout.ClusterNormal
+	clusterCompressed   = layout.ClusterCompressed
+	clusterUnallocAlloc = layout.ClusterUnallocAlloc
+	clusterInvalid      = layout.ClusterInvalid
 )
-
-func (t clusterType) String() string {
-	return [...]string{"unallocated", "zero-plain", "zero-alloc", "normal", "compressed", "unallocated-alloc", "invalid"}[t]
-}
 
 func decodeU64s(b []byte) []uint64 { return layout.DecodeU64s(b) }
 func encodeU64s(t []uint64) []byte { return layout.EncodeU64s(t) }
-
-// Extended L2 entries: 32 subclusters per cluster; the second 64-bit word
-// of an entry is the bitmap, allocation bits 0-31, zero bits 32-63.
-const (
-	subclustersPerCluster = 32
-	bitmapAllAlloc        = uint64(1)<<32 - 1
-	bitmapAllZeroes       = bitmapAllAlloc << 32
-)
-
-// subAllocRange is QCOW_OFLAG_SUB_ALLOC_RANGE: allocation bits [from, to).
-func subAllocRange(from, to int64) uint64 {
-	return (uint64(1)<<to - 1) &^ (uint64(1)<<from - 1)
-}
-
-// subZeroRange is QCOW_OFLAG_SUB_ZERO_RANGE: zero bits [from, to).
-func subZeroRange(from, to int64) uint64 { return subAllocRange(from, to) << 32 }
-
-// typeOf is QEMU's qcow2_get_cluster_type for an image without extended L2.
-func typeOf(entry uint64) clusterType {
-	switch {
-	case entry&oflagCompressed != 0:
-		return clusterCompressed
-	case entry&oflagZero != 0:
-		if entry&l2eOffsetMask != 0 {
-			return clusterZeroAlloc
-		}
-		return clusterZeroPlain
-	case entry&l2eOffsetMask == 0:
-		return clusterUnallocated
-	}
-	return clusterNormal
-}

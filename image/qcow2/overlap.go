@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // Metadata kinds, in the order QEMU's qcow2_check_metadata_overlap tests
@@ -60,7 +61,7 @@ func (d *Driver) checkOverlap(ign int, off, n int64) (int, error) {
 	}
 	if ign&olActiveL2 == 0 {
 		for _, e := range d.l1 {
-			if o := int64(e & l1eOffsetMask); o != 0 && overlaps(o, d.clusterSize) {
+			if o := layout.L1Entry(e).Offset(); o != 0 && overlaps(o, d.clusterSize) {
 				return olActiveL2, nil
 			}
 		}
@@ -86,7 +87,7 @@ func (d *Driver) checkOverlap(ign int, off, n int64) (int, error) {
 				return 0, err
 			}
 			for j := 0; j < len(l1); j += 8 {
-				if o := int64(binary.BigEndian.Uint64(l1[j:]) & l1eOffsetMask); o != 0 && overlaps(o, d.clusterSize) {
+				if o := layout.L1Entry(binary.BigEndian.Uint64(l1[j:])).Offset(); o != 0 && overlaps(o, d.clusterSize) {
 					return olInactiveL2, nil
 				}
 			}

@@ -274,7 +274,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	d.extL2 = h.IncompatibleFeatures&incompatExtL2 != 0
 	d.l2EntrySize, d.scPerCluster = 8, 1
 	if d.extL2 {
-		d.l2EntrySize, d.scPerCluster = 16, subclustersPerCluster
+		d.l2EntrySize, d.scPerCluster = 16, layout.SubclustersPerCluster
 	}
 	d.scSize = d.clusterSize / d.scPerCluster
 	d.scBits = d.clusterBits
@@ -600,10 +600,10 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 	avail := (d.l2Size - l2i) << d.clusterBits
 	needed = min(needed, avail)
 	l1i := off >> (d.clusterBits + d.l2Bits)
-	if l1i >= int64(len(d.l1)) || d.l1[l1i]&l1eOffsetMask == 0 {
+	if l1i >= int64(len(d.l1)) || layout.L1Entry(d.l1[l1i]).Offset() == 0 {
 		return clusterUnallocated, 0, needed - inCluster, nil
 	}
-	l2off := int64(d.l1[l1i] & l1eOffsetMask)
+	l2off := layout.L1Entry(d.l1[l1i]).Offset()
 	if l2off&(d.clusterSize-1) != 0 {
 		return 0, 0, 0, d.corruption(fmt.Sprintf("L2 table offset %s unaligned (L1 index: %s)", hx(l2off), hx(l1i)))
 	}
@@ -627,7 +627,7 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 	var host uint64
 	switch typ {
 	case clusterNormal, clusterZeroAlloc, clusterUnallocAlloc:
-		hc := entry & l2eOffsetMask
+		hc := uint64(entry.Offset())
 		if hc&uint64(d.clusterSize-1) != 0 {
 			return 0, 0, 0, d.corruption(fmt.Sprintf("Cluster allocation offset %s unaligned (L2 offset: %s, L2 index: %s)", hx(hc), hx(l2off), hx(l2i)))
 		}
@@ -639,13 +639,13 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 		if d.hasDataFile() {
 			return 0, 0, 0, d.corruption(fmt.Sprintf("Compressed cluster entry found in image with external data file (L2 offset: %s, L2 index: %s)", hx(l2off), hx(l2i)))
 		}
-		host = entry
+		host = uint64(entry) // the compressed descriptor
 	}
 	// QEMU's count_contiguous_subclusters
 	nb := (needed + d.clusterSize - 1) >> d.clusterBits
 	var count int64
 	checkOffset := typ == clusterNormal || typ == clusterZeroAlloc || typ == clusterUnallocAlloc
-	expected := entry & l2eOffsetMask
+	expected := uint64(entry.Offset())
 	for i := int64(0); i < nb; i++ {
 		first := int64(0)
 		if i == 0 {
@@ -665,7 +665,7 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 			break
 		} else if checkOffset {
 			expected += uint64(d.clusterSize)
-			if e&l2eOffsetMask != expected {
+			if uint64(e.Offset()) != expected {
 				break
 			}
 		}
@@ -744,7 +744,7 @@ func (d *Driver) readGuest(p []byte, off int64, keep bool) error {
 		}
 		q := p[:n]
 		if typ == clusterCompressed {
-			batch = append(batch, compressedJob{q, host, off & (d.clusterSize - 1)})
+			batch = append(batch, compressedJob{q, layout.L2Entry(host), off & (d.clusterSize - 1)})
 			if len(batch) == 64 {
 				if err := flush(); err != nil {
 					return err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/imagetest"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // unhex decodes annotated hex: everything after '#' on a line is a comment.
@@ -125,13 +126,13 @@ func TestClusterTypes(t *testing.T) {
 		{"4000000000012345", clusterCompressed, true},
 	} {
 		e := unhex(t, tc.entry)
-		v := uint64(0)
+		v := layout.L2Entry(0)
 		for _, c := range e {
-			v = v<<8 | uint64(c)
+			v = v<<8 | layout.L2Entry(c)
 		}
 		d := &Driver{}
-		if typeOf(v) != tc.typ || d.needsNewAlloc(v) != tc.newAlloc {
-			t.Errorf("%s: %v %v, want %v %v", tc.entry, typeOf(v), d.needsNewAlloc(v), tc.typ, tc.newAlloc)
+		if v.Type() != tc.typ || d.needsNewAlloc(v) != tc.newAlloc {
+			t.Errorf("%s: %v %v, want %v %v", tc.entry, v.Type(), d.needsNewAlloc(v), tc.typ, tc.newAlloc)
 		}
 	}
 }

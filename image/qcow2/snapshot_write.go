@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // Internal snapshots: create, delete and apply as qemu-img snapshot -c, -d
@@ -42,7 +43,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 			if e == 0 {
 				continue
 			}
-			l2off := int64(e & l1eOffsetMask)
+			l2off := layout.L1Entry(e).Offset()
 			if l2off&(d.clusterSize-1) != 0 {
 				return d.corruption(fmt.Sprintf("L2 table offset %s unaligned (L1 index: %s)", hx(l2off), hx(i)))
 			}
@@ -52,7 +53,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 					return err
 				}
 				old := d.getEntry(b, j)
-				entry := old &^ oflagCopied
+				entry := old.WithCopied(false)
 				var rc uint64
 				switch d.ctype(entry) {
 				case clusterCompressed:
@@ -64,7 +65,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 					}
 					rc = 2 // compressed clusters are never modified in place
 				case clusterNormal, clusterZeroAlloc:
-					off := int64(entry & l2eOffsetMask)
+					off := entry.Offset()
 					if off&(d.clusterSize-1) != 0 {
 						return d.corruption(fmt.Sprintf("Cluster allocation offset %s unaligned (L2 offset: %s, L2 index: %s)", hx(off), hx(l2off), hx(j)))
 					}
@@ -77,9 +78,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 						return err
 					}
 				}
-				if rc == 1 {
-					entry |= oflagCopied
-				}
+				entry = entry.WithCopied(rc == 1)
 				if entry != old {
 					if addend > 0 {
 						// as qcow2_cache_set_dependency's callers: a failed flush of the
@@ -103,12 +102,9 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 			if err != nil {
 				return err
 			}
-			ne := uint64(l2off)
-			if rc == 1 {
-				ne |= oflagCopied
-			}
-			if ne != e {
-				l1[i] = ne
+			ne := layout.L1Entry(l2off).WithCopied(rc == 1)
+			if uint64(ne) != e {
+				l1[i] = uint64(ne)
 				modified = true
 			}
 		}

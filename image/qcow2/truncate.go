@@ -151,7 +151,7 @@ func (d *Driver) shrinkL1(n int64) error {
 	}
 	d.file.DebugEvent("l1_shrink_free_l2_clusters")
 	for i := int64(len(d.l1)) - 1; i > n-1; i-- {
-		if off := int64(d.l1[i] & l1eOffsetMask); off != 0 {
+		if off := layout.L1Entry(d.l1[i]).Offset(); off != 0 {
 			d.freeClusters(off, d.clusterSize, discardAlways)
 		}
 		d.l1[i] = 0
