@@ -233,7 +233,7 @@ func sameOpt(given *string, have string) bool {
 func (d *Driver) upgrade(p *amendProgress) error {
 	p.cb(0, 2)
 	for _, sn := range d.snaps {
-		if sn.extraSize < 16 {
+		if sn.ExtraSize < 16 {
 			if err := d.writeSnapshots(); err != nil {
 				return amendErrno(err, "Failed to update the snapshot table")
 			}
@@ -261,7 +261,7 @@ func (d *Driver) downgrade(p *amendProgress) error {
 		return amendErr(syscall.ENOTSUP, "Cannot downgrade an image with a data file")
 	}
 	for _, sn := range d.snaps {
-		if sn.vmStateSize > 0xffffffff || int64(sn.diskSize) != d.size {
+		if sn.VMStateSize > 0xffffffff || int64(sn.DiskSize) != d.size {
 			return amendErr(syscall.ENOTSUP, "Internal snapshots prevent downgrade of image")
 		}
 	}
@@ -323,7 +323,7 @@ func (d *Driver) hasCompressedClusters() (bool, error) {
 func (d *Driver) expandZeroClusters(p *amendProgress) error {
 	entries := int64(len(d.l1))
 	for _, sn := range d.snaps {
-		entries += int64(sn.l1Size)
+		entries += int64(sn.L1Size)
 	}
 	visited := int64(0)
 	if err := d.expandInL1(d.l1, true, &visited, entries, p); err != nil {
@@ -334,11 +334,11 @@ func (d *Driver) expandZeroClusters(p *amendProgress) error {
 	}
 	d.l2c.reset()
 	for _, sn := range d.snaps {
-		if err := d.validateTableReported(sn.l1Off, uint64(sn.l1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
+		if err := d.validateTableReported(sn.L1Offset, uint64(sn.L1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
 			return err
 		}
-		b := make([]byte, int64(sn.l1Size)*8)
-		if err := d.file.ReadAt(b, int64(sn.l1Off)); err != nil {
+		b := make([]byte, int64(sn.L1Size)*8)
+		if err := d.file.ReadAt(b, int64(sn.L1Offset)); err != nil {
 			return err
 		}
 		if err := d.expandInL1(decodeU64s(b), false, &visited, entries, p); err != nil {

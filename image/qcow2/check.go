@@ -244,23 +244,23 @@ func (d *Driver) calculate(res *CheckResult, w io.Writer, fix CheckMode) (*refs,
 		res.Corruptions++
 	}
 	for _, sn := range d.snaps {
-		if sn.l1Off&uint64(d.clusterSize-1) != 0 {
-			fmt.Fprintf(w, "ERROR snapshot %s (%s) l1_offset=%s: L1 table is not cluster aligned; snapshot table entry corrupted\n", cstr(sn.id), cstr(sn.name), hx(sn.l1Off))
+		if sn.L1Offset&uint64(d.clusterSize-1) != 0 {
+			fmt.Fprintf(w, "ERROR snapshot %s (%s) l1_offset=%s: L1 table is not cluster aligned; snapshot table entry corrupted\n", cstr(sn.ID), cstr(sn.Name), hx(sn.L1Offset))
 			res.Corruptions++
 			continue
 		}
-		if uint64(sn.l1Size) > maxL1Size/8 {
-			fmt.Fprintf(w, "ERROR snapshot %s (%s) l1_size=%s: L1 table is too large; snapshot table entry corrupted\n", cstr(sn.id), cstr(sn.name), hx(sn.l1Size))
+		if uint64(sn.L1Size) > maxL1Size/8 {
+			fmt.Fprintf(w, "ERROR snapshot %s (%s) l1_size=%s: L1 table is too large; snapshot table entry corrupted\n", cstr(sn.ID), cstr(sn.Name), hx(sn.L1Size))
 			res.Corruptions++
 			continue
 		}
-		b := make([]byte, int64(sn.l1Size)*8)
-		if err := d.file.ReadAt(b, int64(sn.l1Off)); err != nil {
+		b := make([]byte, int64(sn.L1Size)*8)
+		if err := d.file.ReadAt(b, int64(sn.L1Offset)); err != nil {
 			fmt.Fprintf(w, "ERROR: I/O error in check_refcounts_l1\n")
 			res.CheckErrors++
 			return r, err
 		}
-		if err := r.checkL1(int64(sn.l1Off), decodeU64s(b), false); err != nil {
+		if err := r.checkL1(int64(sn.L1Offset), decodeU64s(b), false); err != nil {
 			return r, err
 		}
 	}

@@ -13,12 +13,12 @@ const (
 	headerV3Size = layout.HeaderV3Size
 	headerSize   = layout.HeaderSize
 
-	extEnd           = 0x00000000
-	extBackingFormat = 0xe2792aca
-	extFeatureTable  = 0x6803f857
-	extBitmaps       = 0x23852875
-	extCryptoHeader  = 0x0537be77
-	extDataFile      = 0x44415441
+	extEnd           = layout.ExtEnd
+	extBackingFormat = layout.ExtBackingFormat
+	extFeatureTable  = layout.ExtFeatureTable
+	extBitmaps       = layout.ExtBitmaps
+	extCryptoHeader  = layout.ExtCryptoHeader
+	extDataFile      = layout.ExtDataFile
 
 	incompatDirty       = layout.IncompatDirty
 	incompatCorrupt     = layout.IncompatCorrupt
@@ -62,59 +62,16 @@ func (d *Driver) writeHeaderFields(h *Header, first, last layout.Field) error {
 }
 
 // extension is a header extension kept as read.
-type extension struct {
-	Type uint32
-	Data []byte
-}
+type extension = layout.Extension
 
 // feature is an entry of the feature name table.
-type feature struct {
-	Type uint8 // 0 incompatible, 1 compatible, 2 autoclear
-	Bit  uint8
-	Name string
-}
+type feature = layout.Feature
 
 // qemuFeatures is the feature name table QEMU 7.2 writes.
-var qemuFeatures = []feature{
-	{0, 0, "dirty bit"},
-	{0, 1, "corrupt bit"},
-	{0, 2, "external data file"},
-	{0, 3, "compression type"},
-	{0, 4, "extended L2 entries"},
-	{1, 0, "lazy refcounts"},
-	{2, 0, "bitmaps"},
-	{2, 1, "raw external data"},
-}
+var qemuFeatures = layout.QemuFeatures
 
-func encodeFeatures(fs []feature) []byte {
-	b := make([]byte, 48*len(fs))
-	for i, f := range fs {
-		b[48*i] = f.Type
-		b[48*i+1] = f.Bit
-		copy(b[48*i+2:48*i+48], f.Name)
-	}
-	return b
-}
-
-func decodeFeatures(b []byte) []feature {
-	// QEMU reads the extension into a zeroed buffer with room for two
-	// more entries: a short last entry is zero-padded, and the table
-	// ends at the first entry with an empty name
-	if r := len(b) % 48; r != 0 {
-		b = append(append([]byte(nil), b...), make([]byte, 48-r)...)
-	}
-	var fs []feature
-	for len(b) >= 48 && b[2] != 0 {
-		name := b[2:48]
-		n := 0
-		for n < len(name) && name[n] != 0 {
-			n++
-		}
-		fs = append(fs, feature{b[0], b[1], string(name[:n])})
-		b = b[48:]
-	}
-	return fs
-}
+func encodeFeatures(fs []feature) []byte { return layout.EncodeFeatures(fs) }
+func decodeFeatures(b []byte) []feature  { return layout.DecodeFeatures(b) }
 
 // clusterType is the kind of a cluster (internal/layout).
 type clusterType = layout.ClusterType

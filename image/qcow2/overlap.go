@@ -54,7 +54,7 @@ func (d *Driver) checkOverlap(ign int, off, n int64) (int, error) {
 	}
 	if ign&olInactiveL1 == 0 {
 		for _, sn := range d.snaps {
-			if sn.l1Size != 0 && overlaps(int64(sn.l1Off&(1<<63-1)), int64(sn.l1Size)*8) {
+			if sn.L1Size != 0 && overlaps(int64(sn.L1Offset&(1<<63-1)), int64(sn.L1Size)*8) {
 				return olInactiveL1, nil
 			}
 		}
@@ -75,10 +75,10 @@ func (d *Driver) checkOverlap(ign int, off, n int64) (int, error) {
 	}
 	if ign&olInactiveL2 == 0 {
 		for _, sn := range d.snaps {
-			if sn.l1Size > maxL1Size/8 {
+			if sn.L1Size > maxL1Size/8 {
 				return 0, syscall.EFBIG
 			}
-			l1off, size := sn.l1Off, uint64(sn.l1Size)*8
+			l1off, size := sn.L1Offset, uint64(sn.L1Size)*8
 			if (1<<63-1)-size < l1off || l1off&uint64(d.clusterSize-1) != 0 {
 				return 0, syscall.EINVAL
 			}

@@ -512,25 +512,11 @@ func (d *Driver) readExtensions(start, end int64) error {
 	if err := d.file.ReadAt(buf, start); err != nil {
 		return openErr("qcow2_read_extension: ERROR: pread fail from offset %d", start)
 	}
-	off := int64(0)
-	for off < int64(len(buf)) {
-		if off+8 > int64(len(buf)) {
-			// QEMU reads the extension header past the end, then refuses it
-			return openErr("Header extension too large")
-		}
-		typ := binary.BigEndian.Uint32(buf[off:])
-		n := int64(binary.BigEndian.Uint32(buf[off+4:]))
-		off += 8
-		if n > int64(len(buf))-off {
-			return openErr("Header extension too large")
-		}
-		data := buf[off : off+n]
+	err := layout.WalkExtensions(buf, func(typ uint32, data []byte) error {
 		switch typ {
-		case extEnd:
-			return nil
 		case extBackingFormat:
-			if n >= 16 {
-				return openErr("ERROR: ext_backing_format: len=%d too large (>=16)", n)
+			if len(data) >= 16 {
+				return openErr("ERROR: ext_backing_format: len=%d too large (>=16)", len(data))
 			}
 			d.backingFmt = string(data)
 		case extFeatureTable:
@@ -546,11 +532,14 @@ func (d *Driver) readExtensions(start, end int64) error {
 				return err
 			}
 		default:
-			d.exts = append(d.exts, extension{typ, append([]byte(nil), data...)})
+			d.exts = append(d.exts, extension{Type: typ, Data: append([]byte(nil), data...)})
 		}
-		off += (n + 7) &^ 7
+		return nil
+	})
+	if err == layout.ErrExtensionTooLarge {
+		return openErr("%v", err)
 	}
-	return nil
+	return err
 }
 
 // unsupportedFeatures is QEMU's report_unsupported_feature.
@@ -1091,14 +1080,11 @@ func (d *Driver) updateHeader() error {
 		pos += int64(copy(buf[pos:], d.unknownFields))
 	}
 	add := func(typ uint32, data []byte) error {
-		n := 8 + (int64(len(data))+7)&^7
-		if pos+n > d.clusterSize {
+		np, ok := layout.PutExtension(buf, int(pos), typ, data)
+		if !ok {
 			return syscall.ENOSPC
 		}
-		binary.BigEndian.PutUint32(buf[pos:], typ)
-		binary.BigEndian.PutUint32(buf[pos+4:], uint32(len(data)))
-		copy(buf[pos+8:], data)
-		pos += n
+		pos = int64(np)
 		return nil
 	}
 	if d.backingFmt != "" {
@@ -1122,11 +1108,8 @@ func (d *Driver) updateHeader() error {
 		}
 	}
 	if d.nbBitmaps > 0 {
-		var be [24]byte
-		binary.BigEndian.PutUint32(be[0:], d.nbBitmaps)
-		binary.BigEndian.PutUint64(be[8:], d.bitmapDirSize)
-		binary.BigEndian.PutUint64(be[16:], d.bitmapDirOff)
-		if err := add(extBitmaps, be[:]); err != nil {
+		ext := layout.BitmapsExt{NbBitmaps: d.nbBitmaps, DirSize: d.bitmapDirSize, DirOffset: d.bitmapDirOff}
+		if err := add(extBitmaps, ext.Encode()); err != nil {
 			return err
 		}
 	}

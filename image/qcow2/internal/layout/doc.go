@@ -12,8 +12,8 @@
 //     makes (the size on resize, the L1 table pointer, the refcount table
 //     pointer, the snapshot table pointer, the feature bits).
 //   - Header extensions: WalkExtensions over the extension area in file
-//     order, AppendExtension to build it, the feature name table and the
-//     bitmaps extension's fields.
+//     order, PutExtension and EncodeExtensions to build it, the feature name
+//     table, and the bitmaps and crypto extensions' fields.
 //   - Table entries as typed words: L1Entry, L2Entry (standard entries,
 //     including the compressed cluster descriptor, which depends on the
 //     cluster size) and L2Bitmap (the second word of an extended L2 entry:
@@ -22,12 +22,23 @@
 //   - Refcount blocks at every refcount width (1 to 64 bits, order 0 to 6):
 //     RefcountGet and RefcountSet on the block's bytes.
 //   - The snapshot table entry (SnapshotEntry: the fixed 40 bytes, the
-//     known extra data fields, unknown extra data, id and name) and the
-//     bitmap directory entry (BitmapDirEntry).
+//     known extra data fields, unknown extra data, id and name), decoded
+//     whole from memory (DecodeSnapshot) or piece by piece as the driver
+//     reads it from the file (DecodeSnapshotHeader, DecodeKnownExtra: its
+//     bounds checks and repairs come between the reads), and encoded as
+//     QEMU's qcow2_write_snapshots does; the bitmap directory entry
+//     (BitmapDirEntry).
 //
-// Decoding never fails on a value QEMU would read: checks that belong to
-// opening an image (bounds against the file, the cluster size, limits) stay
-// in the driver, which reports them with QEMU's messages. Every decoder is
-// fuzzed here without a file (fuzz_test.go); the driver's own fuzz targets
-// (image/qcow2/fuzz_parsers_test.go) put the same structures into an image.
+// The decoders validate nothing beyond what they need to decode (the
+// magic, that an entry fits in the bytes given): what makes a value
+// acceptable for an open image (alignment, bounds against the file and the
+// image, QEMU's limits) is the driver's to judge, with QEMU's messages. Nor
+// do they allocate more than the bytes they are given.
+//
+// Every decoder is fuzzed here without a file, round trips included
+// (fuzz_test.go: FuzzHeader, FuzzExtensions, FuzzSnapshotTable,
+// FuzzBitmapDirectory, FuzzEntries, FuzzRefcounts; for example
+// go test -run XXX -fuzz '^FuzzHeader$' ./image/qcow2/internal/layout);
+// the driver's fuzz targets (image/qcow2/fuzz_parsers_test.go) put the
+// same structures into an image and open, use and check it.
 package layout
