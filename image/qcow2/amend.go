@@ -5,6 +5,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // AmendOptions are qemu-img amend's qcow2 options (qcow2_amend_opts):
@@ -232,7 +233,7 @@ func sameOpt(given *string, have string) bool {
 func (d *Driver) upgrade(p *amendProgress) error {
 	p.cb(0, 2)
 	for _, sn := range d.snaps {
-		if sn.extraSize < 16 {
+		if sn.ExtraSize < 16 {
 			if err := d.writeSnapshots(); err != nil {
 				return amendErrno(err, "Failed to update the snapshot table")
 			}
@@ -260,7 +261,7 @@ func (d *Driver) downgrade(p *amendProgress) error {
 		return amendErr(syscall.ENOTSUP, "Cannot downgrade an image with a data file")
 	}
 	for _, sn := range d.snaps {
-		if sn.vmStateSize > 0xffffffff || int64(sn.diskSize) != d.size {
+		if sn.VMStateSize > 0xffffffff || int64(sn.DiskSize) != d.size {
 			return amendErr(syscall.ENOTSUP, "Internal snapshots prevent downgrade of image")
 		}
 	}
@@ -322,7 +323,7 @@ func (d *Driver) hasCompressedClusters() (bool, error) {
 func (d *Driver) expandZeroClusters(p *amendProgress) error {
 	entries := int64(len(d.l1))
 	for _, sn := range d.snaps {
-		entries += int64(sn.l1Size)
+		entries += int64(sn.L1Size)
 	}
 	visited := int64(0)
 	if err := d.expandInL1(d.l1, true, &visited, entries, p); err != nil {
@@ -333,11 +334,11 @@ func (d *Driver) expandZeroClusters(p *amendProgress) error {
 	}
 	d.l2c.reset()
 	for _, sn := range d.snaps {
-		if err := d.validateTableReported(sn.l1Off, uint64(sn.l1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
+		if err := d.validateTableReported(sn.L1Offset, uint64(sn.L1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
 			return err
 		}
-		b := make([]byte, int64(sn.l1Size)*8)
-		if err := d.file.ReadAt(b, int64(sn.l1Off)); err != nil {
+		b := make([]byte, int64(sn.L1Size)*8)
+		if err := d.file.ReadAt(b, int64(sn.L1Offset)); err != nil {
 			return err
 		}
 		if err := d.expandInL1(decodeU64s(b), false, &visited, entries, p); err != nil {
@@ -350,7 +351,7 @@ func (d *Driver) expandZeroClusters(p *amendProgress) error {
 func (d *Driver) expandInL1(l1 []uint64, active bool, visited *int64, entries int64, p *amendProgress) error {
 	for i, e := range l1 {
 		d.safePoint() // one L2 table a step, none held between
-		l2off := int64(e & l1eOffsetMask)
+		l2off := layout.L1Entry(e).Offset()
 		if l2off == 0 {
 			*visited++
 			p.cb(*visited, entries)
@@ -381,7 +382,7 @@ func (d *Driver) expandInL1(l1 []uint64, active bool, visited *int64, entries in
 			if ct != clusterZeroPlain && ct != clusterZeroAlloc {
 				continue
 			}
-			off := int64(ent & l2eOffsetMask)
+			off := ent.Offset()
 			if ct == clusterZeroPlain {
 				if d.backing == nil {
 					d.setEntry(b, j, 0)
@@ -401,9 +402,9 @@ func (d *Driver) expandInL1(l1 []uint64, active bool, visited *int64, entries in
 				return err
 			}
 			if l2ref == 1 {
-				d.setEntry(b, j, uint64(off)|oflagCopied)
+				d.setEntry(b, j, layout.L2At(off))
 			} else {
-				d.setEntry(b, j, uint64(off))
+				d.setEntry(b, j, layout.L2Entry(off))
 			}
 			dirty = true
 		}

@@ -1,11 +1,11 @@
 package qcow2
 
 import (
-	"encoding/binary"
 	"fmt"
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // Persistent dirty bitmaps (the bitmaps header extension), kept as QEMU
@@ -17,10 +17,10 @@ import (
 // inconsistent and left as it is.
 
 const (
-	bmeFlagInUse       = 1 << 0
-	bmeFlagAuto        = 1 << 1
-	bmeFlagExtraCompat = 1 << 2
-	bmeReservedFlags   = ^uint32(bmeFlagInUse | bmeFlagAuto | bmeFlagExtraCompat)
+	bmeFlagInUse       = layout.BitmapFlagInUse
+	bmeFlagAuto        = layout.BitmapFlagAuto
+	bmeFlagExtraCompat = layout.BitmapFlagExtraCompat
+	bmeReservedFlags   = layout.BitmapReservedFlags
 
 	bmeMaxTableSize   = 0x8000000
 	bmeMaxPhysSize    = 0x20000000
@@ -29,11 +29,11 @@ const (
 	bmeMaxNameSize    = 1023
 	maxBitmaps        = 65535
 	maxBitmapDirSize  = 1024 * maxBitmaps
-	bmeTableReserved  = 0xff000000000001fe
-	bmeTableOffMask   = 0x00fffffffffffe00
-	bmeTableAllOnes   = 1
-	btDirtyTracking   = 1
-	bitmapDirEntryLen = 24
+	bmeTableReserved  = layout.BitmapTableReserved
+	bmeTableOffMask   = layout.BitmapTableOffMask
+	bmeTableAllOnes   = layout.BitmapTableAllOnes
+	btDirtyTracking   = layout.BitmapTypeDirtyTracking
+	bitmapDirEntryLen = layout.BitmapDirEntryLen
 )
 
 // bitmapInfo is one entry of the bitmap directory.
@@ -64,7 +64,8 @@ type bmChunk struct {
 
 // readBitmapsExt is QEMU's handling of the bitmaps header extension.
 func (d *Driver) readBitmapsExt(data []byte) error {
-	if len(data) != 24 {
+	ext, ok := layout.DecodeBitmapsExt(data)
+	if !ok {
 		return openErr("bitmaps_ext: Invalid extension length")
 	}
 	if d.hdr.AutoclearFeatures&autoclearBitmaps == 0 {
@@ -80,12 +81,10 @@ func (d *Driver) readBitmapsExt(data []byte) error {
 		d.staleBitmapsExt = true
 		return nil
 	}
-	if binary.BigEndian.Uint32(data[4:]) != 0 {
+	if ext.Reserved != 0 {
 		return openErr("bitmaps_ext: Reserved field is not zero: Success")
 	}
-	nb := binary.BigEndian.Uint32(data[0:])
-	size := binary.BigEndian.Uint64(data[8:])
-	off := binary.BigEndian.Uint64(data[16:])
+	nb, size, off := ext.NbBitmaps, ext.DirSize, ext.DirOffset
 	if nb > maxBitmaps {
 		return openErr("bitmaps_ext: Image has %d bitmaps, exceeding the QEMU supported maximum of %d", nb, maxBitmaps)
 	}
@@ -127,23 +126,22 @@ func (d *Driver) bitmapList() ([]*bitmapInfo, error) {
 		if len(list)+1 > int(d.nbBitmaps) {
 			return nil, fmt.Errorf("More bitmaps found than specified in header extension")
 		}
-		e := dir[pos:]
-		nameSize := int64(binary.BigEndian.Uint16(e[18:]))
-		extra := int64(binary.BigEndian.Uint32(e[20:]))
-		next := pos + (bitmapDirEntryLen+extra+nameSize+7)&^7
-		if next > size {
+		e, n, ok := layout.DecodeBitmapDirEntry(dir[pos:])
+		if !ok {
 			return nil, fmt.Errorf("Broken bitmap directory")
 		}
-		if extra != 0 {
+		next := pos + n
+		if len(e.ExtraData) != 0 {
 			return nil, fmt.Errorf("Bitmap extra data is not supported")
 		}
+		nameSize := int64(len(e.Name))
 		bm := &bitmapInfo{
-			tableOff:  binary.BigEndian.Uint64(e[0:]),
-			tableSize: binary.BigEndian.Uint32(e[8:]),
-			flags:     binary.BigEndian.Uint32(e[12:]),
-			typ:       e[16],
-			gbits:     e[17],
-			name:      string(e[bitmapDirEntryLen : bitmapDirEntryLen+nameSize]),
+			tableOff:  e.TableOffset,
+			tableSize: e.TableSize,
+			flags:     e.Flags,
+			typ:       e.Type,
+			gbits:     e.GranularityBits,
+			name:      e.Name,
 		}
 		if !d.bitmapEntryOK(bm, nameSize) {
 			return nil, fmt.Errorf("Bitmap '%s' doesn't satisfy the constraints", bm.name)
@@ -377,7 +375,7 @@ func (d *Driver) setBitmapRange(bm *dirtyBitmap, off, n int64) {
 func (d *Driver) writeBitmapDir(list []*bitmapInfo, inPlace bool) (int64, int64, error) {
 	var size int64
 	for _, e := range list {
-		size += (bitmapDirEntryLen + int64(len(e.name)) + 7) &^ 7
+		size += layout.BitmapDirEntrySize(0, int64(len(e.name)))
 	}
 	if size > maxBitmapDirSize {
 		return 0, 0, syscall.EINVAL
@@ -390,16 +388,11 @@ func (d *Driver) writeBitmapDir(list []*bitmapInfo, inPlace bool) (int64, int64,
 		}
 	}
 	buf := make([]byte, size)
-	pos := 0
+	pos := int64(0)
 	for _, e := range list {
-		binary.BigEndian.PutUint64(buf[pos:], e.tableOff)
-		binary.BigEndian.PutUint32(buf[pos+8:], e.tableSize)
-		binary.BigEndian.PutUint32(buf[pos+12:], e.flags)
-		buf[pos+16] = btDirtyTracking
-		buf[pos+17] = e.gbits
-		binary.BigEndian.PutUint16(buf[pos+18:], uint16(len(e.name)))
-		copy(buf[pos+bitmapDirEntryLen:], e.name)
-		pos += (bitmapDirEntryLen + len(e.name) + 7) &^ 7
+		de := layout.BitmapDirEntry{TableOffset: e.tableOff, TableSize: e.tableSize, Flags: e.flags,
+			Type: btDirtyTracking, GranularityBits: e.gbits, Name: e.name}
+		pos += de.Encode(buf[pos:])
 	}
 	if err := d.preWriteCheck(0, off, size); err != nil {
 		return 0, 0, err

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // openSmallCache opens a 64 KiB-cluster image of size bytes with an L2
@@ -95,14 +96,14 @@ func TestCachePins(t *testing.T) {
 	if err := d.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	l2 := func(i int) int64 { return int64(d.l1[i] & l1eOffsetMask) }
+	l2 := func(i int) int64 { return layout.L1Entry(d.l1[i]).Offset() }
 	d.evict()
 	for i := 0; i < 4; i++ {
 		b, err := d.l2c.get(l2(i))
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.setEntry(b, 1, oflagZero)
+		d.setEntry(b, 1, layout.L2Zero)
 		d.l2c.markDirty(l2(i))
 	}
 	if n := len(d.l2c.tables); n != 4 {
@@ -137,7 +138,7 @@ func TestCachePins(t *testing.T) {
 		if err := d.file.ReadAt(b, l2(i)); err != nil {
 			t.Fatal(err)
 		}
-		if e := d.getEntry(b, 1); e != oflagZero {
+		if e := d.getEntry(b, 1); e != layout.L2Zero {
 			t.Fatalf("table %d entry 1 is %#x on disk after eviction, want the zero flag", i, e)
 		}
 	}

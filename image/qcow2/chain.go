@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 	"github.com/goqio/goqio/image/raw"
 )
 
@@ -96,13 +97,12 @@ func (d *Driver) makeCompletelyEmpty(l1c int64) error {
 	if err := d.file.WriteZeroes(cs, (2+l1c)*cs, 0, false); err != nil {
 		return broken(err)
 	}
-	var hb [20]byte
-	binary.BigEndian.PutUint64(hb[0:], uint64(3*cs))
-	binary.BigEndian.PutUint64(hb[8:], uint64(cs))
-	binary.BigEndian.PutUint32(hb[16:], 1)
+	nh := d.hdr
+	nh.L1TableOffset = uint64(3 * cs)
+	nh.RefcountTableOffset, nh.RefcountTableClusters = uint64(cs), 1
 	d.file.DebugEvent("l1_update")
 	d.file.DebugEvent("reftable_update")
-	if err := d.writeSync(hb[:], 40); err != nil {
+	if err := d.writeHeaderFields(&nh, layout.FieldL1TableOffset, layout.FieldRefcountTableClusters); err != nil {
 		return broken(err)
 	}
 	d.l1Offset = 3 * cs

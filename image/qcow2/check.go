@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 	"io"
 	"syscall"
 )
@@ -94,15 +95,15 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 	for i := int64(0); i < r.d.l2Size; i++ {
 		e, bm := r.d.getEntry(b, i), r.d.getBitmap(b, i)
 		ct := r.d.ctype(e)
-		if ct != clusterCompressed && e&l2eStdReservedMask != 0 {
+		if ct != clusterCompressed && e.Reserved() != 0 {
 			fmt.Fprintf(r.w, "ERROR found l2 entry with reserved bits set: %x\n", e)
 			r.res.Corruptions++
 		}
 		switch ct {
 		case clusterCompressed:
-			if e&oflagCopied != 0 {
-				fmt.Fprintf(r.w, "ERROR: coffset=0x%x: copied flag must never be set for compressed clusters\n", e&(1<<(62-(r.d.clusterBits-8))-1))
-				e &^= oflagCopied
+			if e.Copied() {
+				fmt.Fprintf(r.w, "ERROR: coffset=0x%x: copied flag must never be set for compressed clusters\n", e.CompressedOffset(r.d.clusterBits))
+				e = e.WithCopied(false)
 				r.res.Corruptions++
 			}
 			if r.d.hasDataFile() {
@@ -123,22 +124,22 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 				r.res.FragmentedClusters++
 			}
 		case clusterUnallocated:
-			if bm&bitmapAllAlloc != 0 {
+			if bm.Alloc() != 0 {
 				r.res.Corruptions++
 				fmt.Fprintf(r.w, "ERROR: Unallocated cluster has non-zero subcluster allocation map\n")
 			}
 		case clusterZeroAlloc, clusterNormal:
-			off := int64(e & l2eOffsetMask)
-			if (bm>>32)&bm != 0 {
+			off := e.Offset()
+			if bm.Conflicting() {
 				r.res.Corruptions++
 				fmt.Fprintf(r.w, "ERROR offset=%x: Allocated cluster has corrupted subcluster allocation bitmap\n", off)
 			}
 			if off&(r.d.clusterSize-1) != 0 {
 				r.res.Corruptions++
-				containsData := e&oflagZero == 0
+				containsData := !e.Zero()
 				if r.d.extL2 {
 					// with subclusters: whether any of them is allocated
-					containsData = bm&0xffffffff != 0
+					containsData = bm.Alloc() != 0
 				}
 				if containsData {
 					fmt.Fprintf(r.w, "ERROR offset=%x: Data cluster is not properly aligned; L2 entry corrupted.\n", off)
@@ -163,7 +164,7 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 						}
 						var nb [8]byte
 						if !r.d.extL2 { // with subclusters the entry becomes 0, its bitmap stays
-							binary.BigEndian.PutUint64(nb[:], oflagZero)
+							binary.BigEndian.PutUint64(nb[:], uint64(layout.L2Zero))
 						}
 						r.d.l2c.drop(l2off)
 						if err := r.d.writeSync(nb[:], eoff); err != nil {
@@ -200,11 +201,11 @@ func (r *refs) checkL1(l1off int64, l1 []uint64, frag bool) error {
 		if e == 0 {
 			continue
 		}
-		if e&l1eReservedMask != 0 {
+		if layout.L1Entry(e).Reserved() != 0 {
 			fmt.Fprintf(r.w, "ERROR found L1 entry with reserved bits set: %x\n", e)
 			r.res.Corruptions++
 		}
-		l2off := int64(e & l1eOffsetMask)
+		l2off := layout.L1Entry(e).Offset()
 		r.inc(l2off, r.d.clusterSize)
 		if l2off&(r.d.clusterSize-1) != 0 {
 			// reported, and the table is still read where the entry says
@@ -243,23 +244,23 @@ func (d *Driver) calculate(res *CheckResult, w io.Writer, fix CheckMode) (*refs,
 		res.Corruptions++
 	}
 	for _, sn := range d.snaps {
-		if sn.l1Off&uint64(d.clusterSize-1) != 0 {
-			fmt.Fprintf(w, "ERROR snapshot %s (%s) l1_offset=%s: L1 table is not cluster aligned; snapshot table entry corrupted\n", cstr(sn.id), cstr(sn.name), hx(sn.l1Off))
+		if sn.L1Offset&uint64(d.clusterSize-1) != 0 {
+			fmt.Fprintf(w, "ERROR snapshot %s (%s) l1_offset=%s: L1 table is not cluster aligned; snapshot table entry corrupted\n", cstr(sn.ID), cstr(sn.Name), hx(sn.L1Offset))
 			res.Corruptions++
 			continue
 		}
-		if uint64(sn.l1Size) > maxL1Size/8 {
-			fmt.Fprintf(w, "ERROR snapshot %s (%s) l1_size=%s: L1 table is too large; snapshot table entry corrupted\n", cstr(sn.id), cstr(sn.name), hx(sn.l1Size))
+		if uint64(sn.L1Size) > maxL1Size/8 {
+			fmt.Fprintf(w, "ERROR snapshot %s (%s) l1_size=%s: L1 table is too large; snapshot table entry corrupted\n", cstr(sn.ID), cstr(sn.Name), hx(sn.L1Size))
 			res.Corruptions++
 			continue
 		}
-		b := make([]byte, int64(sn.l1Size)*8)
-		if err := d.file.ReadAt(b, int64(sn.l1Off)); err != nil {
+		b := make([]byte, int64(sn.L1Size)*8)
+		if err := d.file.ReadAt(b, int64(sn.L1Offset)); err != nil {
 			fmt.Fprintf(w, "ERROR: I/O error in check_refcounts_l1\n")
 			res.CheckErrors++
 			return r, err
 		}
-		if err := r.checkL1(int64(sn.l1Off), decodeU64s(b), false); err != nil {
+		if err := r.checkL1(int64(sn.L1Offset), decodeU64s(b), false); err != nil {
 			return r, err
 		}
 	}
@@ -523,10 +524,9 @@ func (d *Driver) rebuildRefcounts(r *refs) error {
 	if err := d.file.WriteAt(buf, tableOff, false); err != nil {
 		return rebuildErr("ERROR writing reftable", err)
 	}
-	var hb [12]byte
-	binary.BigEndian.PutUint64(hb[0:], uint64(tableOff))
-	binary.BigEndian.PutUint32(hb[8:], uint32(tableClusters))
-	if err := d.writeSync(hb[:], 48); err != nil {
+	nh := d.hdr
+	nh.RefcountTableOffset, nh.RefcountTableClusters = uint64(tableOff), uint32(tableClusters)
+	if err := d.writeHeaderFields(&nh, layout.FieldRefcountTableOffset, layout.FieldRefcountTableClusters); err != nil {
 		return rebuildErr("ERROR setting reftable", err)
 	}
 	d.refTable = table
@@ -601,7 +601,7 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) error
 	}
 	var own []byte
 	for i, e := range d.l1 {
-		l2off := int64(e & l1eOffsetMask)
+		l2off := layout.L1Entry(e).Offset()
 		if l2off == 0 {
 			continue
 		}
@@ -609,15 +609,11 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) error
 		if err != nil {
 			continue
 		}
-		if (rc == 1) != (e&oflagCopied != 0) {
+		if (rc == 1) != layout.L1Entry(e).Copied() {
 			res.Corruptions++
 			fmt.Fprintf(w, "%s OFLAG_COPIED L2 cluster: l1_index=%d l1_entry=%x refcount=%d\n", what, i, e, rc)
 			if repair {
-				if rc == 1 {
-					d.l1[i] = e | oflagCopied
-				} else {
-					d.l1[i] = e &^ oflagCopied
-				}
+				d.l1[i] = uint64(layout.L1Entry(e).WithCopied(rc == 1))
 				if err := d.writeL1Entry(int64(i)); err != nil {
 					res.CheckErrors++
 					return err
@@ -654,19 +650,15 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) error
 			rc := uint64(1) // clusters of a data file are never shared
 			if !d.hasDataFile() {
 				var err error
-				if rc, err = d.getRefcount(int64(le&l2eOffsetMask) >> d.clusterBits); err != nil {
+				if rc, err = d.getRefcount(le.Offset() >> d.clusterBits); err != nil {
 					continue
 				}
 			}
-			if (rc == 1) != (le&oflagCopied != 0) {
+			if (rc == 1) != le.Copied() {
 				res.Corruptions++
 				fmt.Fprintf(w, "%s OFLAG_COPIED data cluster: l2_entry=%x refcount=%d\n", what, le, rc)
 				if repair {
-					if rc == 1 {
-						d.setEntry(b, j, le|oflagCopied)
-					} else {
-						d.setEntry(b, j, le&^oflagCopied)
-					}
+					d.setEntry(b, j, le.WithCopied(rc == 1))
 					l2dirty = true
 					res.Corruptions--
 					res.CorruptionsFixed++

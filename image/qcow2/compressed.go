@@ -8,11 +8,12 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // readCompressed fills p with guest data from the compressed cluster
 // described by entry, starting inOff bytes into the cluster.
-func (d *Driver) readCompressed(p []byte, entry uint64, inOff int64) error {
+func (d *Driver) readCompressed(p []byte, entry layout.L2Entry, inOff int64) error {
 	coff, csize := d.compressedRange(entry)
 	src := make([]byte, csize)
 	d.file.DebugEvent("read_compressed")
@@ -35,7 +36,7 @@ func (d *Driver) readCompressed(p []byte, entry uint64, inOff int64) error {
 // compressedJob is one compressed cluster to read into p.
 type compressedJob struct {
 	p     []byte
-	entry uint64
+	entry layout.L2Entry
 	inOff int64
 }
 
@@ -199,7 +200,7 @@ func (d *Driver) writePreparedLocked(c *preparedCluster, off int64) error {
 		return err
 	}
 	i := d.l2Index(off)
-	if d.getEntry(b, i)&l2eOffsetMask != 0 {
+	if d.getEntry(b, i).Offset() != 0 {
 		return syscall.EIO
 	}
 	coff, err := d.allocBytes(int64(len(out)))
@@ -209,13 +210,11 @@ func (d *Driver) writePreparedLocked(c *preparedCluster, off int64) error {
 	if b, err = d.l2c.get(l2off); err != nil {
 		return err
 	}
-	shift := 62 - (d.clusterBits - 8)
-	nsec := (coff+int64(len(out))-1)/512 - coff/512
 	d.file.DebugEvent("l2_update_compressed")
 	if err := d.preWriteCheck(0, coff, int64(len(out))); err != nil {
 		return err
 	}
-	d.setEntry(b, i, uint64(coff)|oflagCompressed|uint64(nsec)<<shift)
+	d.setEntry(b, i, layout.Compressed(d.clusterBits, coff, int64(len(out))))
 	d.setBitmap(b, i, 0)
 	d.l2c.markDirty(l2off)
 	d.dataDisk().DebugEvent("write_compressed")
@@ -238,8 +237,7 @@ func (d *Driver) allocBytes(size int64) (int64, error) {
 		}
 	}
 	free := d.clusterSize - off&(d.clusterSize-1)
-	shift := 62 - (d.clusterBits - 8)
-	maxOff := min(uint64(1)<<shift-1, maxClusterOffset)
+	maxOff := layout.MaxCompressedOffset(d.clusterBits)
 	for {
 		if off == 0 || free < size {
 			nc, err := d.allocClustersNoref(d.clusterSize, maxOff)

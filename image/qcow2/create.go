@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 	"github.com/goqio/goqio/image/qcrypto"
 	"github.com/goqio/goqio/image/raw"
 )
@@ -187,13 +188,13 @@ func createOn(f *os.File, path string, o CreateOptions) error {
 		h.IncompatibleFeatures |= incompatExtL2
 	}
 	hbuf := make([]byte, cs)
-	h.encode(hbuf)
+	h.Encode(hbuf)
 	if o.Version < 3 {
 		// the initial header is always written in the v3 layout
 		v3 := h
 		v3.Version = 3
-		v3.encode(hbuf)
-		putU32(hbuf[4:], uint32(o.Version))
+		v3.Encode(hbuf)
+		putU32(hbuf[layout.OffVersion:], uint32(o.Version))
 	}
 	rt := make([]byte, 2*cs)
 	putU64(rt, uint64(2*cs))
@@ -258,9 +259,9 @@ func createOn(f *os.File, path string, o CreateOptions) error {
 		return err
 	}
 	d.size = o.Size
-	var sb [8]byte
-	putU64(sb[:], uint64(o.Size))
-	if err := d.writeSync(sb[:], 24); err != nil {
+	nh := d.hdr
+	nh.Size = uint64(o.Size)
+	if err := d.writeHeaderFields(&nh, layout.FieldSize, layout.FieldSize); err != nil {
 		d.Close()
 		return err
 	}

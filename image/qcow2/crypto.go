@@ -1,12 +1,12 @@
 package qcow2
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 	"github.com/goqio/goqio/image/qcrypto"
 	"github.com/goqio/goqio/image/qdict"
 )
@@ -98,11 +98,11 @@ func (d *Driver) readCryptoExt(data []byte) error {
 	if d.hdr.CryptMethod != cryptLUKS {
 		return errors.New("CRYPTO header extension only expected with LUKS encryption method")
 	}
-	if len(data) != 16 {
+	ext, ok := layout.DecodeCryptoExt(data)
+	if !ok {
 		return fmt.Errorf("CRYPTO header extension size %d, but expected size 16", len(data))
 	}
-	d.cs.hdrOff = binary.BigEndian.Uint64(data)
-	d.cs.hdrLen = binary.BigEndian.Uint64(data[8:])
+	d.cs.hdrOff, d.cs.hdrLen = ext.Offset, ext.Length
 	if d.cs.hdrOff%uint64(d.clusterSize) != 0 {
 		return fmt.Errorf("Encryption header offset '%d' is not a multiple of cluster size '%d'", d.cs.hdrOff, d.clusterSize)
 	}
@@ -180,10 +180,7 @@ func (d *Driver) cryptoExt() []byte {
 	if d.cs.hdrOff == 0 {
 		return nil
 	}
-	b := make([]byte, 16)
-	binary.BigEndian.PutUint64(b, d.cs.hdrOff)
-	binary.BigEndian.PutUint64(b[8:], d.cs.hdrLen)
-	return b
+	return layout.CryptoExt{Offset: d.cs.hdrOff, Length: d.cs.hdrLen}.Encode()
 }
 
 // encryptInfo is the "encrypt" member of the format-specific info

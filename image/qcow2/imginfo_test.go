@@ -10,11 +10,11 @@ import (
 // table ends at an empty name.
 func TestDecodeShortFeatureTable(t *testing.T) {
 	got := decodeFeatures(append([]byte{0, 63}, "Test feature"...))
-	want := []feature{{0, 63, "Test feature"}}
+	want := []feature{{Type: 0, Bit: 63, Name: "Test feature"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("short entry: %+v, want %+v", got, want)
 	}
-	b := encodeFeatures([]feature{{0, 1, "a"}, {0, 2, ""}, {0, 3, "c"}})
+	b := encodeFeatures([]feature{{Type: 0, Bit: 1, Name: "a"}, {Type: 0, Bit: 2}, {Type: 0, Bit: 3, Name: "c"}})
 	if got := decodeFeatures(b); len(got) != 1 || got[0].Name != "a" {
 		t.Errorf("empty name: %+v, want the table to end there", got)
 	}

@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // Metadata kinds, in the order QEMU's qcow2_check_metadata_overlap tests
@@ -53,14 +54,14 @@ func (d *Driver) checkOverlap(ign int, off, n int64) (int, error) {
 	}
 	if ign&olInactiveL1 == 0 {
 		for _, sn := range d.snaps {
-			if sn.l1Size != 0 && overlaps(int64(sn.l1Off&(1<<63-1)), int64(sn.l1Size)*8) {
+			if sn.L1Size != 0 && overlaps(int64(sn.L1Offset&(1<<63-1)), int64(sn.L1Size)*8) {
 				return olInactiveL1, nil
 			}
 		}
 	}
 	if ign&olActiveL2 == 0 {
 		for _, e := range d.l1 {
-			if o := int64(e & l1eOffsetMask); o != 0 && overlaps(o, d.clusterSize) {
+			if o := layout.L1Entry(e).Offset(); o != 0 && overlaps(o, d.clusterSize) {
 				return olActiveL2, nil
 			}
 		}
@@ -74,10 +75,10 @@ func (d *Driver) checkOverlap(ign int, off, n int64) (int, error) {
 	}
 	if ign&olInactiveL2 == 0 {
 		for _, sn := range d.snaps {
-			if sn.l1Size > maxL1Size/8 {
+			if sn.L1Size > maxL1Size/8 {
 				return 0, syscall.EFBIG
 			}
-			l1off, size := sn.l1Off, uint64(sn.l1Size)*8
+			l1off, size := sn.L1Offset, uint64(sn.L1Size)*8
 			if (1<<63-1)-size < l1off || l1off&uint64(d.clusterSize-1) != 0 {
 				return 0, syscall.EINVAL
 			}
@@ -86,7 +87,7 @@ func (d *Driver) checkOverlap(ign int, off, n int64) (int, error) {
 				return 0, err
 			}
 			for j := 0; j < len(l1); j += 8 {
-				if o := int64(binary.BigEndian.Uint64(l1[j:]) & l1eOffsetMask); o != 0 && overlaps(o, d.clusterSize) {
+				if o := layout.L1Entry(binary.BigEndian.Uint64(l1[j:])).Offset(); o != 0 && overlaps(o, d.clusterSize) {
 					return olInactiveL2, nil
 				}
 			}

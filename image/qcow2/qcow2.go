@@ -51,6 +51,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 	"github.com/goqio/goqio/image/qcrypto"
 	"github.com/goqio/goqio/image/raw"
 )
@@ -273,7 +274,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	d.extL2 = h.IncompatibleFeatures&incompatExtL2 != 0
 	d.l2EntrySize, d.scPerCluster = 8, 1
 	if d.extL2 {
-		d.l2EntrySize, d.scPerCluster = 16, subclustersPerCluster
+		d.l2EntrySize, d.scPerCluster = 16, layout.SubclustersPerCluster
 	}
 	d.scSize = d.clusterSize / d.scPerCluster
 	d.scBits = d.clusterBits
@@ -511,25 +512,11 @@ func (d *Driver) readExtensions(start, end int64) error {
 	if err := d.file.ReadAt(buf, start); err != nil {
 		return openErr("qcow2_read_extension: ERROR: pread fail from offset %d", start)
 	}
-	off := int64(0)
-	for off < int64(len(buf)) {
-		if off+8 > int64(len(buf)) {
-			// QEMU reads the extension header past the end, then refuses it
-			return openErr("Header extension too large")
-		}
-		typ := binary.BigEndian.Uint32(buf[off:])
-		n := int64(binary.BigEndian.Uint32(buf[off+4:]))
-		off += 8
-		if n > int64(len(buf))-off {
-			return openErr("Header extension too large")
-		}
-		data := buf[off : off+n]
+	err := layout.WalkExtensions(buf, func(typ uint32, data []byte) error {
 		switch typ {
-		case extEnd:
-			return nil
 		case extBackingFormat:
-			if n >= 16 {
-				return openErr("ERROR: ext_backing_format: len=%d too large (>=16)", n)
+			if len(data) >= 16 {
+				return openErr("ERROR: ext_backing_format: len=%d too large (>=16)", len(data))
 			}
 			d.backingFmt = string(data)
 		case extFeatureTable:
@@ -545,11 +532,14 @@ func (d *Driver) readExtensions(start, end int64) error {
 				return err
 			}
 		default:
-			d.exts = append(d.exts, extension{typ, append([]byte(nil), data...)})
+			d.exts = append(d.exts, extension{Type: typ, Data: append([]byte(nil), data...)})
 		}
-		off += (n + 7) &^ 7
+		return nil
+	})
+	if err == layout.ErrExtensionTooLarge {
+		return openErr("%v", err)
 	}
-	return nil
+	return err
 }
 
 // unsupportedFeatures is QEMU's report_unsupported_feature.
@@ -609,10 +599,10 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 	avail := (d.l2Size - l2i) << d.clusterBits
 	needed = min(needed, avail)
 	l1i := off >> (d.clusterBits + d.l2Bits)
-	if l1i >= int64(len(d.l1)) || d.l1[l1i]&l1eOffsetMask == 0 {
+	if l1i >= int64(len(d.l1)) || layout.L1Entry(d.l1[l1i]).Offset() == 0 {
 		return clusterUnallocated, 0, needed - inCluster, nil
 	}
-	l2off := int64(d.l1[l1i] & l1eOffsetMask)
+	l2off := layout.L1Entry(d.l1[l1i]).Offset()
 	if l2off&(d.clusterSize-1) != 0 {
 		return 0, 0, 0, d.corruption(fmt.Sprintf("L2 table offset %s unaligned (L1 index: %s)", hx(l2off), hx(l1i)))
 	}
@@ -636,7 +626,7 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 	var host uint64
 	switch typ {
 	case clusterNormal, clusterZeroAlloc, clusterUnallocAlloc:
-		hc := entry & l2eOffsetMask
+		hc := uint64(entry.Offset())
 		if hc&uint64(d.clusterSize-1) != 0 {
 			return 0, 0, 0, d.corruption(fmt.Sprintf("Cluster allocation offset %s unaligned (L2 offset: %s, L2 index: %s)", hx(hc), hx(l2off), hx(l2i)))
 		}
@@ -648,13 +638,13 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 		if d.hasDataFile() {
 			return 0, 0, 0, d.corruption(fmt.Sprintf("Compressed cluster entry found in image with external data file (L2 offset: %s, L2 index: %s)", hx(l2off), hx(l2i)))
 		}
-		host = entry
+		host = uint64(entry) // the compressed descriptor
 	}
 	// QEMU's count_contiguous_subclusters
 	nb := (needed + d.clusterSize - 1) >> d.clusterBits
 	var count int64
 	checkOffset := typ == clusterNormal || typ == clusterZeroAlloc || typ == clusterUnallocAlloc
-	expected := entry & l2eOffsetMask
+	expected := uint64(entry.Offset())
 	for i := int64(0); i < nb; i++ {
 		first := int64(0)
 		if i == 0 {
@@ -674,7 +664,7 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 			break
 		} else if checkOffset {
 			expected += uint64(d.clusterSize)
-			if e&l2eOffsetMask != expected {
+			if uint64(e.Offset()) != expected {
 				break
 			}
 		}
@@ -753,7 +743,7 @@ func (d *Driver) readGuest(p []byte, off int64, keep bool) error {
 		}
 		q := p[:n]
 		if typ == clusterCompressed {
-			batch = append(batch, compressedJob{q, host, off & (d.clusterSize - 1)})
+			batch = append(batch, compressedJob{q, layout.L2Entry(host), off & (d.clusterSize - 1)})
 			if len(batch) == 64 {
 				if err := flush(); err != nil {
 					return err
@@ -997,9 +987,9 @@ func (d *Driver) markDirty() error {
 	if err := d.file.Flush(); err != nil {
 		return err
 	}
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], d.hdr.IncompatibleFeatures|incompatDirty)
-	if err := d.writeSync(b[:], 72); err != nil {
+	nh := d.hdr
+	nh.IncompatibleFeatures |= incompatDirty
+	if err := d.writeHeaderFields(&nh, layout.FieldIncompatible, layout.FieldIncompatible); err != nil {
 		return err
 	}
 	d.hdr.IncompatibleFeatures |= incompatDirty
@@ -1095,19 +1085,16 @@ func (d *Driver) updateHeader() error {
 	if h.Version >= 3 {
 		h.HeaderLength = uint32(headerSize + len(d.unknownFields))
 	}
-	pos := int64(h.encode(buf))
+	pos := int64(h.Encode(buf))
 	if h.Version >= 3 {
 		pos += int64(copy(buf[pos:], d.unknownFields))
 	}
 	add := func(typ uint32, data []byte) error {
-		n := 8 + (int64(len(data))+7)&^7
-		if pos+n > d.clusterSize {
+		np, ok := layout.PutExtension(buf, int(pos), typ, data)
+		if !ok {
 			return syscall.ENOSPC
 		}
-		binary.BigEndian.PutUint32(buf[pos:], typ)
-		binary.BigEndian.PutUint32(buf[pos+4:], uint32(len(data)))
-		copy(buf[pos+8:], data)
-		pos += n
+		pos = int64(np)
 		return nil
 	}
 	if d.backingFmt != "" {
@@ -1131,11 +1118,8 @@ func (d *Driver) updateHeader() error {
 		}
 	}
 	if d.nbBitmaps > 0 {
-		var be [24]byte
-		binary.BigEndian.PutUint32(be[0:], d.nbBitmaps)
-		binary.BigEndian.PutUint64(be[8:], d.bitmapDirSize)
-		binary.BigEndian.PutUint64(be[16:], d.bitmapDirOff)
-		if err := add(extBitmaps, be[:]); err != nil {
+		ext := layout.BitmapsExt{NbBitmaps: d.nbBitmaps, DirSize: d.bitmapDirSize, DirOffset: d.bitmapDirOff}
+		if err := add(extBitmaps, ext.Encode()); err != nil {
 			return err
 		}
 	}
@@ -1154,8 +1138,8 @@ func (d *Driver) updateHeader() error {
 		copy(buf[pos:], d.backingFile)
 		h.BackingFileOffset = uint64(pos)
 		h.BackingFileSize = uint32(len(d.backingFile))
-		binary.BigEndian.PutUint64(buf[8:], h.BackingFileOffset)
-		binary.BigEndian.PutUint32(buf[16:], h.BackingFileSize)
+		binary.BigEndian.PutUint64(buf[layout.OffBackingFileOffset:], h.BackingFileOffset)
+		binary.BigEndian.PutUint32(buf[layout.OffBackingFileSize:], h.BackingFileSize)
 	}
 	d.hdr.BackingFileOffset, d.hdr.BackingFileSize = h.BackingFileOffset, h.BackingFileSize
 	return d.file.WriteAt(buf, 0, false)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/imagetest"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // unhex decodes annotated hex: everything after '#' on a line is a comment.
@@ -57,12 +58,12 @@ func TestParseHeader(t *testing.T) {
 		t.Fatalf("got %+v\nwant %+v", h, want)
 	}
 	buf := make([]byte, 112)
-	if n := h.encode(buf); n != 112 || !bytes.Equal(buf, unhex(t, header1M)) {
+	if n := h.Encode(buf); n != 112 || !bytes.Equal(buf, unhex(t, header1M)) {
 		t.Fatalf("encode gives %x", buf)
 	}
 	v2 := h
 	v2.Version = 2
-	if n := v2.encode(buf); n != 72 {
+	if n := v2.Encode(buf); n != 72 {
 		t.Fatalf("v2 header is %d bytes", n)
 	}
 	if _, err := parseHeader([]byte("QFI")); err == nil {
@@ -125,13 +126,13 @@ func TestClusterTypes(t *testing.T) {
 		{"4000000000012345", clusterCompressed, true},
 	} {
 		e := unhex(t, tc.entry)
-		v := uint64(0)
+		v := layout.L2Entry(0)
 		for _, c := range e {
-			v = v<<8 | uint64(c)
+			v = v<<8 | layout.L2Entry(c)
 		}
 		d := &Driver{}
-		if typeOf(v) != tc.typ || d.needsNewAlloc(v) != tc.newAlloc {
-			t.Errorf("%s: %v %v, want %v %v", tc.entry, typeOf(v), d.needsNewAlloc(v), tc.typ, tc.newAlloc)
+		if v.Type() != tc.typ || d.needsNewAlloc(v) != tc.newAlloc {
+			t.Errorf("%s: %v %v, want %v %v", tc.entry, v.Type(), d.needsNewAlloc(v), tc.typ, tc.newAlloc)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // errAgain is QEMU's -EAGAIN from alloc_refcount_block: a new refcount
@@ -28,23 +29,7 @@ const (
 func (d *Driver) sizeToClusters(n int64) int64 { return (n + d.clusterSize - 1) >> d.clusterBits }
 
 // refGet reads entry i of a refcount block.
-func (d *Driver) refGet(b []byte, i int64) uint64 {
-	switch d.refOrder {
-	case 0:
-		return uint64(b[i/8]>>(i%8)) & 1
-	case 1:
-		return uint64(b[i/4]>>(2*(i%4))) & 3
-	case 2:
-		return uint64(b[i/2]>>(4*(i%2))) & 15
-	case 3:
-		return uint64(b[i])
-	case 4:
-		return uint64(binary.BigEndian.Uint16(b[2*i:]))
-	case 5:
-		return uint64(binary.BigEndian.Uint32(b[4*i:]))
-	}
-	return binary.BigEndian.Uint64(b[8*i:])
-}
+func (d *Driver) refGet(b []byte, i int64) uint64 { return layout.RefcountGet(b, d.refOrder, i) }
 
 // refSet writes entry i of a refcount block.
 func (d *Driver) refSet(b []byte, i int64, v uint64) { refSetOrder(d.refOrder, b, i, v) }
@@ -52,26 +37,7 @@ func (d *Driver) refSet(b []byte, i int64, v uint64) { refSetOrder(d.refOrder, b
 // refSetOrder writes entry i of a refcount block of refcount order order
 // (entries of 1 << order bits), whether the image's or, while amend
 // changes it, the new one's.
-func refSetOrder(order uint, b []byte, i int64, v uint64) {
-	switch order {
-	case 0:
-		b[i/8] = b[i/8]&^(1<<(i%8)) | byte(v&1)<<(i%8)
-	case 1:
-		s := 2 * (i % 4)
-		b[i/4] = b[i/4]&^(3<<s) | byte(v&3)<<s
-	case 2:
-		s := 4 * (i % 2)
-		b[i/2] = b[i/2]&^(15<<s) | byte(v&15)<<s
-	case 3:
-		b[i] = byte(v)
-	case 4:
-		binary.BigEndian.PutUint16(b[2*i:], uint16(v))
-	case 5:
-		binary.BigEndian.PutUint32(b[4*i:], uint32(v))
-	default:
-		binary.BigEndian.PutUint64(b[8*i:], v)
-	}
-}
+func refSetOrder(order uint, b []byte, i int64, v uint64) { layout.RefcountSet(b, order, i, v) }
 
 // refblockOffset returns the refcount block covering cluster index ci, or 0.
 func (d *Driver) refblockOffset(ci int64) (int64, error) {
@@ -508,11 +474,10 @@ func (d *Driver) refcountArea(startOffset, additional int64, exact bool, newInde
 	if err := d.writeSync(buf, tableOffset); err != nil {
 		return 0, err
 	}
-	var hb [12]byte
-	binary.BigEndian.PutUint64(hb[0:], uint64(tableOffset))
-	binary.BigEndian.PutUint32(hb[8:], uint32(tableClusters))
+	nh := d.hdr
+	nh.RefcountTableOffset, nh.RefcountTableClusters = uint64(tableOffset), uint32(tableClusters)
 	d.file.DebugEvent("refblock_alloc_switch_table")
-	if err := d.writeSync(hb[:], 48); err != nil {
+	if err := d.writeHeaderFields(&nh, layout.FieldRefcountTableOffset, layout.FieldRefcountTableClusters); err != nil {
 		return 0, err
 	}
 	oldOffset, oldSize := d.refTableOffset, int64(len(d.refTable))

@@ -1,7 +1,6 @@
 package qcow2
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // Snapshot is one entry of the internal snapshot table.
@@ -24,7 +24,7 @@ type Snapshot struct {
 }
 
 // maxSnapshotExtra bounds the extra data of one entry, as QEMU does.
-const maxSnapshotExtra = 1024
+const maxSnapshotExtra = layout.MaxSnapshotExtra
 
 // Snapshots lists the snapshot table read at open; an entry that does not
 // lie wholly inside the file is refused.
@@ -38,14 +38,14 @@ func (d *Driver) Snapshots() ([]Snapshot, error) {
 	off := int64(d.hdr.SnapshotsOffset)
 	fileLen := d.file.Size()
 	for i, sn := range d.snaps {
-		end := off + 40 + int64(sn.extraSize) + int64(len(sn.id)+len(sn.name))
+		end := off + layout.SnapshotHeaderLen + int64(sn.ExtraSize) + int64(len(sn.ID)+len(sn.Name))
 		if off < 0 || end > fileLen {
 			return nil, fmt.Errorf("snapshot table entry %d is outside the file: %w", i, syscall.EFBIG)
 		}
 		out = append(out, Snapshot{
-			ID: pstr(sn.id, 128), Name: pstr(sn.name, 256), L1Offset: int64(sn.l1Off), L1Size: int64(sn.l1Size),
-			DateSec: sn.dateSec, DateNsec: sn.dateNsec, VMClockNsec: sn.vmClock,
-			VMStateSize: sn.vmStateSize, ICount: sn.icount,
+			ID: pstr(sn.ID, 128), Name: pstr(sn.Name, 256), L1Offset: int64(sn.L1Offset), L1Size: int64(sn.L1Size),
+			DateSec: sn.DateSec, DateNsec: sn.DateNsec, VMClockNsec: sn.VMClockNsec,
+			VMStateSize: sn.VMStateSize, ICount: sn.ICount,
 		})
 		off = (end + 7) &^ 7
 	}
@@ -53,23 +53,11 @@ func (d *Driver) Snapshots() ([]Snapshot, error) {
 }
 
 // snapEntry is one snapshot table entry as QEMU's qcow2_read_snapshots
-// keeps it (enough to check it and to write the table again).
-type snapEntry struct {
-	l1Off        uint64
-	l1Size       uint32
-	vmStateSize  uint64
-	dateSec      uint32
-	dateNsec     uint32
-	vmClock      uint64
-	extraSize    uint32
-	diskSize     uint64
-	icount       int64
-	unknownExtra []byte
-	id, name     string
-}
+// keeps it (internal/layout).
+type snapEntry = layout.SnapshotEntry
 
 // maxSnapshotsSize is QCOW_MAX_SNAPSHOTS_SIZE.
-const maxSnapshotsSize = 1024 * maxSnapshots
+const maxSnapshotsSize = layout.MaxSnapshotsSize
 
 // snapTableError is a failure to read the snapshot table, with QEMU's hint.
 type snapTableError struct {
@@ -95,61 +83,38 @@ func (d *Driver) readSnapshotTable(off int64, nb uint32, repair bool, w io.Write
 		d.file.ReadAt(b, at) // past the end of the file reads zeroes
 		return b
 	}
-	be := binary.BigEndian
 	for i := uint32(0); i < nb; i++ {
 		pre := off
 		tableLen = (tableLen + 7) &^ 7
 		off = (off + 7) &^ 7
-		h := read(40, off)
-		off += 40
-		sn := snapEntry{
-			l1Off:       be.Uint64(h[0:]),
-			l1Size:      be.Uint32(h[8:]),
-			vmStateSize: uint64(be.Uint32(h[32:])),
-			dateSec:     be.Uint32(h[16:]),
-			dateNsec:    be.Uint32(h[20:]),
-			vmClock:     be.Uint64(h[24:]),
-			extraSize:   be.Uint32(h[36:]),
-			diskSize:    uint64(d.size),
-			icount:      -1,
-		}
-		idLen := int64(be.Uint16(h[12:]))
-		nameLen := int64(be.Uint16(h[14:]))
+		sn, idLen, nameLen := layout.DecodeSnapshotHeader(read(layout.SnapshotHeaderLen, off), uint64(d.size))
+		off += layout.SnapshotHeaderLen
 		truncate := false
-		if sn.extraSize > maxSnapshotExtra {
+		if sn.ExtraSize > maxSnapshotExtra {
 			if !repair {
 				return nil, 0, 0, 0, &snapTableError{fmt.Sprintf("Too much extra metadata in snapshot table entry %d", i),
 					"You can force-remove this extra metadata with qemu-img check -r all\n", syscall.EFBIG}
 			}
-			fmt.Fprintf(w, "Discarding too much extra metadata in snapshot table entry %d (%d > %d)\n", i, sn.extraSize, maxSnapshotExtra)
+			fmt.Fprintf(w, "Discarding too much extra metadata in snapshot table entry %d (%d > %d)\n", i, sn.ExtraSize, maxSnapshotExtra)
 			dropped++
 			truncate = true
 		}
-		known := min(int64(24), int64(sn.extraSize))
-		x := read(known, off)
+		known := min(layout.SnapshotKnownExtra, int64(sn.ExtraSize))
+		sn.DecodeKnownExtra(read(known, off))
 		off += known
-		if known >= 8 {
-			sn.vmStateSize = be.Uint64(x[0:])
-		}
-		if known >= 16 {
-			sn.diskSize = be.Uint64(x[8:])
-		}
-		if known >= 24 {
-			sn.icount = int64(be.Uint64(x[16:]))
-		}
-		if int64(sn.extraSize) > 24 {
-			end := off + int64(sn.extraSize) - 24
+		if int64(sn.ExtraSize) > layout.SnapshotKnownExtra {
+			end := off + int64(sn.ExtraSize) - layout.SnapshotKnownExtra
 			if truncate {
-				sn.extraSize = maxSnapshotExtra
+				sn.ExtraSize = maxSnapshotExtra
 			}
-			sn.unknownExtra = read(int64(sn.extraSize)-24, off)
+			sn.UnknownExtra = read(int64(sn.ExtraSize)-layout.SnapshotKnownExtra, off)
 			off = end
 		}
-		sn.id = string(read(idLen, off))
+		sn.ID = string(read(idLen, off))
 		off += idLen
-		sn.name = string(read(nameLen, off))
+		sn.Name = string(read(nameLen, off))
 		off += nameLen
-		tableLen += 40 + int64(sn.extraSize) + idLen + nameLen
+		tableLen += 40 + int64(sn.ExtraSize) + idLen + nameLen
 		if tableLen > maxSnapshotsSize || off-start > intMax {
 			if !repair {
 				return nil, 0, 0, 0, &snapTableError{"Snapshot table is too big",
@@ -203,9 +168,9 @@ func (d *Driver) checkSnapshotTable(res *CheckResult, fix CheckMode, w io.Writer
 	res.Corruptions += int64(reduced + dropped)
 	if reduced > 0 {
 		// the header's count first: the refcount check relies on it
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], uint32(len(snaps)))
-		if err := d.writeSync(b[:], 60); err != nil {
+		nh := d.hdr
+		nh.NbSnapshots = uint32(len(snaps))
+		if err := d.writeHeaderFields(&nh, layout.FieldNbSnapshots, layout.FieldNbSnapshots); err != nil {
 			res.CheckErrors++
 			fmt.Fprintf(w, "ERROR failed to update the snapshot count in the image header: %s\n", image.StrerrorOf(err))
 			return err
@@ -215,7 +180,7 @@ func (d *Driver) checkSnapshotTable(res *CheckResult, fix CheckMode, w io.Writer
 		res.Corruptions -= int64(reduced)
 	}
 	for i, sn := range snaps {
-		if d.hdr.Version >= 3 && sn.extraSize < 16 { // v3 entries carry the VM state and disk sizes
+		if d.hdr.Version >= 3 && sn.ExtraSize < 16 { // v3 entries carry the VM state and disk sizes
 			res.Corruptions++
 			what := "ERROR"
 			if fix&FixErrors != 0 {
@@ -233,7 +198,7 @@ func (d *Driver) checkSnapshotTable(res *CheckResult, fix CheckMode, w io.Writer
 func (d *Driver) writeSnapshots() error {
 	var size int64
 	for _, sn := range d.snaps {
-		size = (size+7)&^7 + 40 + max(24, int64(sn.extraSize)) + int64(len(cstr(sn.id))+len(cstr(sn.name)))
+		size = (size+7)&^7 + sn.EncodedLen()
 		if size > maxSnapshotsSize {
 			return syscall.EFBIG
 		}
@@ -249,33 +214,10 @@ func (d *Driver) writeSnapshots() error {
 		return err
 	}
 	buf := make([]byte, size)
-	be := binary.BigEndian
 	pos := int64(0)
-	for _, sn := range d.snaps {
+	for i := range d.snaps {
 		pos = (pos + 7) &^ 7
-		h := buf[pos:]
-		be.PutUint64(h[0:], sn.l1Off)
-		be.PutUint32(h[8:], sn.l1Size)
-		id, name := cstr(sn.id), cstr(sn.name)
-		be.PutUint16(h[12:], uint16(len(id)))
-		be.PutUint16(h[14:], uint16(len(name)))
-		be.PutUint32(h[16:], sn.dateSec)
-		be.PutUint32(h[20:], sn.dateNsec)
-		be.PutUint64(h[24:], sn.vmClock)
-		if sn.vmStateSize <= 0xffffffff {
-			be.PutUint32(h[32:], uint32(sn.vmStateSize))
-		}
-		be.PutUint32(h[36:], uint32(max(24, int64(sn.extraSize))))
-		pos += 40
-		be.PutUint64(buf[pos:], sn.vmStateSize)
-		be.PutUint64(buf[pos+8:], sn.diskSize)
-		be.PutUint64(buf[pos+16:], uint64(sn.icount))
-		pos += 24
-		if int64(sn.extraSize) > 24 {
-			pos += int64(copy(buf[pos:], sn.unknownExtra))
-		}
-		pos += int64(copy(buf[pos:], id))
-		pos += int64(copy(buf[pos:], name))
+		pos += d.snaps[i].Encode(buf[pos:])
 	}
 	if err := d.file.WriteAt(buf, off, false); err != nil {
 		d.freeClusters(off, size, discardAlways)
@@ -285,10 +227,9 @@ func (d *Driver) writeSnapshots() error {
 		d.freeClusters(off, size, discardAlways)
 		return err
 	}
-	var hb [12]byte
-	be.PutUint32(hb[0:], uint32(len(d.snaps)))
-	be.PutUint64(hb[4:], uint64(off))
-	if err := d.writeSync(hb[:], 60); err != nil {
+	nh := d.hdr
+	nh.NbSnapshots, nh.SnapshotsOffset = uint32(len(d.snaps)), uint64(off)
+	if err := d.writeHeaderFields(&nh, layout.FieldNbSnapshots, layout.FieldSnapshotsOffset); err != nil {
 		d.freeClusters(off, size, discardAlways)
 		return err
 	}

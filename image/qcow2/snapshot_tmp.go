@@ -20,7 +20,7 @@ func (d *Driver) LoadSnapshotTmp(id, name *string) error {
 	defer d.mu.Unlock()
 	i := -1
 	for j, sn := range d.snaps {
-		if (id != nil || name != nil) && (id == nil || cstr(sn.id) == *id) && (name == nil || cstr(sn.name) == *name) {
+		if (id != nil || name != nil) && (id == nil || cstr(sn.ID) == *id) && (name == nil || cstr(sn.Name) == *name) {
 			i = j
 			break
 		}
@@ -29,14 +29,14 @@ func (d *Driver) LoadSnapshotTmp(id, name *string) error {
 		return &snapTableError{msg: "Can't find snapshot", errno: syscall.ENOENT}
 	}
 	sn := d.snaps[i]
-	if err := d.validateTable(sn.l1Off, uint64(sn.l1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
+	if err := d.validateTable(sn.L1Offset, uint64(sn.L1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
 		return err
 	}
-	b := make([]byte, int64(sn.l1Size)*8)
-	if err := d.file.ReadAt(b, int64(sn.l1Off)); err != nil {
+	b := make([]byte, int64(sn.L1Size)*8)
+	if err := d.file.ReadAt(b, int64(sn.L1Offset)); err != nil {
 		return err
 	}
 	d.l1 = decodeU64s(b)
-	d.l1Offset = int64(sn.l1Off)
+	d.l1Offset = int64(sn.L1Offset)
 	return nil
 }

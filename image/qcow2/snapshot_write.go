@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // Internal snapshots: create, delete and apply as qemu-img snapshot -c, -d
@@ -42,7 +43,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 			if e == 0 {
 				continue
 			}
-			l2off := int64(e & l1eOffsetMask)
+			l2off := layout.L1Entry(e).Offset()
 			if l2off&(d.clusterSize-1) != 0 {
 				return d.corruption(fmt.Sprintf("L2 table offset %s unaligned (L1 index: %s)", hx(l2off), hx(i)))
 			}
@@ -52,7 +53,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 					return err
 				}
 				old := d.getEntry(b, j)
-				entry := old &^ oflagCopied
+				entry := old.WithCopied(false)
 				var rc uint64
 				switch d.ctype(entry) {
 				case clusterCompressed:
@@ -64,7 +65,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 					}
 					rc = 2 // compressed clusters are never modified in place
 				case clusterNormal, clusterZeroAlloc:
-					off := int64(entry & l2eOffsetMask)
+					off := entry.Offset()
 					if off&(d.clusterSize-1) != 0 {
 						return d.corruption(fmt.Sprintf("Cluster allocation offset %s unaligned (L2 offset: %s, L2 index: %s)", hx(off), hx(l2off), hx(j)))
 					}
@@ -77,9 +78,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 						return err
 					}
 				}
-				if rc == 1 {
-					entry |= oflagCopied
-				}
+				entry = entry.WithCopied(rc == 1)
 				if entry != old {
 					if addend > 0 {
 						// as qcow2_cache_set_dependency's callers: a failed flush of the
@@ -103,12 +102,9 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 			if err != nil {
 				return err
 			}
-			ne := uint64(l2off)
-			if rc == 1 {
-				ne |= oflagCopied
-			}
-			if ne != e {
-				l1[i] = ne
+			ne := layout.L1Entry(l2off).WithCopied(rc == 1)
+			if uint64(ne) != e {
+				l1[i] = uint64(ne)
 				modified = true
 			}
 		}
@@ -126,7 +122,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 func (d *Driver) nextSnapshotID() string {
 	var max uint64
 	for _, sn := range d.snaps {
-		id, _ := strconv.ParseUint(leadingDigits(cstr(sn.id)), 10, 64)
+		id, _ := strconv.ParseUint(leadingDigits(cstr(sn.ID)), 10, 64)
 		if id > max {
 			max = id
 		}
@@ -159,21 +155,21 @@ func (d *Driver) CreateSnapshot(name string, now time.Time) error {
 	}
 	id := d.nextSnapshotID()
 	for _, sn := range d.snaps {
-		if cstr(sn.id) == id {
+		if cstr(sn.ID) == id {
 			return syscall.EEXIST
 		}
 	}
 	l1Size := int64(len(d.l1))
 	sn := snapEntry{
-		id: id, name: name, diskSize: uint64(d.size), extraSize: 24,
-		dateSec: uint32(now.Unix()), dateNsec: uint32(now.Nanosecond() / 1000 * 1000),
-		l1Size: uint32(l1Size),
+		ID: id, Name: name, DiskSize: uint64(d.size), ExtraSize: layout.SnapshotKnownExtra,
+		DateSec: uint32(now.Unix()), DateNsec: uint32(now.Nanosecond() / 1000 * 1000),
+		L1Size: uint32(l1Size),
 	}
 	l1Off, err := d.allocClusters(l1Size * 8)
 	if err != nil {
 		return err
 	}
-	sn.l1Off = uint64(l1Off)
+	sn.L1Offset = uint64(l1Off)
 	buf := encodeU64s(d.l1)
 	if err := d.preWriteCheck(0, l1Off, l1Size*8); err != nil {
 		return err
@@ -196,7 +192,7 @@ func (d *Driver) CreateSnapshot(name string, now time.Time) error {
 // name matches any).
 func (d *Driver) findSnapshot(id, name string) int {
 	for i, sn := range d.snaps {
-		if (id == "" || cstr(sn.id) == id) && (name == "" || cstr(sn.name) == name) {
+		if (id == "" || cstr(sn.ID) == id) && (name == "" || cstr(sn.Name) == name) {
 			return i
 		}
 	}
@@ -212,8 +208,8 @@ func (d *Driver) SnapshotByName(name string) (string, bool) {
 		return "", false // the snapshot list is refused
 	}
 	for _, sn := range d.snaps {
-		if cstr(sn.name) == name {
-			return cstr(sn.id), true
+		if cstr(sn.Name) == name {
+			return cstr(sn.ID), true
 		}
 	}
 	return "", false
@@ -235,17 +231,17 @@ func (d *Driver) DeleteSnapshot(id, name string) error {
 		return ErrSnapshotNotFound
 	}
 	sn := d.snaps[i]
-	if err := d.validateTable(sn.l1Off, uint64(sn.l1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
+	if err := d.validateTable(sn.L1Offset, uint64(sn.L1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
 		return err
 	}
 	d.snaps = append(d.snaps[:i:i], d.snaps[i+1:]...)
 	if err := d.writeSnapshots(); err != nil {
 		return &errnoError{"Failed to remove snapshot from snapshot list", err}
 	}
-	if err := d.updateSnapshotRefcount(int64(sn.l1Off), int64(sn.l1Size), -1); err != nil {
+	if err := d.updateSnapshotRefcount(int64(sn.L1Offset), int64(sn.L1Size), -1); err != nil {
 		return &errnoError{"Failed to free the cluster and L1 table", err}
 	}
-	d.freeClusters(int64(sn.l1Off), int64(sn.l1Size)*8, discardSnapshot)
+	d.freeClusters(int64(sn.L1Offset), int64(sn.L1Size)*8, discardSnapshot)
 	if err := d.updateSnapshotRefcount(d.l1Offset, int64(len(d.l1)), 0); err != nil {
 		return &errnoError{"Failed to update snapshot status in disk", err}
 	}
@@ -274,11 +270,11 @@ func (d *Driver) ApplySnapshot(idOrName string) error {
 		return ErrSnapshotNotFound
 	}
 	sn := d.snaps[i]
-	if err := d.validateTableReported(sn.l1Off, uint64(sn.l1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
+	if err := d.validateTableReported(sn.L1Offset, uint64(sn.L1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
 		d.mu.Unlock()
 		return err
 	}
-	size := int64(sn.diskSize)
+	size := int64(sn.DiskSize)
 	d.mu.Unlock()
 	if size != d.Size() {
 		if err := d.Truncate(size, image.PreallocOff); err != nil {
@@ -290,15 +286,15 @@ func (d *Driver) ApplySnapshot(idOrName string) error {
 	if d.dead {
 		return errNoMedium
 	}
-	if err := d.growL1(int64(sn.l1Size), true); err != nil {
+	if err := d.growL1(int64(sn.L1Size), true); err != nil {
 		return err
 	}
 	cur := int64(len(d.l1)) * 8
 	snL1 := make([]byte, cur)
-	if err := d.file.ReadAt(snL1[:int64(sn.l1Size)*8], int64(sn.l1Off)); err != nil {
+	if err := d.file.ReadAt(snL1[:int64(sn.L1Size)*8], int64(sn.L1Offset)); err != nil {
 		return err
 	}
-	if err := d.updateSnapshotRefcount(int64(sn.l1Off), int64(sn.l1Size), 1); err != nil {
+	if err := d.updateSnapshotRefcount(int64(sn.L1Offset), int64(sn.L1Size), 1); err != nil {
 		return err
 	}
 	if err := d.preWriteCheck(olActiveL1, d.l1Offset, cur); err != nil {

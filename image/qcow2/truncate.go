@@ -1,10 +1,10 @@
 package qcow2
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // Truncate is QEMU's qcow2_co_truncate for preallocation off: growing adds
@@ -119,9 +119,9 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 		}
 	}
 	d.size = size
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(size))
-	if err := d.writeSync(b[:], 24); err != nil {
+	nh := d.hdr
+	nh.Size = uint64(size)
+	if err := d.writeHeaderFields(&nh, layout.FieldSize, layout.FieldSize); err != nil {
 		return fmt.Errorf("Failed to update the image size: %s", image.StrerrorOf(err))
 	}
 	d.hdr.Size = uint64(size)
@@ -151,7 +151,7 @@ func (d *Driver) shrinkL1(n int64) error {
 	}
 	d.file.DebugEvent("l1_shrink_free_l2_clusters")
 	for i := int64(len(d.l1)) - 1; i > n-1; i-- {
-		if off := int64(d.l1[i] & l1eOffsetMask); off != 0 {
+		if off := layout.L1Entry(d.l1[i]).Offset(); off != 0 {
 			d.freeClusters(off, d.clusterSize, discardAlways)
 		}
 		d.l1[i] = 0

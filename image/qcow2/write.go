@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // l2Meta describes a new allocation to link into the L2 table after the
@@ -26,24 +27,25 @@ type l2Meta struct {
 func (d *Driver) l2Index(off int64) int64 { return (off >> d.clusterBits) & (d.l2Size - 1) }
 func (d *Driver) l1Index(off int64) int64 { return off >> (d.clusterBits + d.l2Bits) }
 
-func (d *Driver) getEntry(b []byte, i int64) uint64 {
-	return binary.BigEndian.Uint64(b[d.l2EntrySize*i:])
+// getEntry is entry i of the L2 table b (the first word with extended L2).
+func (d *Driver) getEntry(b []byte, i int64) layout.L2Entry {
+	return layout.L2Entry(binary.BigEndian.Uint64(b[d.l2EntrySize*i:]))
 }
-func (d *Driver) setEntry(b []byte, i int64, v uint64) {
-	binary.BigEndian.PutUint64(b[d.l2EntrySize*i:], v)
+func (d *Driver) setEntry(b []byte, i int64, v layout.L2Entry) {
+	binary.BigEndian.PutUint64(b[d.l2EntrySize*i:], uint64(v))
 }
 
 // getBitmap returns the subcluster bitmap of entry i (0 without extended L2).
-func (d *Driver) getBitmap(b []byte, i int64) uint64 {
+func (d *Driver) getBitmap(b []byte, i int64) layout.L2Bitmap {
 	if !d.extL2 {
 		return 0
 	}
-	return binary.BigEndian.Uint64(b[16*i+8:])
+	return layout.L2Bitmap(binary.BigEndian.Uint64(b[16*i+8:]))
 }
 
-func (d *Driver) setBitmap(b []byte, i int64, v uint64) {
+func (d *Driver) setBitmap(b []byte, i int64, v layout.L2Bitmap) {
 	if d.extL2 {
-		binary.BigEndian.PutUint64(b[16*i+8:], v)
+		binary.BigEndian.PutUint64(b[16*i+8:], uint64(v))
 	}
 }
 
@@ -56,22 +58,22 @@ func (d *Driver) scIndex(off int64) int64 { return (off >> d.scBits) & (d.scPerC
 // With an external data file, offset 0 is a valid host offset: an entry
 // with offset 0 and COPIED is a normal cluster (data clusters there always
 // have refcount 1).
-func (d *Driver) ctype(entry uint64) clusterType {
-	t := typeOf(entry)
+func (d *Driver) ctype(entry layout.L2Entry) clusterType {
+	t := entry.Type()
 	if d.extL2 && (t == clusterZeroPlain || t == clusterZeroAlloc) {
-		if entry&l2eOffsetMask != 0 {
+		if entry.Offset() != 0 {
 			return clusterNormal
 		}
 		t = clusterUnallocated
 	}
-	if t == clusterUnallocated && d.hasDataFile() && entry&oflagCopied != 0 {
+	if t == clusterUnallocated && d.hasDataFile() && entry.Copied() {
 		return clusterNormal
 	}
 	return t
 }
 
 // sctype is QEMU's qcow2_get_subcluster_type for subcluster sc.
-func (d *Driver) sctype(entry, bitmap uint64, sc int64) clusterType {
+func (d *Driver) sctype(entry layout.L2Entry, bitmap layout.L2Bitmap, sc int64) clusterType {
 	t := d.ctype(entry)
 	if !d.extL2 {
 		return t
@@ -81,20 +83,20 @@ func (d *Driver) sctype(entry, bitmap uint64, sc int64) clusterType {
 		return clusterCompressed
 	case clusterNormal:
 		switch {
-		case (bitmap>>32)&bitmap != 0:
+		case bitmap.Conflicting():
 			return clusterInvalid
-		case bitmap&(uint64(1)<<(32+sc)) != 0:
+		case bitmap.IsZero(sc):
 			return clusterZeroAlloc
-		case bitmap&(uint64(1)<<sc) != 0:
+		case bitmap.Allocated(sc):
 			return clusterNormal
 		}
 		return clusterUnallocAlloc
 	}
 	// unallocated
 	switch {
-	case bitmap&bitmapAllAlloc != 0:
+	case bitmap.Alloc() != 0:
 		return clusterInvalid
-	case bitmap&(uint64(1)<<(32+sc)) != 0:
+	case bitmap.IsZero(sc):
 		return clusterZeroPlain
 	}
 	return clusterUnallocated
@@ -103,7 +105,7 @@ func (d *Driver) sctype(entry, bitmap uint64, sc int64) clusterType {
 // scRangeType is QEMU's qcow2_get_subcluster_range_type: the type of
 // subcluster from and how many subclusters from there have it (-1 for an
 // invalid entry).
-func (d *Driver) scRangeType(entry, bitmap uint64, from int64) (clusterType, int64) {
+func (d *Driver) scRangeType(entry layout.L2Entry, bitmap layout.L2Bitmap, from int64) (clusterType, int64) {
 	t := d.sctype(entry, bitmap, from)
 	if t == clusterInvalid {
 		return t, -1
@@ -113,23 +115,23 @@ func (d *Driver) scRangeType(entry, bitmap uint64, from int64) (clusterType, int
 	}
 	switch t {
 	case clusterNormal:
-		v := uint32(bitmap | subAllocRange(0, from))
+		v := (bitmap | layout.SubAllocRange(0, from)).Alloc()
 		return t, int64(bits.TrailingZeros32(^v)) - from
 	case clusterZeroPlain, clusterZeroAlloc:
-		v := uint32((bitmap | subZeroRange(0, from)) >> 32)
+		v := (bitmap | layout.SubZeroRange(0, from)).Zeroes()
 		return t, int64(bits.TrailingZeros32(^v)) - from
 	}
-	v := uint32((bitmap>>32)|bitmap) &^ uint32(subAllocRange(0, from))
+	v := (bitmap.Zeroes() | bitmap.Alloc()) &^ layout.SubAllocRange(0, from).Alloc()
 	return t, int64(bits.TrailingZeros32(v)) - from
 }
 
 // needsNewAlloc is QEMU's cluster_needs_new_alloc: a write to this cluster
 // must allocate a new one (everything but COPIED normal or zero-alloc
 // clusters).
-func (d *Driver) needsNewAlloc(entry uint64) bool {
+func (d *Driver) needsNewAlloc(entry layout.L2Entry) bool {
 	switch d.ctype(entry) {
 	case clusterNormal, clusterZeroAlloc:
-		return entry&oflagCopied == 0
+		return !entry.Copied()
 	}
 	return true
 }
@@ -405,20 +407,20 @@ func (d *Driver) linkL2(m *l2Meta, keep bool) error {
 		return err
 	}
 	i0 := d.l2Index(m.guest)
-	var old []uint64
+	var old []layout.L2Entry
 	for i := int64(0); i < m.nbClusters; i++ {
 		if e := d.getEntry(b, i0+i); e != 0 {
 			old = append(old, e)
 		}
-		d.setEntry(b, i0+i, uint64(m.allocOffset+i<<d.clusterBits)|oflagCopied)
+		d.setEntry(b, i0+i, layout.L2At(m.allocOffset+i<<d.clusterBits))
 		if d.extL2 && !m.prealloc {
 			// the subclusters just written (data and COW) are allocated
 			from := max(m.cowStart[0], i<<d.clusterBits)
 			to := min(m.cowEnd[0]+m.cowEnd[1], (i+1)<<d.clusterBits)
 			first, last := d.scIndex(from), d.scIndex(to-1)
 			bm := d.getBitmap(b, i0+i)
-			bm |= subAllocRange(first, last+1)
-			bm &^= subZeroRange(first, last+1)
+			bm |= layout.SubAllocRange(first, last+1)
+			bm &^= layout.SubZeroRange(first, last+1)
 			d.setBitmap(b, i0+i, bm)
 		}
 	}
@@ -434,10 +436,10 @@ func (d *Driver) linkL2(m *l2Meta, keep bool) error {
 // freeAnyCluster is QEMU's qcow2_free_any_cluster. Data clusters in an
 // external data file have no refcount: they are only discarded there (when
 // discards of this kind pass through).
-func (d *Driver) freeAnyCluster(entry uint64, typ discardType) {
+func (d *Driver) freeAnyCluster(entry layout.L2Entry, typ discardType) {
 	if d.hasDataFile() {
 		if ct := d.ctype(entry); d.discardPassthrough(typ) && (ct == clusterNormal || ct == clusterZeroAlloc) {
-			d.data.Discard(int64(entry&l2eOffsetMask), d.clusterSize)
+			d.data.Discard(entry.Offset(), d.clusterSize)
 		}
 		return
 	}
@@ -446,7 +448,7 @@ func (d *Driver) freeAnyCluster(entry uint64, typ discardType) {
 		off, size := d.compressedRange(entry)
 		d.freeClusters(off, size, typ)
 	case clusterNormal, clusterZeroAlloc:
-		off := int64(entry & l2eOffsetMask)
+		off := entry.Offset()
 		if off&(d.clusterSize-1) != 0 {
 			d.corruption(fmt.Sprintf("Cannot free unaligned cluster %s", hx(off)))
 			return
@@ -456,11 +458,8 @@ func (d *Driver) freeAnyCluster(entry uint64, typ discardType) {
 }
 
 // compressedRange is the host byte range of a compressed cluster.
-func (d *Driver) compressedRange(entry uint64) (int64, int64) {
-	x := 62 - (d.clusterBits - 8)
-	coff := entry & (1<<x - 1)
-	nsec := int64((entry>>x)&(1<<(d.clusterBits-8)-1)) + 1
-	return int64(coff), nsec*512 - int64(coff&511)
+func (d *Driver) compressedRange(entry layout.L2Entry) (int64, int64) {
+	return entry.CompressedRange(d.clusterBits)
 }
 
 // allocHostOffset is QEMU's qcow2_alloc_host_offset: the host offset for a
@@ -522,7 +521,7 @@ func (d *Driver) clustersInRequest(off, n int64) int64 {
 
 // countSingleWriteClusters is QEMU's count_single_write_clusters.
 func (d *Driver) countSingleWriteClusters(nb int64, b []byte, i0 int64, newAlloc bool) int64 {
-	expected := d.getEntry(b, i0) & l2eOffsetMask
+	expected := d.getEntry(b, i0).Offset()
 	var i int64
 	for i = 0; i < nb; i++ {
 		e := d.getEntry(b, i0+i)
@@ -530,10 +529,10 @@ func (d *Driver) countSingleWriteClusters(nb int64, b []byte, i0 int64, newAlloc
 			break
 		}
 		if !newAlloc {
-			if e&l2eOffsetMask != expected {
+			if e.Offset() != expected {
 				break
 			}
-			expected += uint64(d.clusterSize)
+			expected += d.clusterSize
 		}
 	}
 	return i
@@ -548,13 +547,13 @@ func (d *Driver) handleCopied(off int64, host *int64, n *int64, metas *[]*l2Meta
 	}
 	i0 := d.l2Index(off)
 	entry := d.getEntry(b, i0)
-	co := int64(entry & l2eOffsetMask)
+	co := entry.Offset()
 	if d.needsNewAlloc(entry) {
 		return false, nil
 	}
 	if co&(d.clusterSize-1) != 0 {
 		what := "Data"
-		if entry&oflagZero != 0 && !d.extL2 {
+		if entry.Zero() && !d.extL2 {
 			what = "Preallocated zero"
 		}
 		return false, d.corruption(fmt.Sprintf("%s cluster offset %s unaligned (guest offset: %s)", what, hx(co), hx(off)))
@@ -644,7 +643,7 @@ func (d *Driver) calculateL2Meta(hostCluster, off, n int64, b []byte, metas *[]*
 			typ = d.sctype(e, bm, 0)
 		}
 		if typ == clusterInvalid {
-			l2off := int64(d.l1[d.l1Index(off)] & l1eOffsetMask)
+			l2off := layout.L1Entry(d.l1[d.l1Index(off)]).Offset()
 			return d.corruption(fmt.Sprintf("Invalid cluster entry found (L2 offset: %s, L2 index: %s)", hx(l2off), hx(i0+i)))
 		}
 	}
@@ -662,7 +661,7 @@ func (d *Driver) calculateL2Meta(hostCluster, off, n int64, b []byte, metas *[]*
 		case clusterNormal, clusterZeroAlloc, clusterUnallocAlloc:
 			if d.extL2 {
 				// skip the leading zero and unallocated subclusters
-				cowStartFrom = min(sc, int64(bits.TrailingZeros32(uint32(bm&bitmapAllAlloc)))) << d.scBits
+				cowStartFrom = min(sc, int64(bm.FirstAlloc())) << d.scBits
 			}
 		default: // zero-plain, unallocated
 			cowStartFrom = sc << d.scBits
@@ -687,7 +686,7 @@ func (d *Driver) calculateL2Meta(hostCluster, off, n int64, b []byte, metas *[]*
 			cowEndTo = roundUp(cowEndFrom, d.clusterSize)
 			if d.extL2 {
 				// skip the trailing zero and unallocated subclusters
-				cowEndTo -= min(d.scPerCluster-sc-1, int64(bits.LeadingZeros32(uint32(bm&bitmapAllAlloc)))) << d.scBits
+				cowEndTo -= min(d.scPerCluster-sc-1, int64(bm.LastAllocFromEnd())) << d.scBits
 			}
 		default:
 			cowEndTo = roundUp(cowEndFrom, d.scSize)
@@ -732,18 +731,18 @@ func (d *Driver) getClusterTable(off int64) (int64, error) {
 			return 0, err
 		}
 	}
-	l2off := int64(d.l1[l1i] & l1eOffsetMask)
+	l2off := layout.L1Entry(d.l1[l1i]).Offset()
 	if l2off&(d.clusterSize-1) != 0 {
 		return 0, d.corruption(fmt.Sprintf("L2 table offset %s unaligned (L1 index: %s)", hx(l2off), hx(l1i)))
 	}
-	if d.l1[l1i]&oflagCopied == 0 {
+	if !layout.L1Entry(d.l1[l1i]).Copied() {
 		if err := d.l2Allocate(l1i); err != nil {
 			return 0, err
 		}
 		if l2off != 0 {
 			d.freeClusters(l2off, d.clusterSize, discardOther)
 		}
-		l2off = int64(d.l1[l1i] & l1eOffsetMask)
+		l2off = layout.L1Entry(d.l1[l1i]).Offset()
 	}
 	return l2off, nil
 }
@@ -769,9 +768,9 @@ func (d *Driver) l2Allocate(l1i int64) error {
 		return fail(err)
 	}
 	var src []byte
-	if old&l1eOffsetMask != 0 {
+	if o := layout.L1Entry(old).Offset(); o != 0 {
 		d.file.DebugEvent("l2_alloc_cow_read")
-		if src, err = d.l2c.get(int64(old & l1eOffsetMask)); err != nil {
+		if src, err = d.l2c.get(o); err != nil {
 			return fail(err)
 		}
 		src = append([]byte(nil), src...)
@@ -786,7 +785,7 @@ func (d *Driver) l2Allocate(l1i int64) error {
 	if err := d.cacheFlush(d.l2c); err != nil {
 		return fail(err)
 	}
-	d.l1[l1i] = uint64(l2off) | oflagCopied
+	d.l1[l1i] = uint64(layout.L1At(l2off))
 	if err := d.writeL1Entry(l1i); err != nil {
 		return fail(err)
 	}
@@ -854,10 +853,9 @@ func (d *Driver) growL1(minSize int64, exact bool) error {
 		return fail(err)
 	}
 	d.file.DebugEvent("l1_grow_activate_table")
-	var hb [12]byte
-	binary.BigEndian.PutUint32(hb[0:], uint32(newSize))
-	binary.BigEndian.PutUint64(hb[4:], uint64(newOff))
-	if err := d.writeSync(hb[:], 36); err != nil {
+	nh := d.hdr
+	nh.L1Size, nh.L1TableOffset = uint32(newSize), uint64(newOff)
+	if err := d.writeHeaderFields(&nh, layout.FieldL1Size, layout.FieldL1TableOffset); err != nil {
 		return fail(err)
 	}
 	oldOff, oldSize := d.l1Offset, int64(len(d.l1))

@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/layout"
 )
 
 // SupportedZeroFlags: v3 can unmap and refuse the slow path; v2 supports
@@ -176,7 +177,7 @@ func (d *Driver) zeroL2Subclusters(off, nb int64) error {
 	}
 	sc := d.scIndex(off)
 	old := d.getBitmap(b, i)
-	bm := (old | subZeroRange(sc, sc+nb)) &^ subAllocRange(sc, sc+nb)
+	bm := (old | layout.SubZeroRange(sc, sc+nb)) &^ layout.SubAllocRange(sc, sc+nb)
 	if bm != old {
 		d.setBitmap(b, i, bm)
 		d.l2c.markDirty(l2off)
@@ -204,9 +205,9 @@ func (d *Driver) zeroInL2(off, nb int64, flags image.ZeroFlags) (int64, error) {
 			nw = 0
 		}
 		if d.extL2 {
-			bm = bitmapAllZeroes
+			bm = layout.BitmapAllZeroes
 		} else {
-			nw |= oflagZero
+			nw |= layout.L2Zero
 		}
 		if nw == old && bm == oldBm {
 			continue
@@ -282,11 +283,11 @@ func (d *Driver) discardInL2(off, nb int64, typ discardType, full bool) (int64, 
 			nw, bm = 0, 0
 		case d.backing != nil || allocated:
 			if d.extL2 {
-				nw, bm = 0, bitmapAllZeroes
+				nw, bm = 0, layout.BitmapAllZeroes
 			} else {
 				nw = 0
 				if d.hdr.Version >= 3 {
-					nw = oflagZero
+					nw = layout.L2Zero
 				}
 			}
 		}
