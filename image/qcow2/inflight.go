@@ -50,6 +50,22 @@ type coMutex struct {
 	drainQ    coQueue   // exclusive lockers waiting
 	exclQ     coQueue   // new requests waiting for an exclusive locker
 	admitHook func()    // called once a request holds the lock
+	// resume are the waiters restartAll woke, in the order they began to
+	// wait: the lock passes to the first of them at each release, as
+	// QEMU's woken coroutines run one after the other, each until it
+	// yields, before anyone else takes the lock
+	resume []chan struct{}
+}
+
+// release gives the lock up: to the first woken waiter, or to anyone.
+func (m *coMutex) release() {
+	if len(m.resume) > 0 {
+		ch := m.resume[0]
+		m.resume = m.resume[1:]
+		close(ch) // it returns from wait holding the lock
+		return
+	}
+	m.inner.Unlock()
 }
 
 // lockRaw takes the lock, for a holder that changes no guest data (or
@@ -71,9 +87,9 @@ func (m *coMutex) Lock() {
 // requests that waited for it go on.
 func (m *coMutex) Unlock() {
 	if m.exclWait == 0 {
-		m.exclQ.restartAll()
+		m.exclQ.restartAll(m)
 	}
-	m.inner.Unlock()
+	m.release()
 }
 
 // lockReq takes the lock for a new request: it is admitted (admitHook),
@@ -94,20 +110,19 @@ type coQueue struct {
 	waiters []chan struct{}
 }
 
-// wait must be called with m held; it returns with m held.
+// wait must be called with m held; it returns with m held, handed over
+// by the release after restartAll (see coMutex.resume).
 func (q *coQueue) wait(m *coMutex) {
 	ch := make(chan struct{})
 	q.waiters = append(q.waiters, ch)
-	m.inner.Unlock()
+	m.release()
 	<-ch
-	m.inner.Lock()
 }
 
-// restartAll (with the lock held) wakes every waiter.
-func (q *coQueue) restartAll() {
-	for _, ch := range q.waiters {
-		close(ch)
-	}
+// restartAll (with m held) wakes every waiter: each takes the lock in
+// turn, in the order they began to wait, from the next release on.
+func (q *coQueue) restartAll(m *coMutex) {
+	m.resume = append(m.resume, q.waiters...)
 	q.waiters = nil
 }
 
@@ -136,9 +151,9 @@ func (d *Driver) end(f *flight) {
 			break
 		}
 	}
-	f.q.restartAll()
+	f.q.restartAll(&d.mu)
 	if len(d.mu.inflight) == 0 {
-		d.mu.drainQ.restartAll()
+		d.mu.drainQ.restartAll(&d.mu)
 	}
 }
 
