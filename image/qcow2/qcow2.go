@@ -51,6 +51,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/image/qcow2/internal/metacache"
 	"github.com/goqio/goqio/image/qcrypto"
 	"github.com/goqio/goqio/image/raw"
 )
@@ -163,7 +164,7 @@ type Driver struct {
 	refBlockSize     int64
 	refMax           uint64
 	freeClusterIndex int64
-	l2c, rbc         *tableCache
+	l2c, rbc         *metacache.Cache
 	discards         [][2]int64
 	cacheDiscards    bool // discards of freed clusters wait for the end of the operation
 	// freeByteOffset is where the next compressed cluster may start inside
@@ -371,9 +372,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	if r := opts.Runtime; r.CacheSize != nil || r.L2CacheSize != nil || r.L2CacheEntrySize != nil {
 		l2Max = rt.l2Tables
 	}
-	d.rbc = newTableCache(d, rbMax)
-	d.l2c = newTableCache(d, l2Max)
-	d.rbc.ign, d.l2c.ign = olRefcountBlock, olActiveL2
+	d.newCaches(rbMax, l2Max)
 	// backing file name
 	if h.BackingFileOffset != 0 {
 		n := int64(h.BackingFileSize)
@@ -607,7 +606,7 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 		return 0, 0, 0, d.corruption(fmt.Sprintf("L2 table offset %s unaligned (L1 index: %s)", hx(l2off), hx(l1i)))
 	}
 	// not pinned: the entries are read here and the table let go
-	b, err := d.l2c.peek(l2off)
+	b, err := d.l2c.Peek(l2off)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -904,20 +903,20 @@ func (d *Driver) Info() (image.Info, error) {
 	return info, nil
 }
 
-// safePoint releases the pins of both caches (tableCache.safePoint): the
+// safePoint releases the pins of both caches (metacache.Cache.SafePoint): the
 // caller, a loop walking many tables, holds no table between two steps.
 func (d *Driver) safePoint() {
-	d.l2c.safePoint()
-	d.rbc.safePoint()
+	d.l2c.SafePoint()
+	d.rbc.SafePoint()
 }
 
 // evict is the safe point at the start of a request; it trims the caches
 // back to their sizes if the last request held more tables than that.
 func (d *Driver) evict() error {
-	if err := d.rbc.evict(); err != nil {
+	if err := d.rbc.Evict(); err != nil {
 		return err
 	}
-	return d.l2c.evict()
+	return d.l2c.Evict()
 }
 
 // Flush writes cached metadata (refcounts first) and syncs the file.
@@ -943,13 +942,13 @@ func (d *Driver) flushLocked() error {
 	if d.flushEvents {
 		d.file.DebugEvent("flush_to_os")
 	}
-	if err := d.l2c.flush(); err != nil {
+	if err := d.l2c.Flush(); err != nil {
 		return err
 	}
 	// a dirty image (lazy refcounts) keeps its refcount blocks in memory
 	// until it is closed, as QEMU's qcow2_write_caches does
 	if d.needAccurateRefcounts() {
-		if err := d.rbc.flush(); err != nil {
+		if err := d.rbc.Flush(); err != nil {
 			return err
 		}
 	}
@@ -1065,8 +1064,8 @@ func (d *Driver) Close() error {
 // cacheFlush is QEMU's qcow2_cache_flush: the cache's dirty tables are
 // written, then the file is flushed (which the file's node skips when
 // nothing was written since its last flush).
-func (d *Driver) cacheFlush(c *tableCache) error {
-	if err := c.flush(); err != nil {
+func (d *Driver) cacheFlush(c *metacache.Cache) error {
+	if err := c.Flush(); err != nil {
 		return err
 	}
 	return d.file.Flush()

@@ -95,7 +95,7 @@ func (d *Driver) getRefcount(ci int64) (uint64, error) {
 	// no refblock_load here: QEMU's qcow2_get_refcount reads through the
 	// cache without load_refcount_block's event (and puts the block back at
 	// once: it is not held)
-	b, err := d.rbc.peek(off)
+	b, err := d.rbc.Peek(off)
 	if err != nil {
 		return 0, err
 	}
@@ -216,7 +216,7 @@ func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool,
 	if decrease {
 		// as qcow2_cache_set_dependency's callers: a failed flush of the
 		// dependency leaves none set and is not an error here
-		_ = d.rbc.setDependency(d.l2c)
+		_ = d.rbc.SetDependency(d.l2c)
 	}
 	start := off &^ (d.clusterSize - 1)
 	last := (off + length - 1) &^ (d.clusterSize - 1)
@@ -240,12 +240,12 @@ func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool,
 			// not pinned: nothing else is loaded into the refcount cache
 			// before the next block is (so a discard that frees clusters
 			// counted in many blocks holds one at a time, as QEMU's)
-			if block, err = d.rbc.peek(blockOff); err != nil {
+			if block, err = d.rbc.Peek(blockOff); err != nil {
 				break
 			}
 		}
 		oldTI = ti
-		d.rbc.markDirty(blockOff)
+		d.rbc.MarkDirty(blockOff)
 		bi := ci & (d.refBlockSize - 1)
 		rc := d.refGet(block, bi)
 		if decrease {
@@ -267,11 +267,11 @@ func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool,
 		d.refSet(block, bi, rc)
 		if rc == 0 {
 			// the cluster may have held metadata: forget its cached copy
-			if d.rbc.has(co) {
-				d.rbc.drop(co)
+			if d.rbc.Has(co) {
+				d.rbc.Drop(co)
 				oldTI = -1
 			}
-			d.l2c.drop(co)
+			d.l2c.Drop(co)
 			if d.discardPassthrough(typ) {
 				d.queueDiscard(co, d.clusterSize)
 			}
@@ -360,7 +360,7 @@ func (d *Driver) allocRefcountBlock(ci int64) (int64, error) {
 		return 0, d.corruption("Preventing invalid allocation of refcount block at offset 0")
 	}
 	if d.inSameRefblock(newBlock, ci<<d.clusterBits) {
-		b, err := d.rbc.getEmpty(newBlock)
+		b, err := d.rbc.GetEmpty(newBlock)
 		if err != nil {
 			return 0, err
 		}
@@ -372,12 +372,12 @@ func (d *Driver) allocRefcountBlock(ci int64) (int64, error) {
 		if err := d.cacheFlush(d.rbc); err != nil {
 			return 0, err
 		}
-		if _, err := d.rbc.getEmpty(newBlock); err != nil {
+		if _, err := d.rbc.GetEmpty(newBlock); err != nil {
 			return 0, err
 		}
 	}
 	d.file.DebugEvent("refblock_alloc_write")
-	d.rbc.markDirty(newBlock)
+	d.rbc.MarkDirty(newBlock)
 	if err := d.cacheFlush(d.rbc); err != nil {
 		return 0, err
 	}
@@ -471,15 +471,15 @@ func (d *Driver) refcountArea(startOffset, additional int64, exact bool, newInde
 		var err error
 		if newTable[i] != 0 {
 			off = int64(newTable[i])
-			if b, err = d.rbc.get(off); err != nil {
+			if b, err = d.rbc.Get(off); err != nil {
 				return 0, err
 			}
 		} else {
 			off = blockOffset
-			if b, err = d.rbc.getEmpty(off); err != nil {
+			if b, err = d.rbc.GetEmpty(off); err != nil {
 				return 0, err
 			}
-			d.rbc.markDirty(off)
+			d.rbc.MarkDirty(off)
 			newTable[i] = uint64(blockOffset)
 			blockOffset += d.clusterSize
 		}
@@ -493,7 +493,7 @@ func (d *Driver) refcountArea(startOffset, additional int64, exact bool, newInde
 			for ; j < end; j++ {
 				d.refSet(b, j, 1)
 			}
-			d.rbc.markDirty(off)
+			d.rbc.MarkDirty(off)
 		}
 	}
 	d.file.DebugEvent("refblock_alloc_write_blocks")
