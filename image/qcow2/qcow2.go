@@ -135,11 +135,7 @@ type Driver struct {
 	dataName    string
 	hasDataName bool
 
-	clusterBits uint
-	clusterSize int64
-	l2Bits      uint
-	l2Size      int64 // entries per L2 table
-	l2EntrySize int64 // 8, or 16 with extended L2 entries
+	geometry // fixed at open (geometry.go)
 	// persistent dirty bitmaps (bitmap.go)
 	nbBitmaps     uint32
 	bitmapDirSize uint64
@@ -149,20 +145,12 @@ type Driver struct {
 	staleBitmapsExt bool
 	// the snapshot table as read at open (or by the last check)
 	snaps            []snapEntry
-	extL2            bool // extended L2 entries: 32 subclusters per cluster
-	scBits           uint // subcluster size (the cluster size without extended L2)
-	scSize           int64
-	scPerCluster     int64
 	size             int64
 	l1               []uint64
 	l1Offset         int64
 	refTable         []uint64
 	refTableOffset   int64
 	maxRefTableIndex int64
-	refOrder         uint
-	refBlockBits     uint
-	refBlockSize     int64
-	refMax           uint64
 	freeClusterIndex int64
 	l2c, rbc         *metacache.Cache
 	discards         [][2]int64
@@ -228,8 +216,9 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	if h.ClusterBits < minClusterBits || h.ClusterBits > maxClusterBits {
 		return nil, openErr("Unsupported cluster size: 2^%d", int32(h.ClusterBits))
 	}
-	d.clusterBits = uint(h.ClusterBits)
-	d.clusterSize = 1 << h.ClusterBits
+	// the cluster size, for the checks that follow; the rest of the
+	// geometry once they pass
+	d.geometry = newGeometry(uint(h.ClusterBits), false, 0)
 	if h.Version >= 3 {
 		if h.HeaderLength < headerV3Size {
 			return nil, openErr("qcow2 header too short")
@@ -271,31 +260,14 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	if h.IncompatibleFeatures&incompatCorrupt != 0 && !opts.ReadOnly && !opts.Check {
 		return nil, &openError{"qcow2: Image is corrupt; cannot be opened read/write", syscall.EACCES}
 	}
-	d.extL2 = h.IncompatibleFeatures&incompatExtL2 != 0
-	d.l2EntrySize, d.scPerCluster = 8, 1
-	if d.extL2 {
-		d.l2EntrySize, d.scPerCluster = 16, subclustersPerCluster
-	}
-	d.scSize = d.clusterSize / d.scPerCluster
-	d.scBits = d.clusterBits
-	if d.extL2 {
-		d.scBits -= 5
-	}
-	if d.scSize < 1<<minClusterBits {
-		return nil, openErr("Unsupported subcluster size: %d", d.scSize)
+	extL2 := h.IncompatibleFeatures&incompatExtL2 != 0
+	if g := newGeometry(d.clusterBits, extL2, 0); g.scSize < 1<<minClusterBits {
+		return nil, openErr("Unsupported subcluster size: %d", g.scSize)
 	}
 	if h.RefcountOrder > maxRefcountOrder {
 		return nil, openErr("Reference count entry width too large; may not exceed 64 bits")
 	}
-	d.refOrder = uint(h.RefcountOrder)
-	d.refMax = 1<<(1<<d.refOrder-1) + (1<<(1<<d.refOrder-1) - 1)
-	d.refBlockBits = d.clusterBits + 3 - d.refOrder
-	d.refBlockSize = 1 << d.refBlockBits
-	d.l2Bits = d.clusterBits - 3
-	if d.extL2 {
-		d.l2Bits--
-	}
-	d.l2Size = 1 << d.l2Bits
+	d.geometry = newGeometry(d.clusterBits, extL2, uint(h.RefcountOrder))
 	d.size = int64(h.Size/512) * 512
 	if h.RefcountTableClusters == 0 && !opts.Check {
 		return nil, openErr("Image does not contain a reference count table")

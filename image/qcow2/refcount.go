@@ -25,8 +25,6 @@ const (
 	discardOther
 )
 
-func (d *Driver) sizeToClusters(n int64) int64 { return (n + d.clusterSize - 1) >> d.clusterBits }
-
 // refGet reads entry i of a refcount block.
 func (d *Driver) refGet(b []byte, i int64) uint64 {
 	switch d.refOrder {
@@ -328,10 +326,6 @@ func (d *Driver) processDiscards() {
 		d.file.Discard(r[0], r[1])
 	}
 	d.discards = nil
-}
-
-func (d *Driver) inSameRefblock(a, b int64) bool {
-	return a>>(d.clusterBits+d.refBlockBits) == b>>(d.clusterBits+d.refBlockBits)
 }
 
 // allocRefcountBlock is QEMU's alloc_refcount_block: the offset of the

@@ -215,10 +215,7 @@ func (d *Driver) changeRefcountOrder(order uint, p *amendProgress) (err error) {
 	d.hdr.RefcountTableOffset = uint64(newOffset)
 	d.hdr.RefcountTableClusters = uint32(size >> d.clusterBits)
 	d.updateMaxRefTableIndex()
-	d.refOrder = order
-	d.refMax = 1<<(1<<order-1) + (1<<(1<<order-1) - 1)
-	d.refBlockBits = d.clusterBits + 3 - order
-	d.refBlockSize = 1 << d.refBlockBits
+	d.geometry = d.geometry.withRefOrder(order)
 	// the cached refblocks are of the old order (all clean now)
 	d.rbc.Reset()
 	newTable, newOffset = oldTable, oldOffset

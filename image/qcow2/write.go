@@ -47,9 +47,6 @@ func (d *Driver) setBitmap(b []byte, i int64, v uint64) {
 	}
 }
 
-// scIndex is the subcluster index of off within its cluster.
-func (d *Driver) scIndex(off int64) int64 { return (off >> d.scBits) & (d.scPerCluster - 1) }
-
 // ctype is QEMU's qcow2_get_cluster_type: with extended L2 the zero flag of
 // the entry means nothing (the bitmap holds the zero bits).
 //
