@@ -136,6 +136,7 @@ type Driver struct {
 	hasDataName bool
 
 	geometry // fixed at open (geometry.go)
+	allocator
 	// persistent dirty bitmaps (bitmap.go)
 	nbBitmaps     uint32
 	bitmapDirSize uint64
@@ -144,20 +145,11 @@ type Driver struct {
 	// the bitmaps extension was left by a program without bitmap support
 	staleBitmapsExt bool
 	// the snapshot table as read at open (or by the last check)
-	snaps            []snapEntry
-	size             int64
-	l1               []uint64
-	l1Offset         int64
-	refTable         []uint64
-	refTableOffset   int64
-	maxRefTableIndex int64
-	freeClusterIndex int64
-	l2c, rbc         *metacache.Cache
-	discards         [][2]int64
-	cacheDiscards    bool // discards of freed clusters wait for the end of the operation
-	// freeByteOffset is where the next compressed cluster may start inside
-	// a partly used cluster (QEMU\'s free_byte_offset), 0 when none.
-	freeByteOffset  int64
+	snaps           []snapEntry
+	size            int64
+	l1              []uint64
+	l1Offset        int64
+	l2c, rbc        *metacache.Cache
 	signaled        bool        // a corruption was reported
 	preallocChecked bool        // metadata preallocation detection ran
 	prealloc        bool        // the image has metadata preallocation
@@ -345,6 +337,7 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 		l2Max = rt.l2Tables
 	}
 	d.newCaches(rbMax, l2Max)
+	d.initAllocator()
 	// backing file name
 	if h.BackingFileOffset != 0 {
 		n := int64(h.BackingFileSize)

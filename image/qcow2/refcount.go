@@ -26,7 +26,7 @@ const (
 )
 
 // refGet reads entry i of a refcount block.
-func (d *Driver) refGet(b []byte, i int64) uint64 {
+func (d *geometry) refGet(b []byte, i int64) uint64 {
 	switch d.refOrder {
 	case 0:
 		return uint64(b[i/8]>>(i%8)) & 1
@@ -45,7 +45,7 @@ func (d *Driver) refGet(b []byte, i int64) uint64 {
 }
 
 // refSet writes entry i of a refcount block.
-func (d *Driver) refSet(b []byte, i int64, v uint64) { refSetOrder(d.refOrder, b, i, v) }
+func (d *geometry) refSet(b []byte, i int64, v uint64) { refSetOrder(d.refOrder, b, i, v) }
 
 // refSetOrder writes entry i of a refcount block of refcount order order
 // (entries of 1 << order bits), whether the image's or, while amend
@@ -72,7 +72,7 @@ func refSetOrder(order uint, b []byte, i int64, v uint64) {
 }
 
 // refblockOffset returns the refcount block covering cluster index ci, or 0.
-func (d *Driver) refblockOffset(ci int64) (int64, error) {
+func (d *allocator) refblockOffset(ci int64) (int64, error) {
 	ti := ci >> d.refBlockBits
 	if ti >= int64(len(d.refTable)) {
 		return 0, nil
@@ -85,7 +85,7 @@ func (d *Driver) refblockOffset(ci int64) (int64, error) {
 }
 
 // getRefcount is QEMU's qcow2_get_refcount.
-func (d *Driver) getRefcount(ci int64) (uint64, error) {
+func (d *allocator) getRefcount(ci int64) (uint64, error) {
 	off, err := d.refblockOffset(ci)
 	if err != nil || off == 0 {
 		return 0, err
@@ -102,7 +102,7 @@ func (d *Driver) getRefcount(ci int64) (uint64, error) {
 
 // allocClustersNoref is QEMU's alloc_clusters_noref: the first run of free
 // clusters at or after the free cluster index, without taking it.
-func (d *Driver) allocClustersNoref(size int64, maxOff uint64) (int64, error) {
+func (d *allocator) allocClustersNoref(size int64, maxOff uint64) (int64, error) {
 	nb := d.sizeToClusters(size)
 retry:
 	for i := int64(0); i < nb; i++ {
@@ -130,7 +130,7 @@ retry:
 // or a table (a corruption: "qemu-io -c 'write -c 0 64k' -c 'discard 0
 // 64k' -c 'write 64k 64k' -c 'write -c 128k 64k'" overwrites the data at
 // 64k); wherever QEMU does not corrupt the image, nothing changes.
-func (d *Driver) claimed(off, nb int64) {
+func (d *allocator) claimed(off, nb int64) {
 	if d.freeByteOffset != 0 && d.freeByteOffset >= off && d.freeByteOffset < off+nb<<d.clusterBits {
 		d.freeByteOffset = 0
 	}
@@ -138,7 +138,7 @@ func (d *Driver) claimed(off, nb int64) {
 
 // allocClusters is QEMU's qcow2_alloc_clusters: find and take size bytes of
 // contiguous clusters.
-func (d *Driver) allocClusters(size int64) (int64, error) {
+func (d *allocator) allocClusters(size int64) (int64, error) {
 	d.file.DebugEvent("cluster_alloc")
 	for {
 		off, err := d.allocClustersNoref(size, maxClusterOffset)
@@ -158,7 +158,7 @@ func (d *Driver) allocClusters(size int64) (int64, error) {
 
 // allocClustersAt is QEMU's qcow2_alloc_clusters_at: take as many of the nb
 // clusters at off as are free (stopping at the first used one).
-func (d *Driver) allocClustersAt(off int64, nb int64) (int64, error) {
+func (d *allocator) allocClustersAt(off int64, nb int64) (int64, error) {
 	if nb == 0 {
 		return 0, nil
 	}
@@ -187,7 +187,7 @@ func (d *Driver) allocClustersAt(off int64, nb int64) (int64, error) {
 }
 
 // freeClusters is QEMU's qcow2_free_clusters.
-func (d *Driver) freeClusters(off, size int64, typ discardType) {
+func (d *allocator) freeClusters(off, size int64, typ discardType) {
 	d.file.DebugEvent("cluster_free")
 	// QEMU reports the failure and leaks the clusters; so do we.
 	if err := d.updateRefcount(off, size, 1, true, typ); err != nil {
@@ -201,7 +201,7 @@ func (d *Driver) freeClusters(off, size int64, typ discardType) {
 // updateRefcount is QEMU's update_refcount: add (or subtract) addend to the
 // refcount of every cluster in [off, off+length), allocating refcount blocks
 // as needed. errAgain asks the caller to search for free clusters again.
-func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool, typ discardType) error {
+func (d *allocator) updateRefcount(off, length int64, addend uint64, decrease bool, typ discardType) error {
 	if length < 0 {
 		return syscall.EINVAL
 	}
@@ -289,22 +289,12 @@ func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool,
 	return nil
 }
 
-func (d *Driver) discardPassthrough(typ discardType) bool {
-	switch typ {
-	case discardAlways:
-		return true
-	case discardSnapshot:
-		return d.rt.passSnapshot
-	case discardRequest:
-		return d.rt.passRequest
-	case discardOther:
-		return d.rt.passOther
-	}
-	return false
+func (d *allocator) discardPassthrough(typ discardType) bool {
+	return typ >= 0 && int(typ) < len(d.pass) && d.pass[typ]
 }
 
 // queueDiscard remembers a freed host range to punch out of the file.
-func (d *Driver) queueDiscard(off, n int64) {
+func (d *allocator) queueDiscard(off, n int64) {
 	if k := len(d.discards); k > 0 {
 		last := &d.discards[k-1]
 		if last[0]+last[1] == off {
@@ -321,7 +311,7 @@ func (d *Driver) queueDiscard(off, n int64) {
 }
 
 // processDiscards discards the queued ranges in the file.
-func (d *Driver) processDiscards() {
+func (d *allocator) processDiscards() {
 	for _, r := range d.discards {
 		d.file.Discard(r[0], r[1])
 	}
@@ -331,7 +321,7 @@ func (d *Driver) processDiscards() {
 // allocRefcountBlock is QEMU's alloc_refcount_block: the offset of the
 // refcount block for cluster ci, allocating it (and growing the refcount
 // table) when there is none; after an allocation it returns errAgain.
-func (d *Driver) allocRefcountBlock(ci int64) (int64, error) {
+func (d *allocator) allocRefcountBlock(ci int64) (int64, error) {
 	d.file.DebugEvent("refblock_alloc")
 	ti := ci >> d.refBlockBits
 	if ti < int64(len(d.refTable)) {
@@ -425,7 +415,7 @@ func refcountMetadataSize(clusters, clusterSize int64, order uint, generous bool
 // refcountArea is QEMU's qcow2_refcount_area: make a new refcount table at
 // startOffset (after any new refcount blocks it needs), covering the image
 // up to there, and switch to it.
-func (d *Driver) refcountArea(startOffset, additional int64, exact bool, newIndex int64, newOffset int64) (int64, error) {
+func (d *allocator) refcountArea(startOffset, additional int64, exact bool, newIndex int64, newOffset int64) (int64, error) {
 	total := refcountMetadataSize(startOffset/d.clusterSize+additional, d.clusterSize, d.refOrder, !exact)
 	if total > maxReftableSize {
 		return 0, syscall.EFBIG
@@ -515,14 +505,13 @@ func (d *Driver) refcountArea(startOffset, additional int64, exact bool, newInde
 	}
 	d.refTable = newTable
 	d.refTableOffset = tableOffset
-	d.hdr.RefcountTableOffset = uint64(tableOffset)
-	d.hdr.RefcountTableClusters = uint32(tableClusters)
+	d.env.reftableMoved(tableOffset, uint32(tableClusters))
 	d.updateMaxRefTableIndex()
 	d.freeClusters(oldOffset, oldSize*reftableEntrySize, discardOther)
 	return endOffset, nil
 }
 
-func (d *Driver) updateMaxRefTableIndex() {
+func (d *allocator) updateMaxRefTableIndex() {
 	i := int64(len(d.refTable)) - 1
 	for i > 0 && d.refTable[i] == 0 {
 		i--
