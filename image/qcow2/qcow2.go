@@ -38,6 +38,28 @@
 // Concurrency: metadata under one FIFO lock, guest data read and written
 // outside it, overlapping allocations ordered as QEMU orders them
 // (inflight.go).
+//
+// The units of the driver (files, or a package), and what each sees:
+//
+//	geometry.go             cluster, L2, subcluster and refcount block sizes:
+//	                        a value fixed at open
+//	internal/metacache      the metadata cache (L2 tables, refcount blocks):
+//	                        LRU eviction with pins and safe points, write-back
+//	                        in dependency order; sees the file only through a
+//	                        Store (cache.go's cacheStore: file, overlap check,
+//	                        blkdebug events)
+//	alloc.go, refcount.go   the refcount allocator: refcount table, free
+//	                        cluster index, discard queue; allocates, frees and
+//	                        updates refcounts; sees the geometry, the file, the
+//	                        caches and allocEnv (corruption reports, header)
+//	overlap.go              the overlap check, corruption reports
+//	inflight.go             the metadata lock, the in-flight allocations
+//	qcow2.go                the Driver (its state grouped by what guards it),
+//	                        open, the header, reads
+//	write.go, zero.go,      the write paths
+//	compressed.go
+//	check.go, amend.go,     check and repair, amend, snapshots, bitmaps,
+//	snapshot*.go, bitmap*.go, truncate.go, and the rest
 package qcow2
 
 import (
@@ -111,16 +133,37 @@ type Options struct {
 }
 
 // Driver is an open qcow2 image.
+//
+// Its state, by what guards it:
+//
+//   - fixed at open (read by anything, without d.mu: data I/O runs
+//     outside it): the file, the options, the geometry, the external data
+//     file, the encryption context, the backing image; the few changes
+//     they get (amend's refcount-order change of the geometry, SetBacking)
+//     take d.mu exclusively, with no request in flight;
+//   - guarded by d.mu (inflight.go): everything after it — the header as
+//     in memory, the L1 table, the two metadata caches, the allocator, the
+//     snapshot table, the bitmap directory and the driver's flags. The
+//     in-flight allocations are d.mu's own (coMutex.inflight).
 type Driver struct {
-	file *image.Disk
-	name string
-	opts Options
+	// fixed at open
+	file     *image.Disk // the image file (QEMU's bs->file)
+	name     string
+	opts     Options
+	geometry // cluster, L2, subcluster, refcount block sizes (geometry.go)
+	// the external data file (nil when the data lives in file; datafile.go)
+	data *image.Disk
+	// dataUnopened: an image with an external data file opened with
+	// NoIO, its data file not opened
+	dataUnopened bool
+	cs           cryptoState // encryption (crypto.go), set at open or create
+	backing      *image.Disk // the backing image (nil: none); SetBacking changes it
 
-	// mu guards everything below but the fields fixed at open (inflight.go)
+	// mu guards everything below (see above)
 	mu coMutex
-	// flushEvents: a Flush of the image is running (its debug events)
-	flushEvents bool
 
+	// the header as in memory, and what the header and the runtime
+	// options decided
 	hdr           Header
 	rt            runtimeState // what the runtime options decided
 	unknownFields []byte       // header bytes between 112 and header_length
@@ -128,15 +171,28 @@ type Driver struct {
 	features      []feature
 	backingFile   string // as stored in the image
 	backingFmt    string
-	backing       *image.Disk
-	// the external data file (nil when the data lives in file), and the
-	// name the header extension records (QEMU's image_data_file)
-	data        *image.Disk
+	// the name the data file's header extension records (QEMU's
+	// image_data_file)
 	dataName    string
 	hasDataName bool
+	size        int64 // the guest size (truncate changes it)
 
-	geometry // fixed at open (geometry.go)
+	// the active L1 table
+	l1       []uint64
+	l1Offset int64
+
+	// the metadata caches (internal/metacache; cache.go): L2 tables,
+	// refcount blocks
+	l2c, rbc *metacache.Cache
+
+	// the refcount allocator (alloc.go, refcount.go): refcount table, free
+	// cluster index, compressed free byte offset, discard queue
 	allocator
+
+	// the snapshot table as read at open (or by the last check)
+	snaps         []snapEntry
+	snapshotsSize int64 // bytes of the snapshot table (for overlap checks)
+
 	// persistent dirty bitmaps (bitmap.go)
 	nbBitmaps     uint32
 	bitmapDirSize uint64
@@ -144,21 +200,13 @@ type Driver struct {
 	bitmaps       []*dirtyBitmap
 	// the bitmaps extension was left by a program without bitmap support
 	staleBitmapsExt bool
-	// the snapshot table as read at open (or by the last check)
-	snaps           []snapEntry
-	size            int64
-	l1              []uint64
-	l1Offset        int64
-	l2c, rbc        *metacache.Cache
-	signaled        bool        // a corruption was reported
-	preallocChecked bool        // metadata preallocation detection ran
-	prealloc        bool        // the image has metadata preallocation
-	dead            bool        // a fatal corruption made the image unusable
-	snapshotsSize   int64       // bytes of the snapshot table (for overlap checks)
-	cs              cryptoState // encryption (crypto.go)
-	// dataUnopened: an image with an external data file opened with
-	// NoIO, its data file not opened (datafile.go)
-	dataUnopened bool
+
+	// flags
+	signaled        bool // a corruption was reported
+	dead            bool // a fatal corruption made the image unusable
+	preallocChecked bool // metadata preallocation detection ran
+	prealloc        bool // the image has metadata preallocation
+	flushEvents     bool // a Flush of the image is running (its debug events)
 }
 
 // Error texts of open failures are QEMU's.
