@@ -60,6 +60,9 @@ type Cache struct {
 	st     Store
 	cfg    Config
 	tables map[int64]*table
+	// last is the table found last (nil: none), looked at before the map:
+	// a walk marks the same table dirty once per entry it changes
+	last *table
 	// dependsOn is flushed before this cache, once: refcount blocks
 	// before the L2 tables that reference newly allocated clusters, and L2
 	// tables that dropped references before the refcount blocks that free
@@ -102,8 +105,29 @@ func (c *Cache) FreeBuffers() int { return len(c.free) }
 // IsDirty reports whether the table at off is cached and not yet written
 // back.
 func (c *Cache) IsDirty(off int64) bool {
-	t, ok := c.tables[off]
-	return ok && t.dirty
+	t := c.lookup(off)
+	return t != nil && t.dirty
+}
+
+// lookup is the cached table at off, nil if none.
+func (c *Cache) lookup(off int64) *table {
+	if t := c.last; t != nil && t.off == off {
+		return t
+	}
+	t := c.tables[off]
+	if t != nil {
+		c.last = t
+	}
+	return t
+}
+
+// forget removes t from the map and the LRU list.
+func (c *Cache) forget(t *table) {
+	c.unlink(t)
+	delete(c.tables, t.off)
+	if c.last == t {
+		c.last = nil
+	}
 }
 
 func (c *Cache) unlink(t *table) {
@@ -162,7 +186,7 @@ func (c *Cache) GetEmpty(off int64) ([]byte, error) {
 // load is QEMU's qcow2_cache_do_get: a cached table is found; otherwise,
 // room is made (writing the victim back first) and the table read.
 func (c *Cache) load(off int64, read bool) (*table, error) {
-	if t, ok := c.tables[off]; ok {
+	if t := c.lookup(off); t != nil {
 		c.touch(t)
 		return t, nil
 	}
@@ -213,8 +237,7 @@ func (c *Cache) evictOne() error {
 }
 
 func (c *Cache) remove(t *table) {
-	c.unlink(t)
-	delete(c.tables, t.off)
+	c.forget(t)
 	c.free = append(c.free, t.buf)
 	t.buf = nil
 }
@@ -233,7 +256,7 @@ func (c *Cache) newBuf() []byte {
 
 // MarkDirty marks the table at off, if cached, as to be written back.
 func (c *Cache) MarkDirty(off int64) {
-	if t, ok := c.tables[off]; ok {
+	if t := c.lookup(off); t != nil {
 		t.dirty = true
 	}
 }
@@ -241,24 +264,20 @@ func (c *Cache) MarkDirty(off int64) {
 // Cached is the table at off if it is cached (nil if not), without
 // loading it or changing its place in the LRU list.
 func (c *Cache) Cached(off int64) []byte {
-	if t, ok := c.tables[off]; ok {
+	if t := c.lookup(off); t != nil {
 		return t.buf
 	}
 	return nil
 }
 
 // Has reports whether the table at off is cached.
-func (c *Cache) Has(off int64) bool {
-	_, ok := c.tables[off]
-	return ok
-}
+func (c *Cache) Has(off int64) bool { return c.lookup(off) != nil }
 
 // Drop forgets the table at off without writing it (its cluster was
 // freed). Its buffer is not reused: a caller may still hold it.
 func (c *Cache) Drop(off int64) {
-	if t, ok := c.tables[off]; ok {
-		c.unlink(t)
-		delete(c.tables, off)
+	if t := c.lookup(off); t != nil {
+		c.forget(t)
 	}
 }
 
@@ -273,6 +292,7 @@ func (c *Cache) Reset() {
 	}
 	c.lru.prev, c.lru.next = &c.lru, &c.lru
 	c.tables = map[int64]*table{}
+	c.last = nil
 }
 
 // SafePoint releases every pin: the caller holds no buffer of this cache.

@@ -219,6 +219,9 @@ func TestDirtyWrittenBeforeEviction(t *testing.T) {
 	// Drop forgets a dirty table without writing it
 	c.MarkDirty(9 * ts)
 	c.Drop(9 * ts)
+	if c.Has(9*ts) || c.IsDirty(9*ts) || c.Cached(9*ts) != nil {
+		t.Fatal("a dropped table (the last one looked up) is still found")
+	}
 	if err := c.Flush(); err != nil || c.Len() != 0 {
 		t.Fatalf("flush after drop: %v, %d cached", err, c.Len())
 	}
