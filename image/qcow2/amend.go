@@ -329,10 +329,10 @@ func (d *Driver) expandZeroClusters(p *amendProgress) error {
 	if err := d.expandInL1(d.l1, true, &visited, entries, p); err != nil {
 		return err
 	}
-	if err := d.l2c.flush(); err != nil {
+	if err := d.l2c.Flush(); err != nil {
 		return err
 	}
-	d.l2c.reset()
+	d.l2c.Reset()
 	for _, sn := range d.snaps {
 		if err := d.validateTableReported(sn.L1Offset, uint64(sn.L1Size), 8, maxL1Size, "Snapshot L1 table"); err != nil {
 			return err
@@ -366,7 +366,7 @@ func (d *Driver) expandInL1(l1 []uint64, active bool, visited *int64, entries in
 		}
 		var b []byte
 		if active {
-			if b, err = d.l2c.get(l2off); err != nil {
+			if b, err = d.l2c.Get(l2off); err != nil {
 				return err
 			}
 		} else {
@@ -410,8 +410,8 @@ func (d *Driver) expandInL1(l1 []uint64, active bool, visited *int64, entries in
 		}
 		if dirty {
 			if active {
-				d.l2c.markDirty(l2off)
-				if err := d.l2c.setDependency(d.rbc); err != nil {
+				d.l2c.MarkDirty(l2off)
+				if err := d.l2c.SetDependency(d.rbc); err != nil {
 					return err
 				}
 			} else if err := d.file.WriteAt(b, l2off, false); err != nil {

@@ -17,8 +17,8 @@ func openSmallCache(t *testing.T, size int64) *Driver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.l2c.max != 2 || d.rbc.max != 4 {
-		t.Fatalf("cache sizes %d/%d tables, want 2/4", d.l2c.max, d.rbc.max)
+	if d.l2c.Max() != 2 || d.rbc.Max() != 4 {
+		t.Fatalf("cache sizes %d/%d tables, want 2/4", d.l2c.Max(), d.rbc.Max())
 	}
 	t.Cleanup(func() { d.Close() })
 	return d
@@ -39,13 +39,13 @@ func TestCacheBoundedWithinRequest(t *testing.T) {
 	}
 	bounded := func(what string) {
 		t.Helper()
-		if n := len(d.l2c.tables); n > d.l2c.max {
-			t.Errorf("%s: %d L2 tables cached, max %d", what, n, d.l2c.max)
+		if n := d.l2c.Len(); n > d.l2c.Max() {
+			t.Errorf("%s: %d L2 tables cached, max %d", what, n, d.l2c.Max())
 		}
-		if n := len(d.rbc.tables); n > d.rbc.max {
-			t.Errorf("%s: %d refcount blocks cached, max %d", what, n, d.rbc.max)
+		if n := d.rbc.Len(); n > d.rbc.Max() {
+			t.Errorf("%s: %d refcount blocks cached, max %d", what, n, d.rbc.Max())
 		}
-		if n := len(d.l2c.free) + len(d.rbc.free); n > 4 {
+		if n := d.l2c.FreeBuffers() + d.rbc.FreeBuffers(); n > 4 {
 			t.Errorf("%s: %d free buffers kept", what, n)
 		}
 	}
@@ -99,40 +99,40 @@ func TestCachePins(t *testing.T) {
 	l2 := func(i int) int64 { return layout.L1Entry(d.l1[i]).Offset() }
 	d.evict()
 	for i := 0; i < 4; i++ {
-		b, err := d.l2c.get(l2(i))
+		b, err := d.l2c.Get(l2(i))
 		if err != nil {
 			t.Fatal(err)
 		}
 		d.setEntry(b, 1, layout.L2Zero)
-		d.l2c.markDirty(l2(i))
+		d.l2c.MarkDirty(l2(i))
 	}
-	if n := len(d.l2c.tables); n != 4 {
+	if n := d.l2c.Len(); n != 4 {
 		t.Fatalf("%d tables cached with 4 pinned, want 4", n)
 	}
 	for i := 4; i < 8; i++ {
-		if _, err := d.l2c.peek(l2(i)); err != nil {
+		if _, err := d.l2c.Peek(l2(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := 0; i < 4; i++ {
-		if !d.l2c.has(l2(i)) {
+		if !d.l2c.Has(l2(i)) {
 			t.Fatalf("pinned table %d evicted", i)
 		}
 	}
-	if n := len(d.l2c.tables); n != 5 {
+	if n := d.l2c.Len(); n != 5 {
 		t.Fatalf("%d tables cached, want the 4 pinned and the last peeked", n)
 	}
 	if err := d.evict(); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(d.l2c.tables); n != d.l2c.max {
-		t.Fatalf("%d tables cached after the safe point, want %d", n, d.l2c.max)
+	if n := d.l2c.Len(); n != d.l2c.Max() {
+		t.Fatalf("%d tables cached after the safe point, want %d", n, d.l2c.Max())
 	}
 	// the least recently used went, dirty ones written back first; the
 	// most recently used dirty one is still cached, and dirty
 	b := make([]byte, d.clusterSize)
 	for i := 0; i < 3; i++ {
-		if d.l2c.has(l2(i)) {
+		if d.l2c.Has(l2(i)) {
 			t.Fatalf("table %d still cached after the safe point", i)
 		}
 		if err := d.file.ReadAt(b, l2(i)); err != nil {
@@ -142,7 +142,7 @@ func TestCachePins(t *testing.T) {
 			t.Fatalf("table %d entry 1 is %#x on disk after eviction, want the zero flag", i, e)
 		}
 	}
-	if tb := d.l2c.tables[l2(3)]; tb == nil || !tb.dirty {
-		t.Fatalf("table 3 not cached dirty after the safe point: %+v", tb)
+	if !d.l2c.IsDirty(l2(3)) {
+		t.Fatalf("table 3 not cached dirty after the safe point")
 	}
 }

@@ -75,14 +75,14 @@ func (d *Driver) MakeEmpty() error {
 
 // makeCompletelyEmpty is QEMU's make_completely_empty, with the lock held.
 func (d *Driver) makeCompletelyEmpty(l1c int64) error {
-	if err := d.l2c.flush(); err != nil {
+	if err := d.l2c.Flush(); err != nil {
 		return err
 	}
-	if err := d.rbc.flush(); err != nil {
+	if err := d.rbc.Flush(); err != nil {
 		return err
 	}
-	d.l2c.reset()
-	d.rbc.reset()
+	d.l2c.Reset()
+	d.rbc.Reset()
 	if err := d.markDirty(); err != nil {
 		return err
 	}

@@ -166,7 +166,7 @@ func (r *refs) checkL2(l2off int64, frag bool, next *int64) error {
 						if !r.d.extL2 { // with subclusters the entry becomes 0, its bitmap stays
 							binary.BigEndian.PutUint64(nb[:], uint64(layout.L2Zero))
 						}
-						r.d.l2c.drop(l2off)
+						r.d.l2c.Drop(l2off)
 						if err := r.d.writeSync(nb[:], eoff); err != nil {
 							fmt.Fprintf(r.w, "ERROR: Failed to overwrite L2 table entry: %s\n", image.StrerrorOf(err))
 							r.res.CheckErrors++
@@ -500,7 +500,7 @@ func (d *Driver) writeRefblocks(r *refs, first, end int64, table *[]uint64) (boo
 // structure made from the in-memory counts alone; the old one is leaked
 // (and repaired by the leak fix that follows).
 func (d *Driver) rebuildRefcounts(r *refs) error {
-	d.rbc.reset()
+	d.rbc.Reset()
 	var table []uint64
 	grown, err := d.writeRefblocks(r, 0, r.counts.len(), &table)
 	if err != nil {
@@ -625,7 +625,7 @@ func (d *Driver) checkCopied(res *CheckResult, fix CheckMode, w io.Writer) error
 		// QEMU's check_oflag_copied reads each table into a buffer of its
 		// own, not through the cache (no l2_load, and the cache stays as
 		// it was); a cached copy is the newer one, and is used
-		b := d.l2c.cached(l2off)
+		b := d.l2c.Cached(l2off)
 		if b == nil {
 			if int64(len(own)) != d.clusterSize {
 				own = make([]byte, d.clusterSize)

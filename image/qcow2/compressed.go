@@ -207,7 +207,7 @@ func (d *Driver) writePreparedLocked(c *preparedCluster, off int64) error {
 	if err != nil {
 		return err
 	}
-	if b, err = d.l2c.get(l2off); err != nil {
+	if b, err = d.l2c.Get(l2off); err != nil {
 		return err
 	}
 	d.file.DebugEvent("l2_update_compressed")
@@ -216,7 +216,7 @@ func (d *Driver) writePreparedLocked(c *preparedCluster, off int64) error {
 	}
 	d.setEntry(b, i, layout.Compressed(d.clusterBits, coff, int64(len(out))))
 	d.setBitmap(b, i, 0)
-	d.l2c.markDirty(l2off)
+	d.l2c.MarkDirty(l2off)
 	d.dataDisk().DebugEvent("write_compressed")
 	return d.file.WriteAt(out, coff, false)
 }
@@ -271,6 +271,6 @@ func (d *Driver) allocBytes(size int64) (int64, error) {
 	// the refcount reaches the file before the L2 entry the caller writes
 	// as qcow2_cache_set_dependency's callers: a failed flush of the
 	// dependency leaves none set and is not an error here
-	_ = d.l2c.setDependency(d.rbc)
+	_ = d.l2c.SetDependency(d.rbc)
 	return off, nil
 }

@@ -194,7 +194,7 @@ func FuzzRefcounts(f *testing.F) {
 		if len(rb) > 65536 {
 			return
 		}
-		d := &Driver{refOrder: uint(order % 7)}
+		d := &Driver{geometry: geometry{refOrder: uint(order % 7)}}
 		bits := int64(1) << d.refOrder
 		block := bytes.Clone(rb)
 		for i := int64(0); i < int64(len(block))*8/bits; i++ {

@@ -38,6 +38,28 @@
 // Concurrency: metadata under one FIFO lock, guest data read and written
 // outside it, overlapping allocations ordered as QEMU orders them
 // (inflight.go).
+//
+// The units of the driver (files, or a package), and what each sees:
+//
+//	geometry.go             cluster, L2, subcluster and refcount block sizes:
+//	                        a value fixed at open
+//	internal/metacache      the metadata cache (L2 tables, refcount blocks):
+//	                        LRU eviction with pins and safe points, write-back
+//	                        in dependency order; sees the file only through a
+//	                        Store (cache.go's cacheStore: file, overlap check,
+//	                        blkdebug events)
+//	alloc.go, refcount.go   the refcount allocator: refcount table, free
+//	                        cluster index, discard queue; allocates, frees and
+//	                        updates refcounts; sees the geometry, the file, the
+//	                        caches and allocEnv (corruption reports, header)
+//	overlap.go              the overlap check, corruption reports
+//	inflight.go             the metadata lock, the in-flight allocations
+//	qcow2.go                the Driver (its state grouped by what guards it),
+//	                        open, the header, reads
+//	write.go, zero.go,      the write paths
+//	compressed.go
+//	check.go, amend.go,     check and repair, amend, snapshots, bitmaps,
+//	snapshot*.go, bitmap*.go, truncate.go, and the rest
 package qcow2
 
 import (
@@ -52,6 +74,7 @@ import (
 
 	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/qcow2/internal/layout"
+	"github.com/goqio/goqio/image/qcow2/internal/metacache"
 	"github.com/goqio/goqio/image/qcrypto"
 	"github.com/goqio/goqio/image/raw"
 )
@@ -111,16 +134,37 @@ type Options struct {
 }
 
 // Driver is an open qcow2 image.
+//
+// Its state, by what guards it:
+//
+//   - fixed at open (read by anything, without d.mu: data I/O runs
+//     outside it): the file, the options, the geometry, the external data
+//     file, the encryption context, the backing image; the few changes
+//     they get (amend's refcount-order change of the geometry, SetBacking)
+//     take d.mu exclusively, with no request in flight;
+//   - guarded by d.mu (inflight.go): everything after it — the header as
+//     in memory, the L1 table, the two metadata caches, the allocator, the
+//     snapshot table, the bitmap directory and the driver's flags. The
+//     in-flight allocations are d.mu's own (coMutex.inflight).
 type Driver struct {
-	file *image.Disk
-	name string
-	opts Options
+	// fixed at open
+	file     *image.Disk // the image file (QEMU's bs->file)
+	name     string
+	opts     Options
+	geometry // cluster, L2, subcluster, refcount block sizes (geometry.go)
+	// the external data file (nil when the data lives in file; datafile.go)
+	data *image.Disk
+	// dataUnopened: an image with an external data file opened with
+	// NoIO, its data file not opened
+	dataUnopened bool
+	cs           cryptoState // encryption (crypto.go), set at open or create
+	backing      *image.Disk // the backing image (nil: none); SetBacking changes it
 
-	// mu guards everything below but the fields fixed at open (inflight.go)
+	// mu guards everything below (see above)
 	mu coMutex
-	// flushEvents: a Flush of the image is running (its debug events)
-	flushEvents bool
 
+	// the header as in memory, and what the header and the runtime
+	// options decided
 	hdr           Header
 	rt            runtimeState // what the runtime options decided
 	unknownFields []byte       // header bytes between 112 and header_length
@@ -128,18 +172,28 @@ type Driver struct {
 	features      []feature
 	backingFile   string // as stored in the image
 	backingFmt    string
-	backing       *image.Disk
-	// the external data file (nil when the data lives in file), and the
-	// name the header extension records (QEMU's image_data_file)
-	data        *image.Disk
+	// the name the data file's header extension records (QEMU's
+	// image_data_file)
 	dataName    string
 	hasDataName bool
+	size        int64 // the guest size (truncate changes it)
 
-	clusterBits uint
-	clusterSize int64
-	l2Bits      uint
-	l2Size      int64 // entries per L2 table
-	l2EntrySize int64 // 8, or 16 with extended L2 entries
+	// the active L1 table
+	l1       []uint64
+	l1Offset int64
+
+	// the metadata caches (internal/metacache; cache.go): L2 tables,
+	// refcount blocks
+	l2c, rbc *metacache.Cache
+
+	// the refcount allocator (alloc.go, refcount.go): refcount table, free
+	// cluster index, compressed free byte offset, discard queue
+	allocator
+
+	// the snapshot table as read at open (or by the last check)
+	snaps         []snapEntry
+	snapshotsSize int64 // bytes of the snapshot table (for overlap checks)
+
 	// persistent dirty bitmaps (bitmap.go)
 	nbBitmaps     uint32
 	bitmapDirSize uint64
@@ -147,38 +201,13 @@ type Driver struct {
 	bitmaps       []*dirtyBitmap
 	// the bitmaps extension was left by a program without bitmap support
 	staleBitmapsExt bool
-	// the snapshot table as read at open (or by the last check)
-	snaps            []snapEntry
-	extL2            bool // extended L2 entries: 32 subclusters per cluster
-	scBits           uint // subcluster size (the cluster size without extended L2)
-	scSize           int64
-	scPerCluster     int64
-	size             int64
-	l1               []uint64
-	l1Offset         int64
-	refTable         []uint64
-	refTableOffset   int64
-	maxRefTableIndex int64
-	refOrder         uint
-	refBlockBits     uint
-	refBlockSize     int64
-	refMax           uint64
-	freeClusterIndex int64
-	l2c, rbc         *tableCache
-	discards         [][2]int64
-	cacheDiscards    bool // discards of freed clusters wait for the end of the operation
-	// freeByteOffset is where the next compressed cluster may start inside
-	// a partly used cluster (QEMU\'s free_byte_offset), 0 when none.
-	freeByteOffset  int64
-	signaled        bool        // a corruption was reported
-	preallocChecked bool        // metadata preallocation detection ran
-	prealloc        bool        // the image has metadata preallocation
-	dead            bool        // a fatal corruption made the image unusable
-	snapshotsSize   int64       // bytes of the snapshot table (for overlap checks)
-	cs              cryptoState // encryption (crypto.go)
-	// dataUnopened: an image with an external data file opened with
-	// NoIO, its data file not opened (datafile.go)
-	dataUnopened bool
+
+	// flags
+	signaled        bool // a corruption was reported
+	dead            bool // a fatal corruption made the image unusable
+	preallocChecked bool // metadata preallocation detection ran
+	prealloc        bool // the image has metadata preallocation
+	flushEvents     bool // a Flush of the image is running (its debug events)
 }
 
 // Error texts of open failures are QEMU's.
@@ -228,8 +257,9 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	if h.ClusterBits < minClusterBits || h.ClusterBits > maxClusterBits {
 		return nil, openErr("Unsupported cluster size: 2^%d", int32(h.ClusterBits))
 	}
-	d.clusterBits = uint(h.ClusterBits)
-	d.clusterSize = 1 << h.ClusterBits
+	// the cluster size, for the checks that follow; the rest of the
+	// geometry once they pass
+	d.geometry = newGeometry(uint(h.ClusterBits), false, 0)
 	if h.Version >= 3 {
 		if h.HeaderLength < headerV3Size {
 			return nil, openErr("qcow2 header too short")
@@ -271,31 +301,14 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	if h.IncompatibleFeatures&incompatCorrupt != 0 && !opts.ReadOnly && !opts.Check {
 		return nil, &openError{"qcow2: Image is corrupt; cannot be opened read/write", syscall.EACCES}
 	}
-	d.extL2 = h.IncompatibleFeatures&incompatExtL2 != 0
-	d.l2EntrySize, d.scPerCluster = 8, 1
-	if d.extL2 {
-		d.l2EntrySize, d.scPerCluster = 16, layout.SubclustersPerCluster
-	}
-	d.scSize = d.clusterSize / d.scPerCluster
-	d.scBits = d.clusterBits
-	if d.extL2 {
-		d.scBits -= 5
-	}
-	if d.scSize < 1<<minClusterBits {
-		return nil, openErr("Unsupported subcluster size: %d", d.scSize)
+	extL2 := h.IncompatibleFeatures&incompatExtL2 != 0
+	if g := newGeometry(d.clusterBits, extL2, 0); g.scSize < 1<<minClusterBits {
+		return nil, openErr("Unsupported subcluster size: %d", g.scSize)
 	}
 	if h.RefcountOrder > maxRefcountOrder {
 		return nil, openErr("Reference count entry width too large; may not exceed 64 bits")
 	}
-	d.refOrder = uint(h.RefcountOrder)
-	d.refMax = 1<<(1<<d.refOrder-1) + (1<<(1<<d.refOrder-1) - 1)
-	d.refBlockBits = d.clusterBits + 3 - d.refOrder
-	d.refBlockSize = 1 << d.refBlockBits
-	d.l2Bits = d.clusterBits - 3
-	if d.extL2 {
-		d.l2Bits--
-	}
-	d.l2Size = 1 << d.l2Bits
+	d.geometry = newGeometry(d.clusterBits, extL2, uint(h.RefcountOrder))
 	d.size = int64(h.Size/512) * 512
 	if h.RefcountTableClusters == 0 && !opts.Check {
 		return nil, openErr("Image does not contain a reference count table")
@@ -372,9 +385,8 @@ func openOn(file *image.Disk, path string, opts Options) (*Driver, error) {
 	if r := opts.Runtime; r.CacheSize != nil || r.L2CacheSize != nil || r.L2CacheEntrySize != nil {
 		l2Max = rt.l2Tables
 	}
-	d.rbc = newTableCache(d, rbMax)
-	d.l2c = newTableCache(d, l2Max)
-	d.rbc.ign, d.l2c.ign = olRefcountBlock, olActiveL2
+	d.newCaches(rbMax, l2Max)
+	d.initAllocator()
 	// backing file name
 	if h.BackingFileOffset != 0 {
 		n := int64(h.BackingFileSize)
@@ -607,7 +619,7 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 		return 0, 0, 0, d.corruption(fmt.Sprintf("L2 table offset %s unaligned (L1 index: %s)", hx(l2off), hx(l1i)))
 	}
 	// not pinned: the entries are read here and the table let go
-	b, err := d.l2c.peek(l2off)
+	b, err := d.l2c.Peek(l2off)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -904,20 +916,20 @@ func (d *Driver) Info() (image.Info, error) {
 	return info, nil
 }
 
-// safePoint releases the pins of both caches (tableCache.safePoint): the
+// safePoint releases the pins of both caches (metacache.Cache.SafePoint): the
 // caller, a loop walking many tables, holds no table between two steps.
 func (d *Driver) safePoint() {
-	d.l2c.safePoint()
-	d.rbc.safePoint()
+	d.l2c.SafePoint()
+	d.rbc.SafePoint()
 }
 
 // evict is the safe point at the start of a request; it trims the caches
 // back to their sizes if the last request held more tables than that.
 func (d *Driver) evict() error {
-	if err := d.rbc.evict(); err != nil {
+	if err := d.rbc.Evict(); err != nil {
 		return err
 	}
-	return d.l2c.evict()
+	return d.l2c.Evict()
 }
 
 // Flush writes cached metadata (refcounts first) and syncs the file.
@@ -943,13 +955,13 @@ func (d *Driver) flushLocked() error {
 	if d.flushEvents {
 		d.file.DebugEvent("flush_to_os")
 	}
-	if err := d.l2c.flush(); err != nil {
+	if err := d.l2c.Flush(); err != nil {
 		return err
 	}
 	// a dirty image (lazy refcounts) keeps its refcount blocks in memory
 	// until it is closed, as QEMU's qcow2_write_caches does
 	if d.needAccurateRefcounts() {
-		if err := d.rbc.flush(); err != nil {
+		if err := d.rbc.Flush(); err != nil {
 			return err
 		}
 	}
@@ -1065,8 +1077,8 @@ func (d *Driver) Close() error {
 // cacheFlush is QEMU's qcow2_cache_flush: the cache's dirty tables are
 // written, then the file is flushed (which the file's node skips when
 // nothing was written since its last flush).
-func (d *Driver) cacheFlush(c *tableCache) error {
-	if err := c.flush(); err != nil {
+func (d *Driver) cacheFlush(c *metacache.Cache) error {
+	if err := c.Flush(); err != nil {
 		return err
 	}
 	return d.file.Flush()

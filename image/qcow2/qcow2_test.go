@@ -93,7 +93,7 @@ func TestRefcountWidths(t *testing.T) {
 		{5, 1, 0x12345678, "0000000012345678"},
 		{6, 0, 0x0102030405060708, "0102030405060708"},
 	} {
-		d := &Driver{refOrder: tc.order}
+		d := &Driver{geometry: geometry{refOrder: tc.order}}
 		b := make([]byte, 64)
 		d.refSet(b, tc.i, tc.v)
 		want := unhex(t, tc.hex)

@@ -26,13 +26,11 @@ const (
 	discardOther
 )
 
-func (d *Driver) sizeToClusters(n int64) int64 { return (n + d.clusterSize - 1) >> d.clusterBits }
-
 // refGet reads entry i of a refcount block.
-func (d *Driver) refGet(b []byte, i int64) uint64 { return layout.RefcountGet(b, d.refOrder, i) }
+func (d *geometry) refGet(b []byte, i int64) uint64 { return layout.RefcountGet(b, d.refOrder, i) }
 
 // refSet writes entry i of a refcount block.
-func (d *Driver) refSet(b []byte, i int64, v uint64) { refSetOrder(d.refOrder, b, i, v) }
+func (d *geometry) refSet(b []byte, i int64, v uint64) { refSetOrder(d.refOrder, b, i, v) }
 
 // refSetOrder writes entry i of a refcount block of refcount order order
 // (entries of 1 << order bits), whether the image's or, while amend
@@ -40,7 +38,7 @@ func (d *Driver) refSet(b []byte, i int64, v uint64) { refSetOrder(d.refOrder, b
 func refSetOrder(order uint, b []byte, i int64, v uint64) { layout.RefcountSet(b, order, i, v) }
 
 // refblockOffset returns the refcount block covering cluster index ci, or 0.
-func (d *Driver) refblockOffset(ci int64) (int64, error) {
+func (d *allocator) refblockOffset(ci int64) (int64, error) {
 	ti := ci >> d.refBlockBits
 	if ti >= int64(len(d.refTable)) {
 		return 0, nil
@@ -53,7 +51,7 @@ func (d *Driver) refblockOffset(ci int64) (int64, error) {
 }
 
 // getRefcount is QEMU's qcow2_get_refcount.
-func (d *Driver) getRefcount(ci int64) (uint64, error) {
+func (d *allocator) getRefcount(ci int64) (uint64, error) {
 	off, err := d.refblockOffset(ci)
 	if err != nil || off == 0 {
 		return 0, err
@@ -61,7 +59,7 @@ func (d *Driver) getRefcount(ci int64) (uint64, error) {
 	// no refblock_load here: QEMU's qcow2_get_refcount reads through the
 	// cache without load_refcount_block's event (and puts the block back at
 	// once: it is not held)
-	b, err := d.rbc.peek(off)
+	b, err := d.rbc.Peek(off)
 	if err != nil {
 		return 0, err
 	}
@@ -70,7 +68,7 @@ func (d *Driver) getRefcount(ci int64) (uint64, error) {
 
 // allocClustersNoref is QEMU's alloc_clusters_noref: the first run of free
 // clusters at or after the free cluster index, without taking it.
-func (d *Driver) allocClustersNoref(size int64, maxOff uint64) (int64, error) {
+func (d *allocator) allocClustersNoref(size int64, maxOff uint64) (int64, error) {
 	nb := d.sizeToClusters(size)
 retry:
 	for i := int64(0); i < nb; i++ {
@@ -98,7 +96,7 @@ retry:
 // or a table (a corruption: "qemu-io -c 'write -c 0 64k' -c 'discard 0
 // 64k' -c 'write 64k 64k' -c 'write -c 128k 64k'" overwrites the data at
 // 64k); wherever QEMU does not corrupt the image, nothing changes.
-func (d *Driver) claimed(off, nb int64) {
+func (d *allocator) claimed(off, nb int64) {
 	if d.freeByteOffset != 0 && d.freeByteOffset >= off && d.freeByteOffset < off+nb<<d.clusterBits {
 		d.freeByteOffset = 0
 	}
@@ -106,7 +104,7 @@ func (d *Driver) claimed(off, nb int64) {
 
 // allocClusters is QEMU's qcow2_alloc_clusters: find and take size bytes of
 // contiguous clusters.
-func (d *Driver) allocClusters(size int64) (int64, error) {
+func (d *allocator) allocClusters(size int64) (int64, error) {
 	d.file.DebugEvent("cluster_alloc")
 	for {
 		off, err := d.allocClustersNoref(size, maxClusterOffset)
@@ -126,7 +124,7 @@ func (d *Driver) allocClusters(size int64) (int64, error) {
 
 // allocClustersAt is QEMU's qcow2_alloc_clusters_at: take as many of the nb
 // clusters at off as are free (stopping at the first used one).
-func (d *Driver) allocClustersAt(off int64, nb int64) (int64, error) {
+func (d *allocator) allocClustersAt(off int64, nb int64) (int64, error) {
 	if nb == 0 {
 		return 0, nil
 	}
@@ -155,7 +153,7 @@ func (d *Driver) allocClustersAt(off int64, nb int64) (int64, error) {
 }
 
 // freeClusters is QEMU's qcow2_free_clusters.
-func (d *Driver) freeClusters(off, size int64, typ discardType) {
+func (d *allocator) freeClusters(off, size int64, typ discardType) {
 	d.file.DebugEvent("cluster_free")
 	// QEMU reports the failure and leaks the clusters; so do we.
 	if err := d.updateRefcount(off, size, 1, true, typ); err != nil {
@@ -169,7 +167,7 @@ func (d *Driver) freeClusters(off, size int64, typ discardType) {
 // updateRefcount is QEMU's update_refcount: add (or subtract) addend to the
 // refcount of every cluster in [off, off+length), allocating refcount blocks
 // as needed. errAgain asks the caller to search for free clusters again.
-func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool, typ discardType) error {
+func (d *allocator) updateRefcount(off, length int64, addend uint64, decrease bool, typ discardType) error {
 	if length < 0 {
 		return syscall.EINVAL
 	}
@@ -182,7 +180,7 @@ func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool,
 	if decrease {
 		// as qcow2_cache_set_dependency's callers: a failed flush of the
 		// dependency leaves none set and is not an error here
-		_ = d.rbc.setDependency(d.l2c)
+		_ = d.rbc.SetDependency(d.l2c)
 	}
 	start := off &^ (d.clusterSize - 1)
 	last := (off + length - 1) &^ (d.clusterSize - 1)
@@ -206,12 +204,12 @@ func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool,
 			// not pinned: nothing else is loaded into the refcount cache
 			// before the next block is (so a discard that frees clusters
 			// counted in many blocks holds one at a time, as QEMU's)
-			if block, err = d.rbc.peek(blockOff); err != nil {
+			if block, err = d.rbc.Peek(blockOff); err != nil {
 				break
 			}
 		}
 		oldTI = ti
-		d.rbc.markDirty(blockOff)
+		d.rbc.MarkDirty(blockOff)
 		bi := ci & (d.refBlockSize - 1)
 		rc := d.refGet(block, bi)
 		if decrease {
@@ -233,11 +231,11 @@ func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool,
 		d.refSet(block, bi, rc)
 		if rc == 0 {
 			// the cluster may have held metadata: forget its cached copy
-			if d.rbc.has(co) {
-				d.rbc.drop(co)
+			if d.rbc.Has(co) {
+				d.rbc.Drop(co)
 				oldTI = -1
 			}
-			d.l2c.drop(co)
+			d.l2c.Drop(co)
 			if d.discardPassthrough(typ) {
 				d.queueDiscard(co, d.clusterSize)
 			}
@@ -257,22 +255,12 @@ func (d *Driver) updateRefcount(off, length int64, addend uint64, decrease bool,
 	return nil
 }
 
-func (d *Driver) discardPassthrough(typ discardType) bool {
-	switch typ {
-	case discardAlways:
-		return true
-	case discardSnapshot:
-		return d.rt.passSnapshot
-	case discardRequest:
-		return d.rt.passRequest
-	case discardOther:
-		return d.rt.passOther
-	}
-	return false
+func (d *allocator) discardPassthrough(typ discardType) bool {
+	return typ >= 0 && int(typ) < len(d.pass) && d.pass[typ]
 }
 
 // queueDiscard remembers a freed host range to punch out of the file.
-func (d *Driver) queueDiscard(off, n int64) {
+func (d *allocator) queueDiscard(off, n int64) {
 	if k := len(d.discards); k > 0 {
 		last := &d.discards[k-1]
 		if last[0]+last[1] == off {
@@ -289,21 +277,17 @@ func (d *Driver) queueDiscard(off, n int64) {
 }
 
 // processDiscards discards the queued ranges in the file.
-func (d *Driver) processDiscards() {
+func (d *allocator) processDiscards() {
 	for _, r := range d.discards {
 		d.file.Discard(r[0], r[1])
 	}
 	d.discards = nil
 }
 
-func (d *Driver) inSameRefblock(a, b int64) bool {
-	return a>>(d.clusterBits+d.refBlockBits) == b>>(d.clusterBits+d.refBlockBits)
-}
-
 // allocRefcountBlock is QEMU's alloc_refcount_block: the offset of the
 // refcount block for cluster ci, allocating it (and growing the refcount
 // table) when there is none; after an allocation it returns errAgain.
-func (d *Driver) allocRefcountBlock(ci int64) (int64, error) {
+func (d *allocator) allocRefcountBlock(ci int64) (int64, error) {
 	d.file.DebugEvent("refblock_alloc")
 	ti := ci >> d.refBlockBits
 	if ti < int64(len(d.refTable)) {
@@ -326,7 +310,7 @@ func (d *Driver) allocRefcountBlock(ci int64) (int64, error) {
 		return 0, d.corruption("Preventing invalid allocation of refcount block at offset 0")
 	}
 	if d.inSameRefblock(newBlock, ci<<d.clusterBits) {
-		b, err := d.rbc.getEmpty(newBlock)
+		b, err := d.rbc.GetEmpty(newBlock)
 		if err != nil {
 			return 0, err
 		}
@@ -338,12 +322,12 @@ func (d *Driver) allocRefcountBlock(ci int64) (int64, error) {
 		if err := d.cacheFlush(d.rbc); err != nil {
 			return 0, err
 		}
-		if _, err := d.rbc.getEmpty(newBlock); err != nil {
+		if _, err := d.rbc.GetEmpty(newBlock); err != nil {
 			return 0, err
 		}
 	}
 	d.file.DebugEvent("refblock_alloc_write")
-	d.rbc.markDirty(newBlock)
+	d.rbc.MarkDirty(newBlock)
 	if err := d.cacheFlush(d.rbc); err != nil {
 		return 0, err
 	}
@@ -397,7 +381,7 @@ func refcountMetadataSize(clusters, clusterSize int64, order uint, generous bool
 // refcountArea is QEMU's qcow2_refcount_area: make a new refcount table at
 // startOffset (after any new refcount blocks it needs), covering the image
 // up to there, and switch to it.
-func (d *Driver) refcountArea(startOffset, additional int64, exact bool, newIndex int64, newOffset int64) (int64, error) {
+func (d *allocator) refcountArea(startOffset, additional int64, exact bool, newIndex int64, newOffset int64) (int64, error) {
 	total := refcountMetadataSize(startOffset/d.clusterSize+additional, d.clusterSize, d.refOrder, !exact)
 	if total > maxReftableSize {
 		return 0, syscall.EFBIG
@@ -437,15 +421,15 @@ func (d *Driver) refcountArea(startOffset, additional int64, exact bool, newInde
 		var err error
 		if newTable[i] != 0 {
 			off = int64(newTable[i])
-			if b, err = d.rbc.get(off); err != nil {
+			if b, err = d.rbc.Get(off); err != nil {
 				return 0, err
 			}
 		} else {
 			off = blockOffset
-			if b, err = d.rbc.getEmpty(off); err != nil {
+			if b, err = d.rbc.GetEmpty(off); err != nil {
 				return 0, err
 			}
-			d.rbc.markDirty(off)
+			d.rbc.MarkDirty(off)
 			newTable[i] = uint64(blockOffset)
 			blockOffset += d.clusterSize
 		}
@@ -459,7 +443,7 @@ func (d *Driver) refcountArea(startOffset, additional int64, exact bool, newInde
 			for ; j < end; j++ {
 				d.refSet(b, j, 1)
 			}
-			d.rbc.markDirty(off)
+			d.rbc.MarkDirty(off)
 		}
 	}
 	d.file.DebugEvent("refblock_alloc_write_blocks")
@@ -474,10 +458,12 @@ func (d *Driver) refcountArea(startOffset, additional int64, exact bool, newInde
 	if err := d.writeSync(buf, tableOffset); err != nil {
 		return 0, err
 	}
-	nh := d.hdr
-	nh.RefcountTableOffset, nh.RefcountTableClusters = uint64(tableOffset), uint32(tableClusters)
+	// the two header fields, written together (the rest of the header
+	// is the driver's: reftableMoved updates its copy)
+	nh := Header{RefcountTableOffset: uint64(tableOffset), RefcountTableClusters: uint32(tableClusters)}
+	hoff, hb := nh.EncodeFields(layout.FieldRefcountTableOffset, layout.FieldRefcountTableClusters)
 	d.file.DebugEvent("refblock_alloc_switch_table")
-	if err := d.writeHeaderFields(&nh, layout.FieldRefcountTableOffset, layout.FieldRefcountTableClusters); err != nil {
+	if err := d.writeSync(hb, hoff); err != nil {
 		return 0, err
 	}
 	oldOffset, oldSize := d.refTableOffset, int64(len(d.refTable))
@@ -486,14 +472,13 @@ func (d *Driver) refcountArea(startOffset, additional int64, exact bool, newInde
 	}
 	d.refTable = newTable
 	d.refTableOffset = tableOffset
-	d.hdr.RefcountTableOffset = uint64(tableOffset)
-	d.hdr.RefcountTableClusters = uint32(tableClusters)
+	d.env.reftableMoved(tableOffset, uint32(tableClusters))
 	d.updateMaxRefTableIndex()
 	d.freeClusters(oldOffset, oldSize*reftableEntrySize, discardOther)
 	return endOffset, nil
 }
 
-func (d *Driver) updateMaxRefTableIndex() {
+func (d *allocator) updateMaxRefTableIndex() {
 	i := int64(len(d.refTable)) - 1
 	for i > 0 && d.refTable[i] == 0 {
 		i--

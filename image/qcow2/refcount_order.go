@@ -108,7 +108,7 @@ func (r *reorder) walk(rt *[]uint64, block []byte, op refblockOp, allocated *boo
 			_ = d.corruption(fmt.Sprintf("Refblock offset %s unaligned (reftable index: %s)", hx(off), hx(ti)))
 			return amendErr(syscall.EIO, "Image is corrupt (unaligned refblock offset)")
 		}
-		old, err := d.rbc.get(off)
+		old, err := d.rbc.Get(off)
 		if err != nil {
 			return amendErrno(err, "Failed to retrieve refblock")
 		}
@@ -215,15 +215,9 @@ func (d *Driver) changeRefcountOrder(order uint, p *amendProgress) (err error) {
 	d.hdr.RefcountTableOffset = uint64(newOffset)
 	d.hdr.RefcountTableClusters = uint32(size >> d.clusterBits)
 	d.updateMaxRefTableIndex()
-	d.refOrder = order
-	d.refMax = 1<<(1<<order-1) + (1<<(1<<order-1) - 1)
-	d.refBlockBits = d.clusterBits + 3 - order
-	d.refBlockSize = 1 << d.refBlockBits
+	d.geometry = d.geometry.withRefOrder(order)
 	// the cached refblocks are of the old order (all clean now)
-	for _, t := range d.rbc.tables {
-		d.rbc.free = append(d.rbc.free, t.buf)
-	}
-	d.rbc.tables = map[int64]*table{}
+	d.rbc.Reset()
 	newTable, newOffset = oldTable, oldOffset
 	return nil
 }

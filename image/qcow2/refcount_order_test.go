@@ -12,7 +12,7 @@ import (
 // that order.
 func TestRefcountOrderSetter(t *testing.T) {
 	for order := uint(0); order <= 6; order++ {
-		d := &Driver{refOrder: order}
+		d := &Driver{geometry: geometry{refOrder: order}}
 		a, b := make([]byte, 64), make([]byte, 64)
 		for i := int64(0); i < 8; i++ {
 			v := uint64(i*7+1) & (1<<(1<<order) - 1)

@@ -48,7 +48,7 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 				return d.corruption(fmt.Sprintf("L2 table offset %s unaligned (L1 index: %s)", hx(l2off), hx(i)))
 			}
 			for j := int64(0); j < d.l2Size; j++ {
-				b, err := d.l2c.get(l2off)
+				b, err := d.l2c.Get(l2off)
 				if err != nil {
 					return err
 				}
@@ -83,14 +83,14 @@ func (d *Driver) updateSnapshotRefcount(l1Off int64, l1Size int64, addend int) e
 					if addend > 0 {
 						// as qcow2_cache_set_dependency's callers: a failed flush of the
 						// dependency leaves none set and is not an error here
-						_ = d.l2c.setDependency(d.rbc)
+						_ = d.l2c.SetDependency(d.rbc)
 					}
 					// the table may have left the cache during the updates
-					if b, err = d.l2c.get(l2off); err != nil {
+					if b, err = d.l2c.Get(l2off); err != nil {
 						return err
 					}
 					d.setEntry(b, j, entry)
-					d.l2c.markDirty(l2off)
+					d.l2c.MarkDirty(l2off)
 				}
 			}
 			if addend != 0 {

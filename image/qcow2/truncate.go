@@ -130,10 +130,10 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 
 // flushMeta writes the cached metadata without syncing.
 func (d *Driver) flushMeta() error {
-	if err := d.l2c.flush(); err != nil {
+	if err := d.l2c.Flush(); err != nil {
 		return err
 	}
-	return d.rbc.flush()
+	return d.rbc.Flush()
 }
 
 // shrinkL1 is QEMU's qcow2_shrink_l1_table: the L1 keeps its size, the
@@ -168,7 +168,7 @@ func (d *Driver) shrinkReftable() error {
 		if off == 0 {
 			continue
 		}
-		b, err := d.rbc.peek(off) // read here and let go
+		b, err := d.rbc.Peek(off) // read here and let go
 		if err != nil {
 			return err
 		}
@@ -210,7 +210,7 @@ func (d *Driver) discardRefcountBlock(off int64) error {
 	if err != nil {
 		return err
 	}
-	b, err := d.rbc.get(rb)
+	b, err := d.rbc.Get(rb)
 	if err != nil {
 		return err
 	}
@@ -220,11 +220,11 @@ func (d *Driver) discardRefcountBlock(off int64) error {
 			rb, ci>>d.refBlockBits, off, rc))
 	}
 	d.refSet(b, bi, 0)
-	d.rbc.markDirty(rb)
+	d.rbc.MarkDirty(rb)
 	if ci < d.freeClusterIndex {
 		d.freeClusterIndex = ci
 	}
-	d.rbc.drop(off)
+	d.rbc.Drop(off)
 	d.queueDiscard(off, d.clusterSize)
 	return nil
 }

@@ -49,9 +49,6 @@ func (d *Driver) setBitmap(b []byte, i int64, v layout.L2Bitmap) {
 	}
 }
 
-// scIndex is the subcluster index of off within its cluster.
-func (d *Driver) scIndex(off int64) int64 { return (off >> d.scBits) & (d.scPerCluster - 1) }
-
 // ctype is QEMU's qcow2_get_cluster_type: with extended L2 the zero flag of
 // the entry means nothing (the bitmap holds the zero bits).
 //
@@ -400,7 +397,7 @@ func (d *Driver) linkL2(m *l2Meta, keep bool) error {
 	if d.needAccurateRefcounts() {
 		// as qcow2_cache_set_dependency's callers: a failed flush of the
 		// dependency leaves none set and is not an error here
-		_ = d.l2c.setDependency(d.rbc)
+		_ = d.l2c.SetDependency(d.rbc)
 	}
 	l2off, b, err := d.clusterTable(m.guest)
 	if err != nil {
@@ -424,7 +421,7 @@ func (d *Driver) linkL2(m *l2Meta, keep bool) error {
 			d.setBitmap(b, i0+i, bm)
 		}
 	}
-	d.l2c.markDirty(l2off)
+	d.l2c.MarkDirty(l2off)
 	if !m.keepOld {
 		for _, e := range old {
 			d.freeAnyCluster(e, discardNever)
@@ -602,7 +599,7 @@ func (d *Driver) handleAlloc(off int64, host *int64, n *int64, metas *[]*l2Meta)
 		}
 	}
 	// the L2 table may have left the cache while refcount blocks were allocated
-	if b, err = d.l2c.get(l2off); err != nil {
+	if b, err = d.l2c.Get(l2off); err != nil {
 		return false, err
 	}
 	inCluster := off & (d.clusterSize - 1)
@@ -717,7 +714,7 @@ func (d *Driver) clusterTable(off int64) (int64, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	b, err := d.l2c.get(l2off)
+	b, err := d.l2c.Get(l2off)
 	return l2off, b, err
 }
 
@@ -770,18 +767,18 @@ func (d *Driver) l2Allocate(l1i int64) error {
 	var src []byte
 	if o := layout.L1Entry(old).Offset(); o != 0 {
 		d.file.DebugEvent("l2_alloc_cow_read")
-		if src, err = d.l2c.get(o); err != nil {
+		if src, err = d.l2c.Get(o); err != nil {
 			return fail(err)
 		}
 		src = append([]byte(nil), src...)
 	}
-	b, err := d.l2c.getEmpty(l2off)
+	b, err := d.l2c.GetEmpty(l2off)
 	if err != nil {
 		return fail(err)
 	}
 	copy(b, src)
 	d.file.DebugEvent("l2_alloc_write")
-	d.l2c.markDirty(l2off)
+	d.l2c.MarkDirty(l2off)
 	if err := d.cacheFlush(d.l2c); err != nil {
 		return fail(err)
 	}

@@ -180,7 +180,7 @@ func (d *Driver) zeroL2Subclusters(off, nb int64) error {
 	bm := (old | layout.SubZeroRange(sc, sc+nb)) &^ layout.SubAllocRange(sc, sc+nb)
 	if bm != old {
 		d.setBitmap(b, i, bm)
-		d.l2c.markDirty(l2off)
+		d.l2c.MarkDirty(l2off)
 	}
 	return nil
 }
@@ -212,7 +212,7 @@ func (d *Driver) zeroInL2(off, nb int64, flags image.ZeroFlags) (int64, error) {
 		if nw == old && bm == oldBm {
 			continue
 		}
-		d.l2c.markDirty(l2off)
+		d.l2c.MarkDirty(l2off)
 		d.setEntry(b, i0+i, nw)
 		d.setBitmap(b, i0+i, bm)
 		if unmap {
@@ -294,7 +294,7 @@ func (d *Driver) discardInL2(off, nb int64, typ discardType, full bool) (int64, 
 		if nw == old && bm == oldBm {
 			continue
 		}
-		d.l2c.markDirty(l2off)
+		d.l2c.MarkDirty(l2off)
 		d.setEntry(b, i0+i, nw)
 		d.setBitmap(b, i0+i, bm)
 		d.freeAnyCluster(old, typ)
