@@ -214,9 +214,15 @@ func TestShellPty(t *testing.T) {
 
 	// Ctrl-C during a long write (1 GiB to a null-co image taking 200 ms a
 	// request: 13 s in 64 chunks) stops it between two chunks
+	// (each line's end first: readline redraws the prompt with the line
+	// as it is typed, and a "goqio> " of those redraws is no sign that the
+	// command ran; a line typed ahead while a command runs is echoed by
+	// the terminal, and a Ctrl-C then reaches the wrong command)
 	p.typ("close\r")
+	p.must("close\r\n")
 	p.must("goqio> ")
 	p.typ("open -o driver=null-co,size=4G,latency-ns=200000000 null-co://\r")
+	p.must("null-co://\r\n")
 	p.must("goqio> ")
 	p.typ("write -P 1 0 1G\r")
 	p.must("write -P 1 0 1G\r\n")
