@@ -51,21 +51,31 @@ type coMutex struct {
 	exclQ     coQueue   // new requests waiting for an exclusive locker
 	admitHook func()    // called once a request holds the lock
 	// resume are the waiters restartAll woke, in the order they began to
-	// wait: the lock passes to the first of them at each release, as
-	// QEMU's woken coroutines run one after the other, each until it
-	// yields, before anyone else takes the lock
-	resume []chan struct{}
+	// wait: each may try to take the lock once the one before it has it
+	// (resuming: one of them is trying), so that they take it in that
+	// order, as QEMU's woken coroutines run one after the other; the
+	// holder that woke them may still take it again first (a flush right
+	// after a write), as QEMU's coroutine runs on until it yields
+	resume   []chan struct{}
+	resuming bool
+	// lateQ are new requests that came while woken ones were taking the
+	// lock in turn: they go after them (their goroutines started late,
+	// where QEMU's coroutines would already have been waiting)
+	lateQ coQueue
 }
 
-// release gives the lock up: to the first woken waiter, or to anyone.
-func (m *coMutex) release() {
-	if len(m.resume) > 0 {
-		ch := m.resume[0]
-		m.resume = m.resume[1:]
-		close(ch) // it returns from wait holding the lock
+// signalNext lets the next woken waiter try to take the lock (m held).
+func (m *coMutex) signalNext() {
+	if len(m.resume) == 0 && len(m.lateQ.waiters) > 0 {
+		m.resume, m.lateQ.waiters = m.lateQ.waiters, nil
+	}
+	if len(m.resume) == 0 {
+		m.resuming = false
 		return
 	}
-	m.inner.Unlock()
+	close(m.resume[0])
+	m.resume = m.resume[1:]
+	m.resuming = true
 }
 
 // lockRaw takes the lock, for a holder that changes no guest data (or
@@ -89,13 +99,16 @@ func (m *coMutex) Unlock() {
 	if m.exclWait == 0 {
 		m.exclQ.restartAll(m)
 	}
-	m.release()
+	m.inner.Unlock()
 }
 
 // lockReq takes the lock for a new request: it is admitted (admitHook),
 // then waits for any exclusive locker that waits.
 func (m *coMutex) lockReq() {
 	m.inner.Lock()
+	if m.resuming {
+		m.lateQ.wait(m)
+	}
 	if m.admitHook != nil {
 		m.admitHook()
 	}
@@ -110,20 +123,25 @@ type coQueue struct {
 	waiters []chan struct{}
 }
 
-// wait must be called with m held; it returns with m held, handed over
-// by the release after restartAll (see coMutex.resume).
+// wait must be called with m held; it returns with m held, taken in the
+// order of the woken waiters (see coMutex.resume).
 func (q *coQueue) wait(m *coMutex) {
 	ch := make(chan struct{})
 	q.waiters = append(q.waiters, ch)
-	m.release()
+	m.inner.Unlock()
 	<-ch
+	m.inner.Lock()
+	m.signalNext()
 }
 
-// restartAll (with m held) wakes every waiter: each takes the lock in
-// turn, in the order they began to wait, from the next release on.
+// restartAll (with m held) wakes every waiter: they take the lock one
+// after the other, in the order they began to wait.
 func (q *coQueue) restartAll(m *coMutex) {
 	m.resume = append(m.resume, q.waiters...)
 	q.waiters = nil
+	if !m.resuming {
+		m.signalNext()
+	}
 }
 
 // flight is a request in flight: a read, or one round of a write (its
