@@ -28,12 +28,8 @@ const (
 // kernel's client when -c is given without -k.
 func socketPathFor(device string) string { return "/var/lock/qemu-nbd-" + filepath.Base(device) }
 
-func ioctl(fd uintptr, req, arg uintptr) error {
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, fd, req, arg); e != 0 {
-		return e
-	}
-	return nil
-}
+// ioctl is an NBD ioctl with its argument as a value.
+func ioctl(fd uintptr, req uint, arg uint64) error { return unix.IoctlSetInt(int(fd), req, int(arg)) }
 
 // disconnectDevice is -d: nbd_disconnect on the device.
 func (e *env) disconnectDevice(dev string) int {
@@ -108,16 +104,16 @@ func (e *env) deviceClient(device, sockpath, srcpath string, verbose bool, conne
 // given to the device; the error text, or "".
 func nbdInit(dev, sock uintptr, info client.Info) string {
 	sector := uint64(max(512, info.MinBlock))
-	if err := ioctl(dev, nbdSetSock, sock); err != nil {
+	if err := ioctl(dev, nbdSetSock, uint64(sock)); err != nil {
 		return "Failed to set NBD socket"
 	}
-	if err := ioctl(dev, nbdSetBlksize, uintptr(sector)); err != nil {
+	if err := ioctl(dev, nbdSetBlksize, sector); err != nil {
 		return "Failed setting NBD block size"
 	}
-	if err := ioctl(dev, nbdSetSizeBlocks, uintptr(info.Size/sector)); err != nil {
+	if err := ioctl(dev, nbdSetSizeBlocks, info.Size/sector); err != nil {
 		return "Failed setting size (in blocks)"
 	}
-	if err := ioctl(dev, nbdSetFlags, uintptr(info.Flags)); err != nil {
+	if err := ioctl(dev, nbdSetFlags, uint64(info.Flags)); err != nil {
 		if err != syscall.ENOTTY {
 			return "Failed setting flags"
 		}

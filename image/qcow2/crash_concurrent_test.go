@@ -190,18 +190,8 @@ func crashConcurrent(t *testing.T, cluster int64, extL2, backing, tiny bool, see
 	path := filepath.Join(dir, "t.qcow2")
 	rng := rand.New(rand.NewSource(seed))
 	model := make([]byte, size)
-	co := CreateOptions{Size: size, ClusterSize: cluster, Version: 3, RefcountBits: 16, ExtendedL2: extL2}
-	if backing {
-		bpath := filepath.Join(dir, "b.raw")
-		rng.Read(model)
-		if err := os.WriteFile(bpath, model, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		co.BackingFile, co.BackingFmt = bpath, "raw"
-	}
-	if err := Create(path, co); err != nil {
-		t.Fatal(err)
-	}
+	opts := stressImage(t, path, rng, model, cluster, extL2, backing, tiny)
+	opts.OpenBacking = defaultOpenBacking(0)
 	orig, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -211,11 +201,6 @@ func crashConcurrent(t *testing.T, cluster int64, extL2, backing, tiny bool, see
 		t.Fatal(err)
 	}
 	rec := &orderedRecorder{Recorder: &imagetest.Recorder{Driver: rd}}
-	opts := Options{Unmap: true, OpenBacking: defaultOpenBacking(0)}
-	if tiny {
-		l2, rc := uint64(2*cluster), uint64(2*cluster)
-		opts.Runtime.L2CacheSize, opts.Runtime.RefcountCacheSize = &l2, &rc
-	}
 	drv, err := openOn(image.New(rec, path, image.Options{Grow: true, Unmap: true}), path, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -71,23 +71,7 @@ func stress(t *testing.T, cluster int64, extL2, backing, tiny bool, seed int64) 
 	path := filepath.Join(dir, "t.qcow2")
 	model := make([]byte, size)
 	rng := rand.New(rand.NewSource(seed))
-	co := CreateOptions{Size: size, ClusterSize: cluster, Version: 3, RefcountBits: 16, ExtendedL2: extL2}
-	if backing {
-		bpath := filepath.Join(dir, "b.raw")
-		rng.Read(model)
-		if err := os.WriteFile(bpath, model, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		co.BackingFile, co.BackingFmt = bpath, "raw"
-	}
-	if err := Create(path, co); err != nil {
-		t.Fatal(err)
-	}
-	opts := Options{Unmap: true}
-	if tiny {
-		l2, rc := uint64(2*cluster), uint64(2*cluster)
-		opts.Runtime.L2CacheSize, opts.Runtime.RefcountCacheSize = &l2, &rc
-	}
+	opts := stressImage(t, path, rng, model, cluster, extL2, backing, tiny)
 	drv, err := Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -427,4 +411,29 @@ func badRead(before, buf []byte, off int64, ops []*stressOp) int64 {
 		}
 	}
 	return -1
+}
+
+// stressImage creates the image of a stress case at path, over a raw
+// backing file of random bytes (which model then holds) when backing, and
+// returns the options to open it with (tiny: caches of two tables).
+func stressImage(t *testing.T, path string, rng *rand.Rand, model []byte, cluster int64, extL2, backing, tiny bool) Options {
+	t.Helper()
+	co := CreateOptions{Size: int64(len(model)), ClusterSize: cluster, Version: 3, RefcountBits: 16, ExtendedL2: extL2}
+	if backing {
+		bpath := filepath.Join(filepath.Dir(path), "b.raw")
+		rng.Read(model)
+		if err := os.WriteFile(bpath, model, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		co.BackingFile, co.BackingFmt = bpath, "raw"
+	}
+	if err := Create(path, co); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Unmap: true}
+	if tiny {
+		l2, rc := uint64(2*cluster), uint64(2*cluster)
+		opts.Runtime.L2CacheSize, opts.Runtime.RefcountCacheSize = &l2, &rc
+	}
+	return opts
 }

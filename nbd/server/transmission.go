@@ -308,13 +308,17 @@ func (c *client) replyErr(handle uint64, err error, msg string) error {
 
 // sendReadChunk is nbd_co_send_structured_read.
 func (c *client) sendReadChunk(handle, off uint64, data []byte, final bool) error {
+	return c.send(dataChunkHeader(handle, off, len(data), final), data)
+}
+
+// dataChunkHeader is the header of an OFFSET_DATA chunk of n bytes at off.
+func dataChunkHeader(handle, off uint64, n int, final bool) []byte {
 	var f uint16
 	if final {
 		f = nbd.ReplyFlagDone
 	}
-	h := chunk(f, nbd.ReplyTypeOffsetData, handle, 8+len(data))
-	h = binary.BigEndian.AppendUint64(h, off)
-	return c.send(h, data)
+	h := chunk(f, nbd.ReplyTypeOffsetData, handle, 8+n)
+	return binary.BigEndian.AppendUint64(h, off)
 }
 
 // hostData is the host file that holds a data run as it is, when the
@@ -329,15 +333,9 @@ func (c *client) hostData(d *image.Disk, depth int, e image.Extent, n int64) (*o
 // sendReadChunkFile is sendReadChunk with the n bytes of data at off in f,
 // copied by the kernel from the page cache to the socket.
 func (c *client) sendReadChunkFile(handle, goff uint64, f *os.File, off, n int64, final bool) error {
-	var fl uint16
-	if final {
-		fl = nbd.ReplyFlagDone
-	}
-	h := chunk(fl, nbd.ReplyTypeOffsetData, handle, 8+int(n))
-	h = binary.BigEndian.AppendUint64(h, goff)
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
-	if err := c.write(h); err != nil {
+	if err := c.write(dataChunkHeader(handle, goff, int(n), final)); err != nil {
 		return err
 	}
 	rc, err := c.conn.(syscall.Conn).SyscallConn()
