@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/goqio/goqio/image"
@@ -179,16 +181,15 @@ func mirror(ctx context.Context, src, base *image.Disk, target *formats.Node, o 
 	}
 	bufSize := int64(mirrorBufSize)
 	maxIO := max(bufSize/16, mirrorMaxIOSize)
-	buf := make([]byte, maxIO)
-	total, done := ndirty*gran, int64(0)
-	start := time.Now()
-	for c := int64(0); c < chunks; {
+	w := newMirrorWriter(ctx, target.Disk, maxIO, ndirty*gran, o)
+	for c := int64(0); c < chunks && !w.failed(); {
 		if !dirty[c] {
 			c++
 			continue
 		}
 		if err := canceled(ctx); err != nil {
-			return err
+			w.fail(err)
+			break
 		}
 		// consecutive dirty chunks, at most the buffer's size
 		nb := int64(1)
@@ -200,9 +201,9 @@ func mirror(ctx context.Context, src, base *image.Disk, target *formats.Node, o 
 		}
 		off := c * gran
 		c += nb
-		for nb > 0 && off < length {
+		for nb > 0 && off < length && !w.failed() {
 			e, _, err := image.BlockStatusAbove(src, off, nb*gran, true)
-			method := 0 // copy
+			method := mirrorCopy
 			var io int64
 			switch {
 			case err != nil:
@@ -217,47 +218,153 @@ func mirror(ctx context.Context, src, base *image.Disk, target *formats.Node, o 
 				io = gran
 			} else if err == nil && e.Status&image.StatusData == 0 {
 				if off%targetCluster == 0 && io%targetCluster == 0 {
-					method = 2 // discard
+					method = mirrorDiscard
 					if e.Status&image.StatusZero != 0 {
-						method = 1 // zero
+						method = mirrorZero
 					}
 				}
 			}
 			io = min(io, length-off)
-			switch method {
-			case 0:
-				if err := src.ReadAt(buf[:io], off); err != nil {
-					return err
-				}
-				if err := target.Disk.WriteAt(buf[:io], off, false); err != nil {
-					return err
-				}
-			case 1:
-				if err := target.Disk.WriteZeroes(off, io, image.ZeroMayUnmap, false); err != nil {
-					return err
-				}
-			case 2:
-				if err := target.Disk.Discard(off, io); err != nil {
-					return err
-				}
-			}
+			w.submit(src, off, io, method)
 			off += io
 			nb -= (io + gran - 1) / gran
-			done += io
-			if o.Progress != nil && total > 0 {
-				o.Progress(float32(min(done, total))/float32(total)*100, 0)
+		}
+	}
+	return w.finish()
+}
+
+// The mirror job's ways of copying a range.
+const (
+	mirrorCopy = iota
+	mirrorZero
+	mirrorDiscard
+)
+
+// mirrorInFlight is how many copy operations read ahead of the one being
+// written.
+const mirrorInFlight = 4
+
+// mirrorOp is one range of the mirror job: its data read (a copy) into
+// buf while earlier operations are written.
+type mirrorOp struct {
+	off, n int64
+	method int
+	buf    []byte
+	err    error
+	read   chan struct{}
+}
+
+// mirrorWriter writes the mirror job's operations in the order they were
+// submitted, as QEMU's mirror coroutines (whose reads complete in order
+// here) do, so that the target's clusters are allocated at the same host
+// offsets; the reads of the next operations run meanwhile, as QEMU's ops
+// in flight overlap.
+type mirrorWriter struct {
+	ctx         context.Context
+	target      *image.Disk
+	o           CommitOptions
+	queue       chan *mirrorOp
+	bufs        chan []byte
+	maxIO       int64
+	total, done int64
+	start       time.Time
+	wg          sync.WaitGroup
+	mu          sync.Mutex
+	err         error
+	stopped     atomic.Bool
+}
+
+func newMirrorWriter(ctx context.Context, target *image.Disk, maxIO, total int64, o CommitOptions) *mirrorWriter {
+	w := &mirrorWriter{ctx: ctx, target: target, o: o, maxIO: maxIO, total: total, start: time.Now(),
+		queue: make(chan *mirrorOp, mirrorInFlight), bufs: make(chan []byte, mirrorInFlight)}
+	for i := 0; i < mirrorInFlight; i++ {
+		w.bufs <- nil
+	}
+	w.wg.Add(1)
+	go w.run()
+	return w
+}
+
+func (w *mirrorWriter) fail(err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.mu.Unlock()
+	w.stopped.Store(true)
+}
+
+func (w *mirrorWriter) failed() bool { return w.stopped.Load() }
+
+// submit queues the operation; a copy starts reading at once, into one of
+// the writer's buffers (waiting for one to be free).
+func (w *mirrorWriter) submit(src *image.Disk, off, n int64, method int) {
+	op := &mirrorOp{off: off, n: n, method: method, read: make(chan struct{})}
+	if method == mirrorCopy {
+		op.buf = <-w.bufs
+		if op.buf == nil {
+			op.buf = make([]byte, w.maxIO)
+		}
+		go func() {
+			op.err = src.ReadAt(op.buf[:n], off)
+			close(op.read)
+		}()
+	} else {
+		close(op.read)
+	}
+	w.queue <- op
+}
+
+func (w *mirrorWriter) run() {
+	defer w.wg.Done()
+	for op := range w.queue {
+		<-op.read
+		if !w.failed() {
+			if err := w.write(op); err != nil {
+				w.fail(err)
 			}
-			if o.RateLimit > 0 {
-				want := time.Duration(float64(done) / float64(o.RateLimit) * float64(time.Second))
-				if d := want - time.Since(start); d > 0 {
-					select {
-					case <-time.After(d):
-					case <-ctx.Done():
-						return ctx.Err()
-					}
-				}
+		}
+		if op.buf != nil {
+			w.bufs <- op.buf
+		}
+	}
+}
+
+func (w *mirrorWriter) write(op *mirrorOp) error {
+	var err error
+	switch op.method {
+	case mirrorCopy:
+		if err = op.err; err == nil {
+			err = w.target.WriteAt(op.buf[:op.n], op.off, false)
+		}
+	case mirrorZero:
+		err = w.target.WriteZeroes(op.off, op.n, image.ZeroMayUnmap, false)
+	case mirrorDiscard:
+		err = w.target.Discard(op.off, op.n)
+	}
+	if err != nil {
+		return err
+	}
+	w.done += op.n
+	if w.o.Progress != nil && w.total > 0 {
+		w.o.Progress(float32(min(w.done, w.total))/float32(w.total)*100, 0)
+	}
+	if w.o.RateLimit > 0 {
+		want := time.Duration(float64(w.done) / float64(w.o.RateLimit) * float64(time.Second))
+		if d := want - time.Since(w.start); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-w.ctx.Done():
+				return w.ctx.Err()
 			}
 		}
 	}
 	return nil
+}
+
+// finish waits for the operations submitted and returns the first error.
+func (w *mirrorWriter) finish() error {
+	close(w.queue)
+	w.wg.Wait()
+	return w.err
 }
