@@ -17,20 +17,57 @@ type aioQueue struct {
 	running atomic.Int64 // requests not yet completed
 	mu      sync.Mutex
 	done    []func()
+
+	// idle workers wait on work for the next request: a goroutine per
+	// request would be made, and its stack grown, for every aio command
+	work chan func() func()
+	idle atomic.Int32
 }
+
+// maxIdleAio is how many finished workers stay for the next requests.
+const maxIdleAio = 128
 
 // submit runs req in a goroutine; req returns the completion report.
 func (q *aioQueue) submit(req func() func()) {
 	q.wg.Add(1)
 	q.running.Add(1)
-	go func() {
-		defer q.wg.Done()
+	if q.work == nil {
+		q.work = make(chan func() func())
+	}
+	select {
+	case q.work <- req:
+	default:
+		go q.worker(q.work, req)
+	}
+}
+
+func (q *aioQueue) worker(work chan func() func(), req func() func()) {
+	for {
 		report := req()
 		q.mu.Lock()
 		q.done = append(q.done, report)
 		q.mu.Unlock()
 		q.running.Add(-1)
-	}()
+		q.wg.Done()
+		if q.idle.Add(1) > maxIdleAio {
+			q.idle.Add(-1)
+			return
+		}
+		req = <-work
+		q.idle.Add(-1)
+		if req == nil {
+			return
+		}
+	}
+}
+
+// stop lets the idle workers go (the session's image is closed); the
+// next request starts them again.
+func (q *aioQueue) stop() {
+	if q.work != nil {
+		close(q.work)
+		q.work = nil
+	}
 }
 
 // submitAio submits req and, with blkdebug breakpoints set, lets it run
@@ -111,15 +148,22 @@ func runAioRead(s *Session, argv []string) error {
 	if total < 0 {
 		return ErrFailed
 	}
-	buf := newBuf(total, 0xab)
+	buf := getAioBuf(total, 0xab)
 	// the request's place in submission order is taken here, as QEMU's
 	// coroutine runs at submission (image.Ticket)
 	tk := s.disk.Ticket()
-	start := s.Now()
+	var start time.Time
+	if !quiet {
+		start = s.Now()
+	}
 	s.submitAio(func() func() {
 		err := tk.ReadAt(buf, offset)
-		elapsed := s.Now().Sub(start)
+		var elapsed time.Duration
+		if !quiet {
+			elapsed = s.Now().Sub(start)
+		}
 		return func() {
+			defer putAioBuf(buf)
 			if err != nil {
 				s.printf("readv failed: %s\n", Strerror(err))
 				return
@@ -194,10 +238,13 @@ func runAioWrite(s *Session, argv []string) error {
 		if total = s.iovecTotal(args[1:]); total < 0 {
 			return ErrFailed
 		}
-		buf = newBuf(total, pattern)
+		buf = getAioBuf(total, pattern)
 	}
 	tk := s.disk.Ticket()
-	start := s.Now()
+	var start time.Time
+	if !quiet {
+		start = s.Now()
+	}
 	s.submitAio(func() func() {
 		var err error
 		if zflag {
@@ -208,8 +255,12 @@ func runAioWrite(s *Session, argv []string) error {
 			err = tk.WriteZeroes(offset, total, flags, fua)
 		} else {
 			err = tk.WriteAt(buf, offset, fua)
+			putAioBuf(buf)
 		}
-		elapsed := s.Now().Sub(start)
+		var elapsed time.Duration
+		if !quiet {
+			elapsed = s.Now().Sub(start)
+		}
 		return func() {
 			// a completion does not fail the command that submitted it
 			s.writeDone("aio_write", "wrote", err, elapsed, offset, total, quiet, machine)

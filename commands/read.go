@@ -2,6 +2,8 @@ package commands
 
 import (
 	"bytes"
+	"math/bits"
+	"sync"
 	"time"
 
 	"github.com/goqio/goqio/image"
@@ -36,13 +38,50 @@ func init() { readCmd.Run = runRead; register(readCmd) }
 // newBuf is qemu_io_alloc: a buffer filled with pattern.
 func newBuf(n int64, pattern byte) []byte {
 	b := make([]byte, n)
-	if pattern != 0 && n > 0 {
-		b[0] = pattern
-		for i := 1; i < len(b); i *= 2 {
-			copy(b[i:], b[:i])
-		}
+	if pattern != 0 {
+		fillBuf(b, pattern)
 	}
 	return b
+}
+
+func fillBuf(b []byte, pattern byte) {
+	if len(b) == 0 {
+		return
+	}
+	b[0] = pattern
+	for i := 1; i < len(b); i *= 2 {
+		copy(b[i:], b[:i])
+	}
+}
+
+// aioBufs keeps the buffers of finished aio requests whose size is a
+// power of two from 512 bytes to 1 MiB (what scripts issue by the
+// thousand) for the next ones.
+var aioBufs [12]sync.Pool
+
+func aioBufClass(n int64) int {
+	if n < 512 || n > 1<<20 || n&(n-1) != 0 {
+		return -1
+	}
+	return bits.TrailingZeros64(uint64(n)) - 9
+}
+
+// getAioBuf is newBuf for an aio request; putAioBuf gives the buffer
+// back once nothing uses it.
+func getAioBuf(n int64, pattern byte) []byte {
+	if c := aioBufClass(n); c >= 0 {
+		if b, ok := aioBufs[c].Get().(*[]byte); ok {
+			fillBuf(*b, pattern)
+			return *b
+		}
+	}
+	return newBuf(n, pattern)
+}
+
+func putAioBuf(b []byte) {
+	if c := aioBufClass(int64(len(b))); c >= 0 {
+		aioBufs[c].Put(&b)
+	}
 }
 
 func runRead(s *Session, argv []string) error {

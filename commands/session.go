@@ -333,6 +333,7 @@ func (s *Session) reportOpenErr(name, msg string) {
 // Close drains outstanding requests and closes the open image, if any.
 func (s *Session) Close() error {
 	s.drain()
+	s.aio.stop()
 	if s.disk == nil {
 		return nil
 	}
