@@ -186,11 +186,19 @@ func Lookup(name string) *Command {
 // only (tabs are ordinary characters), with no quoting; empty words from
 // runs of spaces are dropped.
 func Tokenize(line string) []string {
-	var out []string
-	for _, w := range strings.Split(line, " ") {
-		if w != "" {
-			out = append(out, w)
+	out := make([]string, 0, 8)
+	for len(line) > 0 {
+		i := strings.IndexByte(line, ' ')
+		if i < 0 {
+			return append(out, line)
 		}
+		if i > 0 {
+			out = append(out, line[:i])
+		}
+		line = line[i+1:]
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	return out
 }
