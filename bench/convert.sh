@@ -10,6 +10,12 @@
 # C3  C1 with -m 8 -W                  C4  C2 with -m 8 -W
 # C5  convert -c of 256 MiB of compressible data to qcow2 (zlib), -m 8 -W
 # C6  1 TiB qcow2 with 50,000 scattered 4 KiB clusters -> sparse raw
+#
+# After the table, the floor of C1..C4 on this machine: the median time of
+# writing 1 GiB into a new file (dd bs=2M from /dev/zero), which every one
+# of them must at least do (on tmpfs one writer at a time holds the inode's
+# lock, so more threads do not make it shorter), as a fraction of
+# qemu-img's C1.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 bench_init 3 cbench "$@"
@@ -46,3 +52,17 @@ for w in C1 C2 C3 C4 C5 C6; do prep[$w]='rm -f out.img'; done
 
 bench_header qemu-img
 bench_workloads qemu-img "$gimg" C1 C2 C3 C4 C5 C6
+if bench_selected C1; then
+  qc1=$(median < t.qemu)
+  [ "$only" = ",C1," ] || { bench_reset; for ((i = 0; i < runs; i++)); do rm -f out.img; bench_run qemu qemu-img "${cmd[C1]}"; done; qc1=$(median < t.qemu); }
+  : > t.floor
+  for ((i = 0; i < runs; i++)); do
+    rm -f out.img
+    t0=$(date +%s%N)
+    dd if=/dev/zero of=out.img bs=2M count=512 status=none
+    t1=$(date +%s%N)
+    echo $(((t1 - t0) / 1000000)) >> t.floor
+  done
+  fl=$(median < t.floor)
+  awk -v f="$fl" -v q="$qc1" 'BEGIN { printf "floor of C1..C4 (dd of 1 GiB into a new file): %s ms, %.2f of qemu-img C1 (%s ms)\n", f, f / q, q }'
+fi
