@@ -182,7 +182,7 @@ func mirror(ctx context.Context, src, base *image.Disk, target *formats.Node, o 
 	bufSize := int64(mirrorBufSize)
 	maxIO := max(bufSize/16, mirrorMaxIOSize)
 	w := newMirrorWriter(ctx, target.Disk, maxIO, ndirty*gran, o)
-	for c := int64(0); c < chunks && !w.failed(); {
+	for c := int64(0); c < chunks && !w.stopped; {
 		if !dirty[c] {
 			c++
 			continue
@@ -201,7 +201,7 @@ func mirror(ctx context.Context, src, base *image.Disk, target *formats.Node, o 
 		}
 		off := c * gran
 		c += nb
-		for nb > 0 && off < length && !w.failed() {
+		for nb > 0 && off < length && !w.stopped {
 			e, _, err := image.BlockStatusAbove(src, off, nb*gran, true)
 			method := mirrorCopy
 			var io int64
@@ -225,7 +225,9 @@ func mirror(ctx context.Context, src, base *image.Disk, target *formats.Node, o 
 				}
 			}
 			io = min(io, length-off)
-			w.submit(src, off, io, method)
+			if !w.submit(src, off, io, method) {
+				break
+			}
 			off += io
 			nb -= (io + gran - 1) / gran
 		}
@@ -240,16 +242,17 @@ const (
 	mirrorDiscard
 )
 
-// mirrorInFlight is how many copy operations read ahead of the one being
-// written.
-const mirrorInFlight = 4
+// mirrorInFlight is MAX_IN_FLIGHT, the mirror job's operations in flight
+// (each copy with a buffer of up to 1 MiB: the job's 16 MiB).
+const mirrorInFlight = 16
 
 // mirrorOp is one range of the mirror job: its data read (a copy) into
 // buf while earlier operations are written.
 type mirrorOp struct {
 	off, n int64
 	method int
-	buf    []byte
+	buf    []byte // a copy's data
+	slot   []byte // the slot's buffer, given back when the op is done
 	err    error
 	read   chan struct{}
 }
@@ -257,75 +260,117 @@ type mirrorOp struct {
 // mirrorWriter writes the mirror job's operations in the order they were
 // submitted, as QEMU's mirror coroutines (whose reads complete in order
 // here) do, so that the target's clusters are allocated at the same host
-// offsets; the reads of the next operations run meanwhile, as QEMU's ops
-// in flight overlap.
+// offsets; the reads of the next operations run meanwhile, as QEMU's
+// operations in flight overlap.
+//
+// As in QEMU, an operation's failure is seen by the job only when it
+// yields (see submit), so the operations issued until then still complete
+// (a copy whose read succeeded is written), and none is issued after it.
 type mirrorWriter struct {
 	ctx         context.Context
 	target      *image.Disk
 	o           CommitOptions
 	queue       chan *mirrorOp
-	bufs        chan []byte
+	slots       chan []byte // a free slot, with its buffer once one was made
 	maxIO       int64
 	total, done int64
 	start       time.Time
 	wg          sync.WaitGroup
 	mu          sync.Mutex
 	err         error
-	stopped     atomic.Bool
+	stopped     bool // the submitter saw the error, or was cancelled
+
+	// the submitter's count of operations issued, and of those it saw
+	// complete
+	issued, seen int64
+	completed    atomic.Int64 // operations done (the writer's count)
+	progress     chan struct{}
 }
 
 func newMirrorWriter(ctx context.Context, target *image.Disk, maxIO, total int64, o CommitOptions) *mirrorWriter {
 	w := &mirrorWriter{ctx: ctx, target: target, o: o, maxIO: maxIO, total: total, start: time.Now(),
-		queue: make(chan *mirrorOp, mirrorInFlight), bufs: make(chan []byte, mirrorInFlight)}
+		queue: make(chan *mirrorOp, mirrorInFlight), slots: make(chan []byte, mirrorInFlight),
+		progress: make(chan struct{}, 1)}
 	for i := 0; i < mirrorInFlight; i++ {
-		w.bufs <- nil
+		w.slots <- nil
 	}
 	w.wg.Add(1)
 	go w.run()
 	return w
 }
 
+// fail records err unless an error is already recorded, and stops the
+// submitter (its own error, or cancellation).
 func (w *mirrorWriter) fail(err error) {
+	w.record(err)
+	w.stopped = true
+}
+
+func (w *mirrorWriter) record(err error) {
 	w.mu.Lock()
 	if w.err == nil {
 		w.err = err
 	}
 	w.mu.Unlock()
-	w.stopped.Store(true)
 }
 
-func (w *mirrorWriter) failed() bool { return w.stopped.Load() }
+func (w *mirrorWriter) failed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err != nil
+}
 
-// submit queues the operation; a copy starts reading at once, into one of
-// the writer's buffers (waiting for one to be free).
-func (w *mirrorWriter) submit(src *image.Disk, off, n int64, method int) {
-	op := &mirrorOp{off: off, n: n, method: method, read: make(chan struct{})}
-	if method == mirrorCopy {
-		op.buf = <-w.bufs
-		if op.buf == nil {
-			op.buf = make([]byte, w.maxIO)
+// submit issues the operation. When the job counts mirrorInFlight
+// operations in flight, it first yields, as QEMU's job does, and sees the
+// operations that completed meanwhile and their errors: goqio lets all of
+// them complete there (QEMU's job waits for the oldest, and sees those
+// that completed with it), so that which operations go on after an
+// error does not depend on timing. It reports false (and issues nothing)
+// when it saw an error.
+func (w *mirrorWriter) submit(src *image.Disk, off, n int64, method int) bool {
+	if w.issued-w.seen >= mirrorInFlight {
+		for w.completed.Load() < w.issued {
+			<-w.progress
 		}
+		w.seen = w.issued
+		if w.failed() {
+			w.stopped = true
+			return false
+		}
+	}
+	buf := <-w.slots
+	op := &mirrorOp{off: off, n: n, method: method, slot: buf, read: make(chan struct{})}
+	if method == mirrorCopy {
+		if op.slot == nil {
+			op.slot = make([]byte, w.maxIO)
+		}
+		op.buf = op.slot
 		go func() {
-			op.err = src.ReadAt(op.buf[:n], off)
+			if op.err = src.ReadAt(op.buf[:n], off); op.err != nil {
+				w.record(op.err)
+			}
 			close(op.read)
 		}()
 	} else {
 		close(op.read)
 	}
+	w.issued++
 	w.queue <- op
+	return true
 }
 
 func (w *mirrorWriter) run() {
 	defer w.wg.Done()
 	for op := range w.queue {
 		<-op.read
-		if !w.failed() {
-			if err := w.write(op); err != nil {
-				w.fail(err)
-			}
+		if err := w.write(op); err != nil {
+			w.record(err)
 		}
-		if op.buf != nil {
-			w.bufs <- op.buf
+		w.slots <- op.slot
+		w.completed.Add(1)
+		select {
+		case w.progress <- struct{}{}:
+		default:
 		}
 	}
 }

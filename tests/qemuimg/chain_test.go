@@ -326,3 +326,42 @@ func allocation(m string) string {
 	}
 	return fmt.Sprint(runs)
 }
+
+// commitFailImages: an overlay with 3 MiB of data and a 1 MiB zero write
+// over a fully written base, then a 20 MiB one (more than the mirror job's
+// 16 operations in flight).
+const commitFailImages = `set -e
+exec >/dev/null
+qemu-img create -q -f qcow2 base.qcow2 4M
+qemu-io -c 'write -P 1 0 4M' base.qcow2
+qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2
+qemu-io -c 'write -P 2 0 3M' top.qcow2
+qemu-img create -q -f qcow2 big.qcow2 24M
+qemu-io -c 'write -P 1 0 24M' big.qcow2
+qemu-img create -q -f qcow2 -b big.qcow2 -F qcow2 bigtop.qcow2
+qemu-io -c 'write -P 2 0 20M' -c 'write -z 21M 1M' bigtop.qcow2
+`
+
+// commitFailing is commit through a blkdebug node over the overlay's file
+// that fails the data reads covering the host sector given.
+func commitFailing(top, base string, sector int, event string) []string {
+	return []string{"commit", fmt.Sprintf(`json:{"driver":"qcow2","file":{"driver":"blkdebug",`+
+		`"inject-error":[{"event":"%s","errno":5,"sector":%d,"once":false}],"image":{"driver":"file","filename":"%s"}},`+
+		`"backing":{"driver":"qcow2","file":{"driver":"file","filename":"%s"}}}`, event, sector, top, base)}
+}
+
+// TestCommitReadError: when a read of the commit job fails, the
+// operations already in flight are still written into the base, no
+// other is, and the job fails (the same base and message as qemu-img's).
+func TestCommitReadError(t *testing.T) {
+	var cases []convertCase
+	for _, sector := range []int{640, 4096, 6000} {
+		cases = append(cases, convertCase{args: commitFailing("top.qcow2", "base.qcow2", sector, "read_aio"),
+			files: []string{"base.qcow2", "top.qcow2"}})
+	}
+	for _, sector := range []int{2000, 20000, 40000} {
+		cases = append(cases, convertCase{args: commitFailing("bigtop.qcow2", "big.qcow2", sector, "read_aio"),
+			files: []string{"big.qcow2", "bigtop.qcow2"}})
+	}
+	runCases(t, commitFailImages, cases)
+}
