@@ -17,6 +17,7 @@ type aioQueue struct {
 	running atomic.Int64 // requests not yet completed
 	mu      sync.Mutex
 	done    []func()
+	spare   []func() // printDone's other slice, so that neither regrows
 
 	// idle workers wait on work for the next request: a goroutine per
 	// request would be made, and its stack grown, for every aio command
@@ -89,11 +90,17 @@ func (s *Session) drain() {
 func (s *Session) printDone() {
 	s.aio.mu.Lock()
 	done := s.aio.done
-	s.aio.done = nil
+	s.aio.done = s.aio.spare[:0]
 	s.aio.mu.Unlock()
 	for _, r := range done {
 		r()
 	}
+	// the slice is the next one's spare (reports appended meanwhile went
+	// to the other)
+	clear(done)
+	s.aio.mu.Lock()
+	s.aio.spare = done[:0]
+	s.aio.mu.Unlock()
 }
 
 func init() {

@@ -38,7 +38,8 @@ type LongOption struct {
 
 // NewGetopt starts parsing argv (argv[0] is the program or command name).
 func NewGetopt(argv []string, optstring string, long []LongOption, errw io.Writer) *Getopt {
-	g := &Getopt{Argv: argv, Err: errw, optstr: optstring, long: long, optind: 1}
+	g := &Getopt{Argv: argv, Err: errw, optstr: optstring, long: long, optind: 1,
+		operands: make([]string, 0, len(argv))}
 	if strings.HasPrefix(g.optstr, "+") {
 		g.posix = true
 		g.optstr = g.optstr[1:]
