@@ -2,6 +2,7 @@ package commands
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -336,6 +337,14 @@ func (s *Session) stdinLoop(stdin io.Reader) bool {
 // newline, whichever comes first; the newline is dropped, and the line ends
 // at the first NUL byte as C's string would.
 func fgets(r *bufio.Reader, size int) (string, bool) {
+	// a whole line in r's buffer already: not a byte at a time
+	if buf, _ := r.Peek(min(r.Buffered(), size-1)); len(buf) > 0 {
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			line := cLine(buf[:i+1])
+			r.Discard(i + 1)
+			return line, true
+		}
+	}
 	var b []byte
 	for len(b) < size-1 {
 		c, err := r.ReadByte()
@@ -350,6 +359,12 @@ func fgets(r *bufio.Reader, size int) (string, bool) {
 	if len(b) == 0 {
 		return "", false
 	}
+	return cLine(b), true
+}
+
+// cLine is what C sees of a line fgets read: without its newline, and
+// ending at the first NUL byte.
+func cLine(b []byte) string {
 	if b[len(b)-1] == '\n' {
 		b = b[:len(b)-1]
 	}
@@ -359,7 +374,7 @@ func fgets(r *bufio.Reader, size int) (string, bool) {
 			break
 		}
 	}
-	return string(b), true
+	return string(b)
 }
 
 // ProgName is the base name of argv[0].
