@@ -147,8 +147,39 @@ func OpenNode(path string, o Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !o.ReadOnly {
+		if err := needWrite(n, map[*Node]bool{}); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
 	n.Disk.SetWriteThrough(o.WriteThrough)
 	return n, nil
+}
+
+// needWrite is the check of QEMU's permission update when a user opens n
+// for writing: the write permission goes down to n and, through every
+// child that is not a backing file (file, data-file, filtered and data
+// children), to the nodes under it, and a read-only node that gets it
+// fails the open ("Block node is read-only"), as a node opened with
+// read-only=on under a writable image does.
+func needWrite(n *Node, seen map[*Node]bool) error {
+	if seen[n] {
+		return nil
+	}
+	seen[n] = true
+	if n.ReadOnly() {
+		return errorf(syscall.EPERM, "Block node is read-only")
+	}
+	for _, c := range n.Children {
+		if c.Role&RoleCOW != 0 || c.Role&(RoleData|RoleMetadata|RoleFiltered) == 0 {
+			continue
+		}
+		if err := needWrite(c.Node, seen); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Error is an open failure; its text is what QEMU prints after

@@ -72,6 +72,15 @@ func TestGraphOptions(t *testing.T) {
 		{"--image-opts", "file.filename=img"},
 		{"--image-opts", "img"},
 		{"-U", "--image-opts", "driver=qcow2,file.filename=img,force-share=off"},
+		// read-only nodes under a writable image: "Block node is read-only"
+		// where the write permission goes (file, filters), not backing files
+		{"json:{'driver':'qcow2','read-only':true,'file':{'filename':'img'}}"},
+		{"json:{'driver':'qcow2','file':{'filename':'img','read-only':true}}"},
+		{"json:{'driver':'qcow2','file':{'filename':'img','read-only':true,'auto-read-only':true}}"},
+		{"json:{'driver':'qcow2','file':{'driver':'blkdebug','image':{'driver':'file','filename':'img','read-only':true}}}"},
+		{"json:{'driver':'qcow2','file':{'filename':'img'},'backing':{'driver':'qcow2','read-only':true,'file':{'filename':'base.img','read-only':true}}}"},
+		{"-r", "json:{'driver':'qcow2','file':{'filename':'img','read-only':true}}"},
+		{"--image-opts", "driver=qcow2,file.filename=img,file.read-only=on"},
 	} {
 		args := append(cmds(nil, rw...), opener...)
 		cases = append(cases, q(args...))
