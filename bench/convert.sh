@@ -51,18 +51,14 @@ cmd[C6]='$PROG convert -O raw sparse.qcow2 out.img'
 for w in C1 C2 C3 C4 C5 C6; do prep[$w]='rm -f out.img'; done
 
 bench_header qemu-img
-bench_workloads qemu-img "$gimg" C1 C2 C3 C4 C5 C6
+bench_workloads qemu-img "$gimg" C1
+! bench_selected C1 || cp t.qemu t.c1
+bench_workloads qemu-img "$gimg" C2 C3 C4 C5 C6
 if bench_selected C1; then
-  qc1=$(median < t.qemu)
-  [ "$only" = ",C1," ] || { bench_reset; for ((i = 0; i < runs; i++)); do rm -f out.img; bench_run qemu qemu-img "${cmd[C1]}"; done; qc1=$(median < t.qemu); }
   : > t.floor
   for ((i = 0; i < runs; i++)); do
     rm -f out.img
-    t0=$(date +%s%N)
-    dd if=/dev/zero of=out.img bs=2M count=512 status=none
-    t1=$(date +%s%N)
-    echo $(((t1 - t0) / 1000000)) >> t.floor
+    bench_run floor dd 'dd if=/dev/zero of=out.img bs=2M count=512 status=none'
   done
-  fl=$(median < t.floor)
-  awk -v f="$fl" -v q="$qc1" 'BEGIN { printf "floor of C1..C4 (dd of 1 GiB into a new file): %s ms, %.2f of qemu-img C1 (%s ms)\n", f, f / q, q }'
+  awk -v f="$(median < t.floor)" -v q="$(median < t.c1)" 'BEGIN { printf "floor of C1..C4 (dd of 1 GiB into a new file): %s ms, %.2f of qemu-img C1 (%s ms)\n", f, f / q, q }'
 fi

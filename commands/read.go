@@ -2,11 +2,10 @@ package commands
 
 import (
 	"bytes"
-	"math/bits"
-	"sync"
 	"time"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/internal/bufpool"
 )
 
 var readCmd = &Command{
@@ -54,35 +53,15 @@ func fillBuf(b []byte, pattern byte) {
 	}
 }
 
-// aioBufs keeps the buffers of finished aio requests whose size is a
-// power of two from 512 bytes to 1 MiB (what scripts issue by the
-// thousand) for the next ones.
-var aioBufs [12]sync.Pool
-
-func aioBufClass(n int64) int {
-	if n < 512 || n > 1<<20 || n&(n-1) != 0 {
-		return -1
-	}
-	return bits.TrailingZeros64(uint64(n)) - 9
-}
-
-// getAioBuf is newBuf for an aio request; putAioBuf gives the buffer
-// back once nothing uses it.
+// getAioBuf is newBuf for an aio request, from bufpool (scripts issue
+// them by the thousand); putAioBuf gives it back once nothing uses it.
 func getAioBuf(n int64, pattern byte) []byte {
-	if c := aioBufClass(n); c >= 0 {
-		if b, ok := aioBufs[c].Get().(*[]byte); ok {
-			fillBuf(*b, pattern)
-			return *b
-		}
-	}
-	return newBuf(n, pattern)
+	b := bufpool.Get(int(n))
+	fillBuf(b, pattern)
+	return b
 }
 
-func putAioBuf(b []byte) {
-	if c := aioBufClass(int64(len(b))); c >= 0 {
-		aioBufs[c].Put(&b)
-	}
-}
+func putAioBuf(b []byte) { bufpool.Put(b) }
 
 func runRead(s *Session, argv []string) error {
 	var machine, quiet, verbose, pflag, sflag, lflag, bflag bool

@@ -11,6 +11,7 @@ import (
 	"github.com/goqio/goqio/image"
 	"github.com/goqio/goqio/image/formats"
 	"github.com/goqio/goqio/image/qcow2"
+	"github.com/goqio/goqio/internal/bufpool"
 )
 
 // Sentinels of Commit.
@@ -181,7 +182,7 @@ func mirror(ctx context.Context, src, base *image.Disk, target *formats.Node, o 
 	}
 	bufSize := int64(mirrorBufSize)
 	maxIO := max(bufSize/16, mirrorMaxIOSize)
-	w := newMirrorWriter(ctx, target.Disk, maxIO, ndirty*gran, o)
+	w := newMirrorWriter(ctx, target.Disk, ndirty*gran, o)
 	for c := int64(0); c < chunks && !w.stopped; {
 		if !dirty[c] {
 			c++
@@ -243,7 +244,7 @@ const (
 )
 
 // mirrorInFlight is MAX_IN_FLIGHT, the mirror job's operations in flight
-// (each copy with a buffer of up to 1 MiB: the job's 16 MiB).
+// (each copy with a buffer of up to 1 MiB, from bufpool: the job's 16 MiB).
 const mirrorInFlight = 16
 
 // mirrorOp is one range of the mirror job: its data read (a copy) into
@@ -252,7 +253,6 @@ type mirrorOp struct {
 	off, n int64
 	method int
 	buf    []byte // a copy's data
-	slot   []byte // the slot's buffer, given back when the op is done
 	err    error
 	read   chan struct{}
 }
@@ -271,8 +271,6 @@ type mirrorWriter struct {
 	target      *image.Disk
 	o           CommitOptions
 	queue       chan *mirrorOp
-	slots       chan []byte // a free slot, with its buffer once one was made
-	maxIO       int64
 	total, done int64
 	start       time.Time
 	wg          sync.WaitGroup
@@ -287,13 +285,9 @@ type mirrorWriter struct {
 	progress     chan struct{}
 }
 
-func newMirrorWriter(ctx context.Context, target *image.Disk, maxIO, total int64, o CommitOptions) *mirrorWriter {
-	w := &mirrorWriter{ctx: ctx, target: target, o: o, maxIO: maxIO, total: total, start: time.Now(),
-		queue: make(chan *mirrorOp, mirrorInFlight), slots: make(chan []byte, mirrorInFlight),
-		progress: make(chan struct{}, 1)}
-	for i := 0; i < mirrorInFlight; i++ {
-		w.slots <- nil
-	}
+func newMirrorWriter(ctx context.Context, target *image.Disk, total int64, o CommitOptions) *mirrorWriter {
+	w := &mirrorWriter{ctx: ctx, target: target, o: o, total: total, start: time.Now(),
+		queue: make(chan *mirrorOp, mirrorInFlight), progress: make(chan struct{}, 1)}
 	w.wg.Add(1)
 	go w.run()
 	return w
@@ -338,15 +332,11 @@ func (w *mirrorWriter) submit(src *image.Disk, off, n int64, method int) bool {
 			return false
 		}
 	}
-	buf := <-w.slots
-	op := &mirrorOp{off: off, n: n, method: method, slot: buf, read: make(chan struct{})}
+	op := &mirrorOp{off: off, n: n, method: method, read: make(chan struct{})}
 	if method == mirrorCopy {
-		if op.slot == nil {
-			op.slot = make([]byte, w.maxIO)
-		}
-		op.buf = op.slot
+		op.buf = bufpool.Get(int(n))
 		go func() {
-			if op.err = src.ReadAt(op.buf[:n], off); op.err != nil {
+			if op.err = src.ReadAt(op.buf, off); op.err != nil {
 				w.record(op.err)
 			}
 			close(op.read)
@@ -366,7 +356,7 @@ func (w *mirrorWriter) run() {
 		if err := w.write(op); err != nil {
 			w.record(err)
 		}
-		w.slots <- op.slot
+		bufpool.Put(op.buf)
 		w.completed.Add(1)
 		select {
 		case w.progress <- struct{}{}:
@@ -380,7 +370,7 @@ func (w *mirrorWriter) write(op *mirrorOp) error {
 	switch op.method {
 	case mirrorCopy:
 		if err = op.err; err == nil {
-			err = w.target.WriteAt(op.buf[:op.n], op.off, false)
+			err = w.target.WriteAt(op.buf, op.off, false)
 		}
 	case mirrorZero:
 		err = w.target.WriteZeroes(op.off, op.n, image.ZeroMayUnmap, false)

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/goqio/goqio/image"
+	"github.com/goqio/goqio/internal/bufpool"
 	"github.com/goqio/goqio/nbd"
 	"golang.org/x/sys/unix"
 )
@@ -66,41 +67,6 @@ func (b *budget) release(n int64) {
 	b.cond.Broadcast()
 }
 
-// bufPool recycles request buffers by power-of-two class.
-var bufPools [26]sync.Pool
-
-func getBuf(n int) []byte {
-	if n == 0 {
-		return nil
-	}
-	c := 0
-	for 1<<c < n {
-		c++
-	}
-	if c < 12 {
-		c = 12
-	}
-	if c >= len(bufPools) {
-		return make([]byte, n)
-	}
-	if p, ok := bufPools[c].Get().(*[]byte); ok {
-		return (*p)[:n]
-	}
-	return make([]byte, n, 1<<c)
-}
-
-func putBuf(b []byte) {
-	c := 0
-	for 1<<c < cap(b) {
-		c++
-	}
-	if cap(b) != 1<<c || c < 12 || c >= len(bufPools) {
-		return
-	}
-	b = b[:cap(b)]
-	bufPools[c].Put(&b)
-}
-
 // transmit is the transmission phase: nbd_trip for every request.
 func (c *client) transmit() {
 	r := bufio.NewReaderSize(c.conn, 256<<10)
@@ -147,7 +113,7 @@ func (c *client) transmit() {
 				err = c.handle(req)
 			}
 			if req.data != nil {
-				putBuf(req.data)
+				bufpool.Put(req.data)
 			}
 			mem.release(held)
 			if err != nil {
@@ -211,12 +177,12 @@ func (c *client) receive(r *bufio.Reader, mem *budget) (*request, int64, error) 
 		}
 		if req.Type != nbd.CmdCache {
 			held = mem.acquire(int64(req.Length))
-			req.data = getBuf(int(req.Length))
+			req.data = bufpool.Get(int(req.Length))
 		}
 	}
 	if req.Type == nbd.CmdWrite {
 		if _, err := io.ReadFull(r, req.data); err != nil {
-			putBuf(req.data)
+			bufpool.Put(req.data)
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				err = errShortRead
 			} else {
@@ -374,11 +340,11 @@ func (c *client) sendReadChunkFile(handle, goff uint64, f *os.File, off, n int64
 	for left > 0 {
 		// a file truncated under the read reads as zeroes, as pread's
 		// short read does in the file driver
-		z := getBuf(int(min(left, 1<<20)))
+		z := bufpool.Get(int(min(left, 1<<20)))
 		clear(z)
 		err := c.write(z)
 		left -= int64(len(z))
-		putBuf(z)
+		bufpool.Put(z)
 		if err != nil {
 			return err
 		}
