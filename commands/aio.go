@@ -1,6 +1,9 @@
 package commands
 
 import (
+	"cmp"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,24 +19,36 @@ type aioQueue struct {
 	wg      sync.WaitGroup
 	running atomic.Int64 // requests not yet completed
 	mu      sync.Mutex
-	done    []func()
-	spare   []func() // printDone's other slice, so that neither regrows
+	done    []doneRec
+	spare   []doneRec // takeDone's other slice, so that neither regrows
 
 	// idle workers wait on work for the next request: a goroutine per
 	// request would be made, and its stack grown, for every aio command
-	work chan func() func()
+	work chan aioReq
 	idle atomic.Int32
+}
+
+// aioReq is a submitted request: run returns its completion report.
+type aioReq struct {
+	req *image.Req
+	run func() func()
+}
+
+// doneRec is a completed request's report.
+type doneRec struct {
+	req    *image.Req
+	report func()
 }
 
 // maxIdleAio is how many finished workers stay for the next requests.
 const maxIdleAio = 128
 
 // submit runs req in a goroutine; req returns the completion report.
-func (q *aioQueue) submit(req func() func()) {
+func (q *aioQueue) submit(req aioReq) {
 	q.wg.Add(1)
 	q.running.Add(1)
 	if q.work == nil {
-		q.work = make(chan func() func())
+		q.work = make(chan aioReq)
 	}
 	select {
 	case q.work <- req:
@@ -42,11 +57,11 @@ func (q *aioQueue) submit(req func() func()) {
 	}
 }
 
-func (q *aioQueue) worker(work chan func() func(), req func() func()) {
+func (q *aioQueue) worker(work chan aioReq, req aioReq) {
 	for {
-		report := req()
+		report := req.run()
 		q.mu.Lock()
-		q.done = append(q.done, report)
+		q.done = append(q.done, doneRec{req.req, report})
 		q.mu.Unlock()
 		q.running.Add(-1)
 		q.wg.Done()
@@ -54,12 +69,34 @@ func (q *aioQueue) worker(work chan func() func(), req func() func()) {
 			q.idle.Add(-1)
 			return
 		}
-		req = <-work
-		q.idle.Add(-1)
-		if req == nil {
+		var ok bool
+		if req, ok = <-work; !ok {
 			return
 		}
+		q.idle.Add(-1)
 	}
+}
+
+// takeDone returns the reports of the requests completed so far; the
+// caller gives the slice back with giveBack.
+func (q *aioQueue) takeDone() []doneRec {
+	q.mu.Lock()
+	done := q.done
+	q.done = q.spare[:0]
+	q.spare = nil
+	q.mu.Unlock()
+	return done
+}
+
+// giveBack returns takeDone's slice once its reports printed, to be the
+// next one's spare.
+func (q *aioQueue) giveBack(done []doneRec) {
+	clear(done)
+	q.mu.Lock()
+	if q.spare == nil {
+		q.spare = done[:0]
+	}
+	q.mu.Unlock()
 }
 
 // stop lets the idle workers go (the session's image is closed); the
@@ -73,34 +110,167 @@ func (q *aioQueue) stop() {
 
 // submitAio submits req and, with blkdebug breakpoints set, lets it run
 // until it completes or is suspended (see settle).
-func (s *Session) submitAio(req func() func()) {
-	s.aio.submit(req)
+func (s *Session) submitAio(r *image.Req, req func() func()) {
+	s.aio.submit(aioReq{r, req})
 	s.settle()
 }
 
-// drain waits for every request and prints their reports.
+// newAio registers an asynchronous request on the session's loop and
+// draws its place in submission order.
+func (s *Session) newAio() (*image.Req, *image.Ticket) {
+	var r *image.Req
+	if s.loop != nil {
+		r = s.loop.NewReq()
+	}
+	return r, s.disk.AsyncTicket(r)
+}
+
+// drain waits for every request and prints their reports: it runs the
+// loop in rounds, as QEMU's aio_poll does (runRounds), until only
+// requests suspended at breakpoints, or waiting behind them, are left;
+// those go on as they come.
 func (s *Session) drain() {
-	s.waitSuspended()
-	s.aio.wg.Wait()
+	if s.loop != nil && s.aio.running.Load() > 0 {
+		s.waitAdmitted()
+		s.runRounds()
+	}
+	s.poll(func() {
+		s.waitSuspended()
+		s.aio.wg.Wait()
+	})
 	s.flushDebug()
 	s.printDone()
 }
 
-// printDone prints the reports of the requests completed so far.
-func (s *Session) printDone() {
-	s.aio.mu.Lock()
-	done := s.aio.done
-	s.aio.done = s.aio.spare[:0]
-	s.aio.mu.Unlock()
-	for _, r := range done {
-		r()
+// runRounds polls the loop as QEMU's aio_poll: in each round, the events
+// ready (requests completed, requests parked after their I/O) are taken
+// newest first; the parked ones go on, in parallel, to their next I/O or
+// to their end, and the reports of the requests that completed print in
+// that order. So the reports of requests that needed no I/O print newest
+// first, as QEMU's bottom halves run, and the order is the same in every
+// run.
+func (s *Session) runRounds() {
+	var evs []*image.Req
+	byReq := map[*image.Req]func(){}
+	for {
+		s.waitQuiescent()
+		ready := s.aio.takeDone()
+		parked := s.loop.Parked()
+		if len(ready)+len(parked) == 0 {
+			s.aio.giveBack(ready)
+			return
+		}
+		evs = evs[:0]
+		clear(byReq)
+		for _, d := range ready {
+			evs = append(evs, d.req)
+			byReq[d.req] = d.report
+		}
+		evs = append(evs, parked...)
+		slices.SortStableFunc(evs, func(a, b *image.Req) int { return cmp.Compare(b.Key(), a.Key()) })
+		s.aio.giveBack(ready)
+		s.loop.Release(evs)
+		if len(parked) > 0 {
+			s.waitQuiescent()
+			done := s.aio.takeDone()
+			var later []doneRec
+			for _, d := range done {
+				if !slices.Contains(parked, d.req) {
+					later = append(later, d) // not one of this round's events
+					continue
+				}
+				byReq[d.req] = d.report
+			}
+			s.aio.mu.Lock()
+			s.aio.done = append(s.aio.done, later...)
+			s.aio.mu.Unlock()
+			s.aio.giveBack(done)
+		}
+		s.flushDebug()
+		for _, r := range evs {
+			if report := byReq[r]; report != nil {
+				report()
+			}
+		}
 	}
-	// the slice is the next one's spare (reports appended meanwhile went
-	// to the other)
-	clear(done)
-	s.aio.mu.Lock()
-	s.aio.spare = done[:0]
-	s.aio.mu.Unlock()
+}
+
+// waitQuiescent waits (a bounded time) until no request runs: each is
+// done, parked, waiting for another, or suspended at a breakpoint.
+func (s *Session) waitQuiescent() {
+	var deadline time.Time
+	for i := 0; ; i++ {
+		n := int64(s.loop.Idle())
+		if bd := s.debugNode(); bd != nil {
+			n += int64(len(bd.Suspended()))
+		}
+		if s.aio.running.Load() <= n {
+			return
+		}
+		if i < 200 {
+			runtime.Gosched()
+			continue
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(settleTimeout)
+		} else if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+}
+
+// poll runs fn while the loop runs, as qemu-io's event loop runs in
+// aio_flush, sleep, wait_break, close and exit: the requests in flight go
+// on after their I/O. It opens the loop once the requests submitted so far
+// have taken their first step (image.Disk.Admitted), as QEMU's coroutines
+// did at submission.
+func (s *Session) poll(fn func()) {
+	if s.loop == nil {
+		fn()
+		return
+	}
+	s.waitAdmitted()
+	s.loop.Open()
+	defer s.loop.Close()
+	fn()
+}
+
+// waitAdmitted waits (a bounded time) until the driver has admitted every
+// request submitted, or the ones it has not are suspended at breakpoints.
+func (s *Session) waitAdmitted() {
+	if s.disk == nil || s.aio.running.Load() == 0 {
+		return
+	}
+	var deadline time.Time
+	for i := 0; !s.disk.Admitted(); i++ {
+		if bd := s.debugNode(); bd != nil && s.aio.running.Load() <= int64(len(bd.Suspended())+s.loop.Idle()) {
+			return
+		}
+		if i < 100 {
+			runtime.Gosched()
+			continue
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(settleTimeout)
+		} else if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// printDone prints the reports of the requests completed so far, newest
+// event first (see runRounds).
+func (s *Session) printDone() {
+	done := s.aio.takeDone()
+	if len(done) > 1 && s.loop != nil {
+		slices.SortStableFunc(done, func(a, b doneRec) int { return cmp.Compare(b.req.Key(), a.req.Key()) })
+	}
+	for _, d := range done {
+		d.report()
+	}
+	s.aio.giveBack(done)
 }
 
 func init() {
@@ -158,12 +328,12 @@ func runAioRead(s *Session, argv []string) error {
 	buf := getAioBuf(total, 0xab)
 	// the request's place in submission order is taken here, as QEMU's
 	// coroutine runs at submission (image.Ticket)
-	tk := s.disk.Ticket()
+	r, tk := s.newAio()
 	var start time.Time
 	if !quiet {
 		start = s.Now()
 	}
-	s.submitAio(func() func() {
+	s.submitAio(r, func() func() {
 		err := tk.ReadAt(buf, offset)
 		var elapsed time.Duration
 		if !quiet {
@@ -247,12 +417,12 @@ func runAioWrite(s *Session, argv []string) error {
 		}
 		buf = getAioBuf(total, pattern)
 	}
-	tk := s.disk.Ticket()
+	r, tk := s.newAio()
 	var start time.Time
 	if !quiet {
 		start = s.Now()
 	}
-	s.submitAio(func() func() {
+	s.submitAio(r, func() func() {
 		var err error
 		if zflag {
 			var flags image.ZeroFlags
@@ -279,19 +449,21 @@ func runAioWrite(s *Session, argv []string) error {
 // sleepDrain sleeps while the event loop runs, as qemu-io's sleep does:
 // requests that complete meanwhile are reported.
 func (s *Session) sleepDrain(d time.Duration) {
-	if s.interrupt != nil {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-s.interrupt:
-			t.Stop()
-		}
-	} else {
-		time.Sleep(d)
-	}
 	// qemu-io's sleep runs the main loop: the requests that completed
 	// meanwhile report, the others (some perhaps suspended at a
 	// breakpoint) go on
-	s.settle()
+	s.poll(func() {
+		if s.interrupt != nil {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-s.interrupt:
+				t.Stop()
+			}
+		} else {
+			time.Sleep(d)
+		}
+		s.settle()
+	})
 	s.printDone()
 }

@@ -108,14 +108,14 @@ func runReopen(s *Session, argv []string) error {
 	if err != nil {
 		s.errorf("%v", err)
 		if n2, err2 := open(r.Old, old); err2 == nil {
-			s.disk, s.node = n2.Disk, n2
+			s.setNode(n2)
 		} else {
 			s.errorf("could not reopen '%s' as it was; no image is open", s.curName)
 		}
 		return ErrFailed
 	}
 	formats.RestoreExplicit(n, r.Explicit)
-	s.disk, s.node = n.Disk, n
+	s.setNode(n)
 	s.curFlags = nf
 	return nil
 }

@@ -80,12 +80,24 @@ type Session struct {
 	graph *formats.Graph
 	// dbg holds blkdebug's messages for stdout
 	dbg debugMsgs
+	// loop is qemu-io's event loop as the open image sees it: the aio
+	// requests go on after their I/O only when it runs (image.Loop)
+	loop *image.Loop
 }
 
 // NewSession makes a session writing to out and errw. prog is argv[0]; its
 // base name is used in messages.
 func NewSession(prog string, out *Output, errw io.Writer) *Session {
-	return &Session{Prog: filepath.Base(prog), Out: out, Err: errw, Now: time.Now}
+	return &Session{Prog: filepath.Base(prog), Out: out, Err: errw, Now: time.Now, loop: image.NewLoop()}
+}
+
+// setNode makes n the open image, on the session's loop.
+func (s *Session) setNode(n *formats.Node) {
+	s.disk, s.node = n.Disk, n
+	if s.loop == nil {
+		s.loop = image.NewLoop()
+	}
+	n.Disk.SetLoop(s.loop)
 }
 
 // Disk returns the open image, or nil.
@@ -246,6 +258,11 @@ func (s *Session) Run(line string) error {
 		// the permission stays once taken, as qemu-io's blk_set_perm
 		s.node.GrantResize()
 	}
+	if s.loop != nil {
+		// the command polls the loop once its own request yields
+		s.loop.BeginCmd(s.aio.running.Load() > 0)
+		defer s.loop.EndCmd()
+	}
 	return c.Run(s, argv)
 }
 
@@ -289,7 +306,7 @@ func (s *Session) Open(name string, f OpenFlags, opts map[string]string) error {
 		}
 		return ErrFailed
 	}
-	s.disk, s.node = n.Disk, n
+	s.setNode(n)
 	s.curName, s.curFlags, s.curOpts = name, f, opts
 	return nil
 }

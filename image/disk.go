@@ -72,6 +72,7 @@ type Disk struct {
 	// when the driver runs requests in parallel. Set once, by gate.
 	order     *orderGate
 	orderOnce sync.Once
+	loop      *Loop // the client's event loop (SetLoop), nil for none
 
 	mu     sync.Mutex
 	closed bool
@@ -772,6 +773,9 @@ func (d *Disk) Truncate(size int64, p Prealloc) error {
 	t, ok := d.drv.(Truncater)
 	if !ok {
 		return fmt.Errorf("Image format driver does not support resize")
+	}
+	if d.loop != nil {
+		d.loop.Yield() // requests in flight hold serial shared
 	}
 	d.serial.Lock()
 	defer d.serial.Unlock()

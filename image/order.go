@@ -40,8 +40,12 @@ type SerialDriver interface {
 // that the driver calls once a request holds its lock, and lets the next
 // ticket in from then on instead of when the request completes. Through a
 // filter, such a driver is ordered as a serial one.
+//
+// admit returns the admitted request's Req when it is asynchronous (its
+// ticket came from AsyncTicket), for a driver that parks such requests on
+// a Loop, and nil otherwise.
 type AdmittingDriver interface {
-	SetAdmit(admit func())
+	SetAdmit(admit func() *Req)
 }
 
 // Ticket is one request's place in its Disk's submission order. It is
@@ -52,6 +56,7 @@ type Ticket struct {
 	d    *Disk
 	n    uint64 // 0: the Disk does not order its requests
 	used bool
+	req  *Req // AsyncTicket's
 }
 
 // Ticket draws the next place in d's submission order.
@@ -95,7 +100,7 @@ func (t *Ticket) enter() func() {
 	}
 	n := t.n
 	g.mu.Lock()
-	g.holder = n
+	g.holder, g.holderReq = n, t.req
 	g.mu.Unlock()
 	return func() { g.releaseHolder(n) }
 }
@@ -149,7 +154,7 @@ func (d *Disk) gate() *orderGate {
 			d.order = &orderGate{next: 1, turn: 1}
 		} else if a, ok := d.drv.(AdmittingDriver); ok {
 			g := &orderGate{next: 1, turn: 1, early: true}
-			a.SetAdmit(func() { g.releaseHolder(0) })
+			a.SetAdmit(func() *Req { return g.releaseHolder(0) })
 			d.order = g
 		}
 	})
@@ -184,19 +189,24 @@ type orderGate struct {
 	dropped map[uint64]bool
 	// early: the driver admits requests (AdmittingDriver); holder is the
 	// ticket in its turn that the driver has not admitted yet, 0 when none
-	early  bool
-	holder uint64
+	early     bool
+	holder    uint64
+	holderReq *Req
 }
 
 // releaseHolder ends the turn of ticket n (of whichever ticket holds it,
-// for n 0: the driver admitted it) unless it has ended already.
-func (g *orderGate) releaseHolder(n uint64) {
+// for n 0: the driver admitted it) unless it has ended already, and
+// returns that ticket's Req (nil unless asynchronous).
+func (g *orderGate) releaseHolder(n uint64) *Req {
 	g.mu.Lock()
+	var r *Req
 	if g.holder != 0 && (n == 0 || g.holder == n) {
-		g.holder = 0
+		r = g.holderReq
+		g.holder, g.holderReq = 0, nil
 		g.advance()
 	}
 	g.mu.Unlock()
+	return r
 }
 
 func (g *orderGate) draw() uint64 {

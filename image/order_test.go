@@ -98,13 +98,13 @@ func TestTicketParallel(t *testing.T) {
 // holds it until release is closed.
 type admittingMem struct {
 	*imagetest.MemDriver
-	admit   func()
+	admit   func() *image.Req
 	mu      sync.Mutex
 	order   []int64
 	release chan struct{}
 }
 
-func (a *admittingMem) SetAdmit(f func()) { a.admit = f }
+func (a *admittingMem) SetAdmit(f func() *image.Req) { a.admit = f }
 
 func (a *admittingMem) WriteAt(p []byte, off int64) (int, error) {
 	a.mu.Lock()

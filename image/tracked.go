@@ -38,6 +38,7 @@ type tracker struct {
 	mu          sync.Mutex
 	reqs        []*trackedReq // in the order they began
 	serialising int           // serialising requests in flight
+	loop        *Loop         // polled by a request that waits (SetLoop)
 }
 
 // track registers a request for [off, off+n) and, when a serialising
@@ -119,6 +120,9 @@ func (t *tracker) waitLocked(r *trackedReq) {
 		o.waiters = append(o.waiters, w)
 		if ack != nil {
 			close(ack)
+		}
+		if t.loop != nil {
+			t.loop.Yield()
 		}
 		t.mu.Unlock()
 		<-w.wake

@@ -80,13 +80,14 @@ func (d *Driver) readCompressedBatch(jobs []compressedJob) error {
 // cluster that holds nothing yet; a cluster that does not compress is
 // written normally.
 func (d *Driver) WriteCompressed(p []byte, off int64) error {
-	if err := d.lockWriteReq(); err != nil {
+	h, err := d.lockWriteReq()
+	if err != nil {
 		return err
 	}
 	defer d.mu.Unlock()
 	// the clusters must be unallocated: nothing in flight touches them,
 	// and the whole write happens under the lock
-	d.waitClusters(off, int64(len(p)))
+	d.waitClusters(off, int64(len(p)), h)
 	if d.hasDataFile() {
 		// QEMU refuses compressed clusters in an external data file
 		d.markDirtyLocked(off, int64(len(p)))
@@ -171,11 +172,12 @@ func (d *Driver) WritePrepared(c any, off int64) error {
 	if off < 0 || off > d.Size() || n > d.Size()-off {
 		return image.ErrOutOfRange
 	}
-	if err := d.lockWriteReq(); err != nil {
+	h, err := d.lockWriteReq()
+	if err != nil {
 		return err
 	}
 	defer d.mu.Unlock()
-	d.waitClusters(off, n)
+	d.waitClusters(off, n, h)
 	if d.hasDataFile() {
 		d.markDirtyLocked(off, n)
 		return image.ErrNotSupported
@@ -193,7 +195,7 @@ func (d *Driver) WritePrepared(c any, off int64) error {
 func (d *Driver) writePreparedLocked(c *preparedCluster, off int64) error {
 	p, out := c.raw, c.out
 	if out == nil {
-		return d.writeGuest(p, off, true)
+		return d.writeGuest(p, off, holdKeep)
 	}
 	l2off, b, err := d.clusterTable(off)
 	if err != nil {

@@ -45,11 +45,12 @@ import (
 type coMutex struct {
 	inner sync.Mutex
 	// guarded by inner:
-	inflight  []*flight // newest last
-	exclWait  int       // exclusive lockers waiting for the requests to drain
-	drainQ    coQueue   // exclusive lockers waiting
-	exclQ     coQueue   // new requests waiting for an exclusive locker
-	admitHook func()    // called once a request holds the lock
+	inflight  []*flight         // newest last
+	exclWait  int               // exclusive lockers waiting for the requests to drain
+	drainQ    coQueue           // exclusive lockers waiting
+	exclQ     coQueue           // new requests waiting for an exclusive locker
+	admitHook func() *image.Req // called once a request holds the lock
+	loop      *image.Loop       // the client's event loop (SetLoop), or nil
 	// resume are the waiters restartAll woke, in the order they began to
 	// wait: each may try to take the lock once the one before it has it
 	// (resuming: one of them is trying), so that they take it in that
@@ -87,6 +88,9 @@ func (m *coMutex) lockRaw() { m.inner.Lock() }
 func (m *coMutex) Lock() {
 	m.inner.Lock()
 	for len(m.inflight) > 0 {
+		if m.loop != nil {
+			m.loop.Yield() // (requests in flight may be parked)
+		}
 		m.exclWait++
 		m.drainQ.wait(m)
 		m.exclWait--
@@ -103,17 +107,57 @@ func (m *coMutex) Unlock() {
 }
 
 // lockReq takes the lock for a new request: it is admitted (admitHook),
-// then waits for any exclusive locker that waits.
-func (m *coMutex) lockReq() {
+// then waits for any exclusive locker that waits. It returns how the
+// request holds the lock over its I/O: holdAsync for an asynchronous
+// request of a client with a loop.
+func (m *coMutex) lockReq() hold {
 	m.inner.Lock()
 	if m.resuming {
 		m.lateQ.wait(m)
 	}
+	h := holdSync
 	if m.admitHook != nil {
-		m.admitHook()
+		if r := m.admitHook(); r != nil && m.loop != nil {
+			h = hold{req: r}
+		}
 	}
 	for m.exclWait > 0 {
 		m.exclQ.wait(m)
+	}
+	return h
+}
+
+// hold is how a request holds d.mu over its I/O: holdSync drops it over
+// the I/O and, with a loop, yields the loop (the client polls while a
+// synchronous request waits); an asynchronous request (req set) drops it
+// and parks after the I/O until the client's loop runs it (image.Loop);
+// holdKeep keeps it: an exclusive operation, or one that must be atomic
+// (no conflict in flight).
+type hold struct {
+	keep bool
+	req  *image.Req
+}
+
+var (
+	holdSync = hold{}
+	holdKeep = hold{keep: true}
+)
+
+// waitOn waits on q (d.mu held) for a request holding the lock as h: a
+// synchronous request yields the loop first (what it waits for may be
+// parked), an asynchronous one is counted idle meanwhile.
+func (d *Driver) waitOn(q *coQueue, h hold) {
+	loop := d.mu.loop
+	switch {
+	case loop == nil:
+		q.wait(&d.mu)
+	case h.req != nil:
+		loop.Wait(true)
+		q.wait(&d.mu)
+		loop.Wait(false)
+	default:
+		loop.Yield()
+		q.wait(&d.mu)
 	}
 }
 
@@ -190,7 +234,7 @@ func (d *Driver) metaRange(m *l2Meta) (int64, int64) {
 // starts inside it, waits for it and reports true (the caller starts
 // over). With allocations already gathered (haveMetas) it does not wait
 // but stops (*n = 0).
-func (d *Driver) handleDependencies(off int64, n *int64, haveMetas bool) bool {
+func (d *Driver) handleDependencies(off int64, n *int64, haveMetas bool, h hold) bool {
 	start, end := off, off+*n
 	bytes := *n
 	// newest first, as QEMU walks its list
@@ -227,7 +271,7 @@ func (d *Driver) handleDependencies(off int64, n *int64, haveMetas bool) bool {
 			*n = 0
 			return false
 		}
-		f.q.wait(&d.mu)
+		d.waitOn(&f.q, h)
 		return true
 	}
 	*n = bytes
@@ -237,7 +281,7 @@ func (d *Driver) handleDependencies(off int64, n *int64, haveMetas bool) bool {
 // waitClusters waits (d.mu held) until no request in flight touches the
 // clusters of [off, off+n): what a discard, a zero write or a compressed
 // write needs before it changes them.
-func (d *Driver) waitClusters(off, n int64) {
+func (d *Driver) waitClusters(off, n int64, h hold) {
 	start := off &^ (d.clusterSize - 1)
 	end := (off + n + d.clusterSize - 1) &^ (d.clusterSize - 1)
 again:
@@ -249,7 +293,7 @@ again:
 			hit = hit || (ms < end && me > start)
 		}
 		if hit {
-			f.q.wait(&d.mu)
+			d.waitOn(&f.q, h)
 			goto again
 		}
 	}
@@ -257,12 +301,12 @@ again:
 
 // waitReads waits (d.mu held) until no read in flight touches the
 // clusters of m: they may be reading the compressed cluster m replaces.
-func (d *Driver) waitReads(m *l2Meta) {
+func (d *Driver) waitReads(m *l2Meta, h hold) {
 	start, end := m.guest, m.guest+m.nbClusters<<d.clusterBits
 again:
 	for _, f := range d.mu.inflight {
 		if !f.write && f.start < end && f.end > start {
-			f.q.wait(&d.mu)
+			d.waitOn(&f.q, h)
 			goto again
 		}
 	}
@@ -274,10 +318,21 @@ again:
 // block layer may let the next request of its submission order in
 // (image.Ticket), and requests in flight allocate in submission order, as
 // QEMU's coroutines do.
-func (d *Driver) SetAdmit(f func()) {
+func (d *Driver) SetAdmit(f func() *image.Req) {
 	d.mu.lockRaw()
 	d.mu.admitHook = f
 	d.mu.Unlock()
 }
 
-var _ image.AdmittingDriver = (*Driver)(nil)
+// SetLoop sets the event loop of the client whose asynchronous requests
+// park after their I/O until it runs (image.Loop).
+func (d *Driver) SetLoop(l *image.Loop) {
+	d.mu.lockRaw()
+	d.mu.loop = l
+	d.mu.Unlock()
+}
+
+var (
+	_ image.AdmittingDriver = (*Driver)(nil)
+	_ image.LoopDriver      = (*Driver)(nil)
+)

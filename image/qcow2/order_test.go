@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"path/filepath"
 	"testing"
+
+	"github.com/goqio/goqio/image"
 )
 
 // TestAdmissionOrder: a request admitted (holding the metadata lock) takes
@@ -23,7 +25,7 @@ func TestAdmissionOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		admitted := make(chan struct{}, 1)
-		d.SetAdmit(func() { admitted <- struct{}{} })
+		d.SetAdmit(func() *image.Req { admitted <- struct{}{}; return nil })
 		done := make(chan error, 4)
 		submit := func(p []byte, off int64) {
 			go func() { _, err := d.WriteAt(p, off); done <- err }()

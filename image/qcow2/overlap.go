@@ -163,17 +163,17 @@ func (d *Driver) lockWrite() error {
 }
 
 // lockWriteReq is lockWrite for a guest request (inflight.go): it takes
-// the lock in turn, not exclusively.
-func (d *Driver) lockWriteReq() error {
+// the lock in turn, not exclusively, and returns how the request holds it.
+func (d *Driver) lockWriteReq() (hold, error) {
 	if d.opts.ReadOnly {
-		return image.ErrReadOnly
+		return holdSync, image.ErrReadOnly
 	}
-	d.mu.lockReq()
+	h := d.mu.lockReq()
 	if d.dead {
 		d.mu.Unlock()
-		return errNoMedium
+		return h, errNoMedium
 	}
-	return nil
+	return h, nil
 }
 
 // errNoMedium is what every request gets once a fatal corruption made the

@@ -19,14 +19,14 @@ func (d *Driver) preallocateMetadata(from, to int64, mode image.Prealloc) error 
 	for off := from; off < to; {
 		d.safePoint() // no table held between allocation rounds
 		cur = min(to-off, intMax&^(d.clusterSize-1))
-		h, n, metas, err := d.allocHostOffset(off, cur, true)
+		h, n, metas, err := d.allocHostOffset(off, cur, holdKeep)
 		if err != nil {
 			return fmt.Errorf("Allocating clusters failed: %s", image.StrerrorOf(err))
 		}
 		host, cur = h, n
 		for _, m := range metas {
 			m.prealloc = true
-			if err := d.linkL2(m, true); err != nil {
+			if err := d.linkL2(m, holdKeep); err != nil {
 				return fmt.Errorf("Mapping clusters failed: %s", image.StrerrorOf(err))
 			}
 		}
@@ -108,7 +108,7 @@ func (d *Driver) preallocateData(old, size int64, mode image.Prealloc, zeroWrite
 		guest &^= d.clusterSize - 1
 		m := &l2Meta{allocOffset: host, guest: guest, nbClusters: n,
 			cowStart: [2]int64{0, cowStart}, cowEnd: [2]int64{n << d.clusterBits, 0}, prealloc: !zeroWrite}
-		if err := d.linkL2(m, true); err != nil {
+		if err := d.linkL2(m, holdKeep); err != nil {
 			return fmt.Errorf("Failed to update L2 tables: %s", image.StrerrorOf(err))
 		}
 		nb -= n

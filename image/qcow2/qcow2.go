@@ -693,7 +693,7 @@ func (d *Driver) hostRun(off, n int64) (clusterType, uint64, int64, error) {
 // reaches past Size returns the bytes before the end and io.EOF (0 and
 // io.EOF at or past the end); a negative offset is an error.
 func (d *Driver) ReadAt(p []byte, off int64) (int, error) {
-	d.mu.lockReq()
+	h := d.mu.lockReq()
 	defer d.mu.Unlock()
 	if d.dead {
 		return 0, errNoMedium
@@ -713,7 +713,7 @@ func (d *Driver) ReadAt(p []byte, off int64) (int, error) {
 	}
 	f := &flight{start: off, end: off + int64(len(p))}
 	d.begin(f)
-	err := d.readGuest(p, off, false)
+	err := d.readGuest(p, off, h)
 	d.end(f)
 	if err != nil {
 		return 0, err
@@ -722,23 +722,45 @@ func (d *Driver) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // unlocked runs the I/O fn without d.mu (held on entry and on return),
-// unless keep: then the caller keeps the lock over it (an exclusive
-// operation, or one that must be atomic).
-func (d *Driver) unlocked(keep bool, fn func() error) error {
-	if keep {
+// unless holdKeep: then the caller keeps the lock over it (an exclusive
+// operation, or one that must be atomic). With a loop (image.Loop), a
+// synchronous request yields it, and an asynchronous one parks after its
+// I/O until the loop runs, as QEMU's coroutine goes on only then.
+func (d *Driver) unlocked(h hold, fn func() error) error {
+	if h == holdKeep {
 		return fn()
 	}
+	loop := d.mu.loop
 	d.mu.Unlock()
+	if loop != nil && h == holdSync {
+		loop.Yield()
+	}
 	err := fn()
+	if loop != nil && h.req != nil {
+		loop.Park(h.req)
+	}
 	d.mu.lockRaw()
 	return err
+}
+
+// event emits the blkdebug event name without d.mu (unless holdKeep), so
+// that a request suspended at it does not hold the lock; it parks nowhere
+// (no I/O is done).
+func (d *Driver) event(h hold, name string) {
+	if h == holdKeep {
+		d.file.DebugEvent(name)
+		return
+	}
+	d.mu.Unlock()
+	d.file.DebugEvent(name)
+	d.mu.lockRaw()
 }
 
 // readGuest reads guest data, with d.mu held on entry and on return: each
 // run of clusters is looked up under it, its data read without it (unless
 // keep), as QEMU's qcow2_co_preadv_part. Consecutive compressed clusters
 // are decompressed in parallel.
-func (d *Driver) readGuest(p []byte, off int64, keep bool) error {
+func (d *Driver) readGuest(p []byte, off int64, keep hold) error {
 	var batch []compressedJob
 	flush := func() error {
 		if len(batch) == 0 {

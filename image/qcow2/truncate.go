@@ -113,7 +113,7 @@ func (d *Driver) Truncate(size int64, p image.Prealloc) error {
 		}
 		if zeroStart > old {
 			n := min(zeroStart, size) - old
-			if err := d.writeGuest(make([]byte, n), old, true); err != nil {
+			if err := d.writeGuest(make([]byte, n), old, holdKeep); err != nil {
 				return fmt.Errorf("Failed to zero out the new area: %s", image.StrerrorOf(err))
 			}
 		}

@@ -37,7 +37,7 @@ func (d *Driver) ReadVMState(p []byte, pos int64) error {
 		return err
 	}
 	d.file.DebugEvent("vmstate_load")
-	return d.readGuest(p, off, true)
+	return d.readGuest(p, off, holdKeep)
 }
 
 // WriteVMState writes the VM state area (qemu-io write -b), allocating
@@ -55,5 +55,5 @@ func (d *Driver) WriteVMState(p []byte, pos int64) error {
 		return err
 	}
 	d.file.DebugEvent("vmstate_save")
-	return d.writeGuest(p, off, true)
+	return d.writeGuest(p, off, holdKeep)
 }

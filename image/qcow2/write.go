@@ -136,14 +136,15 @@ func (d *Driver) needsNewAlloc(entry layout.L2Entry) bool {
 // WriteAt writes guest data, allocating clusters and copying on write as
 // QEMU's qcow2_co_pwritev_part does.
 func (d *Driver) WriteAt(p []byte, off int64) (int, error) {
-	if err := d.lockWriteReq(); err != nil {
+	h, err := d.lockWriteReq()
+	if err != nil {
 		return 0, err
 	}
 	defer d.mu.Unlock()
 	if err := d.evict(); err != nil {
 		return 0, err
 	}
-	if err := d.writeGuest(p, off, false); err != nil {
+	if err := d.writeGuest(p, off, h); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -152,7 +153,7 @@ func (d *Driver) WriteAt(p []byte, off int64) (int, error) {
 // writeGuest writes guest data with d.mu held on entry and on return; the
 // data and the copy-on-write areas are written without it (unless keep,
 // for a caller that must stay atomic: it has no conflict in flight).
-func (d *Driver) writeGuest(p []byte, off int64, keep bool) error {
+func (d *Driver) writeGuest(p []byte, off int64, keep hold) error {
 	done := 0
 	for done < len(p) {
 		cur := int64(min(len(p)-done, intMax))
@@ -169,7 +170,7 @@ func (d *Driver) writeGuest(p []byte, off int64, keep bool) error {
 			return err
 		}
 		var f *flight
-		if !keep {
+		if keep != holdKeep {
 			f = &flight{write: true, start: off + int64(done), end: off + int64(done) + n, metas: metas}
 			d.begin(f)
 		}
@@ -190,7 +191,7 @@ func (d *Driver) writeGuest(p []byte, off int64, keep bool) error {
 // When a step fails, the allocations not yet linked are given back (QEMU's
 // qcow2_handle_l2meta with link_l2 false), so a failed write leaks no
 // cluster.
-func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta, keep bool) error {
+func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta, keep hold) error {
 	if d.encrypted() {
 		var enc []byte
 		err := d.unlocked(keep, func() (err error) {
@@ -217,10 +218,10 @@ func (d *Driver) writeTask(p []byte, off, host int64, metas []*l2Meta, keep bool
 			return err
 		}
 	}
-	if !keep {
+	if keep != holdKeep {
 		for _, m := range metas {
 			if !m.keepOld {
-				d.waitReads(m)
+				d.waitReads(m, keep)
 			}
 		}
 	}
@@ -250,7 +251,7 @@ func (d *Driver) abortMetas(metas []*l2Meta) {
 // handleAllocSpace: when the COW areas of an allocation read as zero
 // (QEMU's is_zero_cow), zero the new clusters in the file (fallocate)
 // instead of writing zero buffers.
-func (d *Driver) handleAllocSpace(metas []*l2Meta, keep bool) error {
+func (d *Driver) handleAllocSpace(metas []*l2Meta, keep hold) error {
 	if d.encrypted() {
 		return nil // zeroes in the file would not read as zeroes
 	}
@@ -319,7 +320,7 @@ func (d *Driver) mergeCow(p []byte, off int64, metas []*l2Meta) bool {
 // data mergeCow gave it, it writes start area, data and end area as one
 // request. Both areas are read at once when the data between them is at
 // most 16 KiB.
-func (d *Driver) performCow(m *l2Meta, keep bool) error {
+func (d *Driver) performCow(m *l2Meta, keep hold) error {
 	if (m.cowStart[1] == 0 && m.cowEnd[1] == 0) || m.skipCow {
 		return nil
 	}
@@ -330,7 +331,7 @@ func (d *Driver) performCow(m *l2Meta, keep bool) error {
 		if len(p) == 0 {
 			return nil
 		}
-		d.unlocked(keep, func() error { d.file.DebugEvent("cow_read"); return nil })
+		d.event(keep, "cow_read")
 		return d.readGuest(p, off, keep)
 	}
 	middle := m.cowEnd[0] - (m.cowStart[0] + m.cowStart[1])
@@ -375,7 +376,7 @@ func (d *Driver) performCow(m *l2Meta, keep bool) error {
 		buf := make([]byte, 0, len(start)+len(data)+len(end))
 		buf = append(append(append(buf, start...), data...), end...)
 		// (QEMU's write_aio, then cow_write, for one write)
-		d.unlocked(keep, func() error { d.file.DebugEvent("write_aio"); return nil })
+		d.event(keep, "write_aio")
 		return cowWrite(buf, m.allocOffset+m.cowStart[0])
 	}
 	if err := cowWrite(start, m.allocOffset+m.cowStart[0]); err != nil {
@@ -386,7 +387,7 @@ func (d *Driver) performCow(m *l2Meta, keep bool) error {
 
 // linkL2 is QEMU's qcow2_alloc_cluster_link_l2: copy on write (unless done
 // with the data), point the L2 entries at the new clusters, free the old.
-func (d *Driver) linkL2(m *l2Meta, keep bool) error {
+func (d *Driver) linkL2(m *l2Meta, keep hold) error {
 	if err := d.performCow(m, keep); err != nil {
 		return err
 	}
@@ -462,7 +463,7 @@ func (d *Driver) compressedRange(entry layout.L2Entry) (int64, int64) {
 // allocHostOffset is QEMU's qcow2_alloc_host_offset: the host offset for a
 // write at off and how many of the n bytes it covers, using clusters that
 // are already ours (COPIED) and allocating new ones contiguously after them.
-func (d *Driver) allocHostOffset(off, n int64, keep bool) (int64, int64, []*l2Meta, error) {
+func (d *Driver) allocHostOffset(off, n int64, keep hold) (int64, int64, []*l2Meta, error) {
 again:
 	start, remaining := off, n
 	clusterOff := int64(-1)
@@ -482,7 +483,7 @@ again:
 			break
 		}
 		cur = remaining
-		if !keep && d.handleDependencies(start, &cur, len(metas) > 0) {
+		if keep != holdKeep && d.handleDependencies(start, &cur, len(metas) > 0, keep) {
 			goto again // it waited: everything may have changed
 		}
 		if cur == 0 {

@@ -22,11 +22,12 @@ func (d *Driver) SupportedZeroFlags() image.ZeroFlags {
 // writes real zeroes. The zeroes are recorded in this image (zero flags),
 // never inferred from the backing file.
 func (d *Driver) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
-	if err := d.lockWriteReq(); err != nil {
+	h, err := d.lockWriteReq()
+	if err != nil {
 		return err
 	}
 	defer d.mu.Unlock()
-	d.waitClusters(off, n) // it may free clusters: no request in flight on them
+	d.waitClusters(off, n, h) // it may free clusters: no request in flight on them
 	if err := d.evict(); err != nil {
 		return err
 	}
@@ -225,11 +226,12 @@ func (d *Driver) zeroInL2(off, nb int64, flags image.ZeroFlags) (int64, error) {
 // Discard is QEMU's qcow2_co_pdiscard: whole clusters only (and the
 // partial last cluster of an image whose size is not cluster aligned).
 func (d *Driver) Discard(off, n int64) error {
-	if err := d.lockWriteReq(); err != nil {
+	h, err := d.lockWriteReq()
+	if err != nil {
 		return err
 	}
 	defer d.mu.Unlock()
-	d.waitClusters(off, n) // it frees clusters: no request in flight on them
+	d.waitClusters(off, n, h) // it frees clusters: no request in flight on them
 	if d.hdr.Version < 3 && d.backing != nil {
 		d.trace("qcow2 pdiscard off=%#x size=%#x -> v2 image with a backing file: ignored", off, n)
 		return image.ErrNotSupported
