@@ -26,6 +26,18 @@ type aioQueue struct {
 	// request would be made, and its stack grown, for every aio command
 	work chan aioReq
 	idle atomic.Int32
+
+	// kick has a token when a request completed, parked or began to wait
+	// since the last look (waitQuiescent)
+	kick chan struct{}
+}
+
+// signal puts a token in kick.
+func (q *aioQueue) signal() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
 }
 
 // aioReq is a submitted request: run returns its completion report.
@@ -50,6 +62,9 @@ func (q *aioQueue) submit(req aioReq) {
 	if q.work == nil {
 		q.work = make(chan aioReq)
 	}
+	if q.kick == nil {
+		q.kick = make(chan struct{}, 1)
+	}
 	select {
 	case q.work <- req:
 	default:
@@ -64,6 +79,7 @@ func (q *aioQueue) worker(work chan aioReq, req aioReq) {
 		q.done = append(q.done, doneRec{req.req, report})
 		q.mu.Unlock()
 		q.running.Add(-1)
+		q.signal()
 		q.wg.Done()
 		if q.idle.Add(1) > maxIdleAio {
 			q.idle.Add(-1)
@@ -120,6 +136,9 @@ func (s *Session) submitAio(r *image.Req, req func() func()) {
 func (s *Session) newAio() (*image.Req, *image.Ticket) {
 	var r *image.Req
 	if s.loop != nil {
+		if s.loop.OnIdle == nil {
+			s.loop.OnIdle = s.aio.signal
+		}
 		r = s.loop.NewReq()
 	}
 	return r, s.disk.AsyncTicket(r)
@@ -199,6 +218,12 @@ func (s *Session) runRounds() {
 // done, parked, waiting for another, or suspended at a breakpoint.
 func (s *Session) waitQuiescent() {
 	var deadline time.Time
+	var tick *time.Timer
+	defer func() {
+		if tick != nil {
+			tick.Stop()
+		}
+	}()
 	for i := 0; ; i++ {
 		n := int64(s.loop.Idle())
 		if bd := s.debugNode(); bd != nil {
@@ -207,16 +232,23 @@ func (s *Session) waitQuiescent() {
 		if s.aio.running.Load() <= n {
 			return
 		}
-		if i < 200 {
+		if i < 20 {
 			runtime.Gosched()
 			continue
 		}
 		if deadline.IsZero() {
 			deadline = time.Now().Add(settleTimeout)
+			tick = time.NewTimer(time.Millisecond)
 		} else if time.Now().After(deadline) {
 			return
 		}
-		time.Sleep(20 * time.Microsecond)
+		// a request completing, parking or beginning to wait kicks; a
+		// suspension at a breakpoint does not, hence the tick
+		select {
+		case <-s.aio.kick:
+		case <-tick.C:
+			tick.Reset(time.Millisecond)
+		}
 	}
 }
 

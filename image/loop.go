@@ -29,6 +29,10 @@ type Loop struct {
 	parked []*Req // in Park, in the order they came
 	idle   int    // asynchronous requests waiting for another (Wait)
 
+	// OnIdle, when set (before any request), is called when a request
+	// parks or begins to wait for another
+	OnIdle func()
+
 	inCmd   bool
 	cmdOpen bool   // the command's poll is open
 	gen     uint64 // counts BeginCmd and EndCmd calls
@@ -52,7 +56,7 @@ func (r *Req) Key() uint64 { return r.key }
 
 // loopWatchdog is how long a command runs before its loop is polled
 // without a yield: a guard against a wait the drivers do not report.
-const loopWatchdog = 200 * time.Millisecond
+const loopWatchdog = 2 * time.Second
 
 // NewLoop returns a closed loop.
 func NewLoop() *Loop { return &Loop{} }
@@ -85,6 +89,9 @@ func (l *Loop) Park(r *Req) {
 	ch := r.ch
 	l.parked = append(l.parked, r)
 	l.mu.Unlock()
+	if l.OnIdle != nil {
+		l.OnIdle()
+	}
 	<-ch
 }
 
@@ -126,6 +133,9 @@ func (l *Loop) Wait(begin bool) {
 		l.idle--
 	}
 	l.mu.Unlock()
+	if begin && l.OnIdle != nil {
+		l.OnIdle()
+	}
 }
 
 // Idle is how many asynchronous requests wait for the loop, or for

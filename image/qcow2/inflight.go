@@ -118,7 +118,7 @@ func (m *coMutex) lockReq() hold {
 	h := holdSync
 	if m.admitHook != nil {
 		if r := m.admitHook(); r != nil && m.loop != nil {
-			h = hold{req: r}
+			h = hold{async: true, req: r}
 		}
 	}
 	for m.exclWait > 0 {
@@ -129,13 +129,18 @@ func (m *coMutex) lockReq() hold {
 
 // hold is how a request holds d.mu over its I/O: holdSync drops it over
 // the I/O and, with a loop, yields the loop (the client polls while a
-// synchronous request waits); an asynchronous request (req set) drops it
-// and parks after the I/O until the client's loop runs it (image.Loop);
-// holdKeep keeps it: an exclusive operation, or one that must be atomic
-// (no conflict in flight).
+// synchronous request waits); an asynchronous request (async) drops it
+// and, if it writes (req set), parks after the I/O until the client's
+// loop runs it (image.Loop); holdKeep keeps it: an exclusive operation,
+// or one that must be atomic (no conflict in flight).
+//
+// An asynchronous read does not park: what it does after its I/O (the
+// lookup of its next run, its end) sees what the parked writes leave,
+// and its report is ordered by the loop all the same.
 type hold struct {
-	keep bool
-	req  *image.Req
+	keep  bool
+	async bool
+	req   *image.Req
 }
 
 var (
@@ -151,7 +156,7 @@ func (d *Driver) waitOn(q *coQueue, h hold) {
 	switch {
 	case loop == nil:
 		q.wait(&d.mu)
-	case h.req != nil:
+	case h.async:
 		loop.Wait(true)
 		q.wait(&d.mu)
 		loop.Wait(false)

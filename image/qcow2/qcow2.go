@@ -713,6 +713,7 @@ func (d *Driver) ReadAt(p []byte, off int64) (int, error) {
 	}
 	f := &flight{start: off, end: off + int64(len(p))}
 	d.begin(f)
+	h.req = nil // (an asynchronous read does not park: see hold)
 	err := d.readGuest(p, off, h)
 	d.end(f)
 	if err != nil {
@@ -732,7 +733,7 @@ func (d *Driver) unlocked(h hold, fn func() error) error {
 	}
 	loop := d.mu.loop
 	d.mu.Unlock()
-	if loop != nil && h == holdSync {
+	if loop != nil && !h.async {
 		loop.Yield()
 	}
 	err := fn()

@@ -568,6 +568,31 @@ func TestQcow2HandWritten(t *testing.T) {
 	runCases(t, tl, cases)
 }
 
+// TestAioEventLoop: an aio request goes on after its I/O only when qemu-io
+// polls its event loop (aio_flush, a synchronous request that waits, exit),
+// and the completions ready at a poll report newest first (image.Loop): in
+// these cases qemu-io prints the same in every run, and so must goqio.
+func TestAioEventLoop(t *testing.T) {
+	tl := setup(t)
+	q := []string{"-f", "qcow2"}
+	bk := []string{"qcow2", "1M"}
+	fill := []string{"write -P 7 0 1M"}
+	cases := []Case{
+		// the read looks the cluster up before the write links it
+		{Fmt: "qcow2", Size: "1M", Args: cmds(q, "aio_write -P 2 0 4k", "aio_read -P 0 0 4k", "aio_flush", "read -P 2 0 4k")},
+		{Fmt: "qcow2", Size: "1M", Args: cmds(q, "aio_write -P 2 0 4k", "read -P 0 0 4k", "read -P 2 0 4k")},
+		{Fmt: "qcow2", Size: "1M", Args: cmds(q, "aio_write -P 2 0 4k", "map", "aio_flush", "map")},
+		{Fmt: "qcow2", Size: "1M", Args: cmds(q, "aio_write -P 2 0 4k", "aio_write -P 3 0 4k", "read -P 0 0 4k", "aio_flush", "read -P 3 0 4k")},
+		{Fmt: "qcow2", Size: "1M", Stdin: "aio_write -P 2 0 4k\naio_read -P 0 0 4k\naio_flush\nread -P 2 0 4k\n", Args: append(q, "img")},
+		// requests that need no I/O report newest first
+		{Fmt: "qcow2", Size: "1M", Args: cmds(q, "aio_read 0 64k", "aio_read 64k 64k", "aio_read 128k 4k", "aio_flush")},
+		// with a backing file: the read first (its one I/O), then the
+		// write (its copy-on-write read, then the write)
+		{Fmt: "qcow2", Size: "1M", Backing: bk, BackingCmds: fill, Args: cmds(q, "aio_write -P 2 0 4k", "aio_read -P 7 0 4k", "aio_flush", "read -P 2 0 4k")},
+	}
+	runCases(t, tl, cases)
+}
+
 // TestCreateQcow2: goqio create -f qcow2 writes the bytes qemu-img create writes.
 func TestCreateQcow2(t *testing.T) {
 	tl := setup(t)
