@@ -46,7 +46,7 @@ func TestLoopPark(t *testing.T) {
 	}
 	l.BeginCmd(false)
 	l.Yield()
-	<-done // the yield opened the loop
+	<-done    // the yield opened the loop
 	l.Park(c) // and nothing parks while it is open
 	l.EndCmd()
 	go func() { l.Park(c); done <- c }()
