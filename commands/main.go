@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/goqio/goqio/image/formats"
 )
 
@@ -322,7 +324,20 @@ func (s *Session) stdinLoop(stdin io.Reader) bool {
 	for !s.quit {
 		fmt.Fprintf(s.Out, "%s> ", s.Prog)
 		s.Out.Flush()
-		line, ok := fgets(r, maxLine)
+		var line string
+		var ok bool
+		if s.aio.running.Load() > 0 && !lineBuffered(r) && !inputReady(stdin) {
+			// qemu-io runs its event loop while it waits for the next
+			// line: the requests in flight go on, and their reports
+			// print before the next command's (stdout reaches the reader
+			// at the next prompt all the same)
+			s.loop.Open()
+			line, ok = fgets(r, maxLine)
+			s.loop.Close()
+			s.printDone()
+		} else {
+			line, ok = fgets(r, maxLine)
+		}
 		if !ok {
 			break
 		}
@@ -331,6 +346,24 @@ func (s *Session) stdinLoop(stdin io.Reader) bool {
 		}
 	}
 	return failed
+}
+
+// lineBuffered reports whether r holds a whole line already.
+func lineBuffered(r *bufio.Reader) bool {
+	buf, _ := r.Peek(r.Buffered())
+	return bytes.IndexByte(buf, '\n') >= 0
+}
+
+// inputReady reports whether reading f would not block (f is not a file
+// descriptor, or one with input waiting, or at its end).
+func inputReady(f io.Reader) bool {
+	fd, ok := f.(interface{ Fd() uintptr })
+	if !ok {
+		return true
+	}
+	fds := []unix.PollFd{{Fd: int32(fd.Fd()), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err != nil || n > 0
 }
 
 // fgets reads like C's fgets(buf, size, f): up to size-1 bytes or through a

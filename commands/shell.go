@@ -167,7 +167,13 @@ func (s *Session) Shell(stdin io.Reader) bool {
 	failed := false
 	for !s.quit {
 		s.Out.Flush()
+		// qemu-io's event loop runs while the shell waits for a line: the
+		// requests in flight go on, and their reports print before the
+		// next command runs
+		s.loop.Open()
 		line, err := rl.Readline()
+		s.loop.Close()
+		s.printDone()
 		if errors.Is(err, readline.ErrInterrupt) {
 			continue
 		}
