@@ -122,6 +122,9 @@ func (m *coMutex) lockReq() hold {
 		}
 	}
 	for m.exclWait > 0 {
+		if m.loop != nil && !h.async {
+			m.loop.Yield() // (the exclusive locker may wait for parked requests)
+		}
 		m.exclQ.wait(m)
 	}
 	return h
