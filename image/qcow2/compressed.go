@@ -87,7 +87,7 @@ func (d *Driver) WriteCompressed(p []byte, off int64) error {
 	defer d.mu.Unlock()
 	// the clusters must be unallocated: nothing in flight touches them,
 	// and the whole write happens under the lock
-	d.waitClusters(off, int64(len(p)), h)
+	d.waitClusters(off, int64(len(p)), h, false)
 	if d.hasDataFile() {
 		// QEMU refuses compressed clusters in an external data file
 		d.markDirtyLocked(off, int64(len(p)))
@@ -177,7 +177,7 @@ func (d *Driver) WritePrepared(c any, off int64) error {
 		return err
 	}
 	defer d.mu.Unlock()
-	d.waitClusters(off, n, h)
+	d.waitClusters(off, n, h, false)
 	if d.hasDataFile() {
 		d.markDirtyLocked(off, n)
 		return image.ErrNotSupported

@@ -25,7 +25,9 @@ import (
 //     handle_dependencies; reads never wait;
 //   - discards, zero writes and compressed writes, which may free clusters
 //     or need them unallocated, run entirely under the lock once no
-//     request in flight touches their clusters; a write that drops a
+//     request in flight touches their clusters (a zero write or discard
+//     does not wait for clusters being allocated where they read as zero,
+//     as QEMU's do not: waitClusters); a write that drops a
 //     compressed cluster waits for the reads of that cluster in flight, so
 //     that no read ever finds its host cluster reused;
 //   - everything else (snapshots, truncate, check, amend, bitmaps, close)
@@ -289,14 +291,24 @@ func (d *Driver) handleDependencies(off int64, n *int64, haveMetas bool, h hold)
 // waitClusters waits (d.mu held) until no request in flight touches the
 // clusters of [off, off+n): what a discard, a zero write or a compressed
 // write needs before it changes them.
-func (d *Driver) waitClusters(off, n int64, h hold) {
+//
+// A zero write or a discard (zeroing) does not wait for a cluster an
+// in-flight write is allocating where it read as zero (zeroSrc): the
+// cluster is not linked yet, so nothing of it is freed, and the write that
+// links it later gives what the two give in the other order (its data, its
+// COW areas zero). That is QEMU's outcome, which has no such wait: after
+// `aio_write -P 1 0 4k` and `aio_write -z 0 64k`, the data write wins.
+func (d *Driver) waitClusters(off, n int64, h hold, zeroing bool) {
 	start := off &^ (d.clusterSize - 1)
 	end := (off + n + d.clusterSize - 1) &^ (d.clusterSize - 1)
 again:
 	for _, f := range d.mu.inflight {
 		fs, fe := f.start&^(d.clusterSize-1), (f.end+d.clusterSize-1)&^(d.clusterSize-1)
-		hit := fs < end && fe > start
+		hit := fs < end && fe > start && !(zeroing && d.zeroAllocated(f, max(fs, start), min(fe, end)))
 		for _, m := range f.metas {
+			if zeroing && m.zeroSrc {
+				continue
+			}
 			ms, me := d.metaRange(m)
 			hit = hit || (ms < end && me > start)
 		}
@@ -305,6 +317,23 @@ again:
 			goto again
 		}
 	}
+}
+
+// zeroAllocated reports whether f allocates all of [a, b) (clusters) in
+// allocations that read as zero (zeroSrc).
+func (d *Driver) zeroAllocated(f *flight, a, b int64) bool {
+	for moved := true; moved && a < b; {
+		moved = false
+		for _, m := range f.metas {
+			if !m.zeroSrc {
+				continue
+			}
+			if ms, me := d.metaRange(m); ms <= a && me > a {
+				a, moved = me, true
+			}
+		}
+	}
+	return a >= b
 }
 
 // waitReads waits (d.mu held) until no read in flight touches the

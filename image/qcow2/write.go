@@ -22,6 +22,10 @@ type l2Meta struct {
 	skipCow     bool     // the COW areas were zeroed in the file instead
 	data        []byte   // the guest data, to write with the COW areas (merge_cow)
 	prealloc    bool     // metadata preallocation: subclusters stay unallocated
+	// zeroSrc: every cluster read as zero when it was allocated (it was
+	// unallocated without a backing file, or a zero cluster), so its COW
+	// areas are zeroes (see waitClusters)
+	zeroSrc bool
 }
 
 func (d *Driver) l2Index(off int64) int64 { return (off >> d.clusterBits) & (d.l2Size - 1) }
@@ -625,8 +629,12 @@ func (d *Driver) calculateL2Meta(hostCluster, off, n int64, b []byte, metas *[]*
 	cowEndFrom := cowStartTo + n
 	nb := d.sizeToClusters(cowEndFrom)
 	skip := keepOld
+	zeroSrc := !keepOld && !d.hasDataFile() && !d.encrypted()
 	for i := int64(0); i < nb; i++ {
 		e, bm := d.getEntry(b, i0+i), d.getBitmap(b, i0+i)
+		if zeroSrc && !((e == 0 && bm == 0 && d.backing == nil) || (!d.extL2 && d.ctype(e) == clusterZeroPlain)) {
+			zeroSrc = false
+		}
 		var typ clusterType
 		if skip {
 			from := max(cowStartTo, i<<d.clusterBits)
@@ -704,6 +712,7 @@ func (d *Driver) calculateL2Meta(hostCluster, off, n int64, b []byte, metas *[]*
 		keepOld:     keepOld,
 		cowStart:    [2]int64{cowStartFrom, cowStartTo - cowStartFrom},
 		cowEnd:      [2]int64{cowEndFrom, cowEndTo - cowEndFrom},
+		zeroSrc:     zeroSrc,
 	})
 	return nil
 }

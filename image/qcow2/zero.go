@@ -27,7 +27,7 @@ func (d *Driver) WriteZeroes(off, n int64, flags image.ZeroFlags) error {
 		return err
 	}
 	defer d.mu.Unlock()
-	d.waitClusters(off, n, h) // it may free clusters: no request in flight on them
+	d.waitClusters(off, n, h, true) // it may free clusters: no request in flight on them
 	if err := d.evict(); err != nil {
 		return err
 	}
@@ -231,7 +231,7 @@ func (d *Driver) Discard(off, n int64) error {
 		return err
 	}
 	defer d.mu.Unlock()
-	d.waitClusters(off, n, h) // it frees clusters: no request in flight on them
+	d.waitClusters(off, n, h, true) // it frees clusters: no request in flight on them
 	if d.hdr.Version < 3 && d.backing != nil {
 		d.trace("qcow2 pdiscard off=%#x size=%#x -> v2 image with a backing file: ignored", off, n)
 		return image.ErrNotSupported

@@ -584,6 +584,11 @@ func TestAioEventLoop(t *testing.T) {
 		{Fmt: "qcow2", Size: "1M", Args: cmds(q, "aio_write -P 2 0 4k", "map", "aio_flush", "map")},
 		{Fmt: "qcow2", Size: "1M", Args: cmds(q, "aio_write -P 2 0 4k", "aio_write -P 3 0 4k", "read -P 0 0 4k", "aio_flush", "read -P 3 0 4k")},
 		{Fmt: "qcow2", Size: "1M", Stdin: "aio_write -P 2 0 4k\naio_read -P 0 0 4k\naio_flush\nread -P 2 0 4k\n", Args: append(q, "img")},
+		// a zero write or a discard over a cluster an aio write is
+		// allocating does not wait for it: the data write, linked later, wins
+		{Fmt: "qcow2", Size: "1M", Args: cmds(q, "aio_write -P 1 0 4k", "aio_write -z 0 64k", "aio_flush", "read -P 0 0 4k", "map")},
+		{Fmt: "qcow2", Size: "1M", Args: cmds(q, "aio_write -P 1 0 4k", "discard 0 64k", "aio_flush", "read -P 1 0 4k", "map")},
+		{Fmt: "qcow2", Size: "1M", Args: cmds(q, "aio_write -P 1 0 4k", "write -z -u 0 64k", "aio_flush", "read -P 1 0 4k", "map")},
 		// requests that need no I/O report newest first
 		{Fmt: "qcow2", Size: "1M", Args: cmds(q, "aio_read 0 64k", "aio_read 64k 64k", "aio_read 128k 4k", "aio_flush")},
 		// with a backing file: the read first (its one I/O), then the
