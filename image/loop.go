@@ -254,7 +254,6 @@ func (d *Disk) SetLoop(l *Loop) {
 // AsyncTicket is Ticket for the asynchronous request r of d's loop: its
 // request parks after its I/O until the loop runs it (r nil: Ticket).
 func (d *Disk) AsyncTicket(r *Req) *Ticket {
-	d.ticketed.Store(true)
 	t := d.draw()
 	t.req = r
 	return &t
