@@ -105,6 +105,13 @@ func (q *aioQueue) takeDone() []doneRec {
 	return done
 }
 
+// putBack returns reports takeDone gave out, to be taken again.
+func (q *aioQueue) putBack(done []doneRec) {
+	q.mu.Lock()
+	q.done = append(q.done, done...)
+	q.mu.Unlock()
+}
+
 // giveBack returns takeDone's slice once its reports printed, to be the
 // next one's spare.
 func (q *aioQueue) giveBack(done []doneRec) {
@@ -135,13 +142,7 @@ func (s *Session) submitAio(r *image.Req, req func() func()) {
 // newAio registers an asynchronous request on the session's loop and
 // draws its place in submission order.
 func (s *Session) newAio() (*image.Req, *image.Ticket) {
-	var r *image.Req
-	if s.loop != nil {
-		if s.loop.OnIdle == nil {
-			s.loop.OnIdle = s.aio.signal
-		}
-		r = s.loop.NewReq()
-	}
+	r := s.loop.NewReq()
 	return r, s.disk.AsyncTicket(r)
 }
 
@@ -150,14 +151,14 @@ func (s *Session) newAio() (*image.Req, *image.Ticket) {
 // requests suspended at breakpoints, or waiting behind them, are left;
 // those go on as they come.
 func (s *Session) drain() {
-	if s.loop != nil && s.aio.running.Load() > 0 {
+	if s.aio.running.Load() > 0 {
 		s.waitAdmitted()
 		s.runRounds()
 	}
-	s.poll(func() {
-		s.waitSuspended()
-		s.aio.wg.Wait()
-	})
+	end := s.beginPoll()
+	s.waitSuspended()
+	s.aio.wg.Wait()
+	end()
 	s.flushDebug()
 	s.printDone()
 }
@@ -201,9 +202,7 @@ func (s *Session) runRounds() {
 				}
 				byReq[d.req] = d.report
 			}
-			s.aio.mu.Lock()
-			s.aio.done = append(s.aio.done, later...)
-			s.aio.mu.Unlock()
+			s.aio.putBack(later)
 			s.aio.giveBack(done)
 		}
 		s.flushDebug()
@@ -215,9 +214,34 @@ func (s *Session) runRounds() {
 	}
 }
 
+// stalled reports whether every request running waits: parked on the
+// loop, waiting for another request, or suspended at a breakpoint.
+func (s *Session) stalled() bool {
+	n := s.loop.Idle()
+	if bd := s.debugNode(); bd != nil {
+		n += len(bd.Suspended())
+	}
+	return s.aio.running.Load() <= int64(n)
+}
+
 // waitQuiescent waits (a bounded time) until no request runs: each is
 // done, parked, waiting for another, or suspended at a breakpoint.
-func (s *Session) waitQuiescent() {
+func (s *Session) waitQuiescent() { s.waitUntil(s.stalled) }
+
+// waitAdmitted waits (a bounded time) until the driver has admitted every
+// request submitted, or the ones it has not are suspended at breakpoints.
+func (s *Session) waitAdmitted() {
+	if s.disk == nil || s.aio.running.Load() == 0 {
+		return
+	}
+	s.waitUntil(func() bool { return s.disk.Admitted() || s.stalled() })
+}
+
+// waitUntil waits until cond holds, at most settleTimeout: it lets the
+// requests run first, then wakes when one completes, parks or begins to
+// wait (kick), or every millisecond (a suspension at a breakpoint, or an
+// admission, does not kick).
+func (s *Session) waitUntil(cond func() bool) {
 	var deadline time.Time
 	var tick *time.Timer
 	defer func() {
@@ -225,15 +249,8 @@ func (s *Session) waitQuiescent() {
 			tick.Stop()
 		}
 	}()
-	for i := 0; ; i++ {
-		n := int64(s.loop.Idle())
-		if bd := s.debugNode(); bd != nil {
-			n += int64(len(bd.Suspended()))
-		}
-		if s.aio.running.Load() <= n {
-			return
-		}
-		if i < 20 {
+	for i := 0; !cond(); i++ {
+		if i < 100 {
 			runtime.Gosched()
 			continue
 		}
@@ -243,8 +260,6 @@ func (s *Session) waitQuiescent() {
 		} else if time.Now().After(deadline) {
 			return
 		}
-		// a request completing, parking or beginning to wait kicks; a
-		// suspension at a breakpoint does not, hence the tick
 		select {
 		case <-s.aio.kick:
 		case <-tick.C:
@@ -253,51 +268,22 @@ func (s *Session) waitQuiescent() {
 	}
 }
 
-// poll runs fn while the loop runs, as qemu-io's event loop runs in
-// aio_flush, sleep, wait_break, close and exit: the requests in flight go
-// on after their I/O. It opens the loop once the requests submitted so far
-// have taken their first step (image.Disk.Admitted), as QEMU's coroutines
-// did at submission.
-func (s *Session) poll(fn func()) {
-	if s.loop == nil {
-		fn()
-		return
-	}
+// beginPoll opens the loop, as qemu-io's event loop runs in aio_flush,
+// sleep, wait_break, close and exit: the requests in flight go on after
+// their I/O. It opens it once the requests submitted so far have taken
+// their first step (image.Disk.Admitted), as QEMU's coroutines did at
+// submission, and returns what closes it.
+func (s *Session) beginPoll() (end func()) {
 	s.waitAdmitted()
 	s.loop.Open()
-	defer s.loop.Close()
-	fn()
-}
-
-// waitAdmitted waits (a bounded time) until the driver has admitted every
-// request submitted, or the ones it has not are suspended at breakpoints.
-func (s *Session) waitAdmitted() {
-	if s.disk == nil || s.aio.running.Load() == 0 {
-		return
-	}
-	var deadline time.Time
-	for i := 0; !s.disk.Admitted(); i++ {
-		if bd := s.debugNode(); bd != nil && s.aio.running.Load() <= int64(len(bd.Suspended())+s.loop.Idle()) {
-			return
-		}
-		if i < 100 {
-			runtime.Gosched()
-			continue
-		}
-		if deadline.IsZero() {
-			deadline = time.Now().Add(settleTimeout)
-		} else if time.Now().After(deadline) {
-			return
-		}
-		time.Sleep(50 * time.Microsecond)
-	}
+	return s.loop.Close
 }
 
 // printDone prints the reports of the requests completed so far, newest
 // event first (see runRounds).
 func (s *Session) printDone() {
 	done := s.aio.takeDone()
-	if len(done) > 1 && s.loop != nil {
+	if len(done) > 1 {
 		slices.SortStableFunc(done, func(a, b doneRec) int { return cmp.Compare(b.req.Key(), a.req.Key()) })
 	}
 	for _, d := range done {
@@ -491,19 +477,19 @@ func (s *Session) sleepDrain(d time.Duration) {
 	// qemu-io's sleep runs the main loop: the requests that completed
 	// meanwhile report, the others (some perhaps suspended at a
 	// breakpoint) go on
-	s.poll(func() {
-		if s.interrupt != nil {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-s.interrupt:
-				t.Stop()
-			}
-		} else {
-			time.Sleep(d)
+	end := s.beginPoll()
+	if s.interrupt != nil {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-s.interrupt:
+			t.Stop()
 		}
-		s.settle()
-	})
+	} else {
+		time.Sleep(d)
+	}
+	s.settle()
+	end()
 	s.printDone()
 }
 

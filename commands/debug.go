@@ -89,10 +89,7 @@ func init() {
 			s.errorf("cannot wait for breakpoint %s: no blkdebug layer: Operation not supported", argv[1])
 			return ErrFailed
 		}
-		// (qemu-io's wait_break runs the event loop)
-		s.waitAdmitted()
-		s.loop.Open()
-		defer s.loop.Close()
+		defer s.beginPoll()() // (qemu-io's wait_break runs the event loop)
 		deadline := time.Now().Add(waitBreakTimeout)
 		for !bd.IsSuspended(argv[1]) {
 			if s.aio.running.Load() <= int64(len(bd.Suspended())) || time.Now().After(deadline) {
@@ -227,7 +224,7 @@ func (s *Session) settle() {
 		return
 	}
 	deadline := time.Now().Add(settleTimeout)
-	for s.aio.running.Load() > int64(len(bd.Suspended())+s.loop.Idle()) && time.Now().Before(deadline) {
+	for !s.stalled() && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Microsecond)
 	}
 	s.flushDebug()

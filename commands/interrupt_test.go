@@ -1,29 +1,16 @@
 package commands
 
 import (
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/goqio/goqio/image/qcow2"
 )
 
 // TestInterruptBetweenRequests: Ctrl-C in the shell (s.interrupt closed)
 // stops map and alloc between their block status calls; the command fails
 // and the session goes on with the image intact.
 func TestInterruptBetweenRequests(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "t.qcow2")
-	if err := qcow2.Create(path, qcow2.CreateOptions{Size: 1 << 20, ClusterSize: 65536, Version: 3, RefcountBits: 16}); err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{dir: dir}
-	h.s = NewSession("/usr/bin/qemu-io", NewOutput(&h.out, 4096, false), &h.err)
-	h.s.Now = (&tclock{}).now
-	if err := h.s.Open(path, DefaultOpenFlags(), map[string]string{"driver": "qcow2"}); err != nil {
-		t.Fatalf("open: %s", h.err.String())
-	}
+	h := newQcow2Harness(t)
 	defer h.s.Close()
 	var writes []string
 	for off := 0; off < 1<<20; off += 128 << 10 {

@@ -2,12 +2,9 @@ package commands
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/goqio/goqio/image/qcow2"
 )
 
 // TestStdinLoopPolls: with its input all there, the stdin loop does not
@@ -17,17 +14,7 @@ import (
 // its report prints before the next command's, and the read sees it).
 func TestStdinLoopPolls(t *testing.T) {
 	for _, wait := range []bool{false, true} {
-		dir := t.TempDir()
-		path := filepath.Join(dir, "t.qcow2")
-		if err := qcow2.Create(path, qcow2.CreateOptions{Size: 1 << 20, ClusterSize: 65536, Version: 3, RefcountBits: 16}); err != nil {
-			t.Fatal(err)
-		}
-		h := &harness{dir: dir}
-		h.s = NewSession("/usr/bin/qemu-io", NewOutput(&h.out, 4096, false), &h.err)
-		h.s.Now = (&tclock{}).now
-		if err := h.s.Open(path, DefaultOpenFlags(), map[string]string{"driver": "qcow2"}); err != nil {
-			t.Fatalf("open: %s", h.err.String())
-		}
+		h := newQcow2Harness(t)
 		pr, pw, err := os.Pipe()
 		if err != nil {
 			t.Fatal(err)

@@ -88,15 +88,14 @@ type Session struct {
 // NewSession makes a session writing to out and errw. prog is argv[0]; its
 // base name is used in messages.
 func NewSession(prog string, out *Output, errw io.Writer) *Session {
-	return &Session{Prog: filepath.Base(prog), Out: out, Err: errw, Now: time.Now, loop: image.NewLoop()}
+	s := &Session{Prog: filepath.Base(prog), Out: out, Err: errw, Now: time.Now, loop: image.NewLoop()}
+	s.loop.OnIdle = s.aio.signal
+	return s
 }
 
 // setNode makes n the open image, on the session's loop.
 func (s *Session) setNode(n *formats.Node) {
 	s.disk, s.node = n.Disk, n
-	if s.loop == nil {
-		s.loop = image.NewLoop()
-	}
 	n.Disk.SetLoop(s.loop)
 }
 
@@ -258,11 +257,9 @@ func (s *Session) Run(line string) error {
 		// the permission stays once taken, as qemu-io's blk_set_perm
 		s.node.GrantResize()
 	}
-	if s.loop != nil {
-		// the command polls the loop once its own request yields
-		s.loop.BeginCmd(s.aio.running.Load() > 0)
-		defer s.loop.EndCmd()
-	}
+	// the command polls the loop once its own request yields
+	s.loop.BeginCmd(s.aio.running.Load() > 0)
+	defer s.loop.EndCmd()
 	return c.Run(s, argv)
 }
 

@@ -23,6 +23,23 @@ type harness struct {
 	dir      string
 }
 
+// newQcow2Harness is a session on a new 1 MiB qcow2 image (64 KiB
+// clusters).
+func newQcow2Harness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{dir: t.TempDir()}
+	path := filepath.Join(h.dir, "t.qcow2")
+	if err := qcow2.Create(path, qcow2.CreateOptions{Size: 1 << 20, ClusterSize: 65536, Version: 3, RefcountBits: 16}); err != nil {
+		t.Fatal(err)
+	}
+	h.s = NewSession("/usr/bin/qemu-io", NewOutput(&h.out, 4096, false), &h.err)
+	h.s.Now = (&tclock{}).now
+	if err := h.s.Open(path, DefaultOpenFlags(), map[string]string{"driver": "qcow2"}); err != nil {
+		t.Fatalf("open: %s", h.err.String())
+	}
+	return h
+}
+
 func newHarness(t *testing.T, size int64) *harness {
 	t.Helper()
 	h := &harness{dir: t.TempDir()}

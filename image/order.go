@@ -74,6 +74,27 @@ func (d *Disk) draw() Ticket {
 	return t
 }
 
+// AsyncTicket is Ticket for the asynchronous request r of d's loop: its
+// request parks after its I/O until the loop runs it (r nil: Ticket).
+func (d *Disk) AsyncTicket(r *Req) *Ticket {
+	t := d.draw()
+	t.req = r
+	return &t
+}
+
+// Admitted reports whether every ticket drawn so far has been admitted by
+// the driver (or used, or dropped): no request submitted earlier still has
+// its first step to run.
+func (d *Disk) Admitted() bool {
+	g := d.gate()
+	if g == nil {
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.turn == g.next && g.holder == 0
+}
+
 // Drop gives the place up when the ticket was not used (it is harmless
 // after a use, so that `defer t.Drop()` is the usual pattern).
 func (t *Ticket) Drop() {
