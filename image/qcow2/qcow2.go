@@ -793,6 +793,13 @@ func (d *Driver) readGuest(p []byte, off int64, keep hold) error {
 		}
 		switch typ {
 		case clusterUnallocated, clusterUnallocAlloc:
+			if d.backing == nil {
+				// zeroes, no I/O: as QEMU's read, this neither yields the
+				// loop nor parks (a sync read of an unallocated cluster
+				// must not let a parked aio write link its cluster)
+				clear(q)
+				break
+			}
 			o := off
 			if err := d.unlocked(keep, func() error { return d.readBacking(q, o) }); err != nil {
 				return err
