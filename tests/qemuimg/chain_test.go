@@ -360,8 +360,17 @@ func TestCommitReadError(t *testing.T) {
 			files: []string{"base.qcow2", "top.qcow2"}})
 	}
 	for _, sector := range []int{2000, 20000, 40000} {
-		cases = append(cases, convertCase{args: commitFailing("bigtop.qcow2", "big.qcow2", sector, "read_aio"),
-			files: []string{"big.qcow2", "bigtop.qcow2"}})
+		c := convertCase{args: commitFailing("bigtop.qcow2", "big.qcow2", sector, "read_aio"),
+			files: []string{"big.qcow2", "bigtop.qcow2"}}
+		if sector == 40000 {
+			// the last copy of the job's second pass fails (19M-20M),
+			// and its next pass is the zero write at 21M: QEMU's job
+			// yields between the passes, and whether the failed read
+			// has completed by then is timing (measured: qemu-img
+			// writes the zeroes in 11 of 12 runs, goqio in every run)
+			c.tries = 4
+		}
+		cases = append(cases, c)
 	}
 	runCases(t, commitFailImages, cases)
 }
