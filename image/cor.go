@@ -159,7 +159,7 @@ func (d *Disk) copyOnRead(buf []byte, off int64, lim Limits) error {
 // backing chain as a copy-on-read read copies them; nothing is returned.
 // On a read-only Disk nothing is copied.
 func (d *Disk) Prefetch(off, n int64) error {
-	if d.gate() == nil {
+	if d.unordered() {
 		return d.prefetch(off, n)
 	}
 	t := d.draw()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/goqio/goqio/blkalign"
 )
@@ -72,7 +73,8 @@ type Disk struct {
 	// when the driver runs requests in parallel. Set once, by gate.
 	order     *orderGate
 	orderOnce sync.Once
-	loop      *Loop // the client's event loop (SetLoop), nil for none
+	loop      *Loop       // the client's event loop (SetLoop), nil for none
+	ticketed  atomic.Bool // a Ticket was drawn: plain calls take places too
 
 	mu     sync.Mutex
 	closed bool
@@ -178,7 +180,7 @@ func (d *Disk) checkWrite(off, n int64) error {
 // completely or returns an error; a request beyond the end of the image is
 // ErrOutOfRange, a zero-length request at the end succeeds.
 func (d *Disk) ReadAt(p []byte, off int64) error {
-	if d.gate() == nil {
+	if d.unordered() {
 		return d.readAt(p, off)
 	}
 	t := d.draw()
@@ -313,7 +315,7 @@ func (d *Disk) writeAlignedFUA(p []byte, off int64, lim Limits, native bool) err
 // With DetectZeroes, a request (padding included) that is all zeroes is
 // written as a zero write instead.
 func (d *Disk) WriteAt(p []byte, off int64, fua bool) error {
-	if d.gate() == nil {
+	if d.unordered() {
 		return d.writeAt(p, off, fua)
 	}
 	t := d.draw()
@@ -470,7 +472,7 @@ func (d *Disk) writeData(bufs [][]byte, off int64, flags ZeroFlags, fua bool, li
 // piece goes to the driver, and a piece the driver refuses with
 // ErrNotSupported is written as explicit zeroes unless ZeroNoFallback is set.
 func (d *Disk) WriteZeroes(off, n int64, flags ZeroFlags, fua bool) error {
-	if d.gate() == nil {
+	if d.unordered() {
 		return d.writeZeroes(off, n, flags, fua)
 	}
 	t := d.draw()
@@ -643,7 +645,7 @@ func (d *Disk) zeroAligned(off, n int64, flags ZeroFlags, fua bool, lim Limits) 
 // skipped. The range is split as QEMU splits it: small pieces up to the first
 // discard-alignment boundary, the aligned middle, the tail.
 func (d *Disk) Discard(off, n int64) error {
-	if d.gate() == nil {
+	if d.unordered() {
 		return d.discard(off, n)
 	}
 	t := d.draw()
@@ -687,7 +689,7 @@ func (d *Disk) discard(off, n int64) error {
 // ErrNotSupported. QEMU's compressed path takes no FUA, so a write-through
 // Disk does not flush after it.
 func (d *Disk) WriteCompressed(p []byte, off int64) error {
-	if d.gate() == nil {
+	if d.unordered() {
 		return d.writeCompressed(p, off)
 	}
 	t := d.draw()

@@ -61,8 +61,22 @@ type Ticket struct {
 
 // Ticket draws the next place in d's submission order.
 func (d *Disk) Ticket() *Ticket {
+	d.ticketed.Store(true)
 	t := d.draw()
 	return &t
+}
+
+// unordered reports whether a plain call (not through a Ticket) runs
+// without taking a place in submission order: when d orders nothing, and
+// when its driver admits requests and no Ticket was ever drawn. Calls
+// from goroutines of their own have no order to keep (which of two
+// concurrent calls comes first is the scheduler's choice either way), and
+// an admitting driver is safe for concurrent use, so they run in
+// parallel; once a client orders its requests with tickets (qemu-io's aio,
+// the NBD server), its plain calls take their place too.
+func (d *Disk) unordered() bool {
+	g := d.gate()
+	return g == nil || (g.early && !d.ticketed.Load())
 }
 
 // draw is Ticket as a value, for Disk's own calls (no allocation).
@@ -77,6 +91,7 @@ func (d *Disk) draw() Ticket {
 // AsyncTicket is Ticket for the asynchronous request r of d's loop: its
 // request parks after its I/O until the loop runs it (r nil: Ticket).
 func (d *Disk) AsyncTicket(r *Req) *Ticket {
+	d.ticketed.Store(true)
 	t := d.draw()
 	t.req = r
 	return &t
