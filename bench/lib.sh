@@ -63,6 +63,23 @@ bench_run() {
 # memory GNU time wrote in ./tm.
 bench_sample() { echo "$2" >> "t.$1"; tail -1 tm >> "m.$1"; }
 
+# qimg_retry ARGS...: qemu-img ARGS, run again (5 times in all) when
+# QEMU's PBKDF2 benchmark fails on a busy machine ("Unable to get accurate
+# CPU usage"): the oracle's flake would otherwise stop the script in a
+# workload's preparation.
+qimg_retry() {
+  local out i
+  for i in 1 2 3 4 5; do
+    if out=$(qemu-img "$@" 2>&1); then
+      [ -z "$out" ] || printf '%s\n' "$out"
+      return 0
+    fi
+    case $out in *"Unable to get accurate CPU usage"*) ;; *) break ;; esac
+  done
+  printf '%s\n' "$out" >&2
+  return 1
+}
+
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 # bench_row W: prints workload W's row from its samples.

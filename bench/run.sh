@@ -57,11 +57,11 @@ cmd[W8]='$PROG -f qcow2 -t writeback img < rand4k.txt'
 # default iter-time (2000 ms: the open is one slot's PBKDF2, as in QEMU)
 encobj='--object secret,id=s0,data=benchpw'
 encimg='--image-opts driver=qcow2,encrypt.key-secret=s0,file.filename'
-prep[W9]="qemu-img create -q -f qcow2 $encobj -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 img 256M"
+prep[W9]="qimg_retry create -q -f qcow2 $encobj -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 img 256M"
 cmd[W9]="\$PROG $encobj -t writeback -c 'write -P 0xab 0 256M' $encimg=img"
-prep[W10]="[ -f w10.img ] || { qemu-img create -q -f qcow2 $encobj -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 w10.img 256M; qemu-io $encobj -c 'write -P 0xab 0 256M' $encimg=w10.img >/dev/null; }"
+prep[W10]="[ -f w10.img ] || { qimg_retry create -q -f qcow2 $encobj -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 w10.img 256M; qemu-io $encobj -c 'write -P 0xab 0 256M' $encimg=w10.img >/dev/null; }"
 cmd[W10]="\$PROG $encobj -r -c 'read 0 256M' $encimg=w10.img"
-prep[W11]="[ -f w11.img ] || qemu-img create -q -f qcow2 $encobj -o encrypt.format=luks,encrypt.key-secret=s0 w11.img 64M"
+prep[W11]="[ -f w11.img ] || qimg_retry create -q -f qcow2 $encobj -o encrypt.format=luks,encrypt.key-secret=s0 w11.img 64M"
 cmd[W11]="\$PROG $encobj -r -c 'read 0 512' $encimg=w11.img"
 # one zero write over 128 L2 tables of 2 MiB (64 TiB): time and peak memory
 # of a request that walks more tables than the L2 cache holds (32 MiB)
