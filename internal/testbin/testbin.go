@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -91,6 +92,15 @@ func QEMU(t testing.TB) (qemuIO, qemuImg string) {
 		t.Skip("qemu-io/qemu-img not installed: differential check skipped")
 	}
 	return io, img
+}
+
+// QEMUFlake reports whether out (a QEMU tool's messages) is QEMU's PBKDF2
+// benchmark giving up on a busy machine ("Unable to get accurate CPU
+// usage": its thread's CPU clock read no time, with iter-time=10 as the
+// tests use it). That is the oracle's flake, not a divergence: the caller
+// runs the command again.
+func QEMUFlake(out string) bool {
+	return strings.Contains(out, "Unable to get accurate CPU usage")
 }
 
 // HaveQEMU reports whether the real qemu-io and qemu-img are installed.

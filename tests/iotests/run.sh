@@ -216,6 +216,21 @@ tap_results() {
        $1 == "not" && $2 == "ok" {print $4, "fail"}' "$1"
 }
 
+# rerun ATTEMPT TEST...: runs the tests of $fmt again and takes their
+# results (res, why, at: the run whose logs tell of them)
+rerun() {
+  local n=$1 t s
+  shift
+  run_suite "$fmt" "$n" "$@"
+  local -A second=()
+  while read -r t s; do second[$t]=$s; done < <(tap_results "$work/logs/$fmt-$n.tap")
+  for t in "$@"; do
+    s=${second[$t]:-fail}
+    res[$t]=$s at[$t]=$n
+    [[ $s == skip ]] && why[$t]=$(notrun_reason "$fmt" "$n" "$t")
+  done
+}
+
 # notrun_reason FMT ATTEMPT NAME: why the suite skipped a test
 notrun_reason() {
   local f=$work/logs/$1-$2/$3.notrun
@@ -277,14 +292,8 @@ for fmt in ${formats//,/ }; do
   attempt=1
   if ((retry && ${#again[@]})); then
     attempt=2
-    run_suite "$fmt" 2 "${again[@]}"
-    unset second; declare -A second=()
-    while read -r t s; do second[$t]=$s; done < <(tap_results "$work/logs/$fmt-2.tap")
-    for t in "${again[@]}"; do
-      s=${second[$t]:-fail}
-      res[$t]=$s retried[$t]=1 at[$t]=2
-      [[ $s == skip ]] && why[$t]=$(notrun_reason "$fmt" 2 "$t")
-    done
+    rerun 2 "${again[@]}"
+    for t in "${again[@]}"; do retried[$t]=1; done
     # QEMU's own PBKDF2 benchmark fails now and then on a busy machine
     # ("Unable to get accurate CPU usage": its thread's CPU clock read no
     # time), in QEMU's qemu-img and qemu-io as much as in goqio's: a test
@@ -297,14 +306,7 @@ for fmt in ${formats//,/ }; do
       done
       ((${#flake[@]})) || break
       attempt=$((attempt + 1))
-      run_suite "$fmt" "$attempt" "${flake[@]}"
-      unset second; declare -A second=()
-      while read -r t s; do second[$t]=$s; done < <(tap_results "$work/logs/$fmt-$attempt.tap")
-      for t in "${flake[@]}"; do
-        s=${second[$t]:-fail}
-        res[$t]=$s at[$t]=$attempt
-        [[ $s == skip ]] && why[$t]=$(notrun_reason "$fmt" "$attempt" "$t")
-      done
+      rerun "$attempt" "${flake[@]}"
     done
   fi
 

@@ -265,11 +265,8 @@ func makeImages(t *testing.T, script string) string {
 		if err == nil {
 			return dir
 		}
-		// QEMU's PBKDF2 benchmark gives up on a loaded machine ("Unable
-		// to get accurate CPU usage" with iter-time=10): the oracle's
-		// flake, so the script runs again in a fresh directory, as run
-		// does for one command
-		if try < 5 && strings.Contains(string(out), "Unable to get accurate CPU usage") {
+		// the oracle's flake: the script runs again, in a fresh directory
+		if try < 5 && testbin.QEMUFlake(string(out)) {
 			continue
 		}
 		t.Fatalf("making images: %v\n%s", err, out)

@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -33,11 +32,7 @@ type result struct {
 func run(t *testing.T, dir, prog string, args []string) result {
 	t.Helper()
 	r := run1(t, dir, prog, args)
-	// QEMU's PBKDF2 benchmark fails now and then under load ("Unable to
-	// get accurate CPU usage" with iter-time=10): the oracle's flake, not
-	// a divergence, so the run is made again (as the crypto differential
-	// tests do)
-	for try := 0; try < 5 && r.rc != 0 && strings.Contains(r.err, "Unable to get accurate CPU usage"); try++ {
+	for try := 0; try < 5 && r.rc != 0 && testbin.QEMUFlake(r.err); try++ {
 		r = run1(t, dir, prog, args)
 	}
 	return r
